@@ -1,0 +1,104 @@
+//! ISO-8601 timestamps to epoch milliseconds, without a date library.
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fff…][Z|±HH:MM|±HHMM]` (a space may stand for `T`).
+pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let mut v = 0i64;
+        for &b in s.get(range)? {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(b - b'0');
+        }
+        Some(v)
+    };
+    if s.len() < 19 || s[4] != b'-' || s[7] != b'-' || !matches!(s[10], b'T' | b't' | b' ') || s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if s.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while i < s.len() && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 {
+            return None;
+        }
+        // Keep milliseconds; finer digits are truncated.
+        let kept = digits.min(3);
+        millis = num(start..start + kept)? * 10i64.pow(3 - kept as u32);
+    }
+    let offset_minutes = match s.get(i) {
+        None => 0,
+        Some(b'Z' | b'z') if i + 1 == s.len() => 0,
+        Some(&sign @ (b'+' | b'-')) => {
+            let rest = &s[i + 1..];
+            let (h, m) = match rest.len() {
+                5 if rest[2] == b':' => (num(i + 1..i + 3)?, num(i + 4..i + 6)?),
+                4 => (num(i + 1..i + 3)?, num(i + 3..i + 5)?),
+                2 => (num(i + 1..i + 3)?, 0),
+                _ => return None,
+            };
+            let total = h * 60 + m;
+            if sign == b'+' {
+                total
+            } else {
+                -total
+            }
+        }
+        Some(_) => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_iso8601;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(parse_iso8601(b"1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_iso8601(b"2024-05-01T07:59:56.722Z"), Some(1_714_550_396_722));
+        assert_eq!(parse_iso8601(b"2024-05-01T07:59:56.7Z"), Some(1_714_550_396_700));
+        assert_eq!(parse_iso8601(b"2024-05-01T09:59:56.722+02:00"), Some(1_714_550_396_722));
+        assert_eq!(parse_iso8601(b"2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(parse_iso8601(b"1969-12-31T23:59:59Z"), Some(-1000));
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        for bad in ["", "2024-05-01", "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2024-05-01T07:59:56.Z", "2024-05-01T07:59:56Zjunk"] {
+            assert_eq!(parse_iso8601(bad.as_bytes()), None, "{bad}");
+        }
+    }
+}
