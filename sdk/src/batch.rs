@@ -245,6 +245,35 @@ impl EventBatch {
         EventBatch { len: 0, columns: schema.iter().map(|c| Column::new(ColumnValues::empty(c.ty))).collect() }
     }
 
+    /// Appends the rows of `other`, which must have the same column types.
+    pub fn append(&mut self, other: EventBatch) {
+        if self.columns.is_empty() {
+            *self = other;
+            return;
+        }
+        for (mine, theirs) in self.columns.iter_mut().zip(other.columns) {
+            let (mine_len, theirs_len) = (self.len as usize, other.len as usize);
+            if !mine.valid.is_empty() || !theirs.valid.is_empty() {
+                mine.valid.resize(mine_len, true);
+                let mut valid = theirs.valid;
+                valid.resize(theirs_len, true);
+                mine.valid.extend(valid);
+            }
+            match (&mut mine.values, theirs.values) {
+                (ColumnValues::Int64(a), ColumnValues::Int64(b)) | (ColumnValues::TimestampMs(a), ColumnValues::TimestampMs(b)) => a.extend(b),
+                (ColumnValues::Float64(a), ColumnValues::Float64(b)) => a.extend(b),
+                (ColumnValues::Boolean(a), ColumnValues::Boolean(b)) => a.extend(b),
+                (ColumnValues::Text(a), ColumnValues::Text(b)) => {
+                    for value in b.iter() {
+                        a.push(value);
+                    }
+                }
+                (mine, theirs) => panic!("append: column type {:?} does not match {:?}", mine.ty(), theirs.ty()),
+            }
+        }
+        self.len += other.len;
+    }
+
     /// The rows at `rows`, in that order (a row may repeat).
     pub fn take(&self, rows: &[u32]) -> EventBatch {
         let columns = self.columns.iter().map(|c| take_column(c, rows)).collect();
@@ -402,5 +431,18 @@ mod tests {
         assert_eq!(picked.columns[0].values, ColumnValues::Int64(vec![3, 1, 3]));
         assert_eq!(picked.columns[1].values.str(1), Some("a"));
         assert_eq!(picked.columns[1].valid, vec![true, true, true]);
+    }
+
+    #[test]
+    fn append_joins_values_and_null_flags() {
+        let mut a = EventBatch { len: 1, columns: vec![Column::new(ColumnValues::Text(["x"].into_iter().collect()))] };
+        let b = EventBatch {
+            len: 2,
+            columns: vec![Column { values: ColumnValues::Text(["", "z"].into_iter().collect()), valid: vec![false, true] }],
+        };
+        a.append(b);
+        assert_eq!(a.len, 3);
+        assert_eq!(a.columns[0].values.str(2), Some("z"));
+        assert_eq!(a.columns[0].valid, vec![true, false, true]);
     }
 }

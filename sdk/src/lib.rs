@@ -42,6 +42,7 @@ pub mod config;
 mod export;
 pub mod log;
 pub mod plugin;
+pub mod time;
 
 pub use batch::{
     Column, ColumnDef, ColumnType, ColumnValues, EventBatch, PackedBytes, RawBatch, RecordError, Severity, Violation,

@@ -16,7 +16,6 @@
 //! not in the config are skipped.
 
 mod scan;
-mod time;
 
 use serde::Deserialize;
 use weir_sdk::{ColumnDef, ColumnType, Config, ParseOutput, Parser, ParserInfo, RawBatch, RecordError};

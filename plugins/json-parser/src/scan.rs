@@ -6,7 +6,7 @@
 
 use weir_sdk::{Column, ColumnType, ColumnValues, EventBatch};
 
-use crate::time::parse_iso8601;
+use weir_sdk::time::parse_iso8601;
 use crate::TimeFormat;
 
 /// One configured field.

@@ -1,4 +1,4 @@
-//! ISO-8601 timestamps to epoch milliseconds, without a date library.
+//! ISO-8601 timestamps to and from epoch milliseconds, without a date library.
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff…][Z|±HH:MM|±HHMM]` (a space may stand for `T`).
 pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
@@ -81,9 +81,39 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_iso8601(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    let (h, min, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
+/// The date of a day number since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_iso8601;
+    use super::{format_iso8601, parse_iso8601};
+
+    #[test]
+    fn format_round_trips() {
+        for ms in [0, 1_714_550_396_722, -1000, 1_709_164_800_000, 4_102_444_800_000] {
+            assert_eq!(parse_iso8601(format_iso8601(ms).as_bytes()), Some(ms), "{ms}");
+        }
+        assert_eq!(format_iso8601(1_714_550_396_722), "2024-05-01T07:59:56.722Z");
+    }
 
     #[test]
     fn known_instants() {

@@ -1,0 +1,10 @@
+//! The host's one `bindgen!`. Kept private: the rest of the host speaks `weir_sdk`
+//! types, converted in `convert.rs`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "host-bindings",
+});
+
+pub use exports::weir::plugin::{aggregator, parser, transform, validator};
+pub use weir::plugin::{host, types};

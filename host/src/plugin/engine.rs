@@ -1,0 +1,85 @@
+//! The shared Wasmtime engine: compilation settings, the epoch ticker that enforces
+//! CPU deadlines, and the on-disk cache of compiled code.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::{Config, Engine};
+
+/// Engine-wide settings. Per-plugin limits are in [`Limits`](super::Limits).
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// How often the epoch advances; a deadline is enforced to within one tick.
+    pub epoch_tick: Duration,
+    /// The most stack a plugin call may use. Wasmtime sets this per engine.
+    pub max_stack_bytes: usize,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions { epoch_tick: Duration::from_millis(10), max_stack_bytes: 512 * 1024, cache_dir: default_cache_dir() }
+    }
+}
+
+/// `$WEIR_CACHE_DIR`, else `$XDG_CACHE_HOME/weir`, else `~/.cache/weir`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WEIR_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("weir"))
+}
+
+/// The engine plus the thread that ticks its epoch. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    pub(crate) engine: Engine,
+    pub(crate) options: RuntimeOptions,
+    _ticker: Arc<Ticker>,
+}
+
+struct Ticker(Arc<AtomicBool>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl PluginRuntime {
+    /// Builds the engine and starts the epoch ticker.
+    pub fn new(options: RuntimeOptions) -> Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(options.max_stack_bytes);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("configuring the WebAssembly engine")?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_engine, thread_stop, tick) = (engine.clone(), stop.clone(), options.epoch_tick);
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    thread_engine.increment_epoch();
+                }
+            })
+            .context("starting the epoch ticker")?;
+        Ok(PluginRuntime { engine, options, _ticker: Arc::new(Ticker(stop)) })
+    }
+
+    /// The number of epoch ticks that cover `deadline`, at least one.
+    pub(crate) fn deadline_ticks(&self, deadline: Duration) -> u64 {
+        let tick = self.options.epoch_tick.as_nanos().max(1);
+        (deadline.as_nanos().div_ceil(tick) as u64).max(1)
+    }
+}

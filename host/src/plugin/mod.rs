@@ -1,0 +1,23 @@
+//! The plugin runtime: loading components, running them in a sandbox with limits, and
+//! surviving their failures.
+
+mod bindings;
+mod bisect;
+mod cache;
+mod component;
+mod convert;
+mod engine;
+mod failure;
+mod instance;
+mod plugin;
+mod policy;
+mod stage;
+mod state;
+
+pub use component::{digest, PluginComponent, PluginKind, CONTRACT_VERSION};
+pub use engine::{default_cache_dir, PluginRuntime, RuntimeOptions};
+pub use failure::{FailureKind, PluginFailure, RecordFailure};
+pub use instance::Limits;
+pub use plugin::{Plugin, PluginInfo};
+pub use policy::Grants;
+pub use stage::{AggregatorStage, Native, Parsed, ParserStage, TransformStage, Transformed, Validated, ValidatorStage};

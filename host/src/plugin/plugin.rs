@@ -1,0 +1,299 @@
+//! `Plugin`: a configured WASM plugin that survives its own failures. After a trap it
+//! starts a fresh instance (and re-runs `init` with the same config) before the next
+//! call, and it splits a failing batch to pin the failure on the rows that cause it.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Result};
+use weir_sdk::{AggregatorInfo, ColumnDef, EventBatch, ParseOutput, ParserInfo, RawBatch, TransformInfo, TransformOutput, Violation};
+
+use super::bisect::bisect;
+use super::component::{PluginComponent, PluginKind};
+use super::convert::{self, check_batch, check_indices};
+use super::failure::{PluginFailure, RecordFailure};
+use super::instance::{Exports, Limits, PluginInstance};
+use super::stage::{AggregatorStage, Parsed, ParserStage, Transformed, TransformStage, Validated, ValidatorStage};
+
+/// What a plugin declared at init.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PluginInfo {
+    /// A parser's declaration.
+    Parser(ParserInfo),
+    /// A validator's input columns.
+    Validator(Vec<ColumnDef>),
+    /// An aggregator's declaration.
+    Aggregator(AggregatorInfo),
+    /// A transform's declaration.
+    Transform(TransformInfo),
+}
+
+/// A configured plugin.
+pub struct Plugin {
+    component: Arc<PluginComponent>,
+    config: String,
+    limits: Limits,
+    instance: Option<PluginInstance>,
+    info: PluginInfo,
+    restarts: u64,
+}
+
+impl Plugin {
+    /// Instantiates `component`, which must be of `kind`, and configures it with `config` (JSON).
+    ///
+    /// The kind is fixed here, so each stage trait below is only ever used on its own kind.
+    pub fn new(component: Arc<PluginComponent>, kind: PluginKind, config: &str, limits: Limits) -> Result<Self> {
+        if component.kind != kind {
+            bail!("plugin {} is a {}; this stage needs a {kind}", component.name, component.kind);
+        }
+        let (instance, info) = start(&component, config, &limits)?;
+        Ok(Plugin { component, config: config.to_string(), limits, instance: Some(instance), info, restarts: 0 })
+    }
+
+    /// The loaded component.
+    pub fn component(&self) -> &Arc<PluginComponent> {
+        &self.component
+    }
+
+    /// What it declared at init.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// How many times a failure made it start a fresh instance.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// One call, on a fresh instance if the last one failed.
+    fn call<R>(&mut self, f: impl FnOnce(&Exports, &mut wasmtime::Store<super::state::PluginState>) -> wasmtime::Result<R>) -> Result<R, PluginFailure> {
+        let instance = match &mut self.instance {
+            Some(instance) => instance,
+            None => {
+                let (instance, _) = start(&self.component, &self.config, &self.limits)
+                    .map_err(|e| PluginFailure::Trap(format!("could not start a fresh instance: {e:#}")))?;
+                self.restarts += 1;
+                self.instance.insert(instance)
+            }
+        };
+        let result = instance.call(f);
+        if let Err(failure) = &result {
+            if failure.poisons_instance() {
+                // A trapped instance may hold broken invariants; it is never entered again.
+                self.instance = None;
+            }
+        }
+        result
+    }
+}
+
+/// Instantiates and runs `init`.
+fn start(component: &Arc<PluginComponent>, config: &str, limits: &Limits) -> Result<(PluginInstance, PluginInfo)> {
+    let mut instance = PluginInstance::new(component, limits)?;
+    let name = &component.name;
+    let refused = |e: String| anyhow!("plugin {name} refused its config: {e}");
+    let failed = |e: PluginFailure| anyhow!("plugin {name} failed in init: {e}");
+    let info = instance
+        .call(|exports, store| {
+            Ok(match exports {
+                Exports::Parser(g) => g.call_init(store, config)?.map(|i| {
+                    PluginInfo::Parser(ParserInfo { outputs: convert::column_defs(i.outputs), event_time_column: i.event_time_column })
+                }),
+                Exports::Validator(g) => g.call_init(store, config)?.map(|i| PluginInfo::Validator(convert::column_defs(i.inputs))),
+                Exports::Aggregator(g) => g.call_init(store, config)?.map(|i| {
+                    PluginInfo::Aggregator(AggregatorInfo {
+                        inputs: convert::column_defs(i.inputs),
+                        outputs: convert::column_defs(i.outputs),
+                        state_version: i.state_version,
+                    })
+                }),
+                Exports::Transform(g) => g.call_init(store, config)?.map(|i| {
+                    PluginInfo::Transform(TransformInfo { inputs: convert::column_defs(i.inputs), outputs: convert::column_defs(i.outputs) })
+                }),
+            })
+        })
+        .map_err(failed)?
+        .map_err(refused)?;
+    Ok((instance, info))
+}
+
+fn rows<'a>(events: &'a EventBatch, range: &Range<usize>) -> Cow<'a, EventBatch> {
+    if range.start == 0 && range.end == events.len() {
+        Cow::Borrowed(events)
+    } else {
+        Cow::Owned(events.take(&(range.start as u32..range.end as u32).collect::<Vec<_>>()))
+    }
+}
+
+fn all_columns(events: &EventBatch) -> Vec<usize> {
+    (0..events.columns.len()).collect()
+}
+
+impl ParserStage for Plugin {
+    fn info(&self) -> &ParserInfo {
+        match &self.info {
+            PluginInfo::Parser(info) => info,
+            _ => unreachable!("Plugin::new checked the kind"),
+        }
+    }
+
+    fn parse(&mut self, batch: &RawBatch) -> Parsed {
+        let outputs = ParserStage::info(self).outputs.clone();
+        let (done, failures) = bisect(0..batch.len(), &mut |range| {
+            let part = if range.len() == batch.len() { Cow::Borrowed(batch) } else { Cow::Owned(batch.slice(range.clone())) };
+            let out = self.call(|exports, store| match exports {
+                Exports::Parser(g) => g.call_parse(store, &convert::raw_out(&part)),
+                _ => unreachable!("Plugin::new checked the kind"),
+            })?;
+            let out = ParseOutput { events: convert::batch_in(out.events), sources: out.sources, errors: convert::errors_in(out.errors) };
+            check_batch(&out.events, &outputs).map_err(PluginFailure::Guest)?;
+            if out.sources.len() != out.events.len() {
+                return Err(PluginFailure::Guest(format!("{} sources for {} events", out.sources.len(), out.events.len())));
+            }
+            check_indices("source", out.sources.iter().copied(), part.len()).map_err(PluginFailure::Guest)?;
+            check_indices("error", out.errors.iter().map(|e| e.index), part.len()).map_err(PluginFailure::Guest)?;
+            Ok(out)
+        });
+        let mut merged = ParseOutput { events: EventBatch::empty(&outputs), ..Default::default() };
+        for (start, mut part) in done {
+            merged.events.append(part.events);
+            merged.sources.extend(part.sources.iter().map(|s| s + start as u32));
+            part.errors.iter_mut().for_each(|e| e.index += start as u32);
+            merged.errors.extend(part.errors);
+        }
+        Parsed { output: merged, failures }
+    }
+}
+
+impl ValidatorStage for Plugin {
+    fn inputs(&self) -> &[ColumnDef] {
+        match &self.info {
+            PluginInfo::Validator(inputs) => inputs,
+            _ => unreachable!("Plugin::new checked the kind"),
+        }
+    }
+
+    fn validate(&mut self, events: &EventBatch) -> Validated {
+        let (done, failures) = bisect(0..events.len(), &mut |range| {
+            let part = rows(events, &range);
+            let found = self.call(|exports, store| match exports {
+                Exports::Validator(g) => g.call_validate(store, &convert::batch_out(&part, &all_columns(&part))),
+                _ => unreachable!("Plugin::new checked the kind"),
+            })?;
+            check_indices("violation row", found.iter().map(|v| v.row), part.len()).map_err(PluginFailure::Guest)?;
+            Ok(convert::violations_in(found))
+        });
+        let violations = done
+            .into_iter()
+            .flat_map(|(start, found)| found.into_iter().map(move |v| Violation { row: v.row + start as u32, ..v }))
+            .collect();
+        Validated { violations, failures }
+    }
+}
+
+impl TransformStage for Plugin {
+    fn info(&self) -> &TransformInfo {
+        match &self.info {
+            PluginInfo::Transform(info) => info,
+            _ => unreachable!("Plugin::new checked the kind"),
+        }
+    }
+
+    fn apply(&mut self, events: &EventBatch) -> Transformed {
+        let outputs = TransformStage::info(self).outputs.clone();
+        let (done, failures) = bisect(0..events.len(), &mut |range| {
+            let part = rows(events, &range);
+            let out = self.call(|exports, store| match exports {
+                Exports::Transform(g) => g.call_apply(store, &convert::batch_out(&part, &all_columns(&part))),
+                _ => unreachable!("Plugin::new checked the kind"),
+            })?;
+            let out = TransformOutput { events: convert::batch_in(out.events), sources: out.sources, errors: convert::errors_in(out.errors) };
+            check_batch(&out.events, &outputs).map_err(PluginFailure::Guest)?;
+            if out.sources.len() != out.events.len() {
+                return Err(PluginFailure::Guest(format!("{} sources for {} rows", out.sources.len(), out.events.len())));
+            }
+            check_indices("source", out.sources.iter().copied(), part.len()).map_err(PluginFailure::Guest)?;
+            Ok(out)
+        });
+        let mut merged = TransformOutput { events: EventBatch::empty(&outputs), ..Default::default() };
+        for (start, mut part) in done {
+            merged.events.append(part.events);
+            merged.sources.extend(part.sources.iter().map(|s| s + start as u32));
+            part.errors.iter_mut().for_each(|e| e.index += start as u32);
+            merged.errors.extend(part.errors);
+        }
+        Transformed { output: merged, failures }
+    }
+}
+
+impl AggregatorStage for Plugin {
+    fn info(&self) -> &AggregatorInfo {
+        match &self.info {
+            PluginInfo::Aggregator(info) => info,
+            _ => unreachable!("Plugin::new checked the kind"),
+        }
+    }
+
+    fn create(&mut self) -> Result<Vec<u8>, PluginFailure> {
+        self.call(|exports, store| match exports {
+            Exports::Aggregator(g) => g.call_create(store),
+            _ => unreachable!("Plugin::new checked the kind"),
+        })
+    }
+
+    fn fold(&mut self, states: &mut [Vec<u8>], events: &EventBatch, groups: &[u32]) -> Vec<RecordFailure> {
+        // Ranges are folded in row order, each into the states the previous one left,
+        // so a split batch folds exactly the rows that did not fail.
+        let (_, failures) = bisect(0..events.len(), &mut |range| {
+            let part = rows(events, &range);
+            let wit_states = states.to_vec();
+            let new = self
+                .call(|exports, store| match exports {
+                    Exports::Aggregator(g) => {
+                        g.call_fold(store, &wit_states, &convert::batch_out(&part, &all_columns(&part)), &groups[range.clone()])
+                    }
+                    _ => unreachable!("Plugin::new checked the kind"),
+                })?
+                .map_err(PluginFailure::Guest)?;
+            if new.len() != states.len() {
+                return Err(PluginFailure::Guest(format!("fold returned {} states for {}", new.len(), states.len())));
+            }
+            states.iter_mut().zip(new).for_each(|(s, n)| *s = n);
+            Ok(())
+        });
+        failures
+    }
+
+    fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Vec<u8>, PluginFailure> {
+        self.call(|exports, store| match exports {
+            Exports::Aggregator(g) => g.call_merge(store, a, b),
+            _ => unreachable!("Plugin::new checked the kind"),
+        })?
+        .map_err(PluginFailure::Guest)
+    }
+
+    fn emit(&mut self, states: &[Vec<u8>]) -> Result<EventBatch, PluginFailure> {
+        let outputs = AggregatorStage::info(self).outputs.clone();
+        let out = self
+            .call(|exports, store| match exports {
+                Exports::Aggregator(g) => g.call_emit(store, states),
+                _ => unreachable!("Plugin::new checked the kind"),
+            })?
+            .map_err(PluginFailure::Guest)?;
+        let out = convert::batch_in(out);
+        check_batch(&out, &outputs).map_err(PluginFailure::Guest)?;
+        if out.len() != states.len() {
+            return Err(PluginFailure::Guest(format!("emit returned {} rows for {} states", out.len(), states.len())));
+        }
+        Ok(out)
+    }
+
+    fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, PluginFailure> {
+        self.call(|exports, store| match exports {
+            Exports::Aggregator(g) => g.call_migrate(store, from_version, state),
+            _ => unreachable!("Plugin::new checked the kind"),
+        })?
+        .map_err(PluginFailure::Guest)
+    }
+}

@@ -1,0 +1,88 @@
+//! What each plugin store holds: the empty WASI context, the memory limiter, and the
+//! captured stderr that turns a guest panic into a readable failure reason.
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::{host, types};
+
+/// How much of a guest's stderr is kept (enough for a panic message).
+const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// The data of one plugin store.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryCap,
+    pub(crate) stderr: MemoryOutputPipe,
+    plugin: String,
+}
+
+impl PluginState {
+    pub fn new(plugin: &str, max_memory_bytes: u64) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // No preopens, no environment, no arguments, no network: the sandbox.
+        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryCap { max_bytes: max_memory_bytes, denied: false },
+            stderr,
+            plugin: plugin.to_string(),
+        }
+    }
+
+    /// The message of a guest panic, read from what the Rust runtime wrote to stderr:
+    /// `thread '…' panicked at src/lib.rs:3:5:` followed by the message.
+    pub fn panic_message(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().rposition(|l| l.contains("panicked at "))?;
+        let at = lines[header].split("panicked at ").nth(1).unwrap_or("").trim_end_matches(':');
+        let message = lines[header + 1..].iter().take_while(|l| !l.starts_with("note: ")).copied().collect::<Vec<_>>().join(" ");
+        Some(format!("{} (at {at})", message.trim()))
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: host::LogLevel, message: String) {
+        let plugin = self.plugin.as_str();
+        match level {
+            host::LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            host::LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            host::LogLevel::Info => tracing::info!(plugin, "{message}"),
+            host::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            host::LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+/// Caps a store's linear memory and remembers a refusal, so the trap that follows an
+/// out-of-memory abort is reported as a memory failure.
+pub struct MemoryCap {
+    pub max_bytes: u64,
+    pub denied: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = desired as u64 <= self.max_bytes;
+        self.denied |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}

@@ -1,0 +1,81 @@
+//! Hostile plugins: an infinite loop, a 4 GiB allocation, runaway recursion and a
+//! panic. In every case the host keeps running, the offending record comes back as a
+//! failure of the right kind, the other records are parsed, and the next batch runs in
+//! a fresh instance.
+
+use std::time::{Duration, Instant};
+
+use weir::plugin::{FailureKind, Limits, ParserStage, Plugin, PluginKind};
+use weir_sdk::RawBatch;
+use weir_tests::{guests, plugin, TICK};
+
+const DEADLINE: Duration = Duration::from_millis(200);
+
+fn hostile() -> Plugin {
+    let limits = Limits { max_memory_bytes: 64 * 1024 * 1024, deadline: DEADLINE };
+    plugin(guests::HOSTILE, PluginKind::Parser, &serde_json::json!({}), limits)
+}
+
+/// Parses eight records with `bad` at index 5, and checks what survives.
+fn survives(bad: &str, kind: FailureKind) -> (Plugin, String) {
+    let mut parser = hostile();
+    let payloads = ["a", "bb", "ccc", "dddd", "eeeee", bad, "ggggggg", "hhhhhhhh"];
+    let parsed = parser.parse(&RawBatch::from_payloads(payloads));
+    assert_eq!(parsed.failures.len(), 1, "{:?}", parsed.failures);
+    let failure = &parsed.failures[0];
+    assert_eq!(failure.index, 5);
+    assert_eq!(failure.failure.kind(), kind, "{}", failure.failure);
+    assert_eq!(parsed.output.sources, vec![0, 1, 2, 3, 4, 6, 7], "every other record is parsed exactly once");
+    assert_eq!(parsed.output.events.columns[0].values, weir_sdk::ColumnValues::Int64(vec![1, 2, 3, 4, 5, 7, 8]));
+    assert!(parser.restarts() >= 1, "a failed instance is replaced");
+
+    // The next batch runs in a fresh instance and succeeds.
+    let restarts = parser.restarts();
+    let next = parser.parse(&RawBatch::from_payloads(["x", "yy"]));
+    assert!(next.failures.is_empty());
+    assert_eq!(next.output.sources, vec![0, 1]);
+    assert!(parser.restarts() > restarts - 1);
+    (parser, failure.failure.to_string())
+}
+
+#[test]
+fn an_infinite_loop_is_cut_off_at_its_deadline() {
+    let mut parser = hostile();
+    let started = Instant::now();
+    let parsed = parser.parse(&RawBatch::from_payloads(["loop"]));
+    let took = started.elapsed();
+    assert_eq!(parsed.failures[0].failure.kind(), FailureKind::Timeout);
+    // Cut off within the deadline plus one epoch tick; the margin covers the ticker
+    // thread being scheduled late on a loaded two-core machine.
+    let margin = Duration::from_millis(40);
+    assert!(took >= DEADLINE - TICK, "interrupted too early: {took:?}");
+    assert!(took <= DEADLINE + TICK + margin, "interrupted too late: {took:?}");
+    survives("loop", FailureKind::Timeout);
+}
+
+#[test]
+fn a_4_gib_allocation_is_denied() {
+    let (_, reason) = survives("alloc", FailureKind::Memory);
+    assert!(reason.contains("67108864"), "{reason}");
+}
+
+#[test]
+fn deep_recursion_traps() {
+    let (_, reason) = survives("recurse", FailureKind::Trap);
+    assert!(reason.contains("stack overflow"), "{reason}");
+}
+
+#[test]
+fn a_panic_traps_with_its_message() {
+    let (_, reason) = survives("panic", FailureKind::Trap);
+    assert!(reason.contains("asked to panic"), "{reason}");
+}
+
+#[test]
+fn many_bad_records_in_one_batch_are_each_pinned() {
+    let mut parser = hostile();
+    let parsed = parser.parse(&RawBatch::from_payloads(["ok", "panic", "ok", "alloc", "panic", "ok"]));
+    let failed: Vec<_> = parsed.failures.iter().map(|f| (f.index, f.failure.kind())).collect();
+    assert_eq!(failed, vec![(1, FailureKind::Trap), (3, FailureKind::Memory), (4, FailureKind::Trap)]);
+    assert_eq!(parsed.output.sources, vec![0, 2, 5]);
+}

@@ -1,0 +1,53 @@
+//! Shared harness for weir's end-to-end tests: the paths of the freshly built guest
+//! components, and small helpers to load and configure them.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use weir::plugin::{Grants, Limits, Plugin, PluginComponent, PluginKind, PluginRuntime, RuntimeOptions};
+
+/// Paths of the components built by `build.rs`.
+pub mod guests {
+    include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+}
+
+/// The epoch tick the tests run with.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// One runtime per test binary, with the compile cache in a temporary directory so
+/// tests never read a cache another run wrote.
+pub fn runtime() -> &'static PluginRuntime {
+    static RUNTIME: OnceLock<(PluginRuntime, tempfile::TempDir)> = OnceLock::new();
+    &RUNTIME
+        .get_or_init(|| {
+            let cache = tempfile::tempdir().expect("temporary cache dir");
+            let options = RuntimeOptions { epoch_tick: TICK, cache_dir: Some(cache.path().to_path_buf()), ..Default::default() };
+            (PluginRuntime::new(options).expect("plugin runtime"), cache)
+        })
+        .0
+}
+
+/// Loads a built guest with no extra grants.
+pub fn load(path: &str) -> Arc<PluginComponent> {
+    runtime().load(path.as_ref(), &Grants::none()).unwrap_or_else(|e| panic!("loading {path}: {e:#}"))
+}
+
+/// Loads and configures a guest.
+pub fn plugin(path: &str, kind: PluginKind, config: &serde_json::Value, limits: Limits) -> Plugin {
+    Plugin::new(load(path), kind, &config.to_string(), limits).unwrap_or_else(|e| panic!("starting {path}: {e:#}"))
+}
+
+/// The rides parser config used across tests and examples.
+pub fn rides_parser_config() -> serde_json::Value {
+    serde_json::json!({
+        "event_time": "event_time",
+        "fields": [
+            {"name": "trip_id", "type": "text"},
+            {"name": "city", "type": "text"},
+            {"name": "fare", "type": "float64"},
+            {"name": "distance_km", "type": "float64"},
+            {"name": "status", "type": "text"},
+            {"name": "event_time", "type": "timestamp"},
+        ]
+    })
+}
