@@ -16,4 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
+pub mod chain;
+pub mod cli;
 pub mod plugin;
+pub mod rides;

@@ -190,6 +190,22 @@ impl ColumnValues {
         }
     }
 
+    /// The values of an integer or timestamp column.
+    pub fn i64_slice(&self) -> Option<&[i64]> {
+        match self {
+            ColumnValues::Int64(v) | ColumnValues::TimestampMs(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The values of a text column.
+    pub fn text(&self) -> Option<&PackedBytes> {
+        match self {
+            ColumnValues::Text(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// Row `i` as text, for text columns.
     pub fn str(&self, i: usize) -> Option<&str> {
         match self {
@@ -247,7 +263,7 @@ impl EventBatch {
 
     /// Appends the rows of `other`, which must have the same column types.
     pub fn append(&mut self, other: EventBatch) {
-        if self.columns.is_empty() {
+        if self.len == 0 {
             *self = other;
             return;
         }
@@ -264,9 +280,9 @@ impl EventBatch {
                 (ColumnValues::Float64(a), ColumnValues::Float64(b)) => a.extend(b),
                 (ColumnValues::Boolean(a), ColumnValues::Boolean(b)) => a.extend(b),
                 (ColumnValues::Text(a), ColumnValues::Text(b)) => {
-                    for value in b.iter() {
-                        a.push(value);
-                    }
+                    let shift = a.bytes.len() as u32;
+                    a.bytes.extend_from_slice(&b.bytes);
+                    a.ends.extend(b.ends.iter().map(|end| end + shift));
                 }
                 (mine, theirs) => panic!("append: column type {:?} does not match {:?}", mine.ty(), theirs.ty()),
             }

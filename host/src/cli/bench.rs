@@ -1,0 +1,53 @@
+//! `weir bench plugins`: plugin throughput through WASM against native Rust.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::bench::{plugin_throughput, RunFigures};
+use crate::plugin::Limits;
+
+/// Benchmarks.
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// The rides chain (parser → validator → aggregator), WASM with limits on vs native.
+    Plugins {
+        /// The directory holding the built reference plugins.
+        #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
+        plugins: PathBuf,
+        /// Events per run.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Records per plugin call.
+        #[arg(long, default_value_t = 8192)]
+        batch: usize,
+    },
+}
+
+fn line(label: &str, f: &RunFigures) {
+    println!(
+        "{label:<7} {:>12.0} events/s  {:>7.3} s   parse {:>6.3} s  validate {:>6.3} s  aggregate {:>6.3} s",
+        f.events_per_second,
+        f.elapsed.as_secs_f64(),
+        f.times.parse.as_secs_f64(),
+        f.times.validate.as_secs_f64(),
+        f.times.aggregate.as_secs_f64()
+    );
+}
+
+pub fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Plugins { plugins, events, batch } => {
+            let limits = Limits { max_memory_bytes: 256 * 1024 * 1024, deadline: Duration::from_secs(1) };
+            eprintln!("rides chain over {events} events, {batch} per call, one core; limits: 256 MiB, 1 s deadline, epoch interruption on");
+            let report = plugin_throughput(&plugins, events, batch, limits)?;
+            line("native", &report.native);
+            line("wasm", &report.wasm);
+            println!("ratio   {:.2}x native", report.ratio());
+            let s = &report.wasm.stats;
+            println!("checked: both runs computed identical windows ({} windowed, {} malformed, {} rejected)", s.aggregated, s.malformed, s.rejected);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The command line. Pipeline meaning lives in files; process behaviour in flags.
+
+mod bench;
+mod demo;
+mod plugin_build;
+mod plugin_inspect;
+mod plugin_new;
+mod plugin_test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::plugin::{PluginKind, RuntimeOptions};
+
+/// weir: streaming ETL with WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "weir", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Author, build, inspect and try plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Run the rides plugin chain over generated trips and print per-city 1-minute windows.
+    Demo(demo::DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Scaffold a plugin crate that builds and passes its own test.
+    New(plugin_new::NewArgs),
+    /// Build a plugin crate into a component.
+    Build(plugin_build::BuildArgs),
+    /// Show a component's world, contract version, schemas, imports, size and digest.
+    Inspect(plugin_inspect::InspectArgs),
+    /// Run a plugin over input lines and print events, verdicts and errors.
+    Test(plugin_test::TestArgs),
+}
+
+/// A plugin kind as a CLI value.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum KindArg {
+    Parser,
+    Validator,
+    Aggregator,
+    Transform,
+}
+
+impl From<KindArg> for PluginKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Parser => PluginKind::Parser,
+            KindArg::Validator => PluginKind::Validator,
+            KindArg::Aggregator => PluginKind::Aggregator,
+            KindArg::Transform => PluginKind::Transform,
+        }
+    }
+}
+
+/// Flags shared by commands that load plugins.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct RuntimeArgs {
+    /// Where compiled plugins are cached (default: $WEIR_CACHE_DIR or ~/.cache/weir).
+    #[arg(long, env = "WEIR_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the compiled-plugin cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl RuntimeArgs {
+    pub(crate) fn options(&self) -> RuntimeOptions {
+        let mut options = RuntimeOptions::default();
+        if self.no_cache {
+            options.cache_dir = None;
+        } else if let Some(dir) = &self.cache_dir {
+            options.cache_dir = Some(dir.clone());
+        }
+        options
+    }
+}
+
+/// Reads a plugin config given as inline JSON, or as a path to a `.json` or `.toml` file.
+pub(crate) fn read_config(config: Option<&str>) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let Some(config) = config else { return Ok("{}".into()) };
+    let trimmed = config.trim_start();
+    if trimmed.starts_with('{') {
+        serde_json::from_str::<serde_json::Value>(config).context("--config is not valid JSON")?;
+        return Ok(config.to_string());
+    }
+    let text = std::fs::read_to_string(config).with_context(|| format!("reading config file {config}"))?;
+    if config.ends_with(".toml") {
+        let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {config}"))?;
+        Ok(serde_json::to_string(&table)?)
+    } else {
+        serde_json::from_str::<serde_json::Value>(&text).with_context(|| format!("parsing {config} as JSON"))?;
+        Ok(text)
+    }
+}
+
+/// Parses the arguments, runs the command, and reports an error with its causes.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
+        Command::Plugin(PluginCommand::Build(args)) => plugin_build::run(args),
+        Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `weir plugin inspect FILE`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use weir_sdk::ColumnDef;
+
+use super::{read_config, RuntimeArgs};
+use crate::plugin::{Grants, Limits, Plugin, PluginInfo, PluginRuntime, CONTRACT_VERSION};
+
+/// Arguments of `weir plugin inspect`.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// The component file.
+    file: PathBuf,
+    /// The plugin's config (inline JSON, or a .json/.toml file); the schemas depend on it.
+    #[arg(long)]
+    config: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+fn columns(defs: &[ColumnDef]) -> Vec<String> {
+    defs.iter().map(|c| format!("{} {}{}", c.name, c.ty.name(), if c.nullable { "?" } else { "" })).collect()
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    let runtime = PluginRuntime::new(args.runtime.options())?;
+    // Inspect shows every import, so it loads with every capability granted.
+    let grants = Grants { allow: vec!["*".into()] };
+    let component = runtime.load(&args.file, &grants)?;
+    let refused = Grants::none().refused(&component.imports).into_iter().map(String::from).collect::<Vec<_>>();
+    let config = read_config(args.config.as_deref())?;
+    let schemas = match Plugin::new(component.clone(), component.kind, &config, Limits::default()) {
+        Ok(plugin) => match plugin.info() {
+            PluginInfo::Parser(i) => serde_json::json!({"outputs": columns(&i.outputs), "event_time_column": i.event_time_column}),
+            PluginInfo::Validator(inputs) => serde_json::json!({"inputs": columns(inputs)}),
+            PluginInfo::Aggregator(i) => {
+                serde_json::json!({"inputs": columns(&i.inputs), "outputs": columns(&i.outputs), "state_version": i.state_version})
+            }
+            PluginInfo::Transform(i) => serde_json::json!({"inputs": columns(&i.inputs), "outputs": columns(&i.outputs)}),
+        },
+        Err(e) => serde_json::json!({"error": format!("{e:#}")}),
+    };
+    let report = serde_json::json!({
+        "name": component.name,
+        "file": args.file.display().to_string(),
+        "kind": component.kind.name(),
+        "world": component.kind.world().replace(CONTRACT_VERSION, &component.contract),
+        "contract": component.contract,
+        "host_contract": CONTRACT_VERSION,
+        "size": component.size,
+        "digest": component.digest,
+        "imports": component.imports,
+        "imports_needing_grants": refused,
+        "exports": component.exports,
+        "schemas": schemas,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("plugin     {}", component.name);
+    println!("file       {} ({} bytes)", args.file.display(), component.size);
+    println!("digest     {}", component.digest);
+    println!("world      {}", report["world"].as_str().unwrap_or_default());
+    println!("contract   {} (host {CONTRACT_VERSION}: compatible)", component.contract);
+    println!("exports    {}", component.exports.join(", "));
+    println!("imports    {}", component.imports.join("\n           "));
+    if !refused.is_empty() {
+        println!("needs      grants for {}", refused.join(", "));
+    }
+    match schemas.get("error") {
+        Some(error) => println!("schemas    unknown: init refused the config ({}); pass --config", error.as_str().unwrap_or_default()),
+        None => {
+            for (label, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
+                if let Some(cols) = schemas.get(key).and_then(|v| v.as_array()) {
+                    let cols: Vec<&str> = cols.iter().filter_map(|c| c.as_str()).collect();
+                    println!("{label:<10} {}", cols.join(", "));
+                }
+            }
+            if let Some(t) = schemas.get("event_time_column").and_then(|v| v.as_str()) {
+                println!("event time {t}");
+            }
+            if let Some(v) = schemas.get("state_version") {
+                println!("state      version {v}");
+            }
+        }
+    }
+    Ok(())
+}

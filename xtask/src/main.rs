@@ -1,0 +1,112 @@
+//! weir's build helper. Each command installs what it needs first, so it works on a
+//! fresh machine with only rustup and cargo:
+//!
+//! - `cargo xtask plugins`: build the reference plugins into `target/plugins/`.
+//! - `cargo xtask rides`: build everything and run the rides example.
+//! - `cargo xtask test`: install the wasm target and cargo-component, build everything, run all tests.
+//! - `cargo xtask bench`: build everything and run the benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The cargo-component release the project is tested with.
+const CARGO_COMPONENT_VERSION: &str = "0.21.1";
+
+/// The reference plugins: (package, file stem).
+const PLUGINS: &[(&str, &str)] = &[
+    ("json-parser", "json_parser"),
+    ("rules-validator", "rules_validator"),
+    ("window-stats", "window_stats"),
+    ("projection", "projection"),
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.current_dir(root()).status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output().context("running rustup")?;
+    if !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+    Ok(())
+}
+
+fn ensure_cargo_component() -> Result<()> {
+    let version = Command::new("cargo").args(["component", "--version"]).output();
+    let have = version.map(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_COMPONENT_VERSION)).unwrap_or(false);
+    if !have {
+        eprintln!("installing cargo-component {CARGO_COMPONENT_VERSION} (several minutes on a cold machine)");
+        run(cargo().args(["install", "cargo-component", "--locked", "--version", CARGO_COMPONENT_VERSION]))?;
+    }
+    Ok(())
+}
+
+/// Builds the reference plugins for wasm32-wasip2 and copies them to `target/plugins/`.
+fn plugins() -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for (package, _) in PLUGINS {
+        cmd.args(["-p", package]);
+    }
+    run(&mut cmd)?;
+    let out = target_dir().join("plugins");
+    std::fs::create_dir_all(&out)?;
+    for (_, stem) in PLUGINS {
+        let built = target_dir().join("wasm32-wasip2/release").join(format!("{stem}.wasm"));
+        std::fs::copy(&built, out.join(format!("{stem}.wasm"))).with_context(|| format!("copying {}", built.display()))?;
+    }
+    eprintln!("plugins in {}", out.display());
+    Ok(out)
+}
+
+fn weir(args: &[&str], plugin_dir: &Path) -> Result<()> {
+    run(cargo().args(["run", "--release", "--quiet", "-p", "weir", "--"]).args(args).env("WEIR_PLUGIN_DIR", plugin_dir))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("plugins") => plugins().map(|_| ()),
+        Some("rides") => {
+            let dir = plugins()?;
+            let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+            weir(&[&["demo"], rest.as_slice()].concat(), &dir)
+        }
+        Some("bench") => {
+            let dir = plugins()?;
+            weir(&["bench", "plugins"], &dir)
+        }
+        Some("test") => {
+            ensure_wasm_target()?;
+            ensure_cargo_component()?;
+            plugins()?;
+            // Every reference plugin must also build with cargo component (wasm32-wasip1 + adapter).
+            for (package, _) in PLUGINS {
+                run(cargo().args(["component", "build", "--release", "-p", package]))?;
+            }
+            run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+        }
+        _ => bail!("usage: cargo xtask plugins | rides [weir demo flags] | test | bench"),
+    }
+}
