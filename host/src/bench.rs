@@ -34,8 +34,11 @@ pub struct PluginBenchReport {
     pub batch_size: usize,
     /// The native baseline.
     pub native: RunFigures,
-    /// Through the WASM components.
+    /// Through the WASM components, limits on.
     pub wasm: RunFigures,
+    /// Through the WASM components without epoch interruption (no CPU deadline), to
+    /// show what the deadline costs.
+    pub wasm_no_deadline: RunFigures,
 }
 
 impl PluginBenchReport {
@@ -112,15 +115,18 @@ pub fn plugin_throughput(plugin_dir: &Path, events: usize, batch_size: usize, li
     let config = RidesChainConfig::builtin()?;
     let batches = rides_batches(events, batch_size, 42);
     let runtime = PluginRuntime::new(RuntimeOptions::default())?;
+    let no_deadline = PluginRuntime::new(RuntimeOptions { epoch_interruption: false, ..RuntimeOptions::default() })?;
 
-    // Warm both up on one batch so neither pays first-touch costs in the timed run.
+    // Warm each up on one batch so none pays first-touch costs in the timed run.
     let warm = &batches[..1.min(batches.len())];
     run(native_chain(&config)?, warm)?;
     run(wasm_chain(&runtime, plugin_dir, &config, &limits)?, warm)?;
+    run(wasm_chain(&no_deadline, plugin_dir, &config, &limits)?, warm)?;
 
     let (native, native_result) = run(native_chain(&config)?, &batches)?;
     let (wasm, wasm_result) = run(wasm_chain(&runtime, plugin_dir, &config, &limits)?, &batches)?;
+    let (wasm_no_deadline, _) = run(wasm_chain(&no_deadline, plugin_dir, &config, &limits)?, &batches)?;
     ensure!(native.stats == wasm.stats, "native and WASM runs disagree: {:?} vs {:?}", native.stats, wasm.stats);
     ensure!(native_result == wasm_result, "native and WASM runs computed different windows");
-    Ok(PluginBenchReport { events, batch_size, native, wasm })
+    Ok(PluginBenchReport { events, batch_size, native, wasm, wasm_no_deadline })
 }

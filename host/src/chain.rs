@@ -2,10 +2,11 @@
 //! tumbling event-time windows per key. This is the in-memory core the benchmark and
 //! the demo drive; native and WASM stages plug into it alike.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+// Per-row key lookups on the hot path; SipHash's DoS resistance buys nothing here.
+use rustc_hash::FxHashMap as HashMap;
 use weir_sdk::{Column, ColumnDef, ColumnType, EventBatch, RawBatch, Severity};
 
 use crate::plugin::{AggregatorStage, ParserStage, ValidatorStage};
@@ -123,9 +124,9 @@ impl PluginChain {
             key_column,
             window_ms,
             empty_state,
-            key_ids: HashMap::new(),
+            key_ids: HashMap::default(),
             key_names: Vec::new(),
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             group_keys: Vec::new(),
             states: Vec::new(),
             stats: ChainStats::default(),
@@ -171,7 +172,7 @@ impl PluginChain {
             return;
         };
         // Map each kept row to a batch-local group; only touched states cross the boundary.
-        let mut local_of: HashMap<usize, u32> = HashMap::new();
+        let mut local_of: HashMap<usize, u32> = HashMap::default();
         let mut touched: Vec<usize> = Vec::new();
         let mut groups = Vec::with_capacity(kept.len());
         for &row in kept {

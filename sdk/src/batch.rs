@@ -87,6 +87,7 @@ impl PackedBytes {
     }
 
     /// Value `i`.
+    #[inline]
     pub fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.bytes[start..self.ends[i] as usize]
@@ -98,6 +99,7 @@ impl PackedBytes {
     }
 
     /// Appends a value.
+    #[inline]
     pub fn push(&mut self, value: &[u8]) {
         self.bytes.extend_from_slice(value);
         self.ends.push(self.bytes.len() as u32);

@@ -1,6 +1,7 @@
 //! ISO-8601 timestamps to and from epoch milliseconds, without a date library.
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff…][Z|±HH:MM|±HHMM]` (a space may stand for `T`).
+#[inline]
 pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
         let mut v = 0i64;
@@ -61,6 +62,7 @@ pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
     Some(seconds * 1000 + millis)
 }
 
+#[inline]
 fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
@@ -71,6 +73,7 @@ fn days_in_month(year: i64, month: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 (Howard Hinnant's algorithm).
+#[inline]
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

@@ -27,7 +27,7 @@ pub enum BenchCommand {
 
 fn line(label: &str, f: &RunFigures) {
     println!(
-        "{label:<7} {:>12.0} events/s  {:>7.3} s   parse {:>6.3} s  validate {:>6.3} s  aggregate {:>6.3} s",
+        "{label:<17} {:>12.0} events/s  {:>7.3} s   parse {:>6.3} s  validate {:>6.3} s  aggregate {:>6.3} s",
         f.events_per_second,
         f.elapsed.as_secs_f64(),
         f.times.parse.as_secs_f64(),
@@ -44,7 +44,12 @@ pub fn run(command: BenchCommand) -> Result<()> {
             let report = plugin_throughput(&plugins, events, batch, limits)?;
             line("native", &report.native);
             line("wasm", &report.wasm);
-            println!("ratio   {:.2}x native", report.ratio());
+            line("wasm, no deadline", &report.wasm_no_deadline);
+            println!("ratio             {:.2}x native (limits on)", report.ratio());
+            println!(
+                "deadline cost     {:.0}% (epoch interruption, from the run without it)",
+                100.0 * (1.0 - report.wasm.events_per_second / report.wasm_no_deadline.events_per_second)
+            );
             let s = &report.wasm.stats;
             println!("checked: both runs computed identical windows ({} windowed, {} malformed, {} rejected)", s.aggregated, s.malformed, s.rejected);
             Ok(())

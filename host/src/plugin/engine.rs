@@ -18,11 +18,19 @@ pub struct RuntimeOptions {
     pub max_stack_bytes: usize,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Enforce CPU deadlines by epoch interruption. Turning it off removes the deadline
+    /// and exists only so the benchmark can report what the deadline costs.
+    pub epoch_interruption: bool,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { epoch_tick: Duration::from_millis(10), max_stack_bytes: 512 * 1024, cache_dir: default_cache_dir() }
+        RuntimeOptions {
+            epoch_tick: Duration::from_millis(10),
+            max_stack_bytes: 512 * 1024,
+            cache_dir: default_cache_dir(),
+            epoch_interruption: true,
+        }
     }
 }
 
@@ -58,7 +66,7 @@ impl PluginRuntime {
     pub fn new(options: RuntimeOptions) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(options.epoch_interruption);
         config.max_wasm_stack(options.max_stack_bytes);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&config).map_err(anyhow::Error::from).context("configuring the WebAssembly engine")?;
@@ -77,9 +85,12 @@ impl PluginRuntime {
         Ok(PluginRuntime { engine, options, _ticker: Arc::new(Ticker(stop)) })
     }
 
-    /// The number of epoch ticks that cover `deadline`, at least one.
-    pub(crate) fn deadline_ticks(&self, deadline: Duration) -> u64 {
+    /// The number of epoch ticks that cover `deadline`, at least one; `None` without epoch interruption.
+    pub(crate) fn deadline_ticks(&self, deadline: Duration) -> Option<u64> {
+        if !self.options.epoch_interruption {
+            return None;
+        }
         let tick = self.options.epoch_tick.as_nanos().max(1);
-        (deadline.as_nanos().div_ceil(tick) as u64).max(1)
+        Some((deadline.as_nanos().div_ceil(tick) as u64).max(1))
     }
 }

@@ -40,7 +40,7 @@ pub(crate) enum Exports {
 pub(crate) struct PluginInstance {
     pub store: Store<PluginState>,
     pub exports: Exports,
-    deadline_ticks: u64,
+    deadline_ticks: Option<u64>,
     limits: Limits,
 }
 
@@ -61,7 +61,9 @@ impl PluginInstance {
         let mut store = Store::new(engine, PluginState::new(&component.name, limits.max_memory_bytes));
         store.limiter(|state| &mut state.limiter);
         let deadline_ticks = component.runtime.deadline_ticks(limits.deadline);
-        store.set_epoch_deadline(deadline_ticks);
+        if let Some(ticks) = deadline_ticks {
+            store.set_epoch_deadline(ticks);
+        }
         let instance = component.pre.instantiate(&mut store).map_err(anyhow::Error::from).with_context(|| format!("instantiating plugin {}", component.name))?;
         let exports = load_exports(component, &mut store, &instance).map_err(anyhow::Error::from)?;
         Ok(PluginInstance { store, exports, deadline_ticks, limits: limits.clone() })
@@ -69,7 +71,9 @@ impl PluginInstance {
 
     /// Runs one call under the deadline and classifies a failure.
     pub fn call<R>(&mut self, f: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<R>) -> Result<R, PluginFailure> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        if let Some(ticks) = self.deadline_ticks {
+            self.store.set_epoch_deadline(ticks);
+        }
         self.store.data_mut().limiter.denied = false;
         f(&self.exports, &mut self.store).map_err(|e| self.classify(e))
     }

@@ -68,8 +68,8 @@ pub struct JsonParser {
 impl Parser for JsonParser {
     fn init(config: Config) -> Result<(Self, ParserInfo), String> {
         let config: JsonParserConfig = config.parse()?;
-        if config.fields.is_empty() {
-            return Err("config.fields: at least one field is needed".into());
+        if config.fields.is_empty() || config.fields.len() > scan::MAX_FIELDS {
+            return Err(format!("config.fields: list between 1 and {} fields", scan::MAX_FIELDS));
         }
         let mut specs = Vec::new();
         let mut outputs = Vec::new();

@@ -3,6 +3,11 @@
 //! It reads only the configured keys and skips everything else without building a
 //! tree: the rides benchmark spends most of its time here, so it avoids allocation on
 //! the common path (strings without escapes are sliced straight from the payload).
+//!
+//! In WASM every loop back-edge and function entry also pays an epoch check (the CPU
+//! deadline), so the hot path is written to iterate little: strings are scanned eight
+//! bytes at a time, keys are compared as two words, presence is a bitmask, and numbers
+//! are scanned and converted in one pass.
 
 use weir_sdk::{Column, ColumnType, ColumnValues, EventBatch};
 
@@ -15,6 +20,56 @@ pub struct FieldSpec {
     pub ty: ColumnType,
     pub required: bool,
     pub format: TimeFormat,
+}
+
+/// The most fields a parser can extract (presence is a 64-bit mask).
+pub const MAX_FIELDS: usize = 64;
+
+/// A key as up to two little-endian words, for loop-free comparison.
+#[derive(Clone, Copy)]
+struct KeyWords {
+    len: usize,
+    words: [u64; 2],
+}
+
+/// The low `n` bytes of `word` (n ≤ 8).
+#[inline(always)]
+fn low_bytes(word: u64, n: usize) -> u64 {
+    if n >= 8 {
+        word
+    } else {
+        word & ((1u64 << (n * 8)) - 1)
+    }
+}
+
+#[inline(always)]
+fn word_at(p: &[u8], at: usize) -> Option<u64> {
+    p.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+}
+
+impl KeyWords {
+    fn new(key: &[u8]) -> Option<Self> {
+        if key.len() > 16 {
+            return None;
+        }
+        let mut padded = [0u8; 16];
+        padded[..key.len()].copy_from_slice(key);
+        let word = |k: usize| u64::from_le_bytes(padded[k * 8..k * 8 + 8].try_into().unwrap_or_default());
+        Some(KeyWords { len: key.len(), words: [word(0), word(1)] })
+    }
+
+    /// Whether `p[start..start + len]` is this key; `None` when too near the end to read words.
+    #[inline(always)]
+    fn matches(&self, p: &[u8], start: usize, len: usize) -> Option<bool> {
+        if len != self.len {
+            return Some(false);
+        }
+        let first = low_bytes(word_at(p, start)?, len) == self.words[0];
+        if len <= 8 {
+            return Some(first);
+        }
+        Some(first && low_bytes(word_at(p, start + 8)?, len - 8) == self.words[1])
+    }
 }
 
 /// A parsed value of the current record.
@@ -30,15 +85,19 @@ enum Slot {
     Unescaped(u32),
 }
 
-/// The values of the record being parsed.
+/// The values of the record being parsed. A slot is meaningful only if its bit is set
+/// in `present`; a null value leaves the bit clear.
 pub struct Scratch {
     slots: Vec<Slot>,
+    present: u64,
     unescaped: Vec<String>,
 }
 
 /// Parses records against the configured fields.
 pub struct RowParser {
     specs: Vec<FieldSpec>,
+    words: Vec<Option<KeyWords>>,
+    required: u64,
 }
 
 type Parsed<T> = Result<T, String>;
@@ -48,12 +107,15 @@ fn eof() -> String {
 }
 
 impl RowParser {
+    /// Expects at most [`MAX_FIELDS`] specs (checked at init).
     pub fn new(specs: Vec<FieldSpec>) -> Self {
-        RowParser { specs }
+        let words = specs.iter().map(|s| KeyWords::new(&s.key)).collect();
+        let required = specs.iter().enumerate().filter(|(_, s)| s.required).fold(0u64, |m, (i, _)| m | 1 << i);
+        RowParser { specs, words, required }
     }
 
     pub fn scratch(&self) -> Scratch {
-        Scratch { slots: vec![Slot::Null; self.specs.len()], unescaped: Vec::new() }
+        Scratch { slots: vec![Slot::Null; self.specs.len()], present: 0, unescaped: Vec::new() }
     }
 
     pub fn columns(&self, capacity: usize) -> ColumnsOut {
@@ -76,8 +138,10 @@ impl RowParser {
 
     /// Parses one record into `s`. On error `s` holds garbage and must not be pushed.
     pub fn parse(&self, p: &[u8], s: &mut Scratch) -> Parsed<()> {
-        s.slots.iter_mut().for_each(|slot| *slot = Slot::Null);
-        s.unescaped.clear();
+        s.present = 0;
+        if !s.unescaped.is_empty() {
+            s.unescaped.clear();
+        }
         let mut i = skip_ws(p, 0);
         match p.get(i) {
             Some(b'{') => i += 1,
@@ -102,9 +166,13 @@ impl RowParser {
                     Some(_) => return Err(format!("expected ':' at byte {i}")),
                     None => return Err(eof()),
                 }
-                let name = if key.escaped { unescape(&p[key.start..key.end])?.into_bytes() } else { Vec::new() };
-                let name: &[u8] = if key.escaped { &name } else { &p[key.start..key.end] };
-                match self.lookup(name, hint) {
+                let found = if key.escaped {
+                    let name = unescape(&p[key.start..key.end])?;
+                    self.specs.iter().position(|s| s.key == name.as_bytes())
+                } else {
+                    self.lookup(p, key.start, key.end, hint)
+                };
+                match found {
                     Some(f) => {
                         i = self.value(f, p, i, s)?;
                         hint = f + 1;
@@ -126,26 +194,36 @@ impl RowParser {
         if skip_ws(p, i) != p.len() {
             return Err(format!("trailing characters after the object at byte {i}"));
         }
-        for (spec, slot) in self.specs.iter().zip(&s.slots) {
-            if spec.required && matches!(slot, Slot::Null) {
-                return Err(format!("missing required field {:?} (absent or null)", field_name(spec)));
-            }
+        let missing = self.required & !s.present;
+        if missing != 0 {
+            let spec = &self.specs[missing.trailing_zeros() as usize];
+            return Err(format!("missing required field {:?} (absent or null)", field_name(spec)));
         }
         Ok(())
     }
 
-    fn lookup(&self, key: &[u8], hint: usize) -> Option<usize> {
-        if self.specs.get(hint).is_some_and(|s| s.key == key) {
+    /// The field whose key is `p[start..end]`, trying `hint` first.
+    #[inline(always)]
+    fn lookup(&self, p: &[u8], start: usize, end: usize, hint: usize) -> Option<usize> {
+        if hint < self.specs.len() && self.key_is(hint, p, start, end) {
             return Some(hint);
         }
-        self.specs.iter().position(|s| s.key == key)
+        (0..self.specs.len()).find(|&f| self.key_is(f, p, start, end))
+    }
+
+    #[inline(always)]
+    fn key_is(&self, f: usize, p: &[u8], start: usize, end: usize) -> bool {
+        match self.words[f].and_then(|w| w.matches(p, start, end - start)) {
+            Some(matched) => matched,
+            None => self.specs[f].key == p[start..end],
+        }
     }
 
     /// Parses the value at `p[i]` into field `f`'s slot and returns the index after it.
     fn value(&self, f: usize, p: &[u8], i: usize, s: &mut Scratch) -> Parsed<usize> {
         let spec = &self.specs[f];
         if p[i..].starts_with(b"null") {
-            s.slots[f] = Slot::Null;
+            s.present &= !(1 << f);
             return Ok(i + 4);
         }
         let wrong = |expected: &str| {
@@ -170,15 +248,22 @@ impl RowParser {
                     s.unescaped.push(unescape(&p[str.start..str.end])?);
                     Slot::Unescaped(s.unescaped.len() as u32 - 1)
                 } else {
-                    std::str::from_utf8(&p[str.start..str.end])
-                        .map_err(|_| format!("field {:?}: invalid UTF-8", field_name(spec)))?;
+                    if !str.ascii && std::str::from_utf8(&p[str.start..str.end]).is_err() {
+                        return Err(format!("field {:?}: invalid UTF-8", field_name(spec)));
+                    }
                     Slot::Text(str.start as u32, str.end as u32)
                 };
                 (slot, str.next)
             }
             ColumnType::Float64 => {
-                let (text, next) = number(p, i).ok_or_else(|| wrong("a number"))?;
-                let v = text.parse::<f64>().map_err(|_| format!("field {:?}: invalid number {text:?}", field_name(spec)))?;
+                let (simple, next) = scan_number(p, i).ok_or_else(|| wrong("a number"))?;
+                let v = match simple {
+                    Some(v) => v,
+                    None => {
+                        let text = std::str::from_utf8(&p[i..next]).unwrap_or_default();
+                        text.parse::<f64>().map_err(|_| format!("field {:?}: invalid number {text:?}", field_name(spec)))?
+                    }
+                };
                 (Slot::Float(v), next)
             }
             ColumnType::Int64 => {
@@ -213,12 +298,14 @@ impl RowParser {
             },
         };
         s.slots[f] = slot;
+        s.present |= 1 << f;
         Ok(next)
     }
 
     /// An integer value; `Err(None)` means "not a number at all".
     fn integer(&self, spec: &FieldSpec, p: &[u8], i: usize) -> Result<(i64, usize), Option<String>> {
-        let (text, next) = number(p, i).ok_or(None)?;
+        let (_, next) = scan_number(p, i).ok_or(None)?;
+        let text = std::str::from_utf8(&p[i..next]).unwrap_or_default();
         let v = text.parse::<i64>().map_err(|_| Some(format!("field {:?}: expected an integer, got {text}", field_name(spec))))?;
         Ok((v, next))
     }
@@ -243,11 +330,12 @@ struct ColumnOut {
 impl ColumnsOut {
     /// Appends the record parsed into `s` from `payload`.
     pub fn push(&mut self, s: &Scratch, payload: &[u8]) {
-        for (column, slot) in self.columns.iter_mut().zip(&s.slots) {
+        for (f, (column, slot)) in self.columns.iter_mut().zip(&s.slots).enumerate() {
+            let slot = if s.present & (1 << f) != 0 { *slot } else { Slot::Null };
             let is_null = matches!(slot, Slot::Null);
             column.any_null |= is_null;
             column.valid.push(!is_null);
-            match (&mut column.values, *slot) {
+            match (&mut column.values, slot) {
                 (ColumnValues::Int64(v) | ColumnValues::TimestampMs(v), Slot::Int(x)) => v.push(x),
                 (ColumnValues::Float64(v), Slot::Float(x)) => v.push(x),
                 (ColumnValues::Boolean(v), Slot::Bool(x)) => v.push(x),
@@ -272,50 +360,131 @@ impl ColumnsOut {
     }
 }
 
-fn skip_ws(p: &[u8], mut i: usize) -> usize {
+#[inline(always)]
+fn skip_ws(p: &[u8], i: usize) -> usize {
+    // Compact JSON has no white space; don't enter a loop for it.
+    match p.get(i) {
+        Some(b' ' | b'\t' | b'\n' | b'\r') => skip_ws_loop(p, i),
+        _ => i,
+    }
+}
+
+fn skip_ws_loop(p: &[u8], mut i: usize) -> usize {
     while i < p.len() && matches!(p[i], b' ' | b'\t' | b'\n' | b'\r') {
         i += 1;
     }
     i
 }
 
-/// A string's content range, whether it holds escapes, and the index after its closing quote.
+/// A string's content range, whether it holds escapes or non-ASCII bytes, and the
+/// index after its closing quote.
 struct StrSpan {
     start: usize,
     end: usize,
     escaped: bool,
+    ascii: bool,
     next: usize,
 }
 
-/// Scans the string whose opening quote is at `p[i]`.
+const LOW: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `word` equal to `byte`, as their high bits (SWAR).
+#[inline]
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (LOW * u64::from(byte));
+    x.wrapping_sub(LOW) & !x & HIGH
+}
+
+/// Scans the string whose opening quote is at `p[i]`, eight bytes at a time: JSON
+/// strings are most of a record, and each loop iteration costs an epoch check in WASM.
+#[inline]
 fn scan_string(p: &[u8], i: usize) -> Parsed<StrSpan> {
     let start = i + 1;
     let mut j = start;
     let mut escaped = false;
-    while j < p.len() {
-        match p[j] {
-            b'"' => return Ok(StrSpan { start, end: j, escaped, next: j + 1 }),
-            b'\\' => {
+    let mut high = 0u64;
+    loop {
+        while let Some(chunk) = p.get(j..j + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            let stop = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
+            if stop == 0 {
+                high |= word;
+                j += 8;
+                continue;
+            }
+            let at = (stop.trailing_zeros() / 8) as usize;
+            // Only the bytes before the stop belong to the string.
+            high |= word & ((1u64 << (at * 8)) - 1);
+            j += at;
+            break;
+        }
+        match p.get(j) {
+            Some(b'"') => return Ok(StrSpan { start, end: j, escaped, ascii: high & HIGH == 0, next: j + 1 }),
+            Some(b'\\') => {
                 escaped = true;
                 j += 2;
             }
-            _ => j += 1,
+            Some(&b) => {
+                high |= u64::from(b);
+                j += 1;
+            }
+            None => return Err(eof()),
         }
     }
-    Err(eof())
 }
 
-/// The text of the number at `p[i]` and the index after it.
-fn number(p: &[u8], i: usize) -> Option<(&str, usize)> {
-    let mut j = i;
-    while j < p.len() && matches!(p[j], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') {
-        j += 1;
-    }
-    if j == i || !matches!(p[i], b'-' | b'0'..=b'9') {
+/// Exact powers of ten as f64.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Scans the number at `p[i]` in one pass and returns its value, when it is a simple
+/// decimal, and the index after it; `None` if no number starts there.
+///
+/// `-?digits(.digits)?` with at most 15 significant digits is converted on the spot:
+/// the mantissa and the power of ten are both exact in f64, so one IEEE division rounds
+/// correctly (Clinger's fast path). Other forms return no value, for the full parser.
+#[inline(always)]
+fn scan_number(p: &[u8], i: usize) -> Option<(Option<f64>, usize)> {
+    let negative = p.get(i) == Some(&b'-');
+    let mut j = i + usize::from(negative);
+    if !p.get(j).is_some_and(u8::is_ascii_digit) {
         return None;
     }
-    // The bytes are ASCII by the loop above.
-    std::str::from_utf8(&p[i..j]).ok().map(|s| (s, j))
+    let mut mantissa = 0u64;
+    let mut digits = 0usize;
+    let mut dot = None;
+    let mut simple = true;
+    while let Some(&b) = p.get(j) {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+                digits += 1;
+            }
+            b'.' => {
+                simple &= dot.is_none() && digits > 0;
+                dot = Some(digits);
+            }
+            b'e' | b'E' | b'+' | b'-' => simple = false,
+            _ => break,
+        }
+        j += 1;
+    }
+    if digits == 0 {
+        return None;
+    }
+    let fraction = dot.map_or(0, |d| digits - d);
+    simple &= digits <= 15 && dot.is_none_or(|_| fraction > 0);
+    let value = simple.then(|| {
+        let v = mantissa as f64 / POW10[fraction];
+        if negative {
+            -v
+        } else {
+            v
+        }
+    });
+    Some((value, j))
 }
 
 /// Skips any JSON value at `p[i]` without checking nested content closely.
@@ -404,4 +573,49 @@ fn hex4(raw: &[u8], i: usize) -> Parsed<u32> {
     let digits = raw.get(i..i + 4).ok_or_else(eof)?;
     let text = std::str::from_utf8(digits).map_err(|_| "invalid \\u escape".to_string())?;
     u32::from_str_radix(text, 16).map_err(|_| format!("invalid \\u escape {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simple(text: &str) -> Option<f64> {
+        scan_number(text.as_bytes(), 0).and_then(|(value, _)| value)
+    }
+
+    #[test]
+    fn simple_decimals_match_the_full_parser() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let text = format!("{}.{:0width$}", x % 100_000, (x >> 20) % 10_000, width = (x % 5) as usize);
+            assert_eq!(simple(&text), Some(text.parse::<f64>().unwrap()), "{text}");
+        }
+        for text in ["1e5", "1.", "1234567890123456", "1.2.3", "-1e-3"] {
+            assert_eq!(simple(text), None, "{text}");
+        }
+        assert_eq!(simple("-10.03,"), Some(-10.03));
+        assert!(scan_number(b".5", 0).is_none() && scan_number(b"-", 0).is_none());
+    }
+
+    #[test]
+    fn strings_of_every_length_and_content() {
+        for len in 0..40 {
+            for (fill, ascii) in [("a", true), ("é", false)] {
+                let body = fill.repeat(len);
+                let text = format!("\"{body}\"tail");
+                let span = scan_string(text.as_bytes(), 0).unwrap();
+                assert_eq!(&text[span.start..span.end], body);
+                assert_eq!(span.ascii, ascii || len == 0, "{text}");
+                assert!(!span.escaped);
+            }
+            let text = format!("\"{}\\\"x\"", "b".repeat(len));
+            let span = scan_string(text.as_bytes(), 0).unwrap();
+            assert!(span.escaped);
+            assert_eq!(span.next, text.len());
+        }
+        assert!(scan_string(b"\"never closed", 0).is_err());
+    }
 }
