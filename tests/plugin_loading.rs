@@ -36,8 +36,7 @@ fn an_incompatible_contract_version_is_refused() {
 fn an_ungranted_capability_is_refused_and_a_grant_admits_it() {
     let err = format!("{:#}", runtime().load(guests::WANTS_SOCKETS.as_ref(), &Grants::none()).unwrap_err());
     assert!(err.contains("fixture_wants_sockets") && err.contains("not granted") && err.contains("wasi:sockets/"), "{err}");
-    // Rust std reaches sockets through WASI descriptors, so it needs the filesystem interfaces too.
-    let grants = Grants { allow: vec!["wasi:sockets/*".into(), "wasi:filesystem/*".into()] };
+    let grants = Grants { allow: vec!["wasi:sockets/*".into()] };
     let component = runtime().load(guests::WANTS_SOCKETS.as_ref(), &grants).expect("granted sockets load");
     assert_eq!(component.kind, PluginKind::Parser);
 }
@@ -55,7 +54,7 @@ fn reference_plugins_declare_their_world_and_import_nothing_dangerous() {
         assert_eq!(component.contract, weir::plugin::CONTRACT_VERSION);
         assert!(component.digest.starts_with("sha256:") && component.digest.len() == 71);
         for import in &component.imports {
-            assert!(!import.starts_with("wasi:sockets") && !import.starts_with("wasi:filesystem"), "{path} imports {import}");
+            assert!(!import.starts_with("wasi:sockets") && !import.starts_with("wasi:http"), "{path} imports {import}");
         }
     }
 }

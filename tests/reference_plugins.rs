@@ -1,1 +1,126 @@
+//! The reference plugins as components: the rides chain through WASM matches an
+//! expectation computed independently here, and matches the same code run natively.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use weir::bench::{native_chain, rides_batches, wasm_chain};
+use weir::chain::PluginChain;
+use weir::plugin::{Limits, PluginKind, TransformStage};
+use weir::rides::{RidesChainConfig, TripGenerator, TripOptions};
+use weir_sdk::{ColumnValues, EventBatch, RawBatch};
+use weir_tests::{guests, plugin, runtime};
+
+fn plugin_dir() -> &'static Path {
+    Path::new(guests::JSON_PARSER).parent().expect("guests live in a directory")
+}
+
+/// (window start, city) → (trips, sum of fares), by reading each event with serde_json
+/// and applying the rides rules by hand.
+fn expected(events: &[Vec<u8>]) -> (BTreeMap<(i64, String), (i64, f64)>, usize) {
+    let mut windows = BTreeMap::new();
+    let mut dropped = 0;
+    for event in events {
+        let Ok(serde_json::Value::Object(e)) = serde_json::from_slice::<serde_json::Value>(event) else {
+            dropped += 1;
+            continue;
+        };
+        let field = |name: &str| e.get(name).cloned().unwrap_or_default();
+        let (Some(city), Some(fare), Some(time)) = (field("city").as_str().map(String::from), field("fare").as_f64(), field("event_time").as_str().map(String::from)) else {
+            dropped += 1;
+            continue;
+        };
+        if !(0.0..=10_000.0).contains(&fare) {
+            dropped += 1;
+            continue;
+        }
+        let ms = weir_sdk::time::parse_iso8601(time.as_bytes()).expect("generated times are valid");
+        let entry = windows.entry((ms.div_euclid(60_000) * 60_000, city)).or_insert((0, 0.0));
+        entry.0 += 1;
+        entry.1 += fare;
+    }
+    (windows, dropped)
+}
+
+fn results(chain: &mut PluginChain) -> BTreeMap<(i64, String), (i64, f64)> {
+    let (keys, rows, outputs) = chain.results().unwrap();
+    let col = |name: &str| outputs.iter().position(|c| c.name == name).unwrap();
+    let (trips, avg) = (col("trips"), col("avg_fare"));
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let n = rows.columns[trips].values.i64(i).unwrap();
+            ((k.window_start, k.key.clone()), (n, rows.columns[avg].values.f64(i).unwrap() * n as f64))
+        })
+        .collect()
+}
+
+#[test]
+fn rides_chain_matches_an_independent_computation() {
+    let options = TripOptions { seed: 7, malformed_share: 0.05, late_share: 0.05, ..Default::default() };
+    let mut generator = TripGenerator::new(options);
+    let events: Vec<Vec<u8>> = (0..20_000).map(|_| generator.next_event()).collect();
+    let (want, dropped) = expected(&events);
+
+    let config = RidesChainConfig::builtin().unwrap();
+    let mut chain = wasm_chain(runtime(), plugin_dir(), &config, &Limits::default()).unwrap();
+    for batch in events.chunks(1000) {
+        chain.process(&RawBatch::from_payloads(batch));
+    }
+    assert_eq!((chain.stats.malformed + chain.stats.rejected) as usize, dropped);
+    assert!(chain.stats.malformed > 0 && chain.stats.rejected > 0, "{:?}", chain.stats);
+    assert_eq!(chain.stats.failed, 0);
+    let got = results(&mut chain);
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (key, (n, sum)) in &want {
+        let (got_n, got_sum) = got[key];
+        assert_eq!(got_n, *n, "{key:?}");
+        assert!((got_sum - sum).abs() < 1e-6 * sum.max(1.0), "{key:?}: {got_sum} vs {sum}");
+    }
+}
+
+#[test]
+fn wasm_and_native_compute_the_same_windows() {
+    let config = RidesChainConfig::builtin().unwrap();
+    let batches = rides_batches(30_000, 2048, 11);
+    let mut wasm = wasm_chain(runtime(), plugin_dir(), &config, &Limits::default()).unwrap();
+    let mut native = native_chain(&config).unwrap();
+    for batch in &batches {
+        wasm.process(batch);
+        native.process(batch);
+    }
+    assert_eq!(wasm.stats, native.stats);
+    assert_eq!(wasm.results().unwrap().1, native.results().unwrap().1);
+}
+
+#[test]
+fn miswired_stages_are_refused_with_the_column() {
+    let mut config = RidesChainConfig::builtin().unwrap();
+    config.aggregator.1 = serde_json::json!({"count": "trips", "metrics": [{"column": "tip", "stats": ["sum"]}]}).to_string();
+    let err = wasm_chain(runtime(), plugin_dir(), &config, &Limits::default()).err().expect("tip is not parsed");
+    assert!(format!("{err:#}").contains("\"tip\""), "{err:#}");
+    config.aggregator.1 = serde_json::json!({"metrics": [{"column": "city", "stats": ["sum"]}]}).to_string();
+    let err = wasm_chain(runtime(), plugin_dir(), &config, &Limits::default()).err().expect("city is text");
+    assert!(format!("{err:#}").contains("float64") && format!("{err:#}").contains("text"), "{err:#}");
+}
+
+#[test]
+fn projection_keeps_renames_and_filters() {
+    let config = serde_json::json!({
+        "columns": [{"name": "fare", "type": "float64", "rename": "fare_usd"}],
+        "filter": {"column": "status", "equals": "completed"},
+    });
+    let mut projection = plugin(guests::PROJECTION, PluginKind::Transform, &config, Limits::default());
+    assert_eq!(TransformStage::info(&projection).outputs[0].name, "fare_usd");
+    let events = EventBatch {
+        len: 3,
+        columns: vec![
+            weir_sdk::Column::new(ColumnValues::Float64(vec![1.5, 2.5, 3.5])),
+            weir_sdk::Column::new(ColumnValues::Text(["completed", "started", "completed"].into_iter().collect())),
+        ],
+    };
+    let out = projection.apply(&events);
+    assert!(out.failures.is_empty());
+    assert_eq!(out.output.sources, vec![0, 2]);
+    assert_eq!(out.output.events.columns[0].values, ColumnValues::Float64(vec![1.5, 3.5]));
+}

@@ -2,9 +2,11 @@
 //! import, so refusing unknown imports at load is the sandbox's first wall; the empty
 //! WASI context behind the granted ones is the second.
 
-/// Imports every plugin may have. A std guest for wasm32-wasip2 imports the WASI cli,
-/// io, clocks and random interfaces even when it does no I/O; the host backs them with
-/// an empty context (no environment, no arguments, stdin empty).
+/// Imports every plugin may have. A std guest imports the WASI cli, io, clocks and
+/// random interfaces even when it does no I/O, and one built by `cargo component` (the
+/// preview-1 adapter) imports the filesystem interfaces as well. The host backs them
+/// all with an empty context: no preopened directories, no environment, no arguments,
+/// an empty stdin. Sockets and HTTP are not in the baseline: they need a grant.
 const BASELINE: &[&str] = &[
     "weir:plugin/host",
     "weir:plugin/types",
@@ -21,6 +23,8 @@ const BASELINE: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
 ];
 
 /// Capabilities granted to a plugin beyond the baseline, as import patterns:
@@ -65,11 +69,11 @@ mod tests {
     #[test]
     fn baseline_and_grants() {
         let imports: Vec<String> =
-            ["wasi:io/streams@0.2.6", "weir:plugin/host@0.1.0", "wasi:sockets/tcp@0.2.6", "wasi:filesystem/preopens@0.2.6"]
+            ["wasi:io/streams@0.2.6", "weir:plugin/host@0.1.0", "wasi:sockets/tcp@0.2.6", "wasi:http/outgoing-handler@0.2.6"]
                 .map(String::from)
                 .into();
-        assert_eq!(Grants::none().refused(&imports), vec!["wasi:sockets/tcp@0.2.6", "wasi:filesystem/preopens@0.2.6"]);
-        let grants = Grants { allow: vec!["wasi:filesystem/*".into()] };
-        assert_eq!(grants.refused(&imports), vec!["wasi:sockets/tcp@0.2.6"]);
+        assert_eq!(Grants::none().refused(&imports), vec!["wasi:sockets/tcp@0.2.6", "wasi:http/outgoing-handler@0.2.6"]);
+        let grants = Grants { allow: vec!["wasi:sockets/*".into()] };
+        assert_eq!(grants.refused(&imports), vec!["wasi:http/outgoing-handler@0.2.6"]);
     }
 }
