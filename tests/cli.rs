@@ -90,7 +90,7 @@ fn scaffold_round_trip(kind: &str, extra_build_args: &[&str]) -> Vec<serde_json:
     ok(weir(dir.path(), &["plugin", "new", &name, "--kind", kind]));
     let crate_dir = dir.path().join(&name);
     // One target dir for all scaffolds, so their dependencies build once.
-    let target = root().join("target").join("scaffolds");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target")).join("scaffolds");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let test = Command::new(&cargo).current_dir(&crate_dir).args(["test", "-q"]).env("CARGO_TARGET_DIR", &target).output().unwrap();
     ok(test);
