@@ -24,7 +24,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     // A target dir of its own: the outer cargo holds the lock on the main one.
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("guests");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root).args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"]).arg(&target);
@@ -44,7 +45,10 @@ fn main() {
     for (constant, _, stem) in GUESTS {
         let path = target.join("wasm32-wasip2/release").join(format!("{stem}.wasm"));
         assert!(Path::new(&path).exists(), "{} was not built", path.display());
-        out.push_str(&format!("/// The built `{stem}` component.\npub const {constant}: &str = {:?};\n", path.display().to_string()));
+        out.push_str(&format!(
+            "/// The built `{stem}` component.\npub const {constant}: &str = {:?};\n",
+            path.display().to_string()
+        ));
     }
     let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("guests.rs");
     std::fs::write(dest, out).expect("writing guests.rs");

@@ -16,7 +16,11 @@ fn weir_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo).current_dir(root()).args(["build", "-q", "-p", "weir", "--bin", "weir"]).status().unwrap();
+        let status = Command::new(cargo)
+            .current_dir(root())
+            .args(["build", "-q", "-p", "weir", "--bin", "weir"])
+            .status()
+            .unwrap();
         assert!(status.success(), "building weir");
         // target/debug/deps/cli-<hash> → target/debug/weir
         let exe = std::env::current_exe().unwrap();
@@ -41,16 +45,29 @@ fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn inspect_shows_world_digest_and_schemas() {
-    let out = ok(weir(&root(), &["plugin", "inspect", guests::WINDOW_STATS, "--config", r#"{"count":"trips","metrics":[{"column":"fare","stats":["avg"]}]}"#]));
+    let out = ok(weir(
+        &root(),
+        &[
+            "plugin",
+            "inspect",
+            guests::WINDOW_STATS,
+            "--config",
+            r#"{"count":"trips","metrics":[{"column":"fare","stats":["avg"]}]}"#,
+        ],
+    ));
     let sha = Command::new("sha256sum").arg(guests::WINDOW_STATS).output().unwrap();
     let sha = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_string();
     assert!(out.contains(&format!("sha256:{sha}")), "{out}");
     assert!(out.contains("weir:plugin/aggregator-plugin@0.1.0"), "{out}");
     assert!(out.contains("outputs    trips int64, avg_fare float64?"), "{out}");
 
-    let json: serde_json::Value = serde_json::from_str(&ok(weir(&root(), &["plugin", "inspect", "--json", guests::JSON_PARSER]))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(weir(&root(), &["plugin", "inspect", "--json", guests::JSON_PARSER]))).unwrap();
     assert_eq!(json["kind"], "parser");
-    assert!(json["schemas"]["error"].as_str().unwrap().contains("invalid config"), "without a config the schema is unknown");
+    assert!(
+        json["schemas"]["error"].as_str().unwrap().contains("invalid config"),
+        "without a config the schema is unknown"
+    );
 }
 
 #[test]
@@ -68,7 +85,8 @@ fn plugin_test_reports_failures_and_keeps_going() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.jsonl"), "one\npanic\nthree\n").unwrap();
     let lines = json_lines(&ok(weir(dir.path(), &["plugin", "test", guests::HOSTILE, "--input", "in.jsonl"])));
-    let events: Vec<_> = lines.iter().filter(|l| l.get("event").is_some()).map(|l| l["record"].as_u64().unwrap()).collect();
+    let events: Vec<_> =
+        lines.iter().filter(|l| l.get("event").is_some()).map(|l| l["record"].as_u64().unwrap()).collect();
     assert_eq!(events, vec![0, 2]);
     let failure = lines.iter().find(|l| l.get("failure").is_some()).unwrap();
     assert_eq!((failure["record"].as_u64(), failure["failure"].as_str()), (Some(1), Some("trap")));
@@ -90,9 +108,17 @@ fn scaffold_round_trip(kind: &str, extra_build_args: &[&str]) -> Vec<serde_json:
     ok(weir(dir.path(), &["plugin", "new", &name, "--kind", kind]));
     let crate_dir = dir.path().join(&name);
     // One target dir for all scaffolds, so their dependencies build once.
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target")).join("scaffolds");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("scaffolds");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let test = Command::new(&cargo).current_dir(&crate_dir).args(["test", "-q"]).env("CARGO_TARGET_DIR", &target).output().unwrap();
+    let test = Command::new(&cargo)
+        .current_dir(&crate_dir)
+        .args(["test", "-q"])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
     ok(test);
     let mut build = Command::new(weir_bin());
     build.current_dir(&crate_dir).args(["plugin", "build"]).args(extra_build_args).env("CARGO_TARGET_DIR", &target);

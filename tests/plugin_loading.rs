@@ -35,7 +35,10 @@ fn an_incompatible_contract_version_is_refused() {
 #[test]
 fn an_ungranted_capability_is_refused_and_a_grant_admits_it() {
     let err = format!("{:#}", runtime().load(guests::WANTS_SOCKETS.as_ref(), &Grants::none()).unwrap_err());
-    assert!(err.contains("fixture_wants_sockets") && err.contains("not granted") && err.contains("wasi:sockets/"), "{err}");
+    assert!(
+        err.contains("fixture_wants_sockets") && err.contains("not granted") && err.contains("wasi:sockets/"),
+        "{err}"
+    );
     let grants = Grants { allow: vec!["wasi:sockets/*".into()] };
     let component = runtime().load(guests::WANTS_SOCKETS.as_ref(), &grants).expect("granted sockets load");
     assert_eq!(component.kind, PluginKind::Parser);
@@ -65,7 +68,8 @@ fn compiled_code_is_cached_by_digest() {
     let options = || RuntimeOptions { cache_dir: Some(cache.path().to_path_buf()), ..Default::default() };
     let first = PluginRuntime::new(options()).unwrap().load(guests::PROJECTION.as_ref(), &Grants::none()).unwrap();
     assert!(!first.from_cache);
-    let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let entries: Vec<_> =
+        std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(entries.len(), 1);
     assert!(entries[0].starts_with(first.digest.as_str()), "{entries:?}");
     let second = PluginRuntime::new(options()).unwrap().load(guests::PROJECTION.as_ref(), &Grants::none()).unwrap();

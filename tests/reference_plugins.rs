@@ -15,9 +15,12 @@ fn plugin_dir() -> &'static Path {
     Path::new(guests::JSON_PARSER).parent().expect("guests live in a directory")
 }
 
-/// (window start, city) → (trips, sum of fares), by reading each event with serde_json
+/// (window start, city) → (trips, sum of fares).
+type Windows = BTreeMap<(i64, String), (i64, f64)>;
+
+/// The windows and the number of dropped events, by reading each event with serde_json
 /// and applying the rides rules by hand.
-fn expected(events: &[Vec<u8>]) -> (BTreeMap<(i64, String), (i64, f64)>, usize) {
+fn expected(events: &[Vec<u8>]) -> (Windows, usize) {
     let mut windows = BTreeMap::new();
     let mut dropped = 0;
     for event in events {
@@ -26,7 +29,11 @@ fn expected(events: &[Vec<u8>]) -> (BTreeMap<(i64, String), (i64, f64)>, usize) 
             continue;
         };
         let field = |name: &str| e.get(name).cloned().unwrap_or_default();
-        let (Some(city), Some(fare), Some(time)) = (field("city").as_str().map(String::from), field("fare").as_f64(), field("event_time").as_str().map(String::from)) else {
+        let (Some(city), Some(fare), Some(time)) = (
+            field("city").as_str().map(String::from),
+            field("fare").as_f64(),
+            field("event_time").as_str().map(String::from),
+        ) else {
             dropped += 1;
             continue;
         };
@@ -42,7 +49,7 @@ fn expected(events: &[Vec<u8>]) -> (BTreeMap<(i64, String), (i64, f64)>, usize) 
     (windows, dropped)
 }
 
-fn results(chain: &mut PluginChain) -> BTreeMap<(i64, String), (i64, f64)> {
+fn results(chain: &mut PluginChain) -> Windows {
     let (keys, rows, outputs) = chain.results().unwrap();
     let col = |name: &str| outputs.iter().position(|c| c.name == name).unwrap();
     let (trips, avg) = (col("trips"), col("avg_fare"));
@@ -96,7 +103,8 @@ fn wasm_and_native_compute_the_same_windows() {
 #[test]
 fn miswired_stages_are_refused_with_the_column() {
     let mut config = RidesChainConfig::builtin().unwrap();
-    config.aggregator.1 = serde_json::json!({"count": "trips", "metrics": [{"column": "tip", "stats": ["sum"]}]}).to_string();
+    config.aggregator.1 =
+        serde_json::json!({"count": "trips", "metrics": [{"column": "tip", "stats": ["sum"]}]}).to_string();
     let err = wasm_chain(runtime(), plugin_dir(), &config, &Limits::default()).err().expect("tip is not parsed");
     assert!(format!("{err:#}").contains("\"tip\""), "{err:#}");
     config.aggregator.1 = serde_json::json!({"metrics": [{"column": "city", "stats": ["sum"]}]}).to_string();

@@ -68,10 +68,17 @@ pub fn rides_batches(events: usize, batch_size: usize, seed: u64) -> Vec<RawBatc
 }
 
 /// The rides chain through the WASM components in `plugin_dir`.
-pub fn wasm_chain(runtime: &PluginRuntime, plugin_dir: &Path, config: &RidesChainConfig, limits: &Limits) -> Result<PluginChain> {
+pub fn wasm_chain(
+    runtime: &PluginRuntime,
+    plugin_dir: &Path,
+    config: &RidesChainConfig,
+    limits: &Limits,
+) -> Result<PluginChain> {
     let load = |(stem, config): &(String, String), kind| -> Result<Plugin> {
         let path = plugin_dir.join(format!("{stem}.wasm"));
-        let component = runtime.load(&path, &Grants::none()).with_context(|| format!("(build the plugins with `cargo xtask plugins`)"))?;
+        let component = runtime
+            .load(&path, &Grants::none())
+            .context("build the plugins with `cargo xtask plugins`")?;
         Plugin::new(component, kind, config, limits.clone())
     };
     PluginChain::new(
@@ -86,7 +93,8 @@ pub fn wasm_chain(runtime: &PluginRuntime, plugin_dir: &Path, config: &RidesChai
 /// The same chain with the reference plugins compiled into the host.
 pub fn native_chain(config: &RidesChainConfig) -> Result<PluginChain> {
     let parser: Native<json_parser::JsonParser, ParserInfo> = Native::parser(&config.parser.1)?;
-    let validator: Native<rules_validator::RulesValidator, Vec<weir_sdk::ColumnDef>> = Native::validator(&config.validator.1)?;
+    let validator: Native<rules_validator::RulesValidator, Vec<weir_sdk::ColumnDef>> =
+        Native::validator(&config.validator.1)?;
     let aggregator: Native<window_stats::WindowStats, AggregatorInfo> = Native::aggregator(&config.aggregator.1)?;
     PluginChain::new(Box::new(parser), vec![Box::new(validator)], Box::new(aggregator), &config.key, config.size_ms)
 }
@@ -111,7 +119,12 @@ fn run(mut chain: PluginChain, batches: &[RawBatch]) -> Result<(RunFigures, Vec<
 }
 
 /// Runs the benchmark.
-pub fn plugin_throughput(plugin_dir: &Path, events: usize, batch_size: usize, limits: Limits) -> Result<PluginBenchReport> {
+pub fn plugin_throughput(
+    plugin_dir: &Path,
+    events: usize,
+    batch_size: usize,
+    limits: Limits,
+) -> Result<PluginBenchReport> {
     let config = RidesChainConfig::builtin()?;
     let batches = rides_batches(events, batch_size, 42);
     let runtime = PluginRuntime::new(RuntimeOptions::default())?;

@@ -75,7 +75,12 @@ fn wire(stage: &str, wanted: &[ColumnDef], available: &[ColumnDef]) -> Result<Ve
         .iter()
         .map(|want| match available.iter().position(|c| c.name == want.name) {
             Some(i) if available[i].ty == want.ty => Ok(i),
-            Some(i) => bail!("{stage} reads column {:?} as {}, but the parser emits it as {}", want.name, want.ty.name(), available[i].ty.name()),
+            Some(i) => bail!(
+                "{stage} reads column {:?} as {}, but the parser emits it as {}",
+                want.name,
+                want.ty.name(),
+                available[i].ty.name()
+            ),
             None => bail!(
                 "{stage} reads column {:?}, which the parser does not emit (it emits: {})",
                 want.name,
@@ -99,8 +104,10 @@ impl PluginChain {
         window_ms: i64,
     ) -> Result<Self> {
         let outputs = parser.info().outputs.clone();
-        let time_column = outputs.iter().position(|c| c.name == parser.info().event_time_column && c.ty == ColumnType::TimestampMs);
-        let time_column = time_column.context("the parser's event-time column is missing from its outputs or is not a timestamp")?;
+        let time_column =
+            outputs.iter().position(|c| c.name == parser.info().event_time_column && c.ty == ColumnType::TimestampMs);
+        let time_column =
+            time_column.context("the parser's event-time column is missing from its outputs or is not a timestamp")?;
         let key_column = wire("the window key", &[ColumnDef::new(key, ColumnType::Text)], &outputs)?[0];
         let validators = validators
             .into_iter()
@@ -157,7 +164,8 @@ impl PluginChain {
                 self.stats.failed += 1;
             }
         }
-        let kept: Vec<u32> = (0..events.len() as u32).filter(|&r| verdict[r as usize].is_none_or(|s| s == Severity::Warn)).collect();
+        let kept: Vec<u32> =
+            (0..events.len() as u32).filter(|&r| verdict[r as usize].is_none_or(|s| s == Severity::Warn)).collect();
         self.stats.warned += verdict.iter().filter(|v| **v == Some(Severity::Warn)).count() as u64;
         self.stats.rejected += (events.len() - kept.len()) as u64;
         let aggregating = Instant::now();
@@ -168,7 +176,9 @@ impl PluginChain {
     }
 
     fn fold(&mut self, events: &EventBatch, kept: &[u32]) {
-        let (Some(times), Some(keys)) = (events.columns[self.time_column].values.i64_slice(), events.columns[self.key_column].values.text()) else {
+        let (Some(times), Some(keys)) =
+            (events.columns[self.time_column].values.i64_slice(), events.columns[self.key_column].values.text())
+        else {
             return;
         };
         // Map each kept row to a batch-local group; only touched states cross the boundary.
@@ -220,7 +230,10 @@ impl PluginChain {
         let rows = self.aggregator.emit(&states).map_err(|e| anyhow::anyhow!("the aggregator failed to emit: {e}"))?;
         let keys = order
             .iter()
-            .map(|&g| WindowRow { window_start: self.group_keys[g].0, key: self.key_names[self.group_keys[g].1].clone() })
+            .map(|&g| WindowRow {
+                window_start: self.group_keys[g].0,
+                key: self.key_names[self.group_keys[g].1].clone(),
+            })
             .collect();
         Ok((keys, rows, self.aggregator.info().outputs.clone()))
     }

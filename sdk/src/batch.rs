@@ -278,7 +278,8 @@ impl EventBatch {
                 mine.valid.extend(valid);
             }
             match (&mut mine.values, theirs.values) {
-                (ColumnValues::Int64(a), ColumnValues::Int64(b)) | (ColumnValues::TimestampMs(a), ColumnValues::TimestampMs(b)) => a.extend(b),
+                (ColumnValues::Int64(a), ColumnValues::Int64(b))
+                | (ColumnValues::TimestampMs(a), ColumnValues::TimestampMs(b)) => a.extend(b),
                 (ColumnValues::Float64(a), ColumnValues::Float64(b)) => a.extend(b),
                 (ColumnValues::Boolean(a), ColumnValues::Boolean(b)) => a.extend(b),
                 (ColumnValues::Text(a), ColumnValues::Text(b)) => {
@@ -441,7 +442,10 @@ mod tests {
             len: 3,
             columns: vec![
                 Column::new(ColumnValues::Int64(vec![1, 2, 3])),
-                Column { values: ColumnValues::Text(["a", "b", "c"].into_iter().collect()), valid: vec![true, false, true] },
+                Column {
+                    values: ColumnValues::Text(["a", "b", "c"].into_iter().collect()),
+                    valid: vec![true, false, true],
+                },
             ],
         };
         let picked = batch.take(&[2, 0, 2]);
@@ -456,7 +460,10 @@ mod tests {
         let mut a = EventBatch { len: 1, columns: vec![Column::new(ColumnValues::Text(["x"].into_iter().collect()))] };
         let b = EventBatch {
             len: 2,
-            columns: vec![Column { values: ColumnValues::Text(["", "z"].into_iter().collect()), valid: vec![false, true] }],
+            columns: vec![Column {
+                values: ColumnValues::Text(["", "z"].into_iter().collect()),
+                valid: vec![false, true],
+            }],
         };
         a.append(b);
         assert_eq!(a.len, 3);

@@ -15,10 +15,18 @@
 /// ```
 #[macro_export]
 macro_rules! export {
-    (parser: $ty:ty) => { $crate::__export_kind!(parser, $ty, __glue_parser); };
-    (validator: $ty:ty) => { $crate::__export_kind!(validator, $ty, __glue_validator); };
-    (aggregator: $ty:ty) => { $crate::__export_kind!(aggregator, $ty, __glue_aggregator); };
-    (transform: $ty:ty) => { $crate::__export_kind!(transform, $ty, __glue_transform); };
+    (parser: $ty:ty) => {
+        $crate::__export_kind!(parser, $ty, __glue_parser);
+    };
+    (validator: $ty:ty) => {
+        $crate::__export_kind!(validator, $ty, __glue_validator);
+    };
+    (aggregator: $ty:ty) => {
+        $crate::__export_kind!(aggregator, $ty, __glue_aggregator);
+    };
+    (transform: $ty:ty) => {
+        $crate::__export_kind!(transform, $ty, __glue_transform);
+    };
 }
 
 #[doc(hidden)]
@@ -261,7 +269,11 @@ macro_rules! __glue_transform {
             fn apply(events: wit::EventBatch) -> api::TransformOutput {
                 let events = batch_in(events);
                 let out = PLUGIN.with(|p| <$ty as $crate::Transform>::apply(p, &events));
-                api::TransformOutput { events: batch_out(out.events), sources: out.sources, errors: errors_out(out.errors) }
+                api::TransformOutput {
+                    events: batch_out(out.events),
+                    sources: out.sources,
+                    errors: errors_out(out.errors),
+                }
             }
         }
     };

@@ -71,6 +71,12 @@ pub mod __private {
     // SAFETY: a component instance runs on one thread; the slot is never shared across threads.
     unsafe impl<T> Sync for Slot<T> {}
 
+    impl<T> Default for Slot<T> {
+        fn default() -> Self {
+            Slot::new()
+        }
+    }
+
     impl<T> Slot<T> {
         /// An empty slot.
         pub const fn new() -> Self {

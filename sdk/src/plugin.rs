@@ -144,7 +144,11 @@ pub fn fold_encoded<A: Aggregator>(
 }
 
 /// Runs an aggregator's `emit` over encoded states.
-pub fn emit_encoded<A: Aggregator>(plugin: &A, outputs: &[ColumnDef], states: &[Vec<u8>]) -> Result<EventBatch, String> {
+pub fn emit_encoded<A: Aggregator>(
+    plugin: &A,
+    outputs: &[ColumnDef],
+    states: &[Vec<u8>],
+) -> Result<EventBatch, String> {
     let mut out = BatchBuilder::new(outputs);
     for state in states {
         plugin.emit(&plugin.decode(state)?, &mut out)?;

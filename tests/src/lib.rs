@@ -21,7 +21,8 @@ pub fn runtime() -> &'static PluginRuntime {
     &RUNTIME
         .get_or_init(|| {
             let cache = tempfile::tempdir().expect("temporary cache dir");
-            let options = RuntimeOptions { epoch_tick: TICK, cache_dir: Some(cache.path().to_path_buf()), ..Default::default() };
+            let options =
+                RuntimeOptions { epoch_tick: TICK, cache_dir: Some(cache.path().to_path_buf()), ..Default::default() };
             (PluginRuntime::new(options).expect("plugin runtime"), cache)
         })
         .0

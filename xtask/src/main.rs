@@ -44,7 +44,8 @@ fn cargo() -> Command {
 }
 
 fn ensure_wasm_target() -> Result<()> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output().context("running rustup")?;
+    let installed =
+        Command::new("rustup").args(["target", "list", "--installed"]).output().context("running rustup")?;
     if !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") {
         run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
     }
@@ -74,7 +75,8 @@ fn plugins() -> Result<PathBuf> {
     std::fs::create_dir_all(&out)?;
     for (_, stem) in PLUGINS {
         let built = target_dir().join("wasm32-wasip2/release").join(format!("{stem}.wasm"));
-        std::fs::copy(&built, out.join(format!("{stem}.wasm"))).with_context(|| format!("copying {}", built.display()))?;
+        std::fs::copy(&built, out.join(format!("{stem}.wasm")))
+            .with_context(|| format!("copying {}", built.display()))?;
     }
     eprintln!("plugins in {}", out.display());
     Ok(out)

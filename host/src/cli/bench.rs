@@ -51,7 +51,10 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 100.0 * (1.0 - report.wasm.events_per_second / report.wasm_no_deadline.events_per_second)
             );
             let s = &report.wasm.stats;
-            println!("checked: both runs computed identical windows ({} windowed, {} malformed, {} rejected)", s.aggregated, s.malformed, s.rejected);
+            println!(
+                "checked: both runs computed identical windows ({} windowed, {} malformed, {} rejected)",
+                s.aggregated, s.malformed, s.rejected
+            );
             Ok(())
         }
     }

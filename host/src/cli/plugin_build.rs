@@ -24,7 +24,12 @@ pub struct BuildArgs {
 }
 
 fn has_cargo_component() -> bool {
-    Command::new("cargo").args(["component", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("cargo")
+        .args(["component", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Builds the crate at `dir` and returns the component's path.
@@ -43,7 +48,8 @@ pub fn build(dir: &Path, use_cargo_component: bool) -> Result<PathBuf> {
     let tool = if use_cargo_component { "cargo component build" } else { "cargo build --target wasm32-wasip2" };
     eprintln!("building {} with {tool}", dir.display());
     // Cargo's progress and diagnostics go straight to the terminal; its JSON names the artifact.
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().with_context(|| format!("running {tool}"))?;
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().with_context(|| format!("running {tool}"))?;
     let stdout = child.stdout.take().context("cargo's stdout")?;
     let mut artifact = None;
     for line in std::io::BufReader::new(stdout).lines() {
@@ -58,7 +64,8 @@ pub fn build(dir: &Path, use_cargo_component: bool) -> Result<PathBuf> {
     }
     let status = child.wait()?;
     if !status.success() {
-        let hint = if use_cargo_component { "" } else { " (is the target installed? `rustup target add wasm32-wasip2`)" };
+        let hint =
+            if use_cargo_component { "" } else { " (is the target installed? `rustup target add wasm32-wasip2`)" };
         bail!("{tool} failed for {}{hint}", dir.display());
     }
     artifact.with_context(|| format!("{tool} built no .wasm for {}; is the crate a cdylib?", dir.display()))

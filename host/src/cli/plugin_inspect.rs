@@ -36,12 +36,16 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let config = read_config(args.config.as_deref())?;
     let schemas = match Plugin::new(component.clone(), component.kind, &config, Limits::default()) {
         Ok(plugin) => match plugin.info() {
-            PluginInfo::Parser(i) => serde_json::json!({"outputs": columns(&i.outputs), "event_time_column": i.event_time_column}),
+            PluginInfo::Parser(i) => {
+                serde_json::json!({"outputs": columns(&i.outputs), "event_time_column": i.event_time_column})
+            }
             PluginInfo::Validator(inputs) => serde_json::json!({"inputs": columns(inputs)}),
             PluginInfo::Aggregator(i) => {
                 serde_json::json!({"inputs": columns(&i.inputs), "outputs": columns(&i.outputs), "state_version": i.state_version})
             }
-            PluginInfo::Transform(i) => serde_json::json!({"inputs": columns(&i.inputs), "outputs": columns(&i.outputs)}),
+            PluginInfo::Transform(i) => {
+                serde_json::json!({"inputs": columns(&i.inputs), "outputs": columns(&i.outputs)})
+            }
         },
         Err(e) => serde_json::json!({"error": format!("{e:#}")}),
     };
@@ -74,7 +78,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
         println!("needs      grants for {}", refused.join(", "));
     }
     match schemas.get("error") {
-        Some(error) => println!("schemas    unknown: init refused the config ({}); pass --config", error.as_str().unwrap_or_default()),
+        Some(error) => println!(
+            "schemas    unknown: init refused the config ({}); pass --config",
+            error.as_str().unwrap_or_default()
+        ),
         None => {
             for (label, key) in [("inputs", "inputs"), ("outputs", "outputs")] {
                 if let Some(cols) = schemas.get(key).and_then(|v| v.as_array()) {

@@ -45,7 +45,8 @@ pub fn run(args: NewArgs) -> Result<()> {
         bail!("{} already exists and is not empty", dir.display());
     }
     let sdk = args.sdk.clone().unwrap_or_else(default_sdk);
-    let sdk = sdk.canonicalize().with_context(|| format!("weir-sdk not found at {}; pass --sdk PATH", sdk.display()))?;
+    let sdk =
+        sdk.canonicalize().with_context(|| format!("weir-sdk not found at {}; pass --sdk PATH", sdk.display()))?;
     let ty = type_name(name);
     let (source, sample) = match args.kind {
         KindArg::Parser => (PARSER, PARSER_SAMPLE),
@@ -60,7 +61,10 @@ pub fn run(args: NewArgs) -> Result<()> {
         ("src/lib.rs", source.replace("{Type}", &ty)),
         ("sample.jsonl", sample.to_string()),
         (".gitignore", "/target\nCargo.lock\n".to_string()),
-        ("README.md", README.replace("{name}", name).replace("{kind}", &kind).replace("{stem}", &name.replace('-', "_"))),
+        (
+            "README.md",
+            README.replace("{name}", name).replace("{kind}", &kind).replace("{stem}", &name.replace('-', "_")),
+        ),
     ];
     for (file, text) in files {
         let path = dir.join(file);

@@ -10,7 +10,9 @@ use serde_json::{json, Map, Value as Json};
 use weir_sdk::{BatchBuilder, ColumnDef, ColumnType, ColumnValues, EventBatch, RawBatch, Value};
 
 use super::{read_config, RuntimeArgs};
-use crate::plugin::{AggregatorStage, Grants, Limits, ParserStage, Plugin, PluginRuntime, TransformStage, ValidatorStage};
+use crate::plugin::{
+    AggregatorStage, Grants, Limits, ParserStage, Plugin, PluginRuntime, TransformStage, ValidatorStage,
+};
 use crate::plugin::{PluginInfo, RecordFailure};
 
 /// Arguments of `weir plugin test`.
@@ -40,7 +42,10 @@ pub struct TestArgs {
 pub fn run(args: TestArgs) -> Result<()> {
     let runtime = PluginRuntime::new(args.runtime.options())?;
     let component = runtime.load(&args.file, &Grants { allow: args.grants.clone() })?;
-    let limits = Limits { max_memory_bytes: args.max_memory_mib * 1024 * 1024, deadline: std::time::Duration::from_millis(args.deadline_ms) };
+    let limits = Limits {
+        max_memory_bytes: args.max_memory_mib * 1024 * 1024,
+        deadline: std::time::Duration::from_millis(args.deadline_ms),
+    };
     let config = read_config(args.config.as_deref())?;
     let mut plugin = Plugin::new(component.clone(), component.kind, &config, limits)?;
     let lines = read_lines(&args.input)?;
@@ -48,14 +53,22 @@ pub fn run(args: TestArgs) -> Result<()> {
     let summary = match plugin.info().clone() {
         PluginInfo::Parser(info) => {
             let parsed = plugin.parse(&RawBatch::from_payloads(&lines));
-            for (event, &source) in rows_as_json(&parsed.output.events, &info.outputs).into_iter().zip(&parsed.output.sources) {
+            for (event, &source) in
+                rows_as_json(&parsed.output.events, &info.outputs).into_iter().zip(&parsed.output.sources)
+            {
                 writeln!(out, "{}", json!({"record": source, "event": event}))?;
             }
             for error in &parsed.output.errors {
                 writeln!(out, "{}", json!({"record": error.index, "error": error.reason}))?;
             }
             print_failures(&mut out, &parsed.failures)?;
-            format!("{} records: {} events, {} errors, {} plugin failures", lines.len(), parsed.output.events.len, parsed.output.errors.len(), parsed.failures.len())
+            format!(
+                "{} records: {} events, {} errors, {} plugin failures",
+                lines.len(),
+                parsed.output.events.len,
+                parsed.output.errors.len(),
+                parsed.failures.len()
+            )
         }
         PluginInfo::Validator(inputs) => {
             let events = rows_from_json(&lines, &inputs)?;
@@ -66,23 +79,39 @@ pub fn run(args: TestArgs) -> Result<()> {
                     writeln!(out, "{}", json!({"row": row, "verdict": "pass"}))?;
                 }
                 for v in found {
-                    writeln!(out, "{}", json!({"row": row, "verdict": v.severity.name(), "rule": v.rule, "message": v.message}))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"row": row, "verdict": v.severity.name(), "rule": v.rule, "message": v.message})
+                    )?;
                 }
             }
             print_failures(&mut out, &validated.failures)?;
-            format!("{} events: {} violations, {} plugin failures", events.len, validated.violations.len(), validated.failures.len())
+            format!(
+                "{} events: {} violations, {} plugin failures",
+                events.len,
+                validated.violations.len(),
+                validated.failures.len()
+            )
         }
         PluginInfo::Transform(info) => {
             let events = rows_from_json(&lines, &info.inputs)?;
             let transformed = plugin.apply(&events);
-            for (event, &source) in rows_as_json(&transformed.output.events, &info.outputs).into_iter().zip(&transformed.output.sources) {
+            for (event, &source) in
+                rows_as_json(&transformed.output.events, &info.outputs).into_iter().zip(&transformed.output.sources)
+            {
                 writeln!(out, "{}", json!({"source": source, "event": event}))?;
             }
             for error in &transformed.output.errors {
                 writeln!(out, "{}", json!({"source": error.index, "error": error.reason}))?;
             }
             print_failures(&mut out, &transformed.failures)?;
-            format!("{} events in, {} out, {} plugin failures", events.len, transformed.output.events.len, transformed.failures.len())
+            format!(
+                "{} events in, {} out, {} plugin failures",
+                events.len,
+                transformed.output.events.len,
+                transformed.failures.len()
+            )
         }
         PluginInfo::Aggregator(info) => {
             let events = rows_from_json(&lines, &info.inputs)?;
@@ -93,7 +122,12 @@ pub fn run(args: TestArgs) -> Result<()> {
                 writeln!(out, "{}", json!({"output": row}))?;
             }
             print_failures(&mut out, &failures)?;
-            format!("{} events folded into one group, {} plugin failures; state is {} bytes", events.len, failures.len(), states[0].len())
+            format!(
+                "{} events folded into one group, {} plugin failures; state is {} bytes",
+                events.len,
+                failures.len(),
+                states[0].len()
+            )
         }
     };
     eprintln!("{summary}");
@@ -104,15 +138,24 @@ fn read_lines(path: &PathBuf) -> Result<Vec<String>> {
     let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("opening input {}", path.display()))?))
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening input {}", path.display()))?,
+        ))
     };
-    let lines = reader.lines().collect::<std::io::Result<Vec<_>>>().with_context(|| format!("reading input {}", path.display()))?;
+    let lines = reader
+        .lines()
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("reading input {}", path.display()))?;
     Ok(lines.into_iter().filter(|l| !l.trim().is_empty()).collect())
 }
 
 fn print_failures(out: &mut impl Write, failures: &[RecordFailure]) -> Result<()> {
     for f in failures {
-        writeln!(out, "{}", json!({"record": f.index, "failure": f.failure.kind().to_string(), "reason": f.failure.to_string()}))?;
+        writeln!(
+            out,
+            "{}",
+            json!({"record": f.index, "failure": f.failure.kind().to_string(), "reason": f.failure.to_string()})
+        )?;
     }
     Ok(())
 }
@@ -130,7 +173,9 @@ fn rows_from_json(lines: &[String], schema: &[ColumnDef]) -> Result<EventBatch> 
         let row = schema
             .iter()
             .zip(&texts)
-            .map(|(def, text)| json_value(object.get(&def.name), def, text).with_context(|| format!("{}: column {:?}", at(), def.name)))
+            .map(|(def, text)| {
+                json_value(object.get(&def.name), def, text).with_context(|| format!("{}: column {:?}", at(), def.name))
+            })
             .collect::<Result<Vec<_>>>()?;
         builder.push_row(&row).map_err(anyhow::Error::msg).with_context(at)?;
     }
@@ -144,10 +189,12 @@ fn json_value<'a>(value: Option<&Json>, def: &ColumnDef, text: &'a str) -> Resul
         (Some(v), ColumnType::Float64) => Value::Float64(v.as_f64().context("expected a number")?),
         (Some(v), ColumnType::Boolean) => Value::Boolean(v.as_bool().context("expected true or false")?),
         (Some(Json::String(_)), ColumnType::Text) => Value::Text(text),
-        (Some(Json::String(s)), ColumnType::TimestampMs) => {
-            Value::TimestampMs(weir_sdk::time::parse_iso8601(s.as_bytes()).with_context(|| format!("invalid ISO-8601 time {s:?}"))?)
+        (Some(Json::String(s)), ColumnType::TimestampMs) => Value::TimestampMs(
+            weir_sdk::time::parse_iso8601(s.as_bytes()).with_context(|| format!("invalid ISO-8601 time {s:?}"))?,
+        ),
+        (Some(v), ColumnType::TimestampMs) => {
+            Value::TimestampMs(v.as_i64().context("expected epoch milliseconds or an ISO-8601 string")?)
         }
-        (Some(v), ColumnType::TimestampMs) => Value::TimestampMs(v.as_i64().context("expected epoch milliseconds or an ISO-8601 string")?),
         (Some(_), ColumnType::Text) => bail!("expected a string"),
     })
 }

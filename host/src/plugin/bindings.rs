@@ -6,5 +6,5 @@ wasmtime::component::bindgen!({
     world: "host-bindings",
 });
 
+pub use self::weir::plugin::{host, types};
 pub use exports::weir::plugin::{aggregator, parser, transform, validator};
-pub use weir::plugin::{host, types};

@@ -33,7 +33,8 @@ pub enum PluginKind {
 
 impl PluginKind {
     /// All kinds, in pipeline order.
-    pub const ALL: [PluginKind; 4] = [PluginKind::Parser, PluginKind::Validator, PluginKind::Transform, PluginKind::Aggregator];
+    pub const ALL: [PluginKind; 4] =
+        [PluginKind::Parser, PluginKind::Validator, PluginKind::Transform, PluginKind::Aggregator];
 
     /// The kind's name, as in the CLI and the WIT interface.
     pub fn name(self) -> &'static str {
@@ -86,7 +87,11 @@ pub struct PluginComponent {
 
 impl fmt::Debug for PluginComponent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PluginComponent").field("name", &self.name).field("kind", &self.kind).field("digest", &self.digest).finish()
+        f.debug_struct("PluginComponent")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("digest", &self.digest)
+            .finish()
     }
 }
 
@@ -109,8 +114,9 @@ impl PluginRuntime {
     pub fn load_bytes(&self, name: &str, bytes: &[u8], grants: &Grants) -> Result<Arc<PluginComponent>> {
         check_header(bytes)?;
         let digest = digest(bytes);
-        let (component, from_cache) = super::cache::compile(&self.engine, self.options.cache_dir.as_deref(), &digest, bytes)
-            .context("not a valid WebAssembly component")?;
+        let (component, from_cache) =
+            super::cache::compile(&self.engine, self.options.cache_dir.as_deref(), &digest, bytes)
+                .context("not a valid WebAssembly component")?;
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
@@ -118,14 +124,18 @@ impl PluginRuntime {
 
         let refused = grants.refused(&imports);
         if !refused.is_empty() {
-            bail!("imports capabilities it was not granted: {} (grant them in the pipeline's plugin config)", refused.join(", "));
+            bail!(
+                "imports capabilities it was not granted: {} (grant them in the pipeline's plugin config)",
+                refused.join(", ")
+            );
         }
         let mut linker: Linker<PluginState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
         HostBindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the weir host interface")?;
-        let pre = linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the plugin's imports")?;
+        let pre =
+            linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the plugin's imports")?;
         Ok(Arc::new(PluginComponent {
             name: name.to_string(),
             digest,

@@ -2,7 +2,9 @@
 //! plugin's output matches what it declared. A plugin is untrusted: an output that
 //! breaks its schema is a failure of that call, never a panic in the host.
 
-use weir_sdk::{Column, ColumnDef, ColumnType, ColumnValues, EventBatch, PackedBytes, RawBatch, RecordError, Severity, Violation};
+use weir_sdk::{
+    Column, ColumnDef, ColumnType, ColumnValues, EventBatch, PackedBytes, RawBatch, RecordError, Severity, Violation,
+};
 
 use super::bindings::types as wit;
 

@@ -44,7 +44,11 @@ pub(crate) struct PluginInstance {
     limits: Limits,
 }
 
-fn load_exports(component: &PluginComponent, store: &mut Store<PluginState>, instance: &wasmtime::component::Instance) -> wasmtime::Result<Exports> {
+fn load_exports(
+    component: &PluginComponent,
+    store: &mut Store<PluginState>,
+    instance: &wasmtime::component::Instance,
+) -> wasmtime::Result<Exports> {
     let pre = &component.pre;
     Ok(match component.kind {
         PluginKind::Parser => Exports::Parser(parser::GuestIndices::new(pre)?.load(&mut *store, instance)?),
@@ -64,13 +68,20 @@ impl PluginInstance {
         if let Some(ticks) = deadline_ticks {
             store.set_epoch_deadline(ticks);
         }
-        let instance = component.pre.instantiate(&mut store).map_err(anyhow::Error::from).with_context(|| format!("instantiating plugin {}", component.name))?;
+        let instance = component
+            .pre
+            .instantiate(&mut store)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("instantiating plugin {}", component.name))?;
         let exports = load_exports(component, &mut store, &instance).map_err(anyhow::Error::from)?;
         Ok(PluginInstance { store, exports, deadline_ticks, limits: limits.clone() })
     }
 
     /// Runs one call under the deadline and classifies a failure.
-    pub fn call<R>(&mut self, f: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<R>) -> Result<R, PluginFailure> {
+    pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Exports, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFailure> {
         if let Some(ticks) = self.deadline_ticks {
             self.store.set_epoch_deadline(ticks);
         }

@@ -68,11 +68,18 @@ mod tests {
 
     #[test]
     fn baseline_and_grants() {
-        let imports: Vec<String> =
-            ["wasi:io/streams@0.2.6", "weir:plugin/host@0.1.0", "wasi:sockets/tcp@0.2.6", "wasi:http/outgoing-handler@0.2.6"]
-                .map(String::from)
-                .into();
-        assert_eq!(Grants::none().refused(&imports), vec!["wasi:sockets/tcp@0.2.6", "wasi:http/outgoing-handler@0.2.6"]);
+        let imports: Vec<String> = [
+            "wasi:io/streams@0.2.6",
+            "weir:plugin/host@0.1.0",
+            "wasi:sockets/tcp@0.2.6",
+            "wasi:http/outgoing-handler@0.2.6",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            Grants::none().refused(&imports),
+            vec!["wasi:sockets/tcp@0.2.6", "wasi:http/outgoing-handler@0.2.6"]
+        );
         let grants = Grants { allow: vec!["wasi:sockets/*".into()] };
         assert_eq!(grants.refused(&imports), vec!["wasi:http/outgoing-handler@0.2.6"]);
     }

@@ -2,7 +2,10 @@
 //! implements all four; `Native` runs a `weir_sdk` plugin compiled into the host,
 //! which is the baseline of the plugin benchmark and handy in unit tests.
 
-use weir_sdk::{AggregatorInfo, ColumnDef, Config, EventBatch, ParseOutput, ParserInfo, RawBatch, TransformInfo, TransformOutput, Violation};
+use weir_sdk::{
+    AggregatorInfo, ColumnDef, Config, EventBatch, ParseOutput, ParserInfo, RawBatch, TransformInfo, TransformOutput,
+    Violation,
+};
 
 use super::failure::{PluginFailure, RecordFailure};
 
@@ -163,7 +166,9 @@ impl<P: weir_sdk::Aggregator> AggregatorStage for Native<P, AggregatorInfo> {
                 states.iter_mut().zip(new).for_each(|(s, n)| *s = n);
                 Vec::new()
             }
-            Err(e) => (0..groups.len() as u32).map(|index| RecordFailure { index, failure: PluginFailure::Guest(e.clone()) }).collect(),
+            Err(e) => (0..groups.len() as u32)
+                .map(|index| RecordFailure { index, failure: PluginFailure::Guest(e.clone()) })
+                .collect(),
         }
     }
 

@@ -42,7 +42,8 @@ impl PluginState {
         let lines: Vec<&str> = text.lines().collect();
         let header = lines.iter().rposition(|l| l.contains("panicked at "))?;
         let at = lines[header].split("panicked at ").nth(1).unwrap_or("").trim_end_matches(':');
-        let message = lines[header + 1..].iter().take_while(|l| !l.starts_with("note: ")).copied().collect::<Vec<_>>().join(" ");
+        let message =
+            lines[header + 1..].iter().take_while(|l| !l.starts_with("note: ")).copied().collect::<Vec<_>>().join(" ");
         Some(format!("{} (at {at})", message.trim()))
     }
 }

@@ -43,8 +43,12 @@ impl RidesChainConfig {
     pub fn parse(text: &str) -> Result<Self> {
         let mut doc: toml::Table = toml::from_str(text)?;
         let mut stage = |name: &str| -> Result<(String, String)> {
-            let mut table = doc.remove(name).and_then(|v| v.as_table().cloned()).with_context(|| format!("missing [{name}]"))?;
-            let plugin = table.remove("plugin").and_then(|v| v.as_str().map(String::from)).with_context(|| format!("[{name}].plugin is missing"))?;
+            let mut table =
+                doc.remove(name).and_then(|v| v.as_table().cloned()).with_context(|| format!("missing [{name}]"))?;
+            let plugin = table
+                .remove("plugin")
+                .and_then(|v| v.as_str().map(String::from))
+                .with_context(|| format!("[{name}].plugin is missing"))?;
             Ok((plugin, serde_json::to_string(&table)?))
         };
         let (parser, validator, aggregator) = (stage("parser")?, stage("validator")?, stage("aggregator")?);

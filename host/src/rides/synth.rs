@@ -87,10 +87,26 @@ impl TripGenerator {
         let time = weir_sdk::time::format_iso8601(event_ms);
         // Writing into a Vec cannot fail.
         let _ = match malformed {
-            Some(1) => write!(out, r#"{{"trip_id":"t-{seed}-{n:012}","city":"{city_name}","driver_id":"d-{driver:07}","rider_id":"r-{rider:08}","fare":"{fare:.2}","distance_km":{distance:.2},"status":"{status}","event_time":"{time}"}}"#, seed = self.options.seed),
-            Some(2) => write!(out, r#"{{"trip_id":"t-{seed}-{n:012}","driver_id":"d-{driver:07}","rider_id":"r-{rider:08}","fare":{fare:.2},"distance_km":{distance:.2},"status":"{status}","event_time":"{time}"}}"#, seed = self.options.seed),
-            Some(3) => write!(out, r#"{{"trip_id":"t-{seed}-{n:012}","city":"{city_name}","driver_id":"d-{driver:07}","rider_id":"r-{rider:08}","fare":-{fare:.2},"distance_km":{distance:.2},"status":"{status}","event_time":"{time}"}}"#, seed = self.options.seed),
-            _ => write!(out, r#"{{"trip_id":"t-{seed}-{n:012}","city":"{city_name}","driver_id":"d-{driver:07}","rider_id":"r-{rider:08}","fare":{fare:.2},"distance_km":{distance:.2},"status":"{status}","event_time":"{time}"}}"#, seed = self.options.seed),
+            Some(1) => write!(
+                out,
+                r#"{{"trip_id":"t-{seed}-{n:012}","city":"{city_name}","driver_id":"d-{driver:07}","rider_id":"r-{rider:08}","fare":"{fare:.2}","distance_km":{distance:.2},"status":"{status}","event_time":"{time}"}}"#,
+                seed = self.options.seed
+            ),
+            Some(2) => write!(
+                out,
+                r#"{{"trip_id":"t-{seed}-{n:012}","driver_id":"d-{driver:07}","rider_id":"r-{rider:08}","fare":{fare:.2},"distance_km":{distance:.2},"status":"{status}","event_time":"{time}"}}"#,
+                seed = self.options.seed
+            ),
+            Some(3) => write!(
+                out,
+                r#"{{"trip_id":"t-{seed}-{n:012}","city":"{city_name}","driver_id":"d-{driver:07}","rider_id":"r-{rider:08}","fare":-{fare:.2},"distance_km":{distance:.2},"status":"{status}","event_time":"{time}"}}"#,
+                seed = self.options.seed
+            ),
+            _ => write!(
+                out,
+                r#"{{"trip_id":"t-{seed}-{n:012}","city":"{city_name}","driver_id":"d-{driver:07}","rider_id":"r-{rider:08}","fare":{fare:.2},"distance_km":{distance:.2},"status":"{status}","event_time":"{time}"}}"#,
+                seed = self.options.seed
+            ),
         };
         if malformed == Some(0) {
             // Truncated: cut the record somewhere in its second half.
@@ -127,7 +143,12 @@ mod tests {
         let options = TripOptions { malformed_share: 0.1, late_share: 0.05, ..Default::default() };
         let mut g = TripGenerator::new(options);
         let events: Vec<String> = (0..20_000).map(|_| String::from_utf8(g.next_event()).unwrap()).collect();
-        let broken = events.iter().filter(|e| !e.ends_with('}') || e.contains("\"fare\":\"") || e.contains("\"fare\":-") || !e.contains("\"city\"")).count();
+        let broken = events
+            .iter()
+            .filter(|e| {
+                !e.ends_with('}') || e.contains("\"fare\":\"") || e.contains("\"fare\":-") || !e.contains("\"city\"")
+            })
+            .count();
         assert!((1_600..2_400).contains(&broken), "{broken}");
         assert!(events[0].starts_with(r#"{"trip_id":"t-42-000000000000","city":""#), "{}", events[0]);
     }

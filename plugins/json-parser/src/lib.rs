@@ -75,7 +75,10 @@ impl Parser for JsonParser {
         let mut outputs = Vec::new();
         for (i, field) in config.fields.iter().enumerate() {
             let ty = ColumnType::parse(&field.ty).ok_or_else(|| {
-                format!("config.fields[{i}] ({:?}): unknown type {:?}; use text, int64, float64, boolean or timestamp", field.name, field.ty)
+                format!(
+                    "config.fields[{i}] ({:?}): unknown type {:?}; use text, int64, float64, boolean or timestamp",
+                    field.name, field.ty
+                )
             })?;
             if outputs.iter().any(|c: &ColumnDef| c.name == field.name) {
                 return Err(format!("config.fields[{i}]: field {:?} is listed twice", field.name));
@@ -86,7 +89,9 @@ impl Parser for JsonParser {
         }
         match outputs.iter().find(|c| c.name == config.event_time) {
             Some(c) if c.ty == ColumnType::TimestampMs => {}
-            Some(_) => return Err(format!("config.event_time: field {:?} must have type \"timestamp\"", config.event_time)),
+            Some(_) => {
+                return Err(format!("config.event_time: field {:?} must have type \"timestamp\"", config.event_time))
+            }
             None => return Err(format!("config.event_time: {:?} is not one of config.fields", config.event_time)),
         }
         let info = ParserInfo { outputs, event_time_column: config.event_time };

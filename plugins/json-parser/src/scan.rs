@@ -11,8 +11,8 @@
 
 use weir_sdk::{Column, ColumnType, ColumnValues, EventBatch};
 
-use weir_sdk::time::parse_iso8601;
 use crate::TimeFormat;
+use weir_sdk::time::parse_iso8601;
 
 /// One configured field.
 pub struct FieldSpec {
@@ -261,7 +261,8 @@ impl RowParser {
                     Some(v) => v,
                     None => {
                         let text = std::str::from_utf8(&p[i..next]).unwrap_or_default();
-                        text.parse::<f64>().map_err(|_| format!("field {:?}: invalid number {text:?}", field_name(spec)))?
+                        text.parse::<f64>()
+                            .map_err(|_| format!("field {:?}: invalid number {text:?}", field_name(spec)))?
                     }
                 };
                 (Slot::Float(v), next)
@@ -281,7 +282,8 @@ impl RowParser {
             }
             ColumnType::TimestampMs => match spec.format {
                 TimeFormat::EpochMillis => {
-                    let (v, next) = self.integer(spec, p, i).map_err(|e| e.unwrap_or_else(|| wrong("epoch milliseconds")))?;
+                    let (v, next) =
+                        self.integer(spec, p, i).map_err(|e| e.unwrap_or_else(|| wrong("epoch milliseconds")))?;
                     (Slot::Int(v), next)
                 }
                 TimeFormat::Iso8601 => {
@@ -291,7 +293,11 @@ impl RowParser {
                     let str = scan_string(p, i)?;
                     let raw = &p[str.start..str.end];
                     let ms = parse_iso8601(raw).ok_or_else(|| {
-                        format!("field {:?}: invalid ISO-8601 time {:?}", field_name(spec), String::from_utf8_lossy(raw))
+                        format!(
+                            "field {:?}: invalid ISO-8601 time {:?}",
+                            field_name(spec),
+                            String::from_utf8_lossy(raw)
+                        )
                     })?;
                     (Slot::Int(ms), str.next)
                 }
@@ -306,7 +312,9 @@ impl RowParser {
     fn integer(&self, spec: &FieldSpec, p: &[u8], i: usize) -> Result<(i64, usize), Option<String>> {
         let (_, next) = scan_number(p, i).ok_or(None)?;
         let text = std::str::from_utf8(&p[i..next]).unwrap_or_default();
-        let v = text.parse::<i64>().map_err(|_| Some(format!("field {:?}: expected an integer, got {text}", field_name(spec))))?;
+        let v = text
+            .parse::<i64>()
+            .map_err(|_| Some(format!("field {:?}: expected an integer, got {text}", field_name(spec))))?;
         Ok((v, next))
     }
 }
@@ -436,7 +444,8 @@ fn scan_string(p: &[u8], i: usize) -> Parsed<StrSpan> {
 
 /// Exact powers of ten as f64.
 const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
 ];
 
 /// Scans the number at `p[i]` in one pass and returns its value, when it is a simple

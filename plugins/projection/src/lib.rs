@@ -55,7 +55,8 @@ impl Transform for Projection {
         let mut inputs = Vec::new();
         let mut outputs = Vec::new();
         for (i, keep) in config.columns.iter().enumerate() {
-            let ty = ColumnType::parse(&keep.ty).ok_or_else(|| format!("config.columns[{i}].type: unknown type {:?}", keep.ty))?;
+            let ty = ColumnType::parse(&keep.ty)
+                .ok_or_else(|| format!("config.columns[{i}].type: unknown type {:?}", keep.ty))?;
             inputs.push(ColumnDef::nullable(keep.name.clone(), ty));
             outputs.push(ColumnDef::nullable(keep.rename.clone().unwrap_or_else(|| keep.name.clone()), ty));
         }
@@ -79,7 +80,7 @@ impl Transform for Projection {
 
     fn apply(&self, events: &EventBatch) -> TransformOutput {
         let sources: Vec<u32> = match &self.filter {
-            None => (0..events.len as u32).collect(),
+            None => (0..events.len).collect(),
             Some((column, value)) => {
                 let column = &events.columns[*column];
                 (0..events.len())

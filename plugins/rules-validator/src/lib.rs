@@ -80,8 +80,9 @@ impl Validator for RulesValidator {
             if !rule.required && rule.min.is_none() && rule.max.is_none() && rule.allowed.is_none() {
                 return Err(format!("{at}: the rule checks nothing; set required, min, max or allowed"));
             }
-            let severity = Severity::parse(&rule.severity)
-                .ok_or_else(|| format!("config.rules[{i}].severity: {:?} is not warn, reject or critical", rule.severity))?;
+            let severity = Severity::parse(&rule.severity).ok_or_else(|| {
+                format!("config.rules[{i}].severity: {:?} is not warn, reject or critical", rule.severity)
+            })?;
             let ty = field_type(&config.rules, &rule.field).map_err(|e| format!("{at}: {e}"))?;
             let column = match inputs.iter().position(|c| c.name == rule.field) {
                 Some(column) => column,
@@ -90,7 +91,13 @@ impl Validator for RulesValidator {
                     inputs.len() - 1
                 }
             };
-            let check = if rule.required { "required" } else if rule.allowed.is_some() { "allowed" } else { "range" };
+            let check = if rule.required {
+                "required"
+            } else if rule.allowed.is_some() {
+                "allowed"
+            } else {
+                "range"
+            };
             rules.push(Rule {
                 name: rule.name.clone().unwrap_or_else(|| format!("{}-{check}", rule.field)),
                 column,
@@ -113,7 +120,8 @@ impl Validator for RulesValidator {
                     rule.required.then(|| format!("{} is missing", rule.field))
                 } else if let Some(allowed) = &rule.allowed {
                     let value = column.values.str(row).unwrap_or_default();
-                    (!allowed.iter().any(|a| a == value)).then(|| format!("{} {value:?} is not an allowed value", rule.field))
+                    (!allowed.iter().any(|a| a == value))
+                        .then(|| format!("{} {value:?} is not an allowed value", rule.field))
                 } else {
                     match column.values.f64(row) {
                         Some(v) if rule.min.is_some_and(|min| v < min) || rule.max.is_some_and(|max| v > max) => {
@@ -138,7 +146,11 @@ fn field_type(rules: &[RuleConfig], field: &str) -> Result<ColumnType, String> {
         if let Some(name) = &rule.ty {
             let ty = ColumnType::parse(name).ok_or_else(|| format!("unknown type {name:?}"))?;
             if explicit.is_some_and(|e| e != ty) {
-                return Err(format!("rules give the field two types, {} and {}", explicit.map_or("", ColumnType::name), ty.name()));
+                return Err(format!(
+                    "rules give the field two types, {} and {}",
+                    explicit.map_or("", ColumnType::name),
+                    ty.name()
+                ));
             }
             explicit = Some(ty);
         }
@@ -148,7 +160,9 @@ fn field_type(rules: &[RuleConfig], field: &str) -> Result<ColumnType, String> {
             implied = implied.or(Some(ColumnType::Text));
         }
     }
-    explicit.or(implied).ok_or_else(|| "cannot tell the field's type; add type = \"text\" (or int64, float64, boolean, timestamp)".into())
+    explicit.or(implied).ok_or_else(|| {
+        "cannot tell the field's type; add type = \"text\" (or int64, float64, boolean, timestamp)".into()
+    })
 }
 
 fn bound(b: Option<f64>) -> String {
@@ -173,11 +187,17 @@ mod tests {
             {"name": "fare-non-negative", "field": "fare", "min": 0.0},
             {"name": "known-city", "field": "city", "allowed": ["Denver", "Oslo"], "severity": "warn"},
         ]));
-        assert_eq!(inputs, vec![ColumnDef::nullable("city", ColumnType::Text), ColumnDef::nullable("fare", ColumnType::Float64)]);
+        assert_eq!(
+            inputs,
+            vec![ColumnDef::nullable("city", ColumnType::Text), ColumnDef::nullable("fare", ColumnType::Float64)]
+        );
         let events = EventBatch {
             len: 3,
             columns: vec![
-                Column { values: ColumnValues::Text(["Denver", "", "Paris"].into_iter().collect()), valid: vec![true, false, true] },
+                Column {
+                    values: ColumnValues::Text(["Denver", "", "Paris"].into_iter().collect()),
+                    valid: vec![true, false, true],
+                },
                 Column::new(ColumnValues::Float64(vec![1.0, 2.0, -3.5])),
             ],
         };
@@ -194,11 +214,15 @@ mod tests {
 
     #[test]
     fn bad_rules_are_refused_with_the_key() {
-        let err = RulesValidator::init(Config::from_json(r#"{"rules":[{"field":"fare","min":0,"severity":"fatal"}]}"#)).err().unwrap();
+        let err = RulesValidator::init(Config::from_json(r#"{"rules":[{"field":"fare","min":0,"severity":"fatal"}]}"#))
+            .err()
+            .unwrap();
         assert!(err.contains("rules[0].severity"), "{err}");
-        let err = RulesValidator::init(Config::from_json(r#"{"rules":[{"field":"city","required":true}]}"#)).err().unwrap();
+        let err =
+            RulesValidator::init(Config::from_json(r#"{"rules":[{"field":"city","required":true}]}"#)).err().unwrap();
         assert!(err.contains("type"), "{err}");
-        let err = RulesValidator::init(Config::from_json(r#"{"rules":[{"field":"city","colour":"red"}]}"#)).err().unwrap();
+        let err =
+            RulesValidator::init(Config::from_json(r#"{"rules":[{"field":"city","colour":"red"}]}"#)).err().unwrap();
         assert!(err.contains("colour"), "{err}");
     }
 }

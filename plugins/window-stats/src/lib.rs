@@ -13,7 +13,9 @@
 mod state;
 
 use serde::Deserialize;
-use weir_sdk::{Aggregator, AggregatorInfo, BatchBuilder, ColumnDef, ColumnType, ColumnValues, Config, EventBatch, Value};
+use weir_sdk::{
+    Aggregator, AggregatorInfo, BatchBuilder, ColumnDef, ColumnType, ColumnValues, Config, EventBatch, Value,
+};
 
 pub use state::{GroupState, MetricState};
 
@@ -199,11 +201,17 @@ mod tests {
     #[test]
     fn folds_merges_and_emits() {
         let (agg, info) = stats();
-        assert_eq!(info.outputs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["trips", "avg_fare", "sum_fare", "min_fare", "max_fare"]);
+        assert_eq!(
+            info.outputs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["trips", "avg_fare", "sum_fare", "min_fare", "max_fare"]
+        );
         let empty = agg.encode(&GroupState::default());
         let events = EventBatch {
             len: 4,
-            columns: vec![Column { values: ColumnValues::Float64(vec![10.0, 99.0, 20.0, 4.0]), valid: vec![true, false, true, true] }],
+            columns: vec![Column {
+                values: ColumnValues::Float64(vec![10.0, 99.0, 20.0, 4.0]),
+                valid: vec![true, false, true, true],
+            }],
         };
         let states = fold_encoded(&agg, &[empty.clone(), empty], &events, &[0, 0, 0, 1]).unwrap();
         let merged = merge_encoded(&agg, &states[0], &states[1]).unwrap();

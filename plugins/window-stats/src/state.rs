@@ -81,12 +81,23 @@ impl GroupState {
             return Ok(GroupState::default());
         }
         let word = |i: usize| -> Result<[u8; 8], String> {
-            bytes.get(i..i + 8).and_then(|b| b.try_into().ok()).ok_or_else(|| format!("state truncated at byte {i} of {}", bytes.len()))
+            bytes
+                .get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| format!("state truncated at byte {i} of {}", bytes.len()))
         };
         let count = u64::from_le_bytes(word(0)?);
-        let metrics = bytes.get(8..12).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes).ok_or("state truncated in its header")?;
+        let metrics = bytes
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or("state truncated in its header")?;
         if bytes.len() != 12 + 32 * metrics as usize {
-            return Err(format!("state is {} bytes; {metrics} metrics need {}", bytes.len(), 12 + 32 * metrics as usize));
+            return Err(format!(
+                "state is {} bytes; {metrics} metrics need {}",
+                bytes.len(),
+                12 + 32 * metrics as usize
+            ));
         }
         let metrics = (0..metrics as usize)
             .map(|m| {

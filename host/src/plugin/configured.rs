@@ -7,14 +7,16 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
-use weir_sdk::{AggregatorInfo, ColumnDef, EventBatch, ParseOutput, ParserInfo, RawBatch, TransformInfo, TransformOutput, Violation};
+use weir_sdk::{
+    AggregatorInfo, ColumnDef, EventBatch, ParseOutput, ParserInfo, RawBatch, TransformInfo, TransformOutput, Violation,
+};
 
 use super::bisect::bisect;
 use super::component::{PluginComponent, PluginKind};
 use super::convert::{self, check_batch, check_indices};
 use super::failure::{PluginFailure, RecordFailure};
 use super::instance::{Exports, Limits, PluginInstance};
-use super::stage::{AggregatorStage, Parsed, ParserStage, Transformed, TransformStage, Validated, ValidatorStage};
+use super::stage::{AggregatorStage, Parsed, ParserStage, TransformStage, Transformed, Validated, ValidatorStage};
 
 /// What a plugin declared at init.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +69,10 @@ impl Plugin {
     }
 
     /// One call, on a fresh instance if the last one failed.
-    fn call<R>(&mut self, f: impl FnOnce(&Exports, &mut wasmtime::Store<super::state::PluginState>) -> wasmtime::Result<R>) -> Result<R, PluginFailure> {
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Exports, &mut wasmtime::Store<super::state::PluginState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFailure> {
         let instance = match &mut self.instance {
             Some(instance) => instance,
             None => {
@@ -98,9 +103,14 @@ fn start(component: &Arc<PluginComponent>, config: &str, limits: &Limits) -> Res
         .call(|exports, store| {
             Ok(match exports {
                 Exports::Parser(g) => g.call_init(store, config)?.map(|i| {
-                    PluginInfo::Parser(ParserInfo { outputs: convert::column_defs(i.outputs), event_time_column: i.event_time_column })
+                    PluginInfo::Parser(ParserInfo {
+                        outputs: convert::column_defs(i.outputs),
+                        event_time_column: i.event_time_column,
+                    })
                 }),
-                Exports::Validator(g) => g.call_init(store, config)?.map(|i| PluginInfo::Validator(convert::column_defs(i.inputs))),
+                Exports::Validator(g) => {
+                    g.call_init(store, config)?.map(|i| PluginInfo::Validator(convert::column_defs(i.inputs)))
+                }
                 Exports::Aggregator(g) => g.call_init(store, config)?.map(|i| {
                     PluginInfo::Aggregator(AggregatorInfo {
                         inputs: convert::column_defs(i.inputs),
@@ -109,7 +119,10 @@ fn start(component: &Arc<PluginComponent>, config: &str, limits: &Limits) -> Res
                     })
                 }),
                 Exports::Transform(g) => g.call_init(store, config)?.map(|i| {
-                    PluginInfo::Transform(TransformInfo { inputs: convert::column_defs(i.inputs), outputs: convert::column_defs(i.outputs) })
+                    PluginInfo::Transform(TransformInfo {
+                        inputs: convert::column_defs(i.inputs),
+                        outputs: convert::column_defs(i.outputs),
+                    })
                 }),
             })
         })
@@ -141,15 +154,24 @@ impl ParserStage for Plugin {
     fn parse(&mut self, batch: &RawBatch) -> Parsed {
         let outputs = ParserStage::info(self).outputs.clone();
         let (done, failures) = bisect(0..batch.len(), &mut |range| {
-            let part = if range.len() == batch.len() { Cow::Borrowed(batch) } else { Cow::Owned(batch.slice(range.clone())) };
+            let part =
+                if range.len() == batch.len() { Cow::Borrowed(batch) } else { Cow::Owned(batch.slice(range.clone())) };
             let out = self.call(|exports, store| match exports {
                 Exports::Parser(g) => g.call_parse(store, &convert::raw_out(&part)),
                 _ => unreachable!("Plugin::new checked the kind"),
             })?;
-            let out = ParseOutput { events: convert::batch_in(out.events), sources: out.sources, errors: convert::errors_in(out.errors) };
+            let out = ParseOutput {
+                events: convert::batch_in(out.events),
+                sources: out.sources,
+                errors: convert::errors_in(out.errors),
+            };
             check_batch(&out.events, &outputs).map_err(PluginFailure::Guest)?;
             if out.sources.len() != out.events.len() {
-                return Err(PluginFailure::Guest(format!("{} sources for {} events", out.sources.len(), out.events.len())));
+                return Err(PluginFailure::Guest(format!(
+                    "{} sources for {} events",
+                    out.sources.len(),
+                    out.events.len()
+                )));
             }
             check_indices("source", out.sources.iter().copied(), part.len()).map_err(PluginFailure::Guest)?;
             check_indices("error", out.errors.iter().map(|e| e.index), part.len()).map_err(PluginFailure::Guest)?;
@@ -208,10 +230,18 @@ impl TransformStage for Plugin {
                 Exports::Transform(g) => g.call_apply(store, &convert::batch_out(&part, &all_columns(&part))),
                 _ => unreachable!("Plugin::new checked the kind"),
             })?;
-            let out = TransformOutput { events: convert::batch_in(out.events), sources: out.sources, errors: convert::errors_in(out.errors) };
+            let out = TransformOutput {
+                events: convert::batch_in(out.events),
+                sources: out.sources,
+                errors: convert::errors_in(out.errors),
+            };
             check_batch(&out.events, &outputs).map_err(PluginFailure::Guest)?;
             if out.sources.len() != out.events.len() {
-                return Err(PluginFailure::Guest(format!("{} sources for {} rows", out.sources.len(), out.events.len())));
+                return Err(PluginFailure::Guest(format!(
+                    "{} sources for {} rows",
+                    out.sources.len(),
+                    out.events.len()
+                )));
             }
             check_indices("source", out.sources.iter().copied(), part.len()).map_err(PluginFailure::Guest)?;
             Ok(out)
@@ -250,9 +280,12 @@ impl AggregatorStage for Plugin {
             let wit_states = states.to_vec();
             let new = self
                 .call(|exports, store| match exports {
-                    Exports::Aggregator(g) => {
-                        g.call_fold(store, &wit_states, &convert::batch_out(&part, &all_columns(&part)), &groups[range.clone()])
-                    }
+                    Exports::Aggregator(g) => g.call_fold(
+                        store,
+                        &wit_states,
+                        &convert::batch_out(&part, &all_columns(&part)),
+                        &groups[range.clone()],
+                    ),
                     _ => unreachable!("Plugin::new checked the kind"),
                 })?
                 .map_err(PluginFailure::Guest)?;
