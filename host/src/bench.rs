@@ -76,9 +76,7 @@ pub fn wasm_chain(
 ) -> Result<PluginChain> {
     let load = |(stem, config): &(String, String), kind| -> Result<Plugin> {
         let path = plugin_dir.join(format!("{stem}.wasm"));
-        let component = runtime
-            .load(&path, &Grants::none())
-            .context("build the plugins with `cargo xtask plugins`")?;
+        let component = runtime.load(&path, &Grants::none()).context("build the plugins with `cargo xtask plugins`")?;
         Plugin::new(component, kind, config, limits.clone())
     };
     PluginChain::new(

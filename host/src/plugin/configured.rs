@@ -128,7 +128,38 @@ fn start(component: &Arc<PluginComponent>, config: &str, limits: &Limits) -> Res
         })
         .map_err(failed)?
         .map_err(refused)?;
+    check_declaration(&info).map_err(|e| anyhow!("plugin {name} declares an unusable schema: {e}"))?;
     Ok((instance, info))
+}
+
+/// Refuses declarations the host cannot wire: duplicate or empty column names, a
+/// parser without a timestamp event-time column, an aggregator that writes nothing.
+fn check_declaration(info: &PluginInfo) -> Result<(), String> {
+    let unique = |what: &str, columns: &[ColumnDef]| -> Result<(), String> {
+        for (i, c) in columns.iter().enumerate() {
+            if c.name.is_empty() {
+                return Err(format!("{what} column {i} has no name"));
+            }
+            if columns[..i].iter().any(|d| d.name == c.name) {
+                return Err(format!("{what} column {:?} is declared twice", c.name));
+            }
+        }
+        Ok(())
+    };
+    match info {
+        PluginInfo::Parser(i) => {
+            unique("output", &i.outputs)?;
+            match i.outputs.iter().find(|c| c.name == i.event_time_column) {
+                Some(c) if c.ty == weir_sdk::ColumnType::TimestampMs => Ok(()),
+                Some(c) => Err(format!("event-time column {:?} is {}, not timestamp", c.name, c.ty.name())),
+                None => Err(format!("event-time column {:?} is not among its outputs", i.event_time_column)),
+            }
+        }
+        PluginInfo::Validator(inputs) => unique("input", inputs),
+        PluginInfo::Aggregator(i) if i.outputs.is_empty() => Err("it writes no output column".into()),
+        PluginInfo::Aggregator(i) => unique("input", &i.inputs).and_then(|_| unique("output", &i.outputs)),
+        PluginInfo::Transform(i) => unique("input", &i.inputs).and_then(|_| unique("output", &i.outputs)),
+    }
 }
 
 fn rows<'a>(events: &'a EventBatch, range: &Range<usize>) -> Cow<'a, EventBatch> {
@@ -328,5 +359,29 @@ impl AggregatorStage for Plugin {
             _ => unreachable!("Plugin::new checked the kind"),
         })?
         .map_err(PluginFailure::Guest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_sdk::ColumnType;
+
+    #[test]
+    fn unusable_declarations_are_refused() {
+        let parser = |time: &str, names: &[&str]| {
+            let outputs = names.iter().map(|n| ColumnDef::new(*n, ColumnType::TimestampMs)).collect();
+            PluginInfo::Parser(ParserInfo { outputs, event_time_column: time.into() })
+        };
+        assert!(check_declaration(&parser("t", &["t", "u"])).is_ok());
+        assert!(check_declaration(&parser("t", &["t", "t"])).unwrap_err().contains("declared twice"));
+        assert!(check_declaration(&parser("x", &["t"])).unwrap_err().contains("\"x\""));
+        let text = PluginInfo::Parser(ParserInfo {
+            outputs: vec![ColumnDef::new("t", ColumnType::Text)],
+            event_time_column: "t".into(),
+        });
+        assert!(check_declaration(&text).unwrap_err().contains("not timestamp"));
+        let empty = PluginInfo::Aggregator(AggregatorInfo { inputs: vec![], outputs: vec![], state_version: 1 });
+        assert!(check_declaration(&empty).is_err());
     }
 }
