@@ -21,3 +21,4 @@ pub mod chain;
 pub mod cli;
 pub mod plugin;
 pub mod rides;
+pub mod window;
