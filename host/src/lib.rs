@@ -19,6 +19,7 @@
 pub mod bench;
 pub mod chain;
 pub mod cli;
+pub mod config;
 pub mod plugin;
 pub mod rides;
 pub mod window;

@@ -1,0 +1,448 @@
+//! The pipeline file's structure. Each field's `///` comment is its user documentation.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use super::duration::serde_duration;
+use crate::window::WindowSpec;
+
+/// A pipeline: a source, a plugin chain, a window, a sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// The pipeline's name; it tags checkpoints, dead letters and metrics.
+    pub name: String,
+    /// Where raw records come from.
+    pub source: SourceConfig,
+    /// Turns raw records into typed events.
+    pub parser: StageConfig,
+    /// Judge events, in order.
+    #[serde(default)]
+    pub validators: Vec<StageConfig>,
+    /// Map, filter or flat-map events, in order, after the validators.
+    #[serde(default)]
+    pub transforms: Vec<StageConfig>,
+    /// Folds events into per-window state.
+    pub aggregator: StageConfig,
+    /// How events are grouped in time and by key.
+    pub window: WindowConfig,
+    /// How late events may be.
+    #[serde(default)]
+    pub watermark: WatermarkConfig,
+    /// Where window rows, offsets, dead letters and late events are written.
+    pub sink: SinkConfig,
+    /// How often state and offsets are committed.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// When bad data pauses consumption.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+/// The source of raw records.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A Kafka topic, read by a consumer group.
+    Kafka {
+        /// Bootstrap servers, `host:port[,host:port…]`.
+        brokers: String,
+        /// The topic.
+        topic: String,
+        /// The consumer group (default `weir-<pipeline name>`).
+        group: Option<String>,
+    },
+    /// JSON-lines or CSV files: one file, or every file in a directory.
+    Files {
+        /// A file or a directory (relative paths are relative to the pipeline file).
+        path: PathBuf,
+        /// `jsonl` (default) or `csv`.
+        #[serde(default)]
+        format: FileFormat,
+        /// Keep watching the directory for new files.
+        #[serde(default)]
+        follow: bool,
+    },
+    /// The built-in synthetic trip producer.
+    Producer {
+        /// How many events, or endless if absent.
+        events: Option<u64>,
+        /// Events per second of event time (default 1000).
+        #[serde(default = "default_rate")]
+        rate: u32,
+        /// The seed; the same seed yields the same stream (default 42).
+        #[serde(default = "default_seed")]
+        seed: u64,
+        /// Share of events 1 to 15 minutes late (default 0.02).
+        #[serde(default = "default_late_share")]
+        late_share: f64,
+        /// Share of malformed events (default 0.01).
+        #[serde(default = "default_malformed_share")]
+        malformed_share: f64,
+    },
+}
+
+fn default_rate() -> u32 {
+    1000
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_late_share() -> f64 {
+    0.02
+}
+fn default_malformed_share() -> f64 {
+    0.01
+}
+
+/// The format of file sources.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    /// One record per line.
+    #[default]
+    Jsonl,
+    /// A header line, then one record per line.
+    Csv,
+}
+
+/// One plugin in the chain.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// A component file (a path ending in `.wasm`, relative to the pipeline file), or a
+    /// name looked up as `<name>.wasm` in the plugin directory.
+    pub plugin: String,
+    /// The plugin's own settings, handed to its `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Resource limits for this plugin.
+    #[serde(default)]
+    pub limits: PluginLimits,
+    /// Imports granted beyond the baseline, e.g. `["wasi:sockets/*"]`.
+    #[serde(default)]
+    pub grants: Vec<String>,
+}
+
+/// Per-plugin limits.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Linear memory cap in MiB (default 256).
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// CPU deadline of one call (default 1s).
+    #[serde(default = "default_deadline", with = "serde_duration")]
+    pub deadline: Duration,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits { memory_mib: default_memory_mib(), deadline: default_deadline() }
+    }
+}
+
+fn default_memory_mib() -> u64 {
+    256
+}
+fn default_deadline() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Aggregators are configured like any stage.
+pub type AggregatorConfig = StageConfig;
+
+/// The window.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// `tumbling`, `hopping` or `session`.
+    pub kind: WindowKind,
+    /// Window length (tumbling, hopping), e.g. `1m`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub size: Option<Duration>,
+    /// Distance between window starts (hopping).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub slide: Option<Duration>,
+    /// Inactivity gap that ends a session (session).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub gap: Option<Duration>,
+    /// The event columns that key a window, e.g. `["city"]`.
+    pub key: Vec<String>,
+}
+
+fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    serde_duration::deserialize(deserializer).map(Some)
+}
+
+/// Window kinds.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// Fixed, non-overlapping.
+    Tumbling,
+    /// Fixed size, overlapping.
+    Hopping,
+    /// Per key, split by inactivity.
+    Session,
+}
+
+impl WindowConfig {
+    /// The window this config describes; errors name the missing or stray key.
+    pub fn spec(&self) -> Result<WindowSpec> {
+        let ms = |d: Duration| d.as_millis() as i64;
+        let required = |value: Option<Duration>, key: &str, kind: &str| {
+            value.map(ms).with_context(|| format!("window.{key} is required for {kind} windows"))
+        };
+        let stray = |value: Option<Duration>, key: &str, kind: &str| match value {
+            Some(_) => bail!("window.{key} does not apply to {kind} windows"),
+            None => Ok(()),
+        };
+        let spec = match self.kind {
+            WindowKind::Tumbling => {
+                stray(self.slide, "slide", "tumbling")?;
+                stray(self.gap, "gap", "tumbling")?;
+                WindowSpec::Tumbling { size_ms: required(self.size, "size", "tumbling")? }
+            }
+            WindowKind::Hopping => {
+                stray(self.gap, "gap", "hopping")?;
+                WindowSpec::Hopping {
+                    size_ms: required(self.size, "size", "hopping")?,
+                    slide_ms: required(self.slide, "slide", "hopping")?,
+                }
+            }
+            WindowKind::Session => {
+                stray(self.size, "size", "session")?;
+                stray(self.slide, "slide", "session")?;
+                WindowSpec::Session { gap_ms: required(self.gap, "gap", "session")? }
+            }
+        };
+        spec.validate()?;
+        if self.key.is_empty() {
+            bail!("window.key must name at least one column");
+        }
+        Ok(spec)
+    }
+}
+
+/// Lateness and idleness.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// How far behind the largest event time an event may arrive and still count (default 0s).
+    #[serde(default, with = "serde_duration")]
+    pub lateness: Duration,
+    /// A partition silent this long stops holding the watermark back (default 30s).
+    #[serde(default = "default_idle_timeout", with = "serde_duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for WatermarkConfig {
+    fn default() -> Self {
+        WatermarkConfig { lateness: Duration::ZERO, idle_timeout: default_idle_timeout() }
+    }
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The sink.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// `sqlite://path` (relative to the pipeline file) or `postgres://user@host/db`. A
+    /// password comes from `PGPASSWORD` or a `${VAR}`, never from the file itself.
+    pub url: String,
+    /// The table of window rows; created from the declared schema when missing.
+    pub table: String,
+}
+
+/// Checkpoints.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// How often one sink transaction commits window rows, offsets and state (default 1s).
+    #[serde(default = "default_checkpoint_interval", with = "serde_duration")]
+    pub interval: Duration,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { interval: default_checkpoint_interval() }
+    }
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// The data-quality circuit breaker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Pause when dead letters exceed this share of records over `interval` (default 0.5).
+    #[serde(default = "default_dead_letter_rate")]
+    pub dead_letter_rate: f64,
+    /// The sliding interval the rate is measured over (default 1m).
+    #[serde(default = "default_breaker_interval", with = "serde_duration")]
+    pub interval: Duration,
+    /// The rate is judged only once this many records were seen in the interval (default 1000).
+    #[serde(default = "default_min_records")]
+    pub min_records: u64,
+    /// Resume on its own after this long, unless resumed by command first (default 5m).
+    #[serde(default = "default_cooldown", with = "serde_duration")]
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            dead_letter_rate: default_dead_letter_rate(),
+            interval: default_breaker_interval(),
+            min_records: default_min_records(),
+            cooldown: default_cooldown(),
+        }
+    }
+}
+
+fn default_dead_letter_rate() -> f64 {
+    0.5
+}
+fn default_breaker_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_min_records() -> u64 {
+    1000
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl PipelineConfig {
+    /// Reads, interpolates and checks a pipeline file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading pipeline file {}", path.display()))?;
+        Self::parse(&text, |name| std::env::var(name).ok()).with_context(|| format!("pipeline file {}", path.display()))
+    }
+
+    /// Parses pipeline text, reading `${VAR}`s through `env`.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let text = super::interpolate(text, env).map_err(anyhow::Error::msg)?;
+        let config: PipelineConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The checks serde cannot express; the first problem is reported with its key.
+    fn check(&self) -> Result<()> {
+        self.window.spec()?;
+        if !(self.sink.url.starts_with("sqlite://")
+            || self.sink.url.starts_with("postgres://")
+            || self.sink.url.starts_with("postgresql://"))
+        {
+            bail!("sink.url {:?}: use sqlite://PATH or postgres://…", self.sink.url);
+        }
+        let valid_table =
+            !self.sink.table.is_empty() && self.sink.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_table {
+            bail!("sink.table {:?}: use letters, digits and underscores", self.sink.table);
+        }
+        if !(self.breaker.dead_letter_rate > 0.0 && self.breaker.dead_letter_rate <= 1.0) {
+            bail!("breaker.dead_letter_rate must be in (0, 1], got {}", self.breaker.dead_letter_rate);
+        }
+        if self.checkpoint.interval.is_zero() {
+            bail!("checkpoint.interval must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RIDES: &str = r#"
+name = "rides"
+
+[source]
+kind = "kafka"
+brokers = "${KAFKA_BROKERS}"
+topic = "${KAFKA_TOPIC:-trips}"
+
+[parser]
+plugin = "json_parser"
+config = { event_time = "event_time", fields = [{ name = "event_time", type = "timestamp" }] }
+limits = { deadline = "250ms" }
+
+[[validators]]
+plugin = "rules_validator"
+config.rules = [{ field = "fare", min = 0.0 }]
+
+[aggregator]
+plugin = "window_stats"
+config = { count = "trips" }
+
+[window]
+kind = "tumbling"
+size = "1m"
+key = ["city"]
+
+[watermark]
+lateness = "10m"
+
+[sink]
+url = "${DATABASE_URL}"
+table = "rides_city_minute"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KAFKA_BROKERS" => Some("127.0.0.1:9092".into()),
+            "DATABASE_URL" => Some("postgres://weir@127.0.0.1/rides".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn parses_the_rides_pipeline_with_defaults() {
+        let config = PipelineConfig::parse(RIDES, env).unwrap();
+        match &config.source {
+            SourceConfig::Kafka { brokers, topic, group } => {
+                assert_eq!((brokers.as_str(), topic.as_str(), group), ("127.0.0.1:9092", "trips", &None));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(config.parser.limits, PluginLimits { memory_mib: 256, deadline: Duration::from_millis(250) });
+        assert_eq!(config.window.spec().unwrap(), WindowSpec::Tumbling { size_ms: 60_000 });
+        assert_eq!(config.watermark.lateness, Duration::from_secs(600));
+        assert_eq!(config.checkpoint.interval, Duration::from_secs(1));
+        assert_eq!(config.validators[0].config["rules"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = RIDES.replace("[watermark]", "[watermark]\nlatenes = \"1m\"");
+        let err = format!("{:#}", PipelineConfig::parse(&unknown, env).unwrap_err());
+        assert!(err.contains("latenes") && err.contains("line"), "{err}");
+
+        let bad_size = RIDES.replace("size = \"1m\"", "size = \"1 minute\"");
+        let err = format!("{:#}", PipelineConfig::parse(&bad_size, env).unwrap_err());
+        assert!(err.contains("size") && err.contains("1 minute"), "{err}");
+
+        let hopping = RIDES.replace("kind = \"tumbling\"", "kind = \"hopping\"");
+        let err = format!("{:#}", PipelineConfig::parse(&hopping, env).unwrap_err());
+        assert!(err.contains("window.slide is required"), "{err}");
+
+        let err = format!("{:#}", PipelineConfig::parse(RIDES, |_| None).unwrap_err());
+        assert!(err.contains("KAFKA_BROKERS"), "{err}");
+
+        let source = RIDES.replace("kind = \"kafka\"", "kind = \"kafka\"\npath = \"/tmp\"");
+        let err = format!("{:#}", PipelineConfig::parse(&source, env).unwrap_err());
+        assert!(err.contains("path"), "{err}");
+    }
+}
