@@ -22,4 +22,5 @@ pub mod cli;
 pub mod config;
 pub mod plugin;
 pub mod rides;
+pub mod sink;
 pub mod window;

@@ -1,0 +1,464 @@
+//! The embedded sink: SQLite with the same transactional semantics as PostgreSQL. One
+//! checkpoint is one `BEGIN IMMEDIATE … COMMIT`; upserts write absolute values.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use weir_sdk::{ColumnDef, ColumnType};
+
+use super::{sqlite_type, Cell, Checkpoint, Restored, Sink, TableSchema, WindowState};
+use crate::window::{PartitionClock, Window};
+
+const BOOKKEEPING: &str = r#"
+CREATE TABLE IF NOT EXISTS weir_checkpoints (
+    pipeline TEXT PRIMARY KEY,
+    offsets TEXT NOT NULL,
+    watermark INTEGER,
+    clocks TEXT NOT NULL,
+    plugins TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS weir_window_state (
+    pipeline TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    state BLOB NOT NULL,
+    revision INTEGER NOT NULL,
+    is_final INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, window_start, window_end, key)
+);
+CREATE TABLE IF NOT EXISTS weir_dead_letters (
+    id INTEGER PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source_offset INTEGER NOT NULL,
+    raw BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (pipeline, source_partition, source_offset, plugin)
+);
+CREATE TABLE IF NOT EXISTS weir_late_events (
+    id INTEGER PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source_offset INTEGER NOT NULL,
+    event_time TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (pipeline, source_partition, source_offset, window_start)
+);
+"#;
+
+/// A SQLite database file.
+pub struct SqliteSink {
+    conn: Connection,
+    table: Option<TableSchema>,
+}
+
+fn iso(ms: i64) -> String {
+    weir_sdk::time::format_iso8601(ms)
+}
+
+fn now_iso() -> String {
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    iso(ms)
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn to_sql(cell: &Cell) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Int(v) => Value::Integer(*v),
+        Cell::Float(v) => Value::Real(*v),
+        Cell::Bool(v) => Value::Integer(i64::from(*v)),
+        Cell::Text(v) => Value::Text(v.clone()),
+        Cell::Timestamp(v) => Value::Text(iso(*v)),
+    }
+}
+
+/// Window-state keys are stored as a JSON array; decoding needs the key columns' types.
+fn key_json(key: &[Cell]) -> String {
+    let values: Vec<serde_json::Value> = key
+        .iter()
+        .map(|c| match c {
+            Cell::Null => serde_json::Value::Null,
+            Cell::Int(v) | Cell::Timestamp(v) => (*v).into(),
+            Cell::Float(v) => (*v).into(),
+            Cell::Bool(v) => (*v).into(),
+            Cell::Text(v) => v.clone().into(),
+        })
+        .collect();
+    serde_json::Value::Array(values).to_string()
+}
+
+fn key_from_json(text: &str, keys: &[ColumnDef]) -> Result<Vec<Cell>> {
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(text).with_context(|| format!("stored window key {text}"))?;
+    keys.iter()
+        .zip(values)
+        .map(|(def, v)| {
+            Ok(match (def.ty, v) {
+                (_, serde_json::Value::Null) => Cell::Null,
+                (ColumnType::Int64, v) => Cell::Int(v.as_i64().context("integer key")?),
+                (ColumnType::TimestampMs, v) => Cell::Timestamp(v.as_i64().context("timestamp key")?),
+                (ColumnType::Float64, v) => Cell::Float(v.as_f64().context("float key")?),
+                (ColumnType::Boolean, v) => Cell::Bool(v.as_bool().context("boolean key")?),
+                (ColumnType::Text, v) => Cell::Text(v.as_str().context("text key")?.to_string()),
+            })
+        })
+        .collect()
+}
+
+impl SqliteSink {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("opening SQLite database {}", path.display()))?;
+        // WAL survives a killed process with every committed transaction intact.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(BOOKKEEPING).context("creating weir's bookkeeping tables")?;
+        Ok(SqliteSink { conn, table: None })
+    }
+
+    /// The connection, for tests and `weir replay`.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn table(&self) -> Result<&TableSchema> {
+        self.table.as_ref().context("the sink was not prepared")
+    }
+
+    fn upsert_sql(table: &TableSchema) -> String {
+        let keys: Vec<String> = table.keys.iter().map(|c| quote(&c.name)).collect();
+        let values: Vec<String> = table.values.iter().map(|c| quote(&c.name)).collect();
+        let mut columns = vec!["window_start".to_string(), "window_end".to_string()];
+        columns.extend(keys.iter().cloned());
+        columns.extend(values.iter().cloned());
+        columns.extend(["is_final", "revision", "updated_at"].map(String::from));
+        let placeholders = vec!["?"; columns.len()].join(", ");
+        let conflict = ["window_start".to_string(), "window_end".to_string()]
+            .into_iter()
+            .chain(keys)
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Absolute values: a replayed checkpoint writes the same row again, never adds to it.
+        let updates = values
+            .iter()
+            .map(String::as_str)
+            .chain(["is_final", "revision", "updated_at"])
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {} ({}) VALUES ({placeholders}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+            quote(&table.name),
+            columns.join(", ")
+        )
+    }
+
+    fn write(tx: &Transaction, pipeline: &str, table: &TableSchema, checkpoint: &Checkpoint) -> Result<()> {
+        let now = now_iso();
+        let mut upsert = tx.prepare_cached(&Self::upsert_sql(table))?;
+        for row in &checkpoint.rows {
+            let mut values = vec![Value::Text(iso(row.window.start)), Value::Text(iso(row.window.end))];
+            values.extend(row.key.iter().map(to_sql));
+            values.extend(row.values.iter().map(to_sql));
+            values.extend([
+                Value::Integer(i64::from(row.is_final)),
+                Value::Integer(row.revision),
+                Value::Text(now.clone()),
+            ]);
+            upsert
+                .execute(rusqlite::params_from_iter(values))
+                .with_context(|| format!("upserting into {}", table.name))?;
+        }
+        let mut state = tx.prepare_cached(
+            "INSERT INTO weir_window_state (pipeline, window_start, window_end, key, state, revision, is_final) VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (pipeline, window_start, window_end, key) DO UPDATE SET state = excluded.state, revision = excluded.revision, is_final = excluded.is_final",
+        )?;
+        for s in &checkpoint.states {
+            state.execute(params![
+                pipeline,
+                s.window.start,
+                s.window.end,
+                key_json(&s.key),
+                s.state,
+                s.revision,
+                s.is_final
+            ])?;
+        }
+        let mut drop = tx.prepare_cached(
+            "DELETE FROM weir_window_state WHERE pipeline = ? AND window_start = ? AND window_end = ? AND key = ?",
+        )?;
+        for (window, key) in &checkpoint.dropped {
+            drop.execute(params![pipeline, window.start, window.end, key_json(key)])?;
+        }
+        let mut dead = tx.prepare_cached(
+            "INSERT OR IGNORE INTO weir_dead_letters (pipeline, kind, reason, plugin, digest, source_partition, source_offset, raw, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for d in &checkpoint.dead_letters {
+            dead.execute(params![
+                pipeline,
+                d.kind.name(),
+                d.reason,
+                d.plugin,
+                d.digest,
+                d.partition,
+                d.offset,
+                d.raw,
+                now
+            ])?;
+        }
+        let mut late = tx.prepare_cached(
+            "INSERT OR IGNORE INTO weir_late_events (pipeline, source_partition, source_offset, event_time, window_start, window_end, raw, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for l in &checkpoint.late_events {
+            late.execute(params![
+                pipeline,
+                l.partition,
+                l.offset,
+                iso(l.event_ms),
+                iso(l.window.start),
+                iso(l.window.end),
+                l.raw,
+                now
+            ])?;
+        }
+        let offsets = serde_json::to_string(&checkpoint.offsets)?;
+        let clocks: Vec<(i32, Option<i64>, i64)> =
+            checkpoint.clocks.iter().map(|(p, c)| (*p, c.max_event_ms, c.last_active_ms)).collect();
+        tx.execute(
+            "INSERT INTO weir_checkpoints (pipeline, offsets, watermark, clocks, plugins, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (pipeline) DO UPDATE SET offsets = excluded.offsets, watermark = excluded.watermark, clocks = excluded.clocks, \
+             plugins = excluded.plugins, updated_at = excluded.updated_at",
+            params![pipeline, offsets, checkpoint.watermark, serde_json::to_string(&clocks)?, checkpoint.plugins, now],
+        )?;
+        Ok(())
+    }
+}
+
+impl Sink for SqliteSink {
+    fn prepare(&mut self, table: &TableSchema) -> Result<()> {
+        let existing: Vec<(String, String, bool)> = self
+            .conn
+            .prepare(&format!("PRAGMA table_info({})", quote(&table.name)))?
+            .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(5)? > 0)))?
+            .collect::<Result<_, _>>()?;
+        let fixed = [("window_start", "TEXT"), ("window_end", "TEXT")];
+        let keys: Vec<(&str, &str)> = table.keys.iter().map(|c| (c.name.as_str(), sqlite_type(c.ty))).collect();
+        let values: Vec<(&str, &str)> = table.values.iter().map(|c| (c.name.as_str(), sqlite_type(c.ty))).collect();
+        if existing.is_empty() {
+            let mut columns: Vec<String> =
+                fixed.iter().chain(&keys).map(|(n, t)| format!("{} {t} NOT NULL", quote(n))).collect();
+            columns.extend(values.iter().map(|(n, t)| format!("{} {t}", quote(n))));
+            columns.extend(
+                ["is_final INTEGER NOT NULL", "revision INTEGER NOT NULL", "updated_at TEXT NOT NULL"]
+                    .map(String::from),
+            );
+            let pk: Vec<String> = fixed.iter().chain(&keys).map(|(n, _)| quote(n)).collect();
+            let sql = format!(
+                "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
+                quote(&table.name),
+                columns.join(", "),
+                pk.join(", ")
+            );
+            self.conn.execute_batch(&sql).with_context(|| format!("creating table {}", table.name))?;
+        } else {
+            let find = |name: &str| existing.iter().find(|(n, _, _)| n == name);
+            let pk: Vec<&str> = existing.iter().filter(|(_, _, pk)| *pk).map(|(n, _, _)| n.as_str()).collect();
+            let want_pk: Vec<&str> = fixed.iter().chain(&keys).map(|(n, _)| *n).collect();
+            if pk.len() != want_pk.len() || want_pk.iter().any(|k| !pk.contains(k)) {
+                bail!(
+                    "table {} exists with primary key ({}); this pipeline needs ({})",
+                    table.name,
+                    pk.join(", "),
+                    want_pk.join(", ")
+                );
+            }
+            let bookkeeping = [("is_final", "INTEGER"), ("revision", "INTEGER"), ("updated_at", "TEXT")];
+            for (name, ty) in fixed.iter().chain(&keys).chain(&values).chain(&bookkeeping) {
+                match find(name) {
+                    Some((_, have, _)) if !have.eq_ignore_ascii_case(ty) => {
+                        bail!("table {} has column {name} of type {have}; this pipeline writes {ty}", table.name)
+                    }
+                    Some(_) => {}
+                    None if values.iter().any(|(v, _)| v == name) => {
+                        // A new aggregator output: an additive, safe migration.
+                        let sql = format!("ALTER TABLE {} ADD COLUMN {} {ty}", quote(&table.name), quote(name));
+                        self.conn
+                            .execute_batch(&sql)
+                            .with_context(|| format!("adding column {name} to {}", table.name))?;
+                    }
+                    None => bail!("table {} exists without column {name}; refusing to write into it", table.name),
+                }
+            }
+        }
+        self.table = Some(table.clone());
+        Ok(())
+    }
+
+    fn restore(&mut self, pipeline: &str) -> Result<Option<Restored>> {
+        let table = self.table()?.clone();
+        let row = self
+            .conn
+            .query_row("SELECT offsets, watermark, clocks FROM weir_checkpoints WHERE pipeline = ?", [pipeline], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?))
+            })
+            .optional()?;
+        let Some((offsets, watermark, clocks)) = row else { return Ok(None) };
+        let offsets: Vec<(i32, i64)> = serde_json::from_str(&offsets).context("stored offsets")?;
+        let clocks: Vec<(i32, Option<i64>, i64)> = serde_json::from_str(&clocks).context("stored partition clocks")?;
+        let clocks = clocks
+            .into_iter()
+            .map(|(p, max_event_ms, last_active_ms)| (p, PartitionClock { max_event_ms, last_active_ms }))
+            .collect();
+        let mut stmt = self.conn.prepare(
+            "SELECT window_start, window_end, key, state, revision, is_final FROM weir_window_state WHERE pipeline = ? ORDER BY window_start, key",
+        )?;
+        let states = stmt
+            .query_map([pipeline], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, bool>(5)?,
+                ))
+            })?
+            .map(|row| {
+                let (start, end, key, state, revision, is_final) = row?;
+                Ok(WindowState {
+                    window: Window { start, end },
+                    key: key_from_json(&key, &table.keys)?,
+                    state,
+                    revision,
+                    is_final,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Restored { offsets, watermark, clocks, states }))
+    }
+
+    fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
+        let table = self.table()?.clone();
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Self::write(&tx, pipeline, &table, checkpoint)?;
+        tx.commit().context("committing the checkpoint")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::{DeadLetter, DeadLetterKind, WindowRow};
+
+    fn schema() -> TableSchema {
+        TableSchema {
+            name: "rides_city_minute".into(),
+            keys: vec![ColumnDef::new("city", ColumnType::Text)],
+            values: vec![
+                ColumnDef::new("trips", ColumnType::Int64),
+                ColumnDef::nullable("avg_fare", ColumnType::Float64),
+            ],
+        }
+    }
+
+    fn row(trips: i64, fare: f64) -> WindowRow {
+        WindowRow {
+            window: Window { start: 0, end: 60_000 },
+            key: vec![Cell::Text("Oslo".into())],
+            values: vec![Cell::Int(trips), Cell::Float(fare)],
+            is_final: false,
+            revision: 1,
+        }
+    }
+
+    #[test]
+    fn checkpoints_upsert_absolute_values_and_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weir.db");
+        let mut sink = SqliteSink::open(&path).unwrap();
+        sink.prepare(&schema()).unwrap();
+        assert_eq!(sink.restore("rides").unwrap(), None);
+        let dead = DeadLetter {
+            kind: DeadLetterKind::Malformed,
+            reason: "truncated".into(),
+            plugin: "json_parser".into(),
+            digest: "sha256:x".into(),
+            partition: 0,
+            offset: 7,
+            raw: b"{\"ci".to_vec(),
+        };
+        let state = WindowState {
+            window: Window { start: 0, end: 60_000 },
+            key: vec![Cell::Text("Oslo".into())],
+            state: vec![1, 2],
+            revision: 1,
+            is_final: false,
+        };
+        let first = Checkpoint {
+            rows: vec![row(2, 10.0)],
+            states: vec![state.clone()],
+            offsets: vec![(0, 10)],
+            watermark: Some(5),
+            dead_letters: vec![dead.clone()],
+            ..Default::default()
+        };
+        sink.commit("rides", &first).unwrap();
+        // The same checkpoint again (a replay) changes nothing; a later one overwrites.
+        sink.commit("rides", &first).unwrap();
+        sink.commit("rides", &Checkpoint { rows: vec![row(3, 12.0)], offsets: vec![(0, 12)], ..Default::default() })
+            .unwrap();
+        let (trips, fare): (i64, f64) = sink
+            .connection()
+            .query_row("SELECT trips, avg_fare FROM rides_city_minute", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((trips, fare), (3, 12.0));
+        let dead_count: i64 =
+            sink.connection().query_row("SELECT count(*) FROM weir_dead_letters", [], |r| r.get(0)).unwrap();
+        assert_eq!(dead_count, 1);
+
+        let mut reopened = SqliteSink::open(&path).unwrap();
+        reopened.prepare(&schema()).unwrap();
+        let restored = reopened.restore("rides").unwrap().unwrap();
+        assert_eq!(restored.offsets, vec![(0, 12)]);
+        assert_eq!(restored.states, vec![state]);
+    }
+
+    #[test]
+    fn an_incompatible_table_is_refused_and_a_new_output_is_added() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = SqliteSink::open(&dir.path().join("weir.db")).unwrap();
+        sink.prepare(&schema()).unwrap();
+        let mut more = schema();
+        more.values.push(ColumnDef::nullable("max_fare", ColumnType::Float64));
+        sink.prepare(&more).unwrap();
+        let mut rekeyed = schema();
+        rekeyed.keys = vec![ColumnDef::new("driver_id", ColumnType::Text)];
+        let err = sink.prepare(&rekeyed).unwrap_err().to_string();
+        assert!(err.contains("primary key") && err.contains("driver_id"), "{err}");
+        let mut retyped = schema();
+        retyped.values[0] = ColumnDef::new("trips", ColumnType::Text);
+        let err = sink.prepare(&retyped).unwrap_err().to_string();
+        assert!(err.contains("trips") && err.contains("INTEGER"), "{err}");
+    }
+}
