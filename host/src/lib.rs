@@ -23,4 +23,5 @@ pub mod config;
 pub mod plugin;
 pub mod rides;
 pub mod sink;
+pub mod source;
 pub mod window;
