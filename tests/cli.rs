@@ -3,29 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
-use weir_tests::guests;
+use weir_tests::{guests, weir_bin};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// The `weir` binary of this build, built once per test run.
-fn weir_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(root())
-            .args(["build", "-q", "-p", "weir", "--bin", "weir"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building weir");
-        // target/debug/deps/cli-<hash> → target/debug/weir
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().join("weir")
-    })
 }
 
 fn weir(dir: &Path, args: &[&str]) -> Output {
@@ -90,15 +72,6 @@ fn plugin_test_reports_failures_and_keeps_going() {
     assert_eq!(events, vec![0, 2]);
     let failure = lines.iter().find(|l| l.get("failure").is_some()).unwrap();
     assert_eq!((failure["record"].as_u64(), failure["failure"].as_str()), (Some(1), Some("trap")));
-}
-
-#[test]
-fn demo_prints_per_city_windows() {
-    let plugins = Path::new(guests::JSON_PARSER).parent().unwrap().to_str().unwrap().to_string();
-    let out = ok(weir(&root(), &["demo", "--plugins", &plugins, "--events", "20000"]));
-    assert!(out.starts_with("window_start"), "{out}");
-    assert!(out.contains("2024-05-01T00:00:00.000Z Austin"), "{out}");
-    assert!(out.contains("20000 events in"), "{out}");
 }
 
 /// A fresh scaffold of `kind`, tested natively, built into a component and run over its sample.

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 // Per-row key lookups on the hot path; SipHash's DoS resistance buys nothing here.
 use rustc_hash::FxHashMap as HashMap;
-use weir_sdk::{Column, ColumnDef, ColumnType, EventBatch, RawBatch, Severity};
+use weir_sdk::{ColumnDef, ColumnType, EventBatch, RawBatch, Severity};
 
+use crate::pipeline::wire;
 use crate::plugin::{AggregatorStage, ParserStage, ValidatorStage};
 
 /// Counts of what happened to the records.
@@ -67,31 +68,6 @@ pub struct PluginChain {
     pub stats: ChainStats,
     /// Where the time went.
     pub times: StageTimes,
-}
-
-/// Finds each of `wanted` among `available` by name and type.
-fn wire(stage: &str, wanted: &[ColumnDef], available: &[ColumnDef]) -> Result<Vec<usize>> {
-    wanted
-        .iter()
-        .map(|want| match available.iter().position(|c| c.name == want.name) {
-            Some(i) if available[i].ty == want.ty => Ok(i),
-            Some(i) => bail!(
-                "{stage} reads column {:?} as {}, but the parser emits it as {}",
-                want.name,
-                want.ty.name(),
-                available[i].ty.name()
-            ),
-            None => bail!(
-                "{stage} reads column {:?}, which the parser does not emit (it emits: {})",
-                want.name,
-                available.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        })
-        .collect()
-}
-
-fn project(events: &EventBatch, columns: &[usize]) -> EventBatch {
-    EventBatch { len: events.len, columns: columns.iter().map(|&i| events.columns[i].clone()).collect::<Vec<Column>>() }
 }
 
 impl PluginChain {
@@ -154,7 +130,7 @@ impl PluginChain {
 
         let mut verdict = vec![None::<Severity>; events.len()];
         for (validator, columns) in &mut self.validators {
-            let validated = validator.validate(&project(&events, columns));
+            let validated = validator.validate(&events.project(columns));
             for v in validated.violations {
                 let worst = &mut verdict[v.row as usize];
                 *worst = (*worst).max(Some(v.severity));
@@ -207,7 +183,7 @@ impl PluginChain {
             });
             groups.push(local);
         }
-        let input = project(events, &self.aggregator_columns);
+        let input = events.project(&self.aggregator_columns);
         let input = if kept.len() == events.len() { input } else { input.take(kept) };
         let mut states: Vec<Vec<u8>> = touched.iter().map(|&g| std::mem::take(&mut self.states[g])).collect();
         let failures = self.aggregator.fold(&mut states, &input, &groups);

@@ -20,6 +20,7 @@ pub mod bench;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod pipeline;
 pub mod plugin;
 pub mod rides;
 pub mod sink;

@@ -293,6 +293,11 @@ impl EventBatch {
         self.len += other.len;
     }
 
+    /// The columns at `columns`, in that order: what a stage that declared them receives.
+    pub fn project(&self, columns: &[usize]) -> EventBatch {
+        EventBatch { len: self.len, columns: columns.iter().map(|&i| self.columns[i].clone()).collect() }
+    }
+
     /// The rows at `rows`, in that order (a row may repeat).
     pub fn take(&self, rows: &[u32]) -> EventBatch {
         let columns = self.columns.iter().map(|c| take_column(c, rows)).collect();

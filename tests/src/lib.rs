@@ -52,3 +52,26 @@ pub fn rides_parser_config() -> serde_json::Value {
         ]
     })
 }
+
+/// The `weir` binary of this build, built once per test binary.
+pub fn weir_bin() -> &'static std::path::Path {
+    static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "-q", "-p", "weir", "--bin", "weir"])
+            .status()
+            .expect("running cargo");
+        assert!(status.success(), "building weir");
+        // target/debug/deps/<test>-<hash> → target/debug/weir
+        let exe = std::env::current_exe().expect("test binary path");
+        exe.parent().and_then(|p| p.parent()).expect("target dir").join("weir")
+    })
+}
+
+/// The directory of the built reference plugins.
+pub fn plugin_dir() -> &'static std::path::Path {
+    std::path::Path::new(guests::JSON_PARSER).parent().expect("guests live in a directory")
+}

@@ -2,7 +2,7 @@
 //! fresh machine with only rustup and cargo:
 //!
 //! - `cargo xtask plugins`: build the reference plugins into `target/plugins/`.
-//! - `cargo xtask rides`: build everything and run the rides example.
+//! - `cargo xtask rides`: build everything and run the rides pipeline on the embedded default.
 //! - `cargo xtask test`: install the wasm target and cargo-component, build everything, run all tests.
 //! - `cargo xtask bench`: build everything and run the benchmarks.
 
@@ -92,8 +92,10 @@ fn main() -> Result<()> {
         Some("plugins") => plugins().map(|_| ()),
         Some("rides") => {
             let dir = plugins()?;
+            let pipeline = root().join("examples/rides/pipeline.toml");
+            let pipeline = pipeline.to_str().context("the repository path is not UTF-8")?;
             let rest: Vec<&str> = args[1..].iter().map(String::as_str).collect();
-            weir(&[&["demo"], rest.as_slice()].concat(), &dir)
+            weir(&[&["run", pipeline, "--until-idle", "2s"], rest.as_slice()].concat(), &dir)
         }
         Some("bench") => {
             let dir = plugins()?;
@@ -109,6 +111,6 @@ fn main() -> Result<()> {
             }
             run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
         }
-        _ => bail!("usage: cargo xtask plugins | rides [weir demo flags] | test | bench"),
+        _ => bail!("usage: cargo xtask plugins | rides [weir run flags] | test | bench"),
     }
 }

@@ -1,11 +1,11 @@
 //! The command line. Pipeline meaning lives in files; process behaviour in flags.
 
 mod bench;
-mod demo;
 mod plugin_build;
 mod plugin_inspect;
 mod plugin_new;
 mod plugin_test;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,8 +27,8 @@ enum Command {
     /// Author, build, inspect and try plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Run the rides plugin chain over generated trips and print per-city 1-minute windows.
-    Demo(demo::DemoArgs),
+    /// Run a pipeline until SIGINT/SIGTERM (or until idle), checkpointing into its sink.
+    Run(run::RunArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -120,7 +120,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Build(args)) => plugin_build::run(args),
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
-        Command::Demo(args) => demo::run(args),
+        Command::Run(args) => run::run(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

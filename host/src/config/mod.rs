@@ -9,6 +9,6 @@ mod pipeline;
 pub use duration::parse_duration;
 pub use interpolate::interpolate;
 pub use pipeline::{
-    AggregatorConfig, BreakerConfig, CheckpointConfig, PipelineConfig, PluginLimits, SinkConfig, SourceConfig,
-    StageConfig, WatermarkConfig, WindowConfig,
+    AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
+    SourceConfig, StageConfig, WatermarkConfig, WindowConfig,
 };

@@ -1,0 +1,10 @@
+//! A running pipeline: the plugin chain wired from the pipeline file, event-time
+//! windows, and checkpoints into a transactional sink.
+
+mod build;
+mod process;
+mod run;
+mod windows;
+
+pub use build::{wire, Pipeline, PipelineOptions};
+pub use run::{run, RunSummary};

@@ -1,0 +1,332 @@
+//! One batch through the pipeline, and one checkpoint out of it.
+
+use anyhow::{Context, Result};
+use weir_sdk::{Column, ColumnValues, EventBatch, RawBatch, Severity};
+
+use super::build::Pipeline;
+use crate::plugin::{AggregatorStage, ParserStage, Plugin, RecordFailure, TransformStage, ValidatorStage};
+use crate::sink::{Cell, Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, Sink, WindowRow, WindowState};
+use crate::window::Window;
+
+fn cell(column: &Column, row: usize) -> Cell {
+    if !column.is_valid(row) {
+        return Cell::Null;
+    }
+    match &column.values {
+        ColumnValues::Int64(v) => Cell::Int(v[row]),
+        ColumnValues::Float64(v) => Cell::Float(v[row]),
+        ColumnValues::Boolean(v) => Cell::Bool(v[row]),
+        ColumnValues::Text(v) => Cell::Text(v.str(row).to_string()),
+        ColumnValues::TimestampMs(v) => Cell::Timestamp(v[row]),
+    }
+}
+
+/// Appends a key value's bytes, tagged and length-prefixed so distinct keys never collide.
+fn encode_cell(out: &mut Vec<u8>, column: &Column, row: usize) {
+    match &column.values {
+        ColumnValues::Int64(v) | ColumnValues::TimestampMs(v) => {
+            out.push(1);
+            out.extend_from_slice(&v[row].to_le_bytes());
+        }
+        ColumnValues::Boolean(v) => out.extend_from_slice(&[2, u8::from(v[row])]),
+        ColumnValues::Text(v) => {
+            let bytes = v.get(row);
+            out.push(3);
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        ColumnValues::Float64(v) => {
+            out.push(4);
+            out.extend_from_slice(&v[row].to_bits().to_le_bytes());
+        }
+    }
+}
+
+/// The same encoding from stored cells, for restored windows.
+pub(super) fn encode_cells(cells: &[Cell]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in cells {
+        match c {
+            Cell::Int(v) | Cell::Timestamp(v) => {
+                out.push(1);
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Cell::Bool(v) => out.extend_from_slice(&[2, u8::from(*v)]),
+            Cell::Text(v) => {
+                out.push(3);
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+            Cell::Float(v) => {
+                out.push(4);
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+            Cell::Null => out.push(0),
+        }
+    }
+    out
+}
+
+/// Records `record` of `batch` as a dead letter refused by `plugin`.
+fn push_dead(
+    out: &mut Vec<DeadLetter>,
+    batch: &RawBatch,
+    record: u32,
+    kind: DeadLetterKind,
+    plugin: &Plugin,
+    reason: String,
+) {
+    let r = record as usize;
+    out.push(DeadLetter {
+        kind,
+        reason,
+        plugin: plugin.component().name.clone(),
+        digest: plugin.component().digest.clone(),
+        partition: batch.partitions[r],
+        offset: batch.offsets[r],
+        raw: batch.payloads.get(r).to_vec(),
+    });
+}
+
+/// Records the rows a plugin failed on; `records` maps the stage's rows to raw records.
+fn push_failures(
+    out: &mut Vec<DeadLetter>,
+    batch: &RawBatch,
+    failures: Vec<RecordFailure>,
+    records: &[u32],
+    plugin: &Plugin,
+) {
+    for f in failures {
+        push_dead(out, batch, records[f.index as usize], DeadLetterKind::PluginFailure, plugin, f.failure.to_string());
+    }
+}
+
+impl Pipeline {
+    /// Runs one batch: parse, validate, transform, assign windows, fold. `now_ms` is
+    /// processing time, for partition idleness.
+    pub fn process(&mut self, batch: &RawBatch, now_ms: i64) {
+        self.stats.records += batch.len() as u64;
+        for (&partition, &offset) in batch.partitions.iter().zip(&batch.offsets) {
+            self.tracker.touch(partition, now_ms);
+            let next = self.next_offsets.entry(partition).or_insert(0);
+            *next = (*next).max(offset + 1);
+        }
+        // Lateness is judged against the watermark as it stood before this batch.
+        let mark = self.tracker.current();
+
+        let parsed = self.parser.parse(batch);
+        for e in parsed.output.errors {
+            push_dead(&mut self.dead_letters, batch, e.index, DeadLetterKind::Malformed, &self.parser, e.reason);
+        }
+        let identity: Vec<u32> = (0..batch.len() as u32).collect();
+        push_failures(&mut self.dead_letters, batch, parsed.failures, &identity, &self.parser);
+        let mut events = parsed.output.events;
+        let mut records = parsed.output.sources;
+        let mut times: Vec<i64> =
+            events.columns[self.time_column].values.i64_slice().map(<[i64]>::to_vec).unwrap_or_default();
+        for (&t, &r) in times.iter().zip(&records) {
+            self.tracker.observe(batch.partitions[r as usize], t, now_ms);
+        }
+
+        for i in 0..self.validators.len() {
+            let input = events.project(&self.validators[i].1);
+            let validated = self.validators[i].0.validate(&input);
+            let mut reasons: Vec<Option<String>> = vec![None; events.len()];
+            for v in &validated.violations {
+                if v.severity >= Severity::Reject {
+                    let reason = reasons[v.row as usize].get_or_insert_with(String::new);
+                    if !reason.is_empty() {
+                        reason.push_str("; ");
+                    }
+                    reason.push_str(&format!("{}: {}", v.rule, v.message));
+                }
+            }
+            let failed: Vec<u32> = validated.failures.iter().map(|f| f.index).collect();
+            push_failures(&mut self.dead_letters, batch, validated.failures, &records, &self.validators[i].0);
+            for (row, reason) in reasons.iter().enumerate() {
+                if let Some(reason) = reason {
+                    let plugin = &self.validators[i].0;
+                    push_dead(
+                        &mut self.dead_letters,
+                        batch,
+                        records[row],
+                        DeadLetterKind::Rejected,
+                        plugin,
+                        reason.clone(),
+                    );
+                }
+            }
+            let kept: Vec<u32> =
+                (0..events.len() as u32).filter(|&r| reasons[r as usize].is_none() && !failed.contains(&r)).collect();
+            if kept.len() != events.len() {
+                events = events.take(&kept);
+                records = kept.iter().map(|&r| records[r as usize]).collect();
+                times = kept.iter().map(|&r| times[r as usize]).collect();
+            }
+        }
+
+        for i in 0..self.transforms.len() {
+            let input = events.project(&self.transforms[i].1);
+            let out = self.transforms[i].0.apply(&input);
+            for e in out.output.errors {
+                let plugin = &self.transforms[i].0;
+                push_dead(
+                    &mut self.dead_letters,
+                    batch,
+                    records[e.index as usize],
+                    DeadLetterKind::Rejected,
+                    plugin,
+                    e.reason,
+                );
+            }
+            push_failures(&mut self.dead_letters, batch, out.failures, &records, &self.transforms[i].0);
+            records = out.output.sources.iter().map(|&s| records[s as usize]).collect();
+            times = out.output.sources.iter().map(|&s| times[s as usize]).collect();
+            events = out.output.events;
+        }
+
+        self.fold(batch, &events, &records, &times, mark);
+    }
+
+    fn fold(&mut self, batch: &RawBatch, events: &EventBatch, records: &[u32], times: &[i64], mark: Option<i64>) {
+        let mut fold_rows: Vec<u32> = Vec::with_capacity(events.len());
+        let mut fold_records: Vec<u32> = Vec::with_capacity(events.len());
+        let mut groups: Vec<u32> = Vec::with_capacity(events.len());
+        let mut touched: Vec<usize> = Vec::new();
+        let mut local_of = rustc_hash::FxHashMap::<usize, u32>::default();
+        let mut windows = Vec::new();
+        let mut encoded = Vec::new();
+        for row in 0..events.len() {
+            let record = records[row];
+            if let Some(k) = self.key_columns.iter().position(|&c| !events.columns[c].is_valid(row)) {
+                let reason = format!("window key column {:?} is null", self.table.keys[k].name);
+                push_dead(&mut self.dead_letters, batch, record, DeadLetterKind::Rejected, &self.aggregator, reason);
+                continue;
+            }
+            encoded.clear();
+            for &c in &self.key_columns {
+                encode_cell(&mut encoded, &events.columns[c], row);
+            }
+            let key_columns = &self.key_columns;
+            let key =
+                self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect());
+            self.spec.windows_of(times[row], &mut windows);
+            for &window in &windows {
+                if mark.is_some_and(|m| window.end <= m) {
+                    let r = record as usize;
+                    self.late_events.push(LateEvent {
+                        partition: batch.partitions[r],
+                        offset: batch.offsets[r],
+                        event_ms: times[row],
+                        window,
+                        raw: batch.payloads.get(r).to_vec(),
+                    });
+                    continue;
+                }
+                let group = self.windows.group(window, key, &self.empty_state);
+                let local = *local_of.entry(group).or_insert_with(|| {
+                    touched.push(group);
+                    touched.len() as u32 - 1
+                });
+                fold_rows.push(row as u32);
+                fold_records.push(record);
+                groups.push(local);
+            }
+        }
+        if fold_rows.is_empty() {
+            return;
+        }
+        let input = events.project(&self.aggregator_columns);
+        let identity = fold_rows.len() == events.len() && fold_rows.iter().enumerate().all(|(i, &r)| i as u32 == r);
+        let input = if identity { input } else { input.take(&fold_rows) };
+        let mut states: Vec<Vec<u8>> =
+            touched.iter().map(|&g| std::mem::take(&mut self.windows.groups[g].state)).collect();
+        let failures = self.aggregator.fold(&mut states, &input, &groups);
+        self.stats.windowed += (fold_rows.len() - failures.len()) as u64;
+        push_failures(&mut self.dead_letters, batch, failures, &fold_records, &self.aggregator);
+        for (g, state) in touched.into_iter().zip(states) {
+            let group = &mut self.windows.groups[g];
+            group.state = state;
+            group.dirty = true;
+        }
+    }
+
+    /// Resumes from a checkpoint: watermark, partition clocks and open windows.
+    pub fn restore(&mut self, restored: Restored) {
+        self.tracker.restore(&restored.clocks, restored.watermark);
+        for (partition, offset) in &restored.offsets {
+            self.next_offsets.insert(*partition, *offset);
+        }
+        for state in restored.states.into_iter().filter(|s| !s.is_final) {
+            self.windows.restore(state, encode_cells);
+        }
+    }
+
+    /// Commits one checkpoint: the rows of every changed or newly closed window, the
+    /// offsets, the watermark, the open windows' state, dead letters and late events.
+    pub fn checkpoint(&mut self, sink: &mut dyn Sink, now_ms: i64) -> Result<()> {
+        let mark = self.tracker.advance(now_ms);
+        let closes = |w: &Window| mark.is_some_and(|m| w.end <= m);
+        let emit: Vec<usize> = (0..self.windows.groups.len())
+            .filter(|&g| {
+                let group = &self.windows.groups[g];
+                group.dirty || (closes(&group.window) && !group.is_final)
+            })
+            .collect();
+        let states: Vec<Vec<u8>> = emit.iter().map(|&g| self.windows.groups[g].state.clone()).collect();
+        let rows = if states.is_empty() {
+            EventBatch::default()
+        } else {
+            self.aggregator
+                .emit(&states)
+                .map_err(|e| anyhow::anyhow!("aggregator {} failed to emit: {e}", self.aggregator.component().name))?
+        };
+        let mut checkpoint = Checkpoint { watermark: mark, plugins: self.plugin_versions(), ..Default::default() };
+        for (i, &g) in emit.iter().enumerate() {
+            let group = &mut self.windows.groups[g];
+            let is_final = closes(&group.window);
+            if group.is_final && group.dirty {
+                // A window that was already final changed: a correction.
+                group.revision += 1;
+            }
+            group.is_final |= is_final;
+            let key = self.windows.keys[group.key as usize].clone();
+            let values = rows.columns.iter().map(|c| cell(c, i)).collect();
+            checkpoint.rows.push(WindowRow {
+                window: group.window,
+                key: key.clone(),
+                values,
+                is_final: group.is_final,
+                revision: group.revision,
+            });
+            checkpoint.states.push(WindowState {
+                window: group.window,
+                key,
+                state: group.state.clone(),
+                revision: group.revision,
+                is_final: group.is_final,
+            });
+        }
+        checkpoint.offsets = self.next_offsets.iter().map(|(p, o)| (*p, *o)).collect();
+        checkpoint.clocks = self.tracker.snapshot().0;
+        checkpoint.dead_letters = std::mem::take(&mut self.dead_letters);
+        checkpoint.late_events = std::mem::take(&mut self.late_events);
+        // Offsets are stored only in this transaction, together with the rows they
+        // produced: after a crash the source resumes exactly where the sink stands.
+        if let Err(e) = sink.commit(&self.name, &checkpoint) {
+            // Keep what was not written so a retry commits it.
+            self.dead_letters = checkpoint.dead_letters;
+            self.late_events = checkpoint.late_events;
+            return Err(e).context("committing a checkpoint");
+        }
+        self.stats.dead_letters += checkpoint.dead_letters.len() as u64;
+        self.stats.late += checkpoint.late_events.len() as u64;
+        self.stats.checkpoints += 1;
+        for &g in &emit {
+            self.windows.groups[g].dirty = false;
+        }
+        // Closed windows leave memory; their final state stays in the sink.
+        self.windows.take_closed(|g| g.is_final);
+        Ok(())
+    }
+}

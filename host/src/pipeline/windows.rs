@@ -1,0 +1,76 @@
+//! The open windows of a pipeline: one aggregator state per window and key, with the
+//! bookkeeping a checkpoint needs (what changed, what closed, revisions).
+
+use rustc_hash::FxHashMap;
+
+use crate::sink::{Cell, WindowState};
+use crate::window::Window;
+
+/// One window and key.
+pub struct Group {
+    /// The window.
+    pub window: Window,
+    /// Index into `OpenWindows::keys`.
+    pub key: u32,
+    /// The aggregator state.
+    pub state: Vec<u8>,
+    /// 1 once written; raised when a final window is corrected.
+    pub revision: i64,
+    /// Whether it was written as final.
+    pub is_final: bool,
+    /// Changed since the last checkpoint.
+    pub dirty: bool,
+}
+
+/// Groups by window and key. Keys are interned: per row the pipeline looks up a key
+/// by its encoded bytes without allocating.
+#[derive(Default)]
+pub struct OpenWindows {
+    key_ids: FxHashMap<Vec<u8>, u32>,
+    /// The key values, by key id.
+    pub keys: Vec<Vec<Cell>>,
+    index: FxHashMap<(i64, i64, u32), usize>,
+    /// The groups; closed ones are removed at checkpoints.
+    pub groups: Vec<Group>,
+}
+
+impl OpenWindows {
+    /// The id of the key encoded as `encoded`, interning `cells()` if new.
+    pub fn key_id(&mut self, encoded: &[u8], cells: impl FnOnce() -> Vec<Cell>) -> u32 {
+        if let Some(&id) = self.key_ids.get(encoded) {
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(cells());
+        self.key_ids.insert(encoded.to_vec(), id);
+        id
+    }
+
+    /// The group of `window` and `key`, created with `empty` state if new.
+    pub fn group(&mut self, window: Window, key: u32, empty: &[u8]) -> usize {
+        *self.index.entry((window.start, window.end, key)).or_insert_with(|| {
+            self.groups.push(Group { window, key, state: empty.to_vec(), revision: 1, is_final: false, dirty: false });
+            self.groups.len() - 1
+        })
+    }
+
+    /// Brings back a group from a checkpoint.
+    pub fn restore(&mut self, saved: WindowState, encode: impl Fn(&[Cell]) -> Vec<u8>) {
+        let encoded = encode(&saved.key);
+        let key = self.key_id(&encoded, || saved.key.clone());
+        let g = self.group(saved.window, key, &saved.state);
+        let group = &mut self.groups[g];
+        group.state = saved.state;
+        group.revision = saved.revision;
+        group.is_final = saved.is_final;
+    }
+
+    /// Removes the groups matching `closed` and returns them.
+    pub fn take_closed(&mut self, closed: impl Fn(&Group) -> bool) -> Vec<Group> {
+        let (gone, kept): (Vec<Group>, Vec<Group>) =
+            std::mem::take(&mut self.groups).into_iter().partition(|g| closed(g));
+        self.groups = kept;
+        self.index = self.groups.iter().enumerate().map(|(i, g)| ((g.window.start, g.window.end, g.key), i)).collect();
+        gone
+    }
+}

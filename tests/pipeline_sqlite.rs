@@ -1,0 +1,147 @@
+//! `weir run` on the embedded default (producer → plugins → SQLite): the table equals
+//! an independent computation, and a kill -9 followed by a restart leaves the sink
+//! exactly as an uninterrupted run does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use weir::rides::{TripGenerator, TripOptions};
+use weir_tests::{plugin_dir, weir_bin};
+
+const TABLE: &str = "rides_city_minute";
+
+fn pipeline(dir: &Path, events: u64, lateness: &str) -> std::path::PathBuf {
+    let rides =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rides/pipeline.toml")).unwrap();
+    let text = rides
+        .replace("events = 1000000", &format!("events = {events}"))
+        .replace("lateness = \"10m\"", &format!("lateness = \"{lateness}\""))
+        .replace("interval = \"1s\"", "interval = \"100ms\"")
+        .replace("${WEIR_DATA_DIR:-.weir}", ".");
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(pipeline: &Path) -> std::process::Output {
+    let out = Command::new(weir_bin())
+        .args(["run", pipeline.to_str().unwrap(), "--until-idle", "300ms", "--quiet", "--batch", "2048"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Everything a run leaves in the sink, minus wall-clock columns.
+fn snapshot(db: &Path) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let conn = Connection::open(db).unwrap();
+    let rows = |sql: &str| -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| Ok((0..n).map(|i| format!("{:?}", r.get_ref(i).unwrap())).collect::<Vec<_>>().join("|")))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    (
+        rows(&format!(
+            "SELECT window_start, window_end, city, trips, avg_fare, sum_fare, min_fare, max_fare, avg_distance_km, is_final, revision FROM {TABLE} ORDER BY window_start, city"
+        )),
+        rows("SELECT kind, reason, plugin, digest, source_partition, source_offset, raw FROM weir_dead_letters ORDER BY source_offset, plugin"),
+        rows("SELECT source_partition, source_offset, event_time, window_start, raw FROM weir_late_events ORDER BY source_offset, window_start"),
+    )
+}
+
+#[test]
+fn the_table_equals_an_independent_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = 30_000;
+    // Generated late events are at most 15 minutes late, so with 20 minutes of
+    // lateness every valid event must land in its window.
+    run(&pipeline(dir.path(), events, "20m"));
+
+    let mut generator = TripGenerator::new(TripOptions::default());
+    let mut want: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
+    let mut dropped = 0;
+    for _ in 0..events {
+        let raw = generator.next_event();
+        let Ok(serde_json::Value::Object(e)) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+            dropped += 1;
+            continue;
+        };
+        let (Some(city), Some(fare)) = (e.get("city").and_then(|c| c.as_str()), e.get("fare").and_then(|f| f.as_f64()))
+        else {
+            dropped += 1;
+            continue;
+        };
+        if fare < 0.0 {
+            dropped += 1;
+            continue;
+        }
+        let ms = weir_sdk::time::parse_iso8601(e["event_time"].as_str().unwrap().as_bytes()).unwrap();
+        let start = weir_sdk::time::format_iso8601(ms.div_euclid(60_000) * 60_000);
+        let entry = want.entry((start, city.to_string())).or_default();
+        entry.0 += 1;
+        entry.1 += fare;
+    }
+
+    let conn = Connection::open(dir.path().join("rides.db")).unwrap();
+    let mut stmt = conn.prepare(&format!("SELECT window_start, city, trips, avg_fare FROM {TABLE}")).unwrap();
+    let got: BTreeMap<(String, String), (i64, f64)> = stmt
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get::<_, i64>(2)?, r.get::<_, f64>(3)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+    for (key, (n, sum)) in &want {
+        let (got_n, got_avg) = got[key];
+        assert_eq!(got_n, *n, "{key:?}");
+        assert!((got_avg - sum / *n as f64).abs() < 1e-9, "{key:?}");
+    }
+    let dead: i64 = conn.query_row("SELECT count(*) FROM weir_dead_letters", [], |r| r.get(0)).unwrap();
+    let late: i64 = conn.query_row("SELECT count(*) FROM weir_late_events", [], |r| r.get(0)).unwrap();
+    assert_eq!((dead, late), (dropped, 0));
+}
+
+#[test]
+fn kill_9_then_restart_equals_an_uninterrupted_run() {
+    let events = 400_000;
+    let whole = tempfile::tempdir().unwrap();
+    run(&pipeline(whole.path(), events, "10m"));
+    let expected = snapshot(&whole.path().join("rides.db"));
+    assert!(!expected.2.is_empty(), "the stream has events later than the lateness");
+
+    let crashed = tempfile::tempdir().unwrap();
+    let path = pipeline(crashed.path(), events, "10m");
+    let mut child = Command::new(weir_bin())
+        .args(["run", path.to_str().unwrap(), "--until-idle", "300ms", "--quiet", "--batch", "2048"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .spawn()
+        .unwrap();
+    // Wait for a checkpoint in the middle of the stream, then kill without warning.
+    let db = crashed.path().join("rides.db");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let committed = loop {
+        let offset = Connection::open(&db)
+            .ok()
+            .and_then(|c| c.query_row("SELECT offsets FROM weir_checkpoints", [], |r| r.get::<_, String>(0)).ok());
+        if let Some(offsets) = offset {
+            let offsets: Vec<(i32, i64)> = serde_json::from_str(&offsets).unwrap();
+            if offsets[0].1 > 0 {
+                break offsets[0].1;
+            }
+        }
+        assert!(Instant::now() < deadline, "no checkpoint within two minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(committed < events as i64, "the kill must land mid-stream (committed {committed} of {events})");
+
+    run(&path);
+    assert_eq!(snapshot(&db), expected);
+}
