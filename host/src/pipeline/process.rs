@@ -186,6 +186,10 @@ impl Pipeline {
         }
 
         self.fold(batch, &events, &records, &times, mark);
+        // Advance after every batch, not on the checkpoint timer: which events are late
+        // must depend only on the stream and its batch boundaries, never on wall-clock
+        // timing, or a restart could judge lateness differently from the first run.
+        self.tracker.advance(now_ms);
     }
 
     fn fold(&mut self, batch: &RawBatch, events: &EventBatch, records: &[u32], times: &[i64], mark: Option<i64>) {
