@@ -38,21 +38,6 @@ pub fn plugin(path: &str, kind: PluginKind, config: &serde_json::Value, limits: 
     Plugin::new(load(path), kind, &config.to_string(), limits).unwrap_or_else(|e| panic!("starting {path}: {e:#}"))
 }
 
-/// The rides parser config used across tests and examples.
-pub fn rides_parser_config() -> serde_json::Value {
-    serde_json::json!({
-        "event_time": "event_time",
-        "fields": [
-            {"name": "trip_id", "type": "text"},
-            {"name": "city", "type": "text"},
-            {"name": "fare", "type": "float64"},
-            {"name": "distance_km", "type": "float64"},
-            {"name": "status", "type": "text"},
-            {"name": "event_time", "type": "timestamp"},
-        ]
-    })
-}
-
 /// The `weir` binary of this build, built once per test binary.
 pub fn weir_bin() -> &'static std::path::Path {
     static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use weir_sdk::{
-    AggregatorInfo, ColumnDef, EventBatch, ParseOutput, ParserInfo, RawBatch, TransformInfo, TransformOutput, Violation,
+    AggregatorInfo, ColumnDef, EventBatch, ParseOutput, ParserInfo, RawBatch, RecordError, TransformInfo,
+    TransformOutput, Violation,
 };
 
 use super::bisect::bisect;
@@ -162,6 +163,39 @@ fn check_declaration(info: &PluginInfo) -> Result<(), String> {
     }
 }
 
+/// What parsers and transforms return: rows, the input row each came from, and errors.
+struct Mapped {
+    events: EventBatch,
+    sources: Vec<u32>,
+    errors: Vec<RecordError>,
+}
+
+impl Mapped {
+    /// Checks the output of one call over `input_len` rows against the declared `outputs`.
+    fn checked(self, outputs: &[ColumnDef], input_len: usize) -> Result<Self, PluginFailure> {
+        check_batch(&self.events, outputs).map_err(PluginFailure::Guest)?;
+        if self.sources.len() != self.events.len() {
+            let (sources, rows) = (self.sources.len(), self.events.len());
+            return Err(PluginFailure::Guest(format!("{sources} sources for {rows} rows")));
+        }
+        check_indices("source", self.sources.iter().copied(), input_len).map_err(PluginFailure::Guest)?;
+        check_indices("error", self.errors.iter().map(|e| e.index), input_len).map_err(PluginFailure::Guest)?;
+        Ok(self)
+    }
+
+    /// Joins the outputs of a split batch, shifting indices by where each part started.
+    fn merge(done: Vec<(usize, Mapped)>, outputs: &[ColumnDef]) -> Mapped {
+        let mut merged = Mapped { events: EventBatch::empty(outputs), sources: Vec::new(), errors: Vec::new() };
+        for (start, part) in done {
+            let shift = start as u32;
+            merged.events.append(part.events);
+            merged.sources.extend(part.sources.iter().map(|s| s + shift));
+            merged.errors.extend(part.errors.into_iter().map(|e| RecordError { index: e.index + shift, ..e }));
+        }
+        merged
+    }
+}
+
 fn rows<'a>(events: &'a EventBatch, range: &Range<usize>) -> Cow<'a, EventBatch> {
     if range.start == 0 && range.end == events.len() {
         Cow::Borrowed(events)
@@ -191,31 +225,18 @@ impl ParserStage for Plugin {
                 Exports::Parser(g) => g.call_parse(store, &convert::raw_out(&part)),
                 _ => unreachable!("Plugin::new checked the kind"),
             })?;
-            let out = ParseOutput {
+            Mapped {
                 events: convert::batch_in(out.events),
                 sources: out.sources,
                 errors: convert::errors_in(out.errors),
-            };
-            check_batch(&out.events, &outputs).map_err(PluginFailure::Guest)?;
-            if out.sources.len() != out.events.len() {
-                return Err(PluginFailure::Guest(format!(
-                    "{} sources for {} events",
-                    out.sources.len(),
-                    out.events.len()
-                )));
             }
-            check_indices("source", out.sources.iter().copied(), part.len()).map_err(PluginFailure::Guest)?;
-            check_indices("error", out.errors.iter().map(|e| e.index), part.len()).map_err(PluginFailure::Guest)?;
-            Ok(out)
+            .checked(&outputs, part.len())
         });
-        let mut merged = ParseOutput { events: EventBatch::empty(&outputs), ..Default::default() };
-        for (start, mut part) in done {
-            merged.events.append(part.events);
-            merged.sources.extend(part.sources.iter().map(|s| s + start as u32));
-            part.errors.iter_mut().for_each(|e| e.index += start as u32);
-            merged.errors.extend(part.errors);
+        let merged = Mapped::merge(done, &outputs);
+        Parsed {
+            output: ParseOutput { events: merged.events, sources: merged.sources, errors: merged.errors },
+            failures,
         }
-        Parsed { output: merged, failures }
     }
 }
 
@@ -261,30 +282,16 @@ impl TransformStage for Plugin {
                 Exports::Transform(g) => g.call_apply(store, &convert::batch_out(&part, &all_columns(&part))),
                 _ => unreachable!("Plugin::new checked the kind"),
             })?;
-            let out = TransformOutput {
+            Mapped {
                 events: convert::batch_in(out.events),
                 sources: out.sources,
                 errors: convert::errors_in(out.errors),
-            };
-            check_batch(&out.events, &outputs).map_err(PluginFailure::Guest)?;
-            if out.sources.len() != out.events.len() {
-                return Err(PluginFailure::Guest(format!(
-                    "{} sources for {} rows",
-                    out.sources.len(),
-                    out.events.len()
-                )));
             }
-            check_indices("source", out.sources.iter().copied(), part.len()).map_err(PluginFailure::Guest)?;
-            Ok(out)
+            .checked(&outputs, part.len())
         });
-        let mut merged = TransformOutput { events: EventBatch::empty(&outputs), ..Default::default() };
-        for (start, mut part) in done {
-            merged.events.append(part.events);
-            merged.sources.extend(part.sources.iter().map(|s| s + start as u32));
-            part.errors.iter_mut().for_each(|e| e.index += start as u32);
-            merged.errors.extend(part.errors);
-        }
-        Transformed { output: merged, failures }
+        let merged = Mapped::merge(done, &outputs);
+        let output = TransformOutput { events: merged.events, sources: merged.sources, errors: merged.errors };
+        Transformed { output, failures }
     }
 }
 
