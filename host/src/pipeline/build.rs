@@ -1,7 +1,6 @@
 //! Wiring a pipeline from its file: load each plugin, check that every column a stage
 //! reads is produced upstream with the same type, and derive the output table.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -61,7 +60,6 @@ pub struct Pipeline {
     pub table: TableSchema,
     pub(super) dead_letters: Vec<DeadLetter>,
     pub(super) late_events: Vec<LateEvent>,
-    pub(super) next_offsets: BTreeMap<i32, i64>,
     /// Counters.
     pub stats: RunStats,
 }
@@ -193,7 +191,6 @@ impl Pipeline {
             table: TableSchema { name: config.sink.table.clone(), keys, values },
             dead_letters: Vec::new(),
             late_events: Vec::new(),
-            next_offsets: BTreeMap::new(),
             stats: RunStats::default(),
         })
     }

@@ -106,10 +106,8 @@ impl Pipeline {
     /// processing time, for partition idleness.
     pub fn process(&mut self, batch: &RawBatch, now_ms: i64) {
         self.stats.records += batch.len() as u64;
-        for (&partition, &offset) in batch.partitions.iter().zip(&batch.offsets) {
+        for &partition in &batch.partitions {
             self.tracker.touch(partition, now_ms);
-            let next = self.next_offsets.entry(partition).or_insert(0);
-            *next = (*next).max(offset + 1);
         }
         // Lateness is judged against the watermark as it stood before this batch.
         let mark = self.tracker.current();
@@ -258,17 +256,15 @@ impl Pipeline {
     /// Resumes from a checkpoint: watermark, partition clocks and open windows.
     pub fn restore(&mut self, restored: Restored) {
         self.tracker.restore(&restored.clocks, restored.watermark);
-        for (partition, offset) in &restored.offsets {
-            self.next_offsets.insert(*partition, *offset);
-        }
         for state in restored.states.into_iter().filter(|s| !s.is_final) {
             self.windows.restore(state, encode_cells);
         }
     }
 
     /// Commits one checkpoint: the rows of every changed or newly closed window, the
-    /// offsets, the watermark, the open windows' state, dead letters and late events.
-    pub fn checkpoint(&mut self, sink: &mut dyn Sink, now_ms: i64) -> Result<()> {
+    /// source's `positions` (the next offset per partition, just after the records
+    /// processed so far), the watermark, the open windows' state, dead letters and late events.
+    pub fn checkpoint(&mut self, sink: &mut dyn Sink, positions: Vec<(i32, i64)>, now_ms: i64) -> Result<()> {
         let mark = self.tracker.advance(now_ms);
         let closes = |w: &Window| mark.is_some_and(|m| w.end <= m);
         let emit: Vec<usize> = (0..self.windows.groups.len())
@@ -311,7 +307,7 @@ impl Pipeline {
                 is_final: group.is_final,
             });
         }
-        checkpoint.offsets = self.next_offsets.iter().map(|(p, o)| (*p, *o)).collect();
+        checkpoint.offsets = positions;
         checkpoint.clocks = self.tracker.snapshot().0;
         checkpoint.dead_letters = std::mem::take(&mut self.dead_letters);
         checkpoint.late_events = std::mem::take(&mut self.late_events);

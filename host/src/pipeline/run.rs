@@ -124,14 +124,15 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             }
         }
         if last_checkpoint.elapsed() >= config.checkpoint.interval {
-            pipeline.checkpoint(sink.as_mut(), now_ms())?;
+            // The source's positions stand just after the last processed batch.
+            pipeline.checkpoint(sink.as_mut(), source.positions(), now_ms())?;
             last_checkpoint = Instant::now();
         }
         if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
             show(&pipeline, started, &mut last_progress);
         }
     }
-    pipeline.checkpoint(sink.as_mut(), now_ms()).context("writing the final checkpoint")?;
+    pipeline.checkpoint(sink.as_mut(), source.positions(), now_ms()).context("writing the final checkpoint")?;
     if options.progress {
         show(&pipeline, started, &mut last_progress);
         eprintln!();

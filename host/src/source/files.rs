@@ -75,6 +75,10 @@ impl Source for FileSource {
         Ok(())
     }
 
+    fn positions(&self) -> Vec<(i32, i64)> {
+        self.positions.iter().enumerate().map(|(p, &o)| (p as i32, o as i64)).collect()
+    }
+
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
         let mut batch = RawBatch::default();
         while batch.len() < max {
@@ -127,9 +131,15 @@ mod tests {
         assert_eq!((all.partitions.clone(), all.offsets.clone()), (vec![0, 0, 1], vec![0, 9, 0]));
         assert!(source.poll(10).unwrap().is_none());
 
+        // Positions are where the next line starts, so a checkpoint taken after one
+        // record resumes at the second.
+        let mut first = FileSource::open(dir.path()).unwrap();
+        first.poll(1).unwrap();
+        assert_eq!(first.positions(), vec![(0, 8), (1, 0)]);
         let mut resumed = FileSource::open(dir.path()).unwrap();
-        resumed.seek(&[(0, 9), (1, 0)]).unwrap();
+        resumed.seek(&first.positions()).unwrap();
         let rest = resumed.poll(10).unwrap().unwrap();
-        assert_eq!(rest.offsets, vec![9, 0]);
+        let payloads: Vec<&[u8]> = rest.payloads.iter().collect();
+        assert_eq!(payloads, vec![&b"{\"n\":2}"[..], b"{\"n\":3}"]);
     }
 }

@@ -46,6 +46,10 @@ impl Source for ProducerSource {
         Ok(())
     }
 
+    fn positions(&self) -> Vec<(i32, i64)> {
+        vec![(0, self.next)]
+    }
+
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
         let remaining = self.limit.map_or(u64::MAX, |l| l.saturating_sub(self.next as u64));
         if remaining == 0 {
