@@ -1,5 +1,5 @@
 //! The `weir` binary as a user drives it: scaffold, build and try a plugin of each
-//! kind; inspect a component; run the demo.
+//! kind; inspect a component; try a hostile one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

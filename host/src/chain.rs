@@ -1,6 +1,6 @@
 //! A plugin chain over batches: parser → validators → aggregator, grouping events into
 //! tumbling event-time windows per key. This is the in-memory core the benchmark and
-//! the demo drive; native and WASM stages plug into it alike.
+//! its tests drive; native and WASM stages plug into it alike.
 
 use std::time::{Duration, Instant};
 

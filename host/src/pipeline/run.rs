@@ -94,6 +94,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     }
     if let Some(restored) = sink.restore(&config.name)? {
         // The sink's offsets are the truth: resume exactly after the last committed record.
+        let at: Vec<String> = restored.offsets.iter().map(|(p, o)| format!("partition {p} at {o}")).collect();
+        eprintln!("resuming pipeline {} from its checkpoint in {}: {}", config.name, config.sink.url, at.join(", "));
         source.seek(&restored.offsets)?;
         pipeline.restore(restored);
     }

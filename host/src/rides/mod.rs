@@ -1,5 +1,5 @@
 //! The rides showcase: the synthetic trip producer and the plugin configs the example,
-//! the demo and the benchmark share.
+//! the benchmark and the tests share.
 
 mod synth;
 
@@ -8,7 +8,7 @@ pub use synth::{TripGenerator, TripOptions};
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-/// `examples/rides/plugins.toml`, built in so the demo runs from any directory.
+/// `examples/rides/plugins.toml`, built in so the benchmark runs from any directory.
 pub const PLUGINS_TOML: &str = include_str!("../../../examples/rides/plugins.toml");
 
 /// The rides chain's plugin configs, as JSON for `init`, and its window.
