@@ -40,9 +40,9 @@ pub struct StageTimes {
     pub aggregate: Duration,
 }
 
-/// The output of one window and key.
+/// Which window and key an output row belongs to.
 #[derive(Clone, Debug, PartialEq)]
-pub struct WindowRow {
+pub struct WindowKey {
     /// The window's start, ms since the epoch.
     pub window_start: i64,
     /// The key value.
@@ -195,7 +195,7 @@ impl PluginChain {
     }
 
     /// The output rows of every window so far, ordered by window then key.
-    pub fn results(&mut self) -> Result<(Vec<WindowRow>, EventBatch, Vec<ColumnDef>)> {
+    pub fn results(&mut self) -> Result<(Vec<WindowKey>, EventBatch, Vec<ColumnDef>)> {
         let mut order: Vec<usize> = (0..self.states.len()).collect();
         order.sort_by(|&a, &b| {
             let (wa, ka) = self.group_keys[a];
@@ -206,7 +206,7 @@ impl PluginChain {
         let rows = self.aggregator.emit(&states).map_err(|e| anyhow::anyhow!("the aggregator failed to emit: {e}"))?;
         let keys = order
             .iter()
-            .map(|&g| WindowRow {
+            .map(|&g| WindowKey {
                 window_start: self.group_keys[g].0,
                 key: self.key_names[self.group_keys[g].1].clone(),
             })

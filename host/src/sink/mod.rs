@@ -8,7 +8,7 @@ mod sqlite;
 pub use sqlite::SqliteSink;
 
 use anyhow::Result;
-use weir_sdk::{ColumnDef, ColumnType};
+use weir_sdk::ColumnDef;
 
 use crate::window::{PartitionClock, Window};
 
@@ -134,8 +134,6 @@ pub struct Checkpoint {
     pub rows: Vec<WindowRow>,
     /// Open windows whose state changed.
     pub states: Vec<WindowState>,
-    /// Windows that closed and whose state can go.
-    pub dropped: Vec<(Window, Vec<Cell>)>,
     /// The next offset to read, per partition.
     pub offsets: Vec<(i32, i64)>,
     /// The watermark and the partitions' clocks.
@@ -171,13 +169,4 @@ pub trait Sink {
     fn restore(&mut self, pipeline: &str) -> Result<Option<Restored>>;
     /// Commits one checkpoint of `pipeline` in one transaction.
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()>;
-}
-
-/// The SQL type name a column maps to in SQLite.
-pub(crate) fn sqlite_type(ty: ColumnType) -> &'static str {
-    match ty {
-        ColumnType::Int64 | ColumnType::Boolean => "INTEGER",
-        ColumnType::Float64 => "REAL",
-        ColumnType::Text | ColumnType::TimestampMs => "TEXT",
-    }
 }

@@ -8,7 +8,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use weir_sdk::{ColumnDef, ColumnType};
 
-use super::{sqlite_type, Cell, Checkpoint, Restored, Sink, TableSchema, WindowState};
+use super::{Cell, Checkpoint, Restored, Sink, TableSchema, WindowState};
 use crate::window::{PartitionClock, Window};
 
 const BOOKKEEPING: &str = r#"
@@ -71,6 +71,15 @@ fn now_iso() -> String {
     let ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     iso(ms)
+}
+
+/// The SQL type a column maps to.
+fn sqlite_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Int64 | ColumnType::Boolean => "INTEGER",
+        ColumnType::Float64 => "REAL",
+        ColumnType::Text | ColumnType::TimestampMs => "TEXT",
+    }
 }
 
 fn quote(name: &str) -> String {
@@ -202,12 +211,6 @@ impl SqliteSink {
                 s.revision,
                 s.is_final
             ])?;
-        }
-        let mut drop = tx.prepare_cached(
-            "DELETE FROM weir_window_state WHERE pipeline = ? AND window_start = ? AND window_end = ? AND key = ?",
-        )?;
-        for (window, key) in &checkpoint.dropped {
-            drop.execute(params![pipeline, window.start, window.end, key_json(key)])?;
         }
         let mut dead = tx.prepare_cached(
             "INSERT OR IGNORE INTO weir_dead_letters (pipeline, kind, reason, plugin, digest, source_partition, source_offset, raw, created_at) \
