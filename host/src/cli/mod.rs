@@ -5,6 +5,7 @@ mod plugin_build;
 mod plugin_inspect;
 mod plugin_new;
 mod plugin_test;
+mod produce;
 mod run;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ enum Command {
     Plugin(PluginCommand),
     /// Run a pipeline until SIGINT/SIGTERM (or until idle), checkpointing into its sink.
     Run(run::RunArgs),
+    /// Produce synthetic trip events into a Kafka topic, keyed by city.
+    Produce(produce::ProduceArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -121,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
         Command::Run(args) => run::run(args),
+        Command::Produce(args) => produce::run(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

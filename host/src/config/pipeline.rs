@@ -54,6 +54,9 @@ pub enum SourceConfig {
         topic: String,
         /// The consumer group (default `weir-<pipeline name>`).
         group: Option<String>,
+        /// librdkafka properties, e.g. `"fetch.min.bytes" = "65536"` or security settings.
+        #[serde(default)]
+        options: std::collections::BTreeMap<String, String>,
     },
     /// JSON-lines or CSV files: one file, or every file in a directory.
     Files {
@@ -76,7 +79,8 @@ pub enum SourceConfig {
         /// The seed; the same seed yields the same stream (default 42).
         #[serde(default = "default_seed")]
         seed: u64,
-        /// Share of events 1 to 15 minutes late (default 0.02).
+        /// Share of events out of order (default 0.02): half 2 to 5 minutes behind, half 15
+        /// to 20 minutes behind the stream.
         #[serde(default = "default_late_share")]
         late_share: f64,
         /// Share of malformed events (default 0.01).
@@ -238,12 +242,21 @@ pub struct WatermarkConfig {
     /// A partition silent this long stops holding the watermark back (default 30s).
     #[serde(default = "default_idle_timeout", with = "serde_duration")]
     pub idle_timeout: Duration,
+    /// How far (event time) a partition may run ahead of the slowest active one before
+    /// it is paused (default 1m). This keeps which events are late a property of the
+    /// stream, not of the order in which the broker hands partitions out.
+    #[serde(default = "default_max_skew", with = "serde_duration")]
+    pub max_skew: Duration,
 }
 
 impl Default for WatermarkConfig {
     fn default() -> Self {
-        WatermarkConfig { lateness: Duration::ZERO, idle_timeout: default_idle_timeout() }
+        WatermarkConfig { lateness: Duration::ZERO, idle_timeout: default_idle_timeout(), max_skew: default_max_skew() }
     }
+}
+
+fn default_max_skew() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_idle_timeout() -> Duration {
@@ -412,7 +425,7 @@ table = "rides_city_minute"
     fn parses_the_rides_pipeline_with_defaults() {
         let config = PipelineConfig::parse(RIDES, env).unwrap();
         match &config.source {
-            SourceConfig::Kafka { brokers, topic, group } => {
+            SourceConfig::Kafka { brokers, topic, group, .. } => {
                 assert_eq!((brokers.as_str(), topic.as_str(), group), ("127.0.0.1:9092", "trips", &None));
             }
             other => panic!("{other:?}"),

@@ -62,6 +62,8 @@ pub struct Pipeline {
     pub(super) late_events: Vec<LateEvent>,
     /// Counters.
     pub stats: RunStats,
+    /// The source's description, stored with each checkpoint.
+    pub source: String,
 }
 
 /// Where a plugin's component file is.
@@ -192,6 +194,7 @@ impl Pipeline {
             dead_letters: Vec::new(),
             late_events: Vec::new(),
             stats: RunStats::default(),
+            source: String::new(),
         })
     }
 

@@ -3,8 +3,9 @@
 
 mod build;
 mod process;
+mod retry;
 mod run;
 mod windows;
 
 pub use build::{wire, Pipeline, PipelineOptions};
-pub use run::{run, RunSummary};
+pub use run::{now_ms, open_sink, run, RunSummary};

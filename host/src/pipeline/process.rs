@@ -5,7 +5,7 @@ use weir_sdk::{Column, ColumnValues, EventBatch, RawBatch, Severity};
 
 use super::build::Pipeline;
 use crate::plugin::{AggregatorStage, ParserStage, Plugin, RecordFailure, TransformStage, ValidatorStage};
-use crate::sink::{Cell, Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, Sink, WindowRow, WindowState};
+use crate::sink::{Cell, Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, WindowRow, WindowState};
 use crate::window::Window;
 
 fn cell(column: &Column, row: usize) -> Cell {
@@ -225,7 +225,8 @@ impl Pipeline {
                     });
                     continue;
                 }
-                let group = self.windows.group(window, key, &self.empty_state);
+                let partition = batch.partitions[record as usize];
+                let group = self.windows.group(window, key, partition, &self.empty_state);
                 let local = *local_of.entry(group).or_insert_with(|| {
                     touched.push(group);
                     touched.len() as u32 - 1
@@ -253,18 +254,43 @@ impl Pipeline {
         }
     }
 
-    /// Resumes from a checkpoint: watermark, partition clocks and open windows.
-    pub fn restore(&mut self, restored: Restored) {
+    /// Takes `partitions` on at processing time `now_ms`, resuming whatever the sink
+    /// stored for them: clocks, watermark and open windows.
+    pub fn assign(&mut self, partitions: &[i32], restored: Option<Restored>, now_ms: i64) {
+        let restored = restored.unwrap_or_default();
         self.tracker.restore(&restored.clocks, restored.watermark);
+        for &p in partitions {
+            self.tracker.assign(p, now_ms);
+        }
         for state in restored.states.into_iter().filter(|s| !s.is_final) {
             self.windows.restore(state, encode_cells);
         }
     }
 
+    /// Lets `partitions` go, after a checkpoint has written everything of theirs.
+    pub fn release(&mut self, partitions: &[i32]) {
+        for &p in partitions {
+            self.tracker.revoke(p);
+        }
+        self.windows.take_closed(|g| partitions.contains(&g.partition));
+    }
+
+    /// The partitions whose events are held now.
+    pub fn partitions(&self) -> Vec<i32> {
+        self.tracker.snapshot().0.into_iter().map(|(p, _)| p).collect()
+    }
+
     /// Commits one checkpoint: the rows of every changed or newly closed window, the
     /// source's `positions` (the next offset per partition, just after the records
     /// processed so far), the watermark, the open windows' state, dead letters and late events.
-    pub fn checkpoint(&mut self, sink: &mut dyn Sink, positions: Vec<(i32, i64)>, now_ms: i64) -> Result<()> {
+    /// `commit` writes it to the sink in one transaction, retrying as it sees fit; the
+    /// checkpoint is built once, so a retry writes exactly the same rows.
+    pub fn checkpoint(
+        &mut self,
+        positions: Vec<(i32, i64)>,
+        now_ms: i64,
+        commit: impl FnOnce(&Checkpoint) -> Result<()>,
+    ) -> Result<()> {
         let mark = self.tracker.advance(now_ms);
         let closes = |w: &Window| mark.is_some_and(|m| w.end <= m);
         let emit: Vec<usize> = (0..self.windows.groups.len())
@@ -281,7 +307,12 @@ impl Pipeline {
                 .emit(&states)
                 .map_err(|e| anyhow::anyhow!("aggregator {} failed to emit: {e}", self.aggregator.component().name))?
         };
-        let mut checkpoint = Checkpoint { watermark: mark, plugins: self.plugin_versions(), ..Default::default() };
+        let mut checkpoint = Checkpoint {
+            watermark: mark,
+            plugins: self.plugin_versions(),
+            source: self.source.clone(),
+            ..Default::default()
+        };
         for (i, &g) in emit.iter().enumerate() {
             let group = &mut self.windows.groups[g];
             let is_final = closes(&group.window);
@@ -302,6 +333,7 @@ impl Pipeline {
             checkpoint.states.push(WindowState {
                 window: group.window,
                 key,
+                partition: group.partition,
                 state: group.state.clone(),
                 revision: group.revision,
                 is_final: group.is_final,
@@ -313,7 +345,7 @@ impl Pipeline {
         checkpoint.late_events = std::mem::take(&mut self.late_events);
         // Offsets are stored only in this transaction, together with the rows they
         // produced: after a crash the source resumes exactly where the sink stands.
-        if let Err(e) = sink.commit(&self.name, &checkpoint) {
+        if let Err(e) = commit(&checkpoint) {
             // Keep what was not written so a retry commits it.
             self.dead_letters = checkpoint.dead_letters;
             self.late_events = checkpoint.late_events;

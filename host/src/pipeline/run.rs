@@ -9,11 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 use super::build::{Pipeline, PipelineOptions, RunStats};
+use super::retry::{retry, Backoff, Failed};
 use crate::config::{FileFormat, PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::rides::TripOptions;
-use crate::sink::{Sink, SqliteSink};
-use crate::source::{FileSource, ProducerSource, Source};
+use crate::sink::{PostgresSink, Restored, Sink, SqliteSink};
+use crate::source::{FileSource, KafkaSource, ProducerSource, Rebalance, Source};
 
 /// What a run did.
 #[derive(Clone, Debug)]
@@ -28,7 +29,11 @@ pub struct RunSummary {
     pub sink: String,
 }
 
-fn now_ms() -> i64 {
+/// How long `--until-idle` waits for a consumer group's first assignment.
+const ASSIGNMENT_WAIT: Duration = Duration::from_secs(30);
+
+/// Wall-clock time in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
@@ -50,25 +55,115 @@ fn open_source(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Source>> 
             }
             Box::new(FileSource::open(&base.join(path))?)
         }
-        SourceConfig::Kafka { .. } => bail!("source.kind = \"kafka\" is not supported by this build of `weir run` yet"),
+        SourceConfig::Kafka { brokers, topic, group, options } => {
+            let group = group.clone().unwrap_or_else(|| format!("weir-{}", config.name));
+            Box::new(KafkaSource::open(brokers, topic, &group, options)?)
+        }
     })
 }
 
-fn open_sink(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Sink>> {
-    match config.sink.url.strip_prefix("sqlite://") {
-        Some(path) => Ok(Box::new(SqliteSink::open(&base.join(path))?)),
-        None => bail!("sink.url {:?}: only sqlite:// is supported by this build of `weir run` yet", config.sink.url),
+/// Opens the sink named by `sink.url`.
+pub fn open_sink(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Sink>> {
+    let url = &config.sink.url;
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Box::new(SqliteSink::open(&base.join(path))?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(PostgresSink::open(url)?));
+    }
+    bail!("sink.url {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB")
+}
+
+/// Commits one checkpoint, retrying transient sink failures.
+fn checkpoint(
+    pipeline: &mut Pipeline,
+    sink: &mut dyn Sink,
+    source: &mut dyn Source,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let positions = source.positions();
+    let name = pipeline.name.clone();
+    let backoff = Backoff::default();
+    pipeline.checkpoint(positions.clone(), now_ms(), |checkpoint| {
+        retry("checkpoint", &backoff, stop, || {
+            sink.commit(&name, checkpoint).map_err(|error| Failed { transient: sink.is_transient(&error), error })
+        })
+    })?;
+    source.committed(&positions);
+    Ok(())
+}
+
+/// Watermark alignment: pauses partitions whose event time runs more than `max_skew`
+/// ahead of the slowest active one, and resumes them once it has caught up. Without it a
+/// consumer may read one partition to its end before another starts, and which events
+/// count as late would depend on fetch order instead of on the stream.
+fn align(pipeline: &mut Pipeline, source: &mut dyn Source, paused: &mut Vec<i32>, max_skew: i64) -> Result<()> {
+    let now = now_ms();
+    for &p in paused.iter() {
+        pipeline.tracker.touch(p, now);
+    }
+    let ahead = pipeline.tracker.ahead(max_skew, now);
+    let resume: Vec<i32> = paused.iter().copied().filter(|p| !ahead.contains(p)).collect();
+    let pause: Vec<i32> = ahead.iter().copied().filter(|p| !paused.contains(p)).collect();
+    if !resume.is_empty() {
+        source.resume(&resume)?;
+    }
+    if !pause.is_empty() {
+        source.pause(&pause)?;
+    }
+    *paused = ahead;
+    Ok(())
+}
+
+/// Refuses offsets the sink holds for another source under the same pipeline name.
+fn same_source(restored: Option<&Restored>, pipeline: &str, source: &str) -> Result<()> {
+    match restored.and_then(|r| r.sources.iter().find(|s| *s != source)) {
+        Some(other) => bail!(
+            "the sink holds a checkpoint of pipeline {pipeline:?} for {other}, but this pipeline reads {source}; \
+             give the pipeline another `name` (or use another sink) rather than resume at offsets of a different source"
+        ),
+        None => Ok(()),
     }
 }
 
-fn show(pipeline: &Pipeline, started: Instant, last: &mut (Instant, u64)) {
+/// Carries out a consumer-group rebalance: a revocation is checkpointed before the
+/// partitions go; an assignment resumes each partition from the sink.
+fn rebalance(
+    change: Rebalance,
+    pipeline: &mut Pipeline,
+    sink: &mut dyn Sink,
+    source: &mut dyn Source,
+    stop: &AtomicBool,
+) -> Result<()> {
+    match change {
+        Rebalance::Revoked(partitions) => {
+            checkpoint(pipeline, sink, source, stop).context("checkpointing revoked partitions")?;
+            pipeline.release(&partitions);
+            source.complete(&[])?;
+            eprintln!("\nreleased partitions {partitions:?} after checkpointing them");
+        }
+        Rebalance::Assigned(partitions) => {
+            let restored = sink.restore(&pipeline.name, &partitions)?;
+            same_source(restored.as_ref(), &pipeline.name, &pipeline.source)?;
+            let offsets = restored.as_ref().map(|r| r.offsets.clone()).unwrap_or_default();
+            pipeline.assign(&partitions, restored, now_ms());
+            source.complete(&offsets)?;
+            let at: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}@{o}")).collect();
+            eprintln!("\nassigned partitions {partitions:?}; resuming from the sink at [{}]", at.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &mut (Instant, u64)) {
     let now = Instant::now();
     let records = pipeline.stats.records;
     let rate = (records - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
     *last = (now, records);
     let mark = pipeline.watermark().map_or("-".to_string(), weir_sdk::time::format_iso8601);
+    let lag = source.lag().map_or("-".to_string(), |l| l.to_string());
     eprint!(
-        "\r{:>7.1}s {:>10} events {:>9.0}/s  watermark {mark}  open windows {:>5}  dead letters {:>6}  late {:>6}   ",
+        "\r{:>7.1}s {:>10} events {:>9.0}/s  lag {lag}  watermark {mark}  open windows {:>5}  dead letters {:>6}  late {:>6}   ",
         started.elapsed().as_secs_f64(),
         records,
         rate,
@@ -88,16 +183,18 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let mut sink = open_sink(&config, &base)?;
     sink.prepare(&pipeline.table)?;
     let mut source = open_source(&config, &base)?;
-    let started_ms = now_ms();
-    for partition in source.partitions() {
-        pipeline.tracker.assign(partition, started_ms);
-    }
-    if let Some(restored) = sink.restore(&config.name)? {
-        // The sink's offsets are the truth: resume exactly after the last committed record.
-        let at: Vec<String> = restored.offsets.iter().map(|(p, o)| format!("partition {p} at {o}")).collect();
-        eprintln!("resuming pipeline {} from its checkpoint in {}: {}", config.name, config.sink.url, at.join(", "));
-        source.seek(&restored.offsets)?;
-        pipeline.restore(restored);
+    pipeline.source = source.describe();
+    let partitions = source.partitions();
+    if !partitions.is_empty() {
+        let restored = sink.restore(&config.name, &partitions)?;
+        same_source(restored.as_ref(), &config.name, &pipeline.source)?;
+        if let Some(restored) = &restored {
+            // The sink's offsets are the truth: resume exactly after the last committed record.
+            let at: Vec<String> = restored.offsets.iter().map(|(p, o)| format!("partition {p} at {o}")).collect();
+            eprintln!("resuming pipeline {} from its checkpoint in {}: {}", config.name, config.sink.url, at.join(", "));
+            source.seek(&restored.offsets)?;
+        }
+        pipeline.assign(&partitions, restored, now_ms());
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -105,38 +202,58 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     // A second handler cannot be installed in the same process (tests run several pipelines).
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
 
+    let max_skew = config.watermark.max_skew.as_millis() as i64;
+    let mut paused: Vec<i32> = Vec::new();
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut last_progress = (Instant::now(), 0u64);
     let mut idle_since: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
+        if let Some(change) = source.rebalance() {
+            // A new assignment starts unpaused; what is paused is decided afresh.
+            paused.retain(|p| !matches!(&change, Rebalance::Revoked(gone) if gone.contains(p)));
+            rebalance(change, &mut pipeline, sink.as_mut(), source.as_mut(), &stop)?;
+            align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
+            last_checkpoint = Instant::now();
+            continue;
+        }
         let polled = source.poll(options.batch_size)?;
         match &polled {
             Some(batch) if !batch.is_empty() => {
                 idle_since = None;
                 pipeline.process(batch, now_ms());
+                align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
+            }
+            // A consumer group takes seconds to hand out partitions: a source that has
+            // none yet has not been drained, unless the wait itself is unreasonably long.
+            _ if source.partitions().is_empty() && started.elapsed() < ASSIGNMENT_WAIT => {}
+            _ if !paused.is_empty() => {
+                // Held partitions wait for the others; that is not idleness.
+                align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
             }
             _ => {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if options.until_idle.is_some_and(|limit| since.elapsed() >= limit) {
                     break;
                 }
-                // Nothing to read: wait a poll interval rather than spin.
-                std::thread::sleep(Duration::from_millis(20));
+                if polled.is_none() || !source.waits() {
+                    // Nothing to read and the source does not block: wait rather than spin.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
         }
         if last_checkpoint.elapsed() >= config.checkpoint.interval {
             // The source's positions stand just after the last processed batch.
-            pipeline.checkpoint(sink.as_mut(), source.positions(), now_ms())?;
+            checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop)?;
             last_checkpoint = Instant::now();
         }
         if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
-            show(&pipeline, started, &mut last_progress);
+            show(&pipeline, source.as_mut(), started, &mut last_progress);
         }
     }
-    pipeline.checkpoint(sink.as_mut(), source.positions(), now_ms()).context("writing the final checkpoint")?;
+    checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop).context("writing the final checkpoint")?;
     if options.progress {
-        show(&pipeline, started, &mut last_progress);
+        show(&pipeline, source.as_mut(), started, &mut last_progress);
         eprintln!();
     }
     let sink = format!("table {} of {} (relative to {})", config.sink.table, config.sink.url, base.display());

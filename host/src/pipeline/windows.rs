@@ -12,6 +12,8 @@ pub struct Group {
     pub window: Window,
     /// Index into `OpenWindows::keys`.
     pub key: u32,
+    /// The source partition of its events; it leaves memory when that partition is revoked.
+    pub partition: i32,
     /// The aggregator state.
     pub state: Vec<u8>,
     /// 1 once written; raised when a final window is corrected.
@@ -47,9 +49,17 @@ impl OpenWindows {
     }
 
     /// The group of `window` and `key`, created with `empty` state if new.
-    pub fn group(&mut self, window: Window, key: u32, empty: &[u8]) -> usize {
+    pub fn group(&mut self, window: Window, key: u32, partition: i32, empty: &[u8]) -> usize {
         *self.index.entry((window.start, window.end, key)).or_insert_with(|| {
-            self.groups.push(Group { window, key, state: empty.to_vec(), revision: 1, is_final: false, dirty: false });
+            self.groups.push(Group {
+                window,
+                key,
+                partition,
+                state: empty.to_vec(),
+                revision: 1,
+                is_final: false,
+                dirty: false,
+            });
             self.groups.len() - 1
         })
     }
@@ -58,7 +68,7 @@ impl OpenWindows {
     pub fn restore(&mut self, saved: WindowState, encode: impl Fn(&[Cell]) -> Vec<u8>) {
         let encoded = encode(&saved.key);
         let key = self.key_id(&encoded, || saved.key.clone());
-        let g = self.group(saved.window, key, &saved.state);
+        let g = self.group(saved.window, key, saved.partition, &saved.state);
         let group = &mut self.groups[g];
         group.state = saved.state;
         group.revision = saved.revision;

@@ -14,7 +14,10 @@ pub struct TripOptions {
     pub start_ms: i64,
     /// Event-time rate: events per second of event time.
     pub events_per_second: u32,
-    /// Share of events whose event time lies 1 to 15 minutes in the past.
+    /// Share of events delivered out of order: half of them 2 to 5 minutes behind the
+    /// stream (inside the rides example's 10-minute lateness, so they still count), half
+    /// 15 to 18 minutes behind (beyond it, so they go to the late lane). The gap between
+    /// the two keeps which events are late independent of how partitions interleave.
     pub late_share: f64,
     /// Share of malformed events: truncated JSON, a fare given as a string, a missing
     /// city, or a negative fare.
@@ -75,7 +78,8 @@ impl TripGenerator {
         let city = self.below(self.options.cities.len() as u64) as usize;
         let mut event_ms = self.options.start_ms + (n as i64 * 1000) / i64::from(self.options.events_per_second.max(1));
         if self.unit() < self.options.late_share {
-            event_ms -= 60_000 + self.below(14 * 60_000) as i64;
+            let behind = if self.below(2) == 0 { 2 * 60_000 } else { 15 * 60_000 };
+            event_ms -= behind + self.below(3 * 60_000) as i64;
         }
         let fare = (250 + self.below(7_500)) as f64 / 100.0;
         let distance = (5 + self.below(300)) as f64 / 10.0;

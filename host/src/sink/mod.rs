@@ -3,12 +3,15 @@
 //! and the new dead letters and late events. Because they commit together, a restart
 //! from the stored offsets never loses or repeats an event's effect.
 
+mod postgres;
+mod schema;
 mod sqlite;
 
+pub use postgres::PostgresSink;
 pub use sqlite::SqliteSink;
 
-use anyhow::Result;
-use weir_sdk::ColumnDef;
+use anyhow::{Context, Result};
+use weir_sdk::{ColumnDef, ColumnType};
 
 use crate::window::{PartitionClock, Window};
 
@@ -63,6 +66,8 @@ pub struct WindowState {
     pub window: Window,
     /// The key values.
     pub key: Vec<Cell>,
+    /// The source partition whose events it holds; whoever owns that partition owns the window.
+    pub partition: i32,
     /// The aggregator's opaque state.
     pub state: Vec<u8>,
     /// The window's revision so far.
@@ -146,27 +151,122 @@ pub struct Checkpoint {
     pub late_events: Vec<LateEvent>,
     /// Which plugin versions processed this checkpoint's records (`name@digest`, …).
     pub plugins: String,
+    /// What the offsets are offsets of, e.g. `kafka topic trips`.
+    pub source: String,
 }
 
-/// What a restart resumes from.
+impl Checkpoint {
+    /// Each partition's next offset with its clock, as stored per partition.
+    pub fn partitions(&self) -> impl Iterator<Item = (i32, i64, Option<PartitionClock>)> + '_ {
+        self.offsets.iter().map(|&(p, offset)| {
+            let clock = self.clocks.iter().find(|(q, _)| *q == p).map(|(_, c)| *c);
+            (p, offset, clock)
+        })
+    }
+}
+
+/// One partition's row of `weir_checkpoints`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredPartition {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset to read.
+    pub next_offset: i64,
+    /// Its clock's largest event time.
+    pub max_event_ms: Option<i64>,
+    /// Its clock's last activity.
+    pub last_active_ms: Option<i64>,
+    /// The pipeline watermark when it was last committed.
+    pub watermark: Option<i64>,
+    /// What the offset is an offset of.
+    pub source: String,
+}
+
+/// What a restart, or a newly assigned partition, resumes from.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Restored {
     /// The next offset per partition.
     pub offsets: Vec<(i32, i64)>,
-    /// The watermark.
+    /// The lowest watermark any of these partitions was committed under: never judging
+    /// an event later than its previous owner did keeps lateness deterministic.
     pub watermark: Option<i64>,
     /// The partitions' clocks.
     pub clocks: Vec<(i32, PartitionClock)>,
-    /// The open windows.
+    /// The open windows of these partitions.
     pub states: Vec<WindowState>,
+    /// The sources the offsets were taken from.
+    pub sources: Vec<String>,
+}
+
+impl Restored {
+    /// Assembles what the sink stored for some partitions.
+    pub fn from_partitions(stored: Vec<StoredPartition>, states: Vec<WindowState>) -> Self {
+        Restored {
+            offsets: stored.iter().map(|s| (s.partition, s.next_offset)).collect(),
+            watermark: stored.iter().filter_map(|s| s.watermark).min(),
+            clocks: stored
+                .iter()
+                .filter_map(|s| {
+                    let clock = PartitionClock { max_event_ms: s.max_event_ms, last_active_ms: s.last_active_ms? };
+                    Some((s.partition, clock))
+                })
+                .collect(),
+            sources: {
+                let mut sources: Vec<String> = stored.iter().map(|s| s.source.clone()).collect();
+                sources.dedup();
+                sources
+            },
+            states,
+        }
+    }
 }
 
 /// A transactional sink.
 pub trait Sink {
     /// Creates the output and bookkeeping tables, or checks that existing ones fit.
     fn prepare(&mut self, table: &TableSchema) -> Result<()>;
-    /// The last committed checkpoint of `pipeline`, if any.
-    fn restore(&mut self, pipeline: &str) -> Result<Option<Restored>>;
+    /// The last committed checkpoint of `partitions` of `pipeline`, if any of them has one.
+    fn restore(&mut self, pipeline: &str, partitions: &[i32]) -> Result<Option<Restored>>;
     /// Commits one checkpoint of `pipeline` in one transaction.
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()>;
+    /// Whether `error` (from this sink) may go away on a retry: a lost connection, a
+    /// restarting server, a busy database.
+    fn is_transient(&self, _error: &anyhow::Error) -> bool {
+        false
+    }
 }
+
+/// Window-state keys are stored as a JSON array; decoding needs the key columns' types.
+pub(crate) fn key_json(key: &[Cell]) -> String {
+    let values: Vec<serde_json::Value> = key
+        .iter()
+        .map(|c| match c {
+            Cell::Null => serde_json::Value::Null,
+            Cell::Int(v) | Cell::Timestamp(v) => (*v).into(),
+            Cell::Float(v) => (*v).into(),
+            Cell::Bool(v) => (*v).into(),
+            Cell::Text(v) => v.clone().into(),
+        })
+        .collect();
+    serde_json::Value::Array(values).to_string()
+}
+
+pub(crate) fn key_from_json(text: &str, keys: &[ColumnDef]) -> Result<Vec<Cell>> {
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(text).with_context(|| format!("stored window key {text}"))?;
+    keys.iter()
+        .zip(values)
+        .map(|(def, v)| {
+            Ok(match (def.ty, v) {
+                (_, serde_json::Value::Null) => Cell::Null,
+                (ColumnType::Int64, v) => Cell::Int(v.as_i64().context("integer key")?),
+                (ColumnType::TimestampMs, v) => Cell::Timestamp(v.as_i64().context("timestamp key")?),
+                (ColumnType::Float64, v) => Cell::Float(v.as_f64().context("float key")?),
+                (ColumnType::Boolean, v) => Cell::Bool(v.as_bool().context("boolean key")?),
+                (ColumnType::Text, v) => Cell::Text(v.as_str().context("text key")?.to_string()),
+            })
+        })
+        .collect()
+}
+
+

@@ -3,28 +3,34 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use weir_sdk::{ColumnDef, ColumnType};
+use rusqlite::{params, Connection, Transaction};
+use weir_sdk::ColumnType;
 
-use super::{Cell, Checkpoint, Restored, Sink, TableSchema, WindowState};
-use crate::window::{PartitionClock, Window};
+use super::schema::{self, quote, Dialect, Existing};
+use super::{Cell, Checkpoint, Restored, Sink, StoredPartition, TableSchema, WindowState};
+use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
 CREATE TABLE IF NOT EXISTS weir_checkpoints (
-    pipeline TEXT PRIMARY KEY,
-    offsets TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    source_partition INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    next_offset INTEGER NOT NULL,
+    max_event_ms INTEGER,
+    last_active_ms INTEGER,
     watermark INTEGER,
-    clocks TEXT NOT NULL,
     plugins TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (pipeline, source_partition)
 );
 CREATE TABLE IF NOT EXISTS weir_window_state (
     pipeline TEXT NOT NULL,
     window_start INTEGER NOT NULL,
     window_end INTEGER NOT NULL,
     key TEXT NOT NULL,
+    source_partition INTEGER NOT NULL,
     state BLOB NOT NULL,
     revision INTEGER NOT NULL,
     is_final INTEGER NOT NULL,
@@ -82,9 +88,13 @@ fn sqlite_type(ty: ColumnType) -> &'static str {
     }
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+const DIALECT: Dialect = Dialect {
+    type_of: sqlite_type,
+    window: "TEXT",
+    boolean: "INTEGER",
+    integer: "INTEGER",
+    timestamp: "TEXT",
+};
 
 fn to_sql(cell: &Cell) -> Value {
     match cell {
@@ -95,39 +105,6 @@ fn to_sql(cell: &Cell) -> Value {
         Cell::Text(v) => Value::Text(v.clone()),
         Cell::Timestamp(v) => Value::Text(iso(*v)),
     }
-}
-
-/// Window-state keys are stored as a JSON array; decoding needs the key columns' types.
-fn key_json(key: &[Cell]) -> String {
-    let values: Vec<serde_json::Value> = key
-        .iter()
-        .map(|c| match c {
-            Cell::Null => serde_json::Value::Null,
-            Cell::Int(v) | Cell::Timestamp(v) => (*v).into(),
-            Cell::Float(v) => (*v).into(),
-            Cell::Bool(v) => (*v).into(),
-            Cell::Text(v) => v.clone().into(),
-        })
-        .collect();
-    serde_json::Value::Array(values).to_string()
-}
-
-fn key_from_json(text: &str, keys: &[ColumnDef]) -> Result<Vec<Cell>> {
-    let values: Vec<serde_json::Value> =
-        serde_json::from_str(text).with_context(|| format!("stored window key {text}"))?;
-    keys.iter()
-        .zip(values)
-        .map(|(def, v)| {
-            Ok(match (def.ty, v) {
-                (_, serde_json::Value::Null) => Cell::Null,
-                (ColumnType::Int64, v) => Cell::Int(v.as_i64().context("integer key")?),
-                (ColumnType::TimestampMs, v) => Cell::Timestamp(v.as_i64().context("timestamp key")?),
-                (ColumnType::Float64, v) => Cell::Float(v.as_f64().context("float key")?),
-                (ColumnType::Boolean, v) => Cell::Bool(v.as_bool().context("boolean key")?),
-                (ColumnType::Text, v) => Cell::Text(v.as_str().context("text key")?.to_string()),
-            })
-        })
-        .collect()
 }
 
 impl SqliteSink {
@@ -198,15 +175,17 @@ impl SqliteSink {
                 .with_context(|| format!("upserting into {}", table.name))?;
         }
         let mut state = tx.prepare_cached(
-            "INSERT INTO weir_window_state (pipeline, window_start, window_end, key, state, revision, is_final) VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (pipeline, window_start, window_end, key) DO UPDATE SET state = excluded.state, revision = excluded.revision, is_final = excluded.is_final",
+            "INSERT INTO weir_window_state (pipeline, window_start, window_end, key, source_partition, state, revision, is_final) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (pipeline, window_start, window_end, key) DO UPDATE SET source_partition = excluded.source_partition, \
+             state = excluded.state, revision = excluded.revision, is_final = excluded.is_final",
         )?;
         for s in &checkpoint.states {
             state.execute(params![
                 pipeline,
                 s.window.start,
                 s.window.end,
-                key_json(&s.key),
+                super::key_json(&s.key),
+                s.partition,
                 s.state,
                 s.revision,
                 s.is_final
@@ -245,120 +224,94 @@ impl SqliteSink {
                 now
             ])?;
         }
-        let offsets = serde_json::to_string(&checkpoint.offsets)?;
-        let clocks: Vec<(i32, Option<i64>, i64)> =
-            checkpoint.clocks.iter().map(|(p, c)| (*p, c.max_event_ms, c.last_active_ms)).collect();
-        tx.execute(
-            "INSERT INTO weir_checkpoints (pipeline, offsets, watermark, clocks, plugins, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (pipeline) DO UPDATE SET offsets = excluded.offsets, watermark = excluded.watermark, clocks = excluded.clocks, \
+        let mut partition = tx.prepare_cached(
+            "INSERT INTO weir_checkpoints (pipeline, source_partition, next_offset, max_event_ms, last_active_ms, watermark, plugins, updated_at, source) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline, source_partition) DO UPDATE SET next_offset = excluded.next_offset, source = excluded.source, \
+             max_event_ms = excluded.max_event_ms, last_active_ms = excluded.last_active_ms, watermark = excluded.watermark, \
              plugins = excluded.plugins, updated_at = excluded.updated_at",
-            params![pipeline, offsets, checkpoint.watermark, serde_json::to_string(&clocks)?, checkpoint.plugins, now],
         )?;
+        for (p, offset, clock) in checkpoint.partitions() {
+            partition.execute(params![
+                pipeline,
+                p,
+                offset,
+                clock.and_then(|c| c.max_event_ms),
+                clock.map(|c| c.last_active_ms),
+                checkpoint.watermark,
+                checkpoint.plugins,
+                now,
+                checkpoint.source
+            ])?;
+        }
         Ok(())
     }
 }
 
 impl Sink for SqliteSink {
     fn prepare(&mut self, table: &TableSchema) -> Result<()> {
-        let existing: Vec<(String, String, bool)> = self
+        let existing: Vec<Existing> = self
             .conn
             .prepare(&format!("PRAGMA table_info({})", quote(&table.name)))?
-            .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(5)? > 0)))?
+            .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
             .collect::<Result<_, _>>()?;
-        let fixed = [("window_start", "TEXT"), ("window_end", "TEXT")];
-        let keys: Vec<(&str, &str)> = table.keys.iter().map(|c| (c.name.as_str(), sqlite_type(c.ty))).collect();
-        let values: Vec<(&str, &str)> = table.values.iter().map(|c| (c.name.as_str(), sqlite_type(c.ty))).collect();
-        if existing.is_empty() {
-            let mut columns: Vec<String> =
-                fixed.iter().chain(&keys).map(|(n, t)| format!("{} {t} NOT NULL", quote(n))).collect();
-            columns.extend(values.iter().map(|(n, t)| format!("{} {t}", quote(n))));
-            columns.extend(
-                ["is_final INTEGER NOT NULL", "revision INTEGER NOT NULL", "updated_at TEXT NOT NULL"]
-                    .map(String::from),
-            );
-            let pk: Vec<String> = fixed.iter().chain(&keys).map(|(n, _)| quote(n)).collect();
-            let sql = format!(
-                "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
-                quote(&table.name),
-                columns.join(", "),
-                pk.join(", ")
-            );
-            self.conn.execute_batch(&sql).with_context(|| format!("creating table {}", table.name))?;
-        } else {
-            let find = |name: &str| existing.iter().find(|(n, _, _)| n == name);
-            let pk: Vec<&str> = existing.iter().filter(|(_, _, pk)| *pk).map(|(n, _, _)| n.as_str()).collect();
-            let want_pk: Vec<&str> = fixed.iter().chain(&keys).map(|(n, _)| *n).collect();
-            if pk.len() != want_pk.len() || want_pk.iter().any(|k| !pk.contains(k)) {
-                bail!(
-                    "table {} exists with primary key ({}); this pipeline needs ({})",
-                    table.name,
-                    pk.join(", "),
-                    want_pk.join(", ")
-                );
-            }
-            let bookkeeping = [("is_final", "INTEGER"), ("revision", "INTEGER"), ("updated_at", "TEXT")];
-            for (name, ty) in fixed.iter().chain(&keys).chain(&values).chain(&bookkeeping) {
-                match find(name) {
-                    Some((_, have, _)) if !have.eq_ignore_ascii_case(ty) => {
-                        bail!("table {} has column {name} of type {have}; this pipeline writes {ty}", table.name)
-                    }
-                    Some(_) => {}
-                    None if values.iter().any(|(v, _)| v == name) => {
-                        // A new aggregator output: an additive, safe migration.
-                        let sql = format!("ALTER TABLE {} ADD COLUMN {} {ty}", quote(&table.name), quote(name));
-                        self.conn
-                            .execute_batch(&sql)
-                            .with_context(|| format!("adding column {name} to {}", table.name))?;
-                    }
-                    None => bail!("table {} exists without column {name}; refusing to write into it", table.name),
-                }
-            }
+        for sql in schema::plan(table, &existing, &DIALECT)? {
+            self.conn.execute_batch(&sql).with_context(|| format!("preparing table {}: {sql}", table.name))?;
         }
         self.table = Some(table.clone());
         Ok(())
     }
 
-    fn restore(&mut self, pipeline: &str) -> Result<Option<Restored>> {
+    fn restore(&mut self, pipeline: &str, partitions: &[i32]) -> Result<Option<Restored>> {
         let table = self.table()?.clone();
-        let row = self
-            .conn
-            .query_row("SELECT offsets, watermark, clocks FROM weir_checkpoints WHERE pipeline = ?", [pipeline], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, String>(2)?))
-            })
-            .optional()?;
-        let Some((offsets, watermark, clocks)) = row else { return Ok(None) };
-        let offsets: Vec<(i32, i64)> = serde_json::from_str(&offsets).context("stored offsets")?;
-        let clocks: Vec<(i32, Option<i64>, i64)> = serde_json::from_str(&clocks).context("stored partition clocks")?;
-        let clocks = clocks
-            .into_iter()
-            .map(|(p, max_event_ms, last_active_ms)| (p, PartitionClock { max_event_ms, last_active_ms }))
-            .collect();
+        let wanted = serde_json::to_string(partitions)?;
         let mut stmt = self.conn.prepare(
-            "SELECT window_start, window_end, key, state, revision, is_final FROM weir_window_state WHERE pipeline = ? ORDER BY window_start, key",
+            "SELECT source_partition, next_offset, max_event_ms, last_active_ms, watermark, source FROM weir_checkpoints \
+             WHERE pipeline = ? AND source_partition IN (SELECT value FROM json_each(?)) ORDER BY source_partition",
+        )?;
+        let stored = stmt
+            .query_map(params![pipeline, wanted], |r| {
+                Ok(StoredPartition {
+                    partition: r.get(0)?,
+                    next_offset: r.get(1)?,
+                    max_event_ms: r.get(2)?,
+                    last_active_ms: r.get(3)?,
+                    watermark: r.get(4)?,
+                    source: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT window_start, window_end, key, source_partition, state, revision, is_final FROM weir_window_state \
+             WHERE pipeline = ? AND NOT is_final AND source_partition IN (SELECT value FROM json_each(?)) ORDER BY window_start, key",
         )?;
         let states = stmt
-            .query_map([pipeline], |r| {
+            .query_map(params![pipeline, wanted], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, String>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, bool>(5)?,
+                    r.get::<_, i32>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, bool>(6)?,
                 ))
             })?
             .map(|row| {
-                let (start, end, key, state, revision, is_final) = row?;
+                let (start, end, key, partition, state, revision, is_final) = row?;
                 Ok(WindowState {
                     window: Window { start, end },
-                    key: key_from_json(&key, &table.keys)?,
+                    key: super::key_from_json(&key, &table.keys)?,
+                    partition,
                     state,
                     revision,
                     is_final,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Restored { offsets, watermark, clocks, states }))
+        Ok(Some(Restored::from_partitions(stored, states)))
     }
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
@@ -373,6 +326,7 @@ impl Sink for SqliteSink {
 mod tests {
     use super::*;
     use crate::sink::{DeadLetter, DeadLetterKind, WindowRow};
+    use weir_sdk::ColumnDef;
 
     fn schema() -> TableSchema {
         TableSchema {
@@ -401,7 +355,7 @@ mod tests {
         let path = dir.path().join("weir.db");
         let mut sink = SqliteSink::open(&path).unwrap();
         sink.prepare(&schema()).unwrap();
-        assert_eq!(sink.restore("rides").unwrap(), None);
+        assert_eq!(sink.restore("rides", &[0]).unwrap(), None);
         let dead = DeadLetter {
             kind: DeadLetterKind::Malformed,
             reason: "truncated".into(),
@@ -414,6 +368,7 @@ mod tests {
         let state = WindowState {
             window: Window { start: 0, end: 60_000 },
             key: vec![Cell::Text("Oslo".into())],
+            partition: 0,
             state: vec![1, 2],
             revision: 1,
             is_final: false,
@@ -442,7 +397,7 @@ mod tests {
 
         let mut reopened = SqliteSink::open(&path).unwrap();
         reopened.prepare(&schema()).unwrap();
-        let restored = reopened.restore("rides").unwrap().unwrap();
+        let restored = reopened.restore("rides", &[0, 1]).unwrap().unwrap();
         assert_eq!(restored.offsets, vec![(0, 12)]);
         assert_eq!(restored.states, vec![state]);
     }

@@ -13,6 +13,7 @@ use super::Source;
 
 /// A set of JSON-lines files read in order.
 pub struct FileSource {
+    root: PathBuf,
     files: Vec<PathBuf>,
     positions: Vec<u64>,
     current: usize,
@@ -39,7 +40,7 @@ impl FileSource {
             bail!("source.path {} holds no .jsonl or .json files", path.display());
         }
         let positions = vec![0; files.len()];
-        Ok(FileSource { files, positions, current: 0, reader: None, line: Vec::new() })
+        Ok(FileSource { root: path.to_path_buf(), files, positions, current: 0, reader: None, line: Vec::new() })
     }
 
     fn open_current(&mut self) -> Result<()> {
@@ -52,6 +53,10 @@ impl FileSource {
 }
 
 impl Source for FileSource {
+    fn describe(&self) -> String {
+        format!("files {}", self.root.display())
+    }
+
     fn partitions(&self) -> Vec<i32> {
         (0..self.files.len() as i32).collect()
     }

@@ -2,9 +2,11 @@
 //! be positioned at any committed offset, which is how a restart resumes exactly.
 
 mod files;
+mod kafka;
 mod producer;
 
 pub use files::FileSource;
+pub use kafka::KafkaSource;
 pub use producer::ProducerSource;
 
 use anyhow::Result;
@@ -12,6 +14,9 @@ use weir_sdk::RawBatch;
 
 /// A source of raw records.
 pub trait Source {
+    /// What the offsets are offsets of, stored with each checkpoint so that a pipeline
+    /// pointed at another source does not resume at offsets that mean nothing there.
+    fn describe(&self) -> String;
     /// The partitions this source reads now.
     fn partitions(&self) -> Vec<i32>;
     /// Positions each listed partition at its next offset.
@@ -23,4 +28,41 @@ pub trait Source {
     /// Up to `max` records. An empty batch means none are ready now; `None` means the
     /// source is exhausted for good.
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>>;
+    /// A change of assignment waiting to be carried out. Until it is [`complete`](Self::complete)d,
+    /// `poll` returns nothing and the source keeps its partitions.
+    fn rebalance(&mut self) -> Option<Rebalance> {
+        None
+    }
+    /// Carries out the pending rebalance: an assignment starts each partition at its
+    /// offset in `offsets` (from the sink), or at the beginning; a revocation lets go.
+    fn complete(&mut self, _offsets: &[(i32, i64)]) -> Result<()> {
+        Ok(())
+    }
+    /// A checkpoint at `positions` is in the sink.
+    fn committed(&mut self, _positions: &[(i32, i64)]) {}
+    /// Stops reading `partitions` until [`resume`](Self::resume)d; nothing is skipped.
+    fn pause(&mut self, _partitions: &[i32]) -> Result<()> {
+        Ok(())
+    }
+    /// Reads `partitions` again from where they stopped.
+    fn resume(&mut self, _partitions: &[i32]) -> Result<()> {
+        Ok(())
+    }
+    /// Whether `poll` itself waits for records when none are ready, so the caller need not.
+    fn waits(&self) -> bool {
+        false
+    }
+    /// Records not yet read, if the source can tell.
+    fn lag(&mut self) -> Option<u64> {
+        None
+    }
+}
+
+/// A change of the partitions a source reads, decided by its consumer group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rebalance {
+    /// These partitions are now this host's.
+    Assigned(Vec<i32>),
+    /// These partitions go elsewhere.
+    Revoked(Vec<i32>),
 }

@@ -30,6 +30,10 @@ impl ProducerSource {
 }
 
 impl Source for ProducerSource {
+    fn describe(&self) -> String {
+        format!("producer seed {}", self.options.seed)
+    }
+
     fn partitions(&self) -> Vec<i32> {
         vec![0]
     }
@@ -48,6 +52,10 @@ impl Source for ProducerSource {
 
     fn positions(&self) -> Vec<(i32, i64)> {
         vec![(0, self.next)]
+    }
+
+    fn lag(&mut self) -> Option<u64> {
+        self.limit.map(|l| l.saturating_sub(self.next as u64))
     }
 
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {

@@ -87,6 +87,18 @@ impl WatermarkTracker {
         self.emitted
     }
 
+    /// Partitions whose event time runs more than `max_skew` ahead of the slowest active
+    /// partition. One that is active but has delivered nothing yet is the slowest of all.
+    pub fn ahead(&self, max_skew: i64, now_ms: i64) -> Vec<i32> {
+        let active = self.partitions.values().filter(|c| now_ms - c.last_active_ms <= self.idle_timeout_ms);
+        let Some(slowest) = active.map(|c| c.max_event_ms.unwrap_or(i64::MIN)).min() else { return Vec::new() };
+        self.partitions
+            .iter()
+            .filter(|(_, c)| c.max_event_ms.is_some_and(|m| m > slowest.saturating_add(max_skew)))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
     /// The watermark as last computed by [`advance`](Self::advance).
     pub fn current(&self) -> Option<i64> {
         self.emitted
@@ -97,10 +109,14 @@ impl WatermarkTracker {
         (self.partitions.iter().map(|(p, c)| (*p, *c)).collect(), self.emitted)
     }
 
-    /// Restores what [`snapshot`](Self::snapshot) returned.
+    /// Takes on partitions with the clocks and the watermark a checkpoint stored for them.
+    /// A tracker that holds no partition starts from that watermark; one that already
+    /// holds some keeps its own, since a watermark never moves backwards.
     pub fn restore(&mut self, partitions: &[(i32, PartitionClock)], watermark: Option<i64>) {
-        self.partitions = partitions.iter().copied().collect();
-        self.emitted = watermark;
+        if self.partitions.is_empty() {
+            self.emitted = watermark;
+        }
+        self.partitions.extend(partitions.iter().copied());
     }
 }
 
@@ -138,6 +154,20 @@ mod tests {
         assert!(windows[0].end <= mark, "[0, 100) closed at watermark {mark}");
         spec.windows_of(245, &mut windows);
         assert!(windows[0].end > mark, "[200, 300) is still open");
+    }
+
+    #[test]
+    fn partitions_ahead_of_the_slowest_are_held() {
+        let mut w = WatermarkTracker::new(0, 1_000);
+        w.assign(0, 0);
+        w.assign(1, 0);
+        w.observe(0, 10_000, 0);
+        assert_eq!(w.ahead(5_000, 0), vec![0], "partition 1 has delivered nothing yet");
+        w.observe(1, 6_000, 10);
+        assert_eq!(w.ahead(5_000, 10), Vec::<i32>::new(), "within the allowed skew");
+        w.observe(0, 12_000, 20);
+        assert_eq!(w.ahead(5_000, 20), vec![0]);
+        assert_eq!(w.ahead(5_000, 2_000), Vec::<i32>::new(), "an idle partition holds nobody back");
     }
 
     #[test]

@@ -1,0 +1,493 @@
+//! The PostgreSQL sink. One checkpoint is one transaction of a few set-based statements:
+//! each table gets one `INSERT … SELECT FROM unnest($1, $2, …)` with every row of the
+//! checkpoint as parallel arrays, so a checkpoint costs a handful of round trips however
+//! many windows changed. Upserts write absolute values (`SET n = EXCLUDED.n`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls};
+use weir_sdk::{ColumnDef, ColumnType};
+
+use super::schema::{self, quote, Dialect, Existing};
+use super::{Cell, Checkpoint, Restored, Sink, StoredPartition, TableSchema, WindowState};
+use crate::window::Window;
+
+const BOOKKEEPING: &str = r#"
+CREATE TABLE IF NOT EXISTS weir_checkpoints (
+    pipeline text NOT NULL,
+    source_partition integer NOT NULL,
+    source text NOT NULL,
+    next_offset bigint NOT NULL,
+    max_event_ms bigint,
+    last_active_ms bigint,
+    watermark bigint,
+    plugins text NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (pipeline, source_partition)
+);
+CREATE TABLE IF NOT EXISTS weir_window_state (
+    pipeline text NOT NULL,
+    window_start bigint NOT NULL,
+    window_end bigint NOT NULL,
+    key text NOT NULL,
+    source_partition integer NOT NULL,
+    state bytea NOT NULL,
+    revision bigint NOT NULL,
+    is_final boolean NOT NULL,
+    PRIMARY KEY (pipeline, window_start, window_end, key)
+);
+CREATE TABLE IF NOT EXISTS weir_dead_letters (
+    id bigserial PRIMARY KEY,
+    pipeline text NOT NULL,
+    kind text NOT NULL,
+    reason text NOT NULL,
+    plugin text NOT NULL,
+    digest text NOT NULL,
+    source_partition integer NOT NULL,
+    source_offset bigint NOT NULL,
+    raw bytea NOT NULL,
+    created_at timestamptz NOT NULL,
+    UNIQUE (pipeline, source_partition, source_offset, plugin)
+);
+CREATE TABLE IF NOT EXISTS weir_late_events (
+    id bigserial PRIMARY KEY,
+    pipeline text NOT NULL,
+    source_partition integer NOT NULL,
+    source_offset bigint NOT NULL,
+    event_time timestamptz NOT NULL,
+    window_start timestamptz NOT NULL,
+    window_end timestamptz NOT NULL,
+    raw bytea NOT NULL,
+    created_at timestamptz NOT NULL,
+    UNIQUE (pipeline, source_partition, source_offset, window_start)
+);
+"#;
+
+/// Serialises concurrent `prepare`s of several hosts: `CREATE TABLE IF NOT EXISTS` races.
+const PREPARE_LOCK: i64 = 0x7765_6972; // "weir"
+
+fn pg_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Int64 => "bigint",
+        ColumnType::Float64 => "double precision",
+        ColumnType::Boolean => "boolean",
+        ColumnType::Text => "text",
+        ColumnType::TimestampMs => "timestamp with time zone",
+    }
+}
+
+const DIALECT: Dialect = Dialect {
+    type_of: pg_type,
+    window: "timestamp with time zone",
+    boolean: "boolean",
+    integer: "bigint",
+    timestamp: "timestamp with time zone",
+};
+
+fn time(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+/// One column of a statement's rows, as a typed array parameter.
+enum Array {
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Bool(Vec<Option<bool>>),
+    Text(Vec<Option<String>>),
+    Time(Vec<Option<SystemTime>>),
+}
+
+impl Array {
+    fn new(ty: ColumnType) -> Self {
+        match ty {
+            ColumnType::Int64 => Array::Int(Vec::new()),
+            ColumnType::Float64 => Array::Float(Vec::new()),
+            ColumnType::Boolean => Array::Bool(Vec::new()),
+            ColumnType::Text => Array::Text(Vec::new()),
+            ColumnType::TimestampMs => Array::Time(Vec::new()),
+        }
+    }
+
+    fn push(&mut self, cell: &Cell) {
+        match (self, cell) {
+            (Array::Int(v), Cell::Int(x)) => v.push(Some(*x)),
+            (Array::Float(v), Cell::Float(x)) => v.push(Some(*x)),
+            (Array::Float(v), Cell::Int(x)) => v.push(Some(*x as f64)),
+            (Array::Bool(v), Cell::Bool(x)) => v.push(Some(*x)),
+            (Array::Text(v), Cell::Text(x)) => v.push(Some(x.clone())),
+            (Array::Time(v), Cell::Timestamp(x)) => v.push(Some(time(*x))),
+            (Array::Int(v), _) => v.push(None),
+            (Array::Float(v), _) => v.push(None),
+            (Array::Bool(v), _) => v.push(None),
+            (Array::Text(v), _) => v.push(None),
+            (Array::Time(v), _) => v.push(None),
+        }
+    }
+
+    fn param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Array::Int(v) => v,
+            Array::Float(v) => v,
+            Array::Bool(v) => v,
+            Array::Text(v) => v,
+            Array::Time(v) => v,
+        }
+    }
+}
+
+fn array_cast(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Int64 => "bigint[]",
+        ColumnType::Float64 => "double precision[]",
+        ColumnType::Boolean => "boolean[]",
+        ColumnType::Text => "text[]",
+        ColumnType::TimestampMs => "timestamptz[]",
+    }
+}
+
+/// `$first::type[], $first+1::type[], …` for an `unnest(…)`.
+fn unnest_args(first: usize, casts: &[&str]) -> String {
+    casts.iter().enumerate().map(|(i, c)| format!("${}::{c}", first + i)).collect::<Vec<_>>().join(", ")
+}
+
+/// A PostgreSQL database, connected lazily and reconnected after a transient failure.
+pub struct PostgresSink {
+    url: String,
+    runtime: tokio::runtime::Runtime,
+    client: Option<Client>,
+    table: Option<TableSchema>,
+}
+
+impl PostgresSink {
+    /// A sink for `url` (`postgres://user:password@host:port/db`, or `key=value` form).
+    /// It connects at once, so a wrong URL is reported before anything runs.
+    pub fn open(url: &str) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the PostgreSQL client runtime")?;
+        let mut sink = PostgresSink { url: url.to_string(), runtime, client: None, table: None };
+        sink.connect()?;
+        Ok(sink)
+    }
+
+    /// The runtime and a live connection, reconnecting if the last one was lost. Only
+    /// `Runtime::block_on` drives a current-thread runtime's I/O, hence the pair.
+    fn session(&mut self) -> Result<(&tokio::runtime::Runtime, &mut Client)> {
+        self.connect()?;
+        let client = self.client.as_mut().context("no PostgreSQL connection")?;
+        Ok((&self.runtime, client))
+    }
+
+    fn connect(&mut self) -> Result<()> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            let url = self.url.clone();
+            let client = self.runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %e, "PostgreSQL connection ended");
+                    }
+                });
+                Ok::<_, tokio_postgres::Error>(client)
+            });
+            let client = client.with_context(|| format!("sink.url: connecting to PostgreSQL at {}", redact(&self.url)))?;
+            self.client = Some(client);
+        }
+        Ok(())
+    }
+
+    fn table(&self) -> Result<TableSchema> {
+        self.table.clone().context("the sink was not prepared")
+    }
+
+    fn upsert_sql(table: &TableSchema) -> String {
+        let keys: Vec<String> = table.keys.iter().map(|c| quote(&c.name)).collect();
+        let values: Vec<String> = table.values.iter().map(|c| quote(&c.name)).collect();
+        let mut columns = vec!["window_start".to_string(), "window_end".to_string()];
+        columns.extend(keys.iter().cloned());
+        columns.extend(values.iter().cloned());
+        columns.extend(["is_final", "revision"].map(String::from));
+        let mut casts = vec!["timestamptz[]", "timestamptz[]"];
+        casts.extend(table.keys.iter().chain(&table.values).map(|c| array_cast(c.ty)));
+        casts.extend(["boolean[]", "bigint[]"]);
+        let conflict = ["window_start".to_string(), "window_end".to_string()]
+            .into_iter()
+            .chain(keys)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let updates = values
+            .iter()
+            .map(String::as_str)
+            .chain(["is_final", "revision", "updated_at"])
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO {} ({}, updated_at) SELECT u.*, $1 FROM unnest({}) AS u ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+            quote(&table.name),
+            columns.join(", "),
+            unnest_args(2, &casts)
+        )
+    }
+
+    async fn write(
+        tx: &tokio_postgres::Transaction<'_>,
+        pipeline: &str,
+        table: &TableSchema,
+        checkpoint: &Checkpoint,
+    ) -> Result<()> {
+        let now = SystemTime::now();
+        if !checkpoint.rows.is_empty() {
+            // One row per window and key: ON CONFLICT cannot touch a row twice in a statement.
+            let mut last = std::collections::HashMap::new();
+            for (i, row) in checkpoint.rows.iter().enumerate() {
+                last.insert((row.window.start, row.window.end, super::key_json(&row.key)), i);
+            }
+            let mut keep: Vec<usize> = last.into_values().collect();
+            keep.sort_unstable();
+            let defs: Vec<&ColumnDef> = table.keys.iter().chain(&table.values).collect();
+            let mut starts = Vec::new();
+            let mut ends = Vec::new();
+            let mut columns: Vec<Array> = defs.iter().map(|c| Array::new(c.ty)).collect();
+            let mut finals = Vec::new();
+            let mut revisions = Vec::new();
+            for &i in &keep {
+                let row = &checkpoint.rows[i];
+                starts.push(time(row.window.start));
+                ends.push(time(row.window.end));
+                for (column, cell) in columns.iter_mut().zip(row.key.iter().chain(&row.values)) {
+                    column.push(cell);
+                }
+                finals.push(row.is_final);
+                revisions.push(row.revision);
+            }
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &starts, &ends];
+            params.extend(columns.iter().map(Array::param));
+            params.push(&finals);
+            params.push(&revisions);
+            tx.execute(&Self::upsert_sql(table), &params).await.with_context(|| format!("upserting into {}", table.name))?;
+        }
+        if !checkpoint.states.is_empty() {
+            let starts: Vec<i64> = checkpoint.states.iter().map(|s| s.window.start).collect();
+            let ends: Vec<i64> = checkpoint.states.iter().map(|s| s.window.end).collect();
+            let keys: Vec<String> = checkpoint.states.iter().map(|s| super::key_json(&s.key)).collect();
+            let partitions: Vec<i32> = checkpoint.states.iter().map(|s| s.partition).collect();
+            let states: Vec<&[u8]> = checkpoint.states.iter().map(|s| s.state.as_slice()).collect();
+            let revisions: Vec<i64> = checkpoint.states.iter().map(|s| s.revision).collect();
+            let finals: Vec<bool> = checkpoint.states.iter().map(|s| s.is_final).collect();
+            tx.execute(
+                "INSERT INTO weir_window_state (pipeline, window_start, window_end, key, source_partition, state, revision, is_final) \
+                 SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::integer[], $6::bytea[], $7::bigint[], $8::boolean[]) \
+                 ON CONFLICT (pipeline, window_start, window_end, key) DO UPDATE SET source_partition = EXCLUDED.source_partition, \
+                 state = EXCLUDED.state, revision = EXCLUDED.revision, is_final = EXCLUDED.is_final",
+                &[&pipeline, &starts, &ends, &keys, &partitions, &states, &revisions, &finals],
+            )
+            .await
+            .context("saving window state")?;
+        }
+        if !checkpoint.dead_letters.is_empty() {
+            let d = &checkpoint.dead_letters;
+            let kinds: Vec<&str> = d.iter().map(|x| x.kind.name()).collect();
+            let reasons: Vec<&str> = d.iter().map(|x| x.reason.as_str()).collect();
+            let plugins: Vec<&str> = d.iter().map(|x| x.plugin.as_str()).collect();
+            let digests: Vec<&str> = d.iter().map(|x| x.digest.as_str()).collect();
+            let partitions: Vec<i32> = d.iter().map(|x| x.partition).collect();
+            let offsets: Vec<i64> = d.iter().map(|x| x.offset).collect();
+            let raws: Vec<&[u8]> = d.iter().map(|x| x.raw.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO weir_dead_letters (pipeline, created_at, kind, reason, plugin, digest, source_partition, source_offset, raw) \
+                 SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::bigint[], $9::bytea[]) \
+                 ON CONFLICT DO NOTHING",
+                &[&pipeline, &now, &kinds, &reasons, &plugins, &digests, &partitions, &offsets, &raws],
+            )
+            .await
+            .context("writing dead letters")?;
+        }
+        if !checkpoint.late_events.is_empty() {
+            let l = &checkpoint.late_events;
+            let partitions: Vec<i32> = l.iter().map(|x| x.partition).collect();
+            let offsets: Vec<i64> = l.iter().map(|x| x.offset).collect();
+            let times: Vec<SystemTime> = l.iter().map(|x| time(x.event_ms)).collect();
+            let starts: Vec<SystemTime> = l.iter().map(|x| time(x.window.start)).collect();
+            let ends: Vec<SystemTime> = l.iter().map(|x| time(x.window.end)).collect();
+            let raws: Vec<&[u8]> = l.iter().map(|x| x.raw.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO weir_late_events (pipeline, created_at, source_partition, source_offset, event_time, window_start, window_end, raw) \
+                 SELECT $1, $2, * FROM unnest($3::integer[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::bytea[]) \
+                 ON CONFLICT DO NOTHING",
+                &[&pipeline, &now, &partitions, &offsets, &times, &starts, &ends, &raws],
+            )
+            .await
+            .context("writing late events")?;
+        }
+        let parts: Vec<(i32, i64, Option<crate::window::PartitionClock>)> = checkpoint.partitions().collect();
+        if !parts.is_empty() {
+            let partitions: Vec<i32> = parts.iter().map(|p| p.0).collect();
+            let offsets: Vec<i64> = parts.iter().map(|p| p.1).collect();
+            let max_events: Vec<Option<i64>> = parts.iter().map(|p| p.2.and_then(|c| c.max_event_ms)).collect();
+            let actives: Vec<Option<i64>> = parts.iter().map(|p| p.2.map(|c| c.last_active_ms)).collect();
+            tx.execute(
+                "INSERT INTO weir_checkpoints (pipeline, watermark, plugins, updated_at, source, source_partition, next_offset, max_event_ms, last_active_ms) \
+                 SELECT $1, $2, $3, $4, $9, * FROM unnest($5::integer[], $6::bigint[], $7::bigint[], $8::bigint[]) \
+                 ON CONFLICT (pipeline, source_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, source = EXCLUDED.source, \
+                 max_event_ms = EXCLUDED.max_event_ms, last_active_ms = EXCLUDED.last_active_ms, watermark = EXCLUDED.watermark, \
+                 plugins = EXCLUDED.plugins, updated_at = EXCLUDED.updated_at",
+                &[
+                    &pipeline,
+                    &checkpoint.watermark,
+                    &checkpoint.plugins,
+                    &now,
+                    &partitions,
+                    &offsets,
+                    &max_events,
+                    &actives,
+                    &checkpoint.source,
+                ],
+            )
+            .await
+            .context("storing offsets")?;
+        }
+        Ok(())
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Sink for PostgresSink {
+    fn prepare(&mut self, table: &TableSchema) -> Result<()> {
+        let name = quote(&table.name);
+        let (runtime, client) = self.session()?;
+        runtime.block_on(async {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PREPARE_LOCK]).await?;
+            tx.batch_execute(BOOKKEEPING).await.context("creating weir's bookkeeping tables")?;
+            let existing: Vec<Existing> = tx
+                .query(
+                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), \
+                     EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)) \
+                     FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                    &[&name],
+                )
+                .await?
+                .iter()
+                .map(|r| Existing { name: r.get(0), ty: r.get(1), primary_key: r.get(2) })
+                .collect();
+            for sql in schema::plan(table, &existing, &DIALECT)? {
+                tx.batch_execute(&sql).await.with_context(|| format!("preparing table {}: {sql}", table.name))?;
+            }
+            tx.commit().await?;
+            Ok::<_, anyhow::Error>(())
+        })?;
+        self.table = Some(table.clone());
+        Ok(())
+    }
+
+    fn restore(&mut self, pipeline: &str, partitions: &[i32]) -> Result<Option<Restored>> {
+        let table = self.table()?;
+        let (runtime, client) = self.session()?;
+        let partitions = partitions.to_vec();
+        let (stored, rows) = runtime.block_on(async {
+            let stored = client
+                .query(
+                    "SELECT source_partition, next_offset, max_event_ms, last_active_ms, watermark, source FROM weir_checkpoints \
+                     WHERE pipeline = $1 AND source_partition = ANY($2) ORDER BY source_partition",
+                    &[&pipeline, &partitions],
+                )
+                .await?;
+            let states = client
+                .query(
+                    "SELECT window_start, window_end, key, source_partition, state, revision, is_final FROM weir_window_state \
+                     WHERE pipeline = $1 AND NOT is_final AND source_partition = ANY($2) ORDER BY window_start, key",
+                    &[&pipeline, &partitions],
+                )
+                .await?;
+            Ok::<_, tokio_postgres::Error>((stored, states))
+        })?;
+        if stored.is_empty() {
+            return Ok(None);
+        }
+        let stored = stored
+            .iter()
+            .map(|r| StoredPartition {
+                partition: r.get(0),
+                next_offset: r.get(1),
+                max_event_ms: r.get(2),
+                last_active_ms: r.get(3),
+                watermark: r.get(4),
+                source: r.get(5),
+            })
+            .collect();
+        let states = rows
+            .iter()
+            .map(|r| {
+                Ok(WindowState {
+                    window: Window { start: r.get(0), end: r.get(1) },
+                    key: super::key_from_json(r.get(2), &table.keys)?,
+                    partition: r.get(3),
+                    state: r.get(4),
+                    revision: r.get(5),
+                    is_final: r.get(6),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Restored::from_partitions(stored, states)))
+    }
+
+    fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
+        let table = self.table()?;
+        let (runtime, client) = self.session()?;
+        runtime.block_on(async {
+            let tx = client.transaction().await?;
+            Self::write(&tx, pipeline, &table, checkpoint).await?;
+            tx.commit().await.context("committing the checkpoint")
+        })
+    }
+
+    fn is_transient(&self, error: &anyhow::Error) -> bool {
+        error.chain().any(|cause| {
+            let Some(e) = cause.downcast_ref::<tokio_postgres::Error>() else {
+                return cause.downcast_ref::<std::io::Error>().is_some();
+            };
+            if e.is_closed() {
+                return true;
+            }
+            match e.code() {
+                // Connection exceptions, shutdowns, serialization failures and deadlocks.
+                Some(code) => {
+                    let code = code.code();
+                    code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+                }
+                // No SQL state: the connection or the socket failed.
+                None => true,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("postgres://weir:secret@db:5432/x"), "postgres://weir:***@db:5432/x");
+        assert_eq!(redact("host=/tmp dbname=x"), "host=/tmp dbname=x");
+    }
+}

