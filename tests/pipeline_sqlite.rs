@@ -127,8 +127,10 @@ fn kill_9_then_restart_equals_an_uninterrupted_run() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let committed = loop {
         let offset = Connection::open(&db).ok().and_then(|c| {
-            c.query_row("SELECT next_offset FROM weir_checkpoints WHERE source_partition = 0", [], |r| r.get::<_, i64>(0))
-                .ok()
+            c.query_row("SELECT next_offset FROM weir_checkpoints WHERE source_partition = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()
         });
         if let Some(offset) = offset.filter(|&o| o > 0) {
             break offset;

@@ -58,6 +58,23 @@ pub fn weir_bin() -> &'static std::path::Path {
     })
 }
 
+/// The release build of `weir`, for benchmarks.
+pub fn weir_release_bin() -> &'static std::path::Path {
+    static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "-q", "--release", "-p", "weir", "--bin", "weir"])
+            .status()
+            .expect("running cargo");
+        assert!(status.success(), "building weir --release");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
+        target.join("release").join("weir")
+    })
+}
+
 /// The directory of the built reference plugins.
 pub fn plugin_dir() -> &'static std::path::Path {
     std::path::Path::new(guests::JSON_PARSER).parent().expect("guests live in a directory")

@@ -5,7 +5,8 @@
 //! - `cargo xtask rides`: build everything and run the rides pipeline on the embedded default.
 //! - `cargo xtask test`: install the wasm target, cargo-component and the test broker, build
 //!   everything, run all tests (they start their own PostgreSQL and Kafka-protocol broker).
-//! - `cargo xtask bench`: build everything and run the benchmarks.
+//! - `cargo xtask bench`: build everything and run the benchmarks (plugins, then the pipeline
+//!   end to end into a throwaway PostgreSQL and broker).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,7 +118,10 @@ fn main() -> Result<()> {
         }
         Some("bench") => {
             let dir = plugins()?;
-            weir(&["bench", "plugins"], &dir)
+            weir(&["bench", "plugins"], &dir)?;
+            // The pipeline benchmark starts its own PostgreSQL and broker.
+            ensure_test_services()?;
+            run(cargo().args(["bench", "-p", "weir-tests", "--bench", "pipeline"]))
         }
         Some("test") => {
             ensure_wasm_target()?;

@@ -113,6 +113,7 @@ pub(crate) fn read_config(config: Option<&str>) -> anyhow::Result<String> {
 
 /// Parses the arguments, runs the command, and reports an error with its causes.
 pub fn main() -> ExitCode {
+    crate::pipeline::process_start();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

@@ -48,6 +48,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         s.late,
         s.checkpoints
     );
+    let first = summary.first_commit.map_or("-".into(), |d| format!("{} ms", d.as_millis()));
+    let latency = summary.latency.map_or("-".into(), |(p50, p99)| format!("p50 {p50} ms, p99 {p99} ms"));
+    let rss = summary.peak_rss.map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)));
+    println!(
+        "first to last record {:.2}s ({:.0} events/s); first checkpoint {first} after start; source-to-sink latency {latency}; peak RSS {rss}",
+        summary.reading.as_secs_f64(),
+        s.records as f64 / summary.reading.as_secs_f64().max(1e-9),
+    );
     println!("results in {}", summary.sink);
     Ok(())
 }

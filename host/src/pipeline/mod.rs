@@ -2,10 +2,11 @@
 //! windows, and checkpoints into a transactional sink.
 
 mod build;
+mod latency;
 mod process;
 mod retry;
 mod run;
 mod windows;
 
 pub use build::{wire, Pipeline, PipelineOptions};
-pub use run::{now_ms, open_sink, run, RunSummary};
+pub use run::{now_ms, open_sink, process_start, run, RunSummary};

@@ -275,9 +275,17 @@ impl Pipeline {
         self.windows.take_closed(|g| partitions.contains(&g.partition));
     }
 
-    /// The partitions whose events are held now.
-    pub fn partitions(&self) -> Vec<i32> {
-        self.tracker.snapshot().0.into_iter().map(|(p, _)| p).collect()
+    /// Makes exactly `partitions` hold the watermark back, keeping the clocks of those
+    /// that already did. Windows are not touched: the partitions are still this host's.
+    pub fn hold(&mut self, partitions: &[i32], now_ms: i64) {
+        for (p, _) in self.tracker.snapshot().0 {
+            if !partitions.contains(&p) {
+                self.tracker.revoke(p);
+            }
+        }
+        for &p in partitions {
+            self.tracker.assign(p, now_ms);
+        }
     }
 
     /// Commits one checkpoint: the rows of every changed or newly closed window, the

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 
 use super::build::{Pipeline, PipelineOptions, RunStats};
+use super::latency::Latency;
 use super::retry::{retry, Backoff, Failed};
 use crate::config::{FileFormat, PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
@@ -27,6 +28,29 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Where the results are: the sink URL and table.
     pub sink: String,
+    /// From process start to the first committed checkpoint.
+    pub first_commit: Option<Duration>,
+    /// From the first record read to the last.
+    pub reading: Duration,
+    /// Source timestamp to commit, p50 and p99, in ms (sources with timestamps only).
+    pub latency: Option<(u64, u64)>,
+    /// Peak resident memory in bytes, if the platform tells.
+    pub peak_rss: Option<u64>,
+}
+
+/// The process's peak resident set (VmHWM), from /proc.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Timing of a run, kept beside the loop.
+#[derive(Default)]
+struct Timing {
+    latency: Latency,
+    first_commit: Option<Duration>,
 }
 
 /// How long `--until-idle` waits for a consumer group's first assignment.
@@ -80,6 +104,7 @@ fn checkpoint(
     sink: &mut dyn Sink,
     source: &mut dyn Source,
     stop: &AtomicBool,
+    timing: &mut Timing,
 ) -> Result<()> {
     let positions = source.positions();
     let name = pipeline.name.clone();
@@ -90,6 +115,8 @@ fn checkpoint(
         })
     })?;
     source.committed(&positions);
+    timing.latency.committed(now_ms());
+    timing.first_commit.get_or_insert_with(|| process_start().elapsed());
     Ok(())
 }
 
@@ -134,10 +161,11 @@ fn rebalance(
     sink: &mut dyn Sink,
     source: &mut dyn Source,
     stop: &AtomicBool,
+    timing: &mut Timing,
 ) -> Result<()> {
     match change {
         Rebalance::Revoked(partitions) => {
-            checkpoint(pipeline, sink, source, stop).context("checkpointing revoked partitions")?;
+            checkpoint(pipeline, sink, source, stop, timing).context("checkpointing revoked partitions")?;
             pipeline.release(&partitions);
             source.complete(&[])?;
             eprintln!("\nreleased partitions {partitions:?} after checkpointing them");
@@ -173,6 +201,12 @@ fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &m
     );
 }
 
+/// When the process started, as near as the library can tell: the first call.
+pub fn process_start() -> Instant {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
 /// Runs the pipeline at `path` until stopped or idle.
 pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
     let config = PipelineConfig::load(path)?;
@@ -191,7 +225,12 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         if let Some(restored) = &restored {
             // The sink's offsets are the truth: resume exactly after the last committed record.
             let at: Vec<String> = restored.offsets.iter().map(|(p, o)| format!("partition {p} at {o}")).collect();
-            eprintln!("resuming pipeline {} from its checkpoint in {}: {}", config.name, config.sink.url, at.join(", "));
+            eprintln!(
+                "resuming pipeline {} from its checkpoint in {}: {}",
+                config.name,
+                config.sink.url,
+                at.join(", ")
+            );
             source.seek(&restored.offsets)?;
         }
         pipeline.assign(&partitions, restored, now_ms());
@@ -203,6 +242,9 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
 
     let max_skew = config.watermark.max_skew.as_millis() as i64;
+    let mut timing = Timing::default();
+    let mut first_record: Option<Instant> = None;
+    let mut last_record: Option<Instant> = None;
     let mut paused: Vec<i32> = Vec::new();
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
@@ -212,7 +254,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         if let Some(change) = source.rebalance() {
             // A new assignment starts unpaused; what is paused is decided afresh.
             paused.retain(|p| !matches!(&change, Rebalance::Revoked(gone) if gone.contains(p)));
-            rebalance(change, &mut pipeline, sink.as_mut(), source.as_mut(), &stop)?;
+            rebalance(change, &mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
             align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
             last_checkpoint = Instant::now();
             continue;
@@ -221,6 +263,12 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         match &polled {
             Some(batch) if !batch.is_empty() => {
                 idle_since = None;
+                first_record.get_or_insert_with(Instant::now);
+                last_record = Some(Instant::now());
+                timing.latency.processed(&batch.timestamps);
+                if let Some(active) = source.active() {
+                    pipeline.hold(&active, now_ms());
+                }
                 pipeline.process(batch, now_ms());
                 align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
             }
@@ -242,20 +290,33 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 }
             }
         }
-        if last_checkpoint.elapsed() >= config.checkpoint.interval {
+        // The first results are committed as soon as there are any; then on the interval.
+        let first = timing.first_commit.is_none() && pipeline.stats.records > 0;
+        if first || last_checkpoint.elapsed() >= config.checkpoint.interval {
             // The source's positions stand just after the last processed batch.
-            checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop)?;
+            checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
             last_checkpoint = Instant::now();
         }
         if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
             show(&pipeline, source.as_mut(), started, &mut last_progress);
         }
     }
-    checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop).context("writing the final checkpoint")?;
+    checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)
+        .context("writing the final checkpoint")?;
     if options.progress {
         show(&pipeline, source.as_mut(), started, &mut last_progress);
         eprintln!();
     }
     let sink = format!("table {} of {} (relative to {})", config.sink.table, config.sink.url, base.display());
-    Ok(RunSummary { stats: pipeline.stats.clone(), watermark: pipeline.watermark(), elapsed: started.elapsed(), sink })
+    let latency = timing.latency.quantile(0.5).zip(timing.latency.quantile(0.99));
+    Ok(RunSummary {
+        stats: pipeline.stats.clone(),
+        watermark: pipeline.watermark(),
+        elapsed: started.elapsed(),
+        sink,
+        first_commit: timing.first_commit,
+        reading: first_record.zip(last_record).map_or(Duration::ZERO, |(a, b)| b - a),
+        latency,
+        peak_rss: peak_rss(),
+    })
 }

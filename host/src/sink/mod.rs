@@ -268,5 +268,3 @@ pub(crate) fn key_from_json(text: &str, keys: &[ColumnDef]) -> Result<Vec<Cell>>
         })
         .collect()
 }
-
-

@@ -197,7 +197,8 @@ impl PostgresSink {
                 });
                 Ok::<_, tokio_postgres::Error>(client)
             });
-            let client = client.with_context(|| format!("sink.url: connecting to PostgreSQL at {}", redact(&self.url)))?;
+            let client =
+                client.with_context(|| format!("sink.url: connecting to PostgreSQL at {}", redact(&self.url)))?;
             self.client = Some(client);
         }
         Ok(())
@@ -272,7 +273,9 @@ impl PostgresSink {
             params.extend(columns.iter().map(Array::param));
             params.push(&finals);
             params.push(&revisions);
-            tx.execute(&Self::upsert_sql(table), &params).await.with_context(|| format!("upserting into {}", table.name))?;
+            tx.execute(&Self::upsert_sql(table), &params)
+                .await
+                .with_context(|| format!("upserting into {}", table.name))?;
         }
         if !checkpoint.states.is_empty() {
             let starts: Vec<i64> = checkpoint.states.iter().map(|s| s.window.start).collect();

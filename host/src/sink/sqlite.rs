@@ -88,13 +88,8 @@ fn sqlite_type(ty: ColumnType) -> &'static str {
     }
 }
 
-const DIALECT: Dialect = Dialect {
-    type_of: sqlite_type,
-    window: "TEXT",
-    boolean: "INTEGER",
-    integer: "INTEGER",
-    timestamp: "TEXT",
-};
+const DIALECT: Dialect =
+    Dialect { type_of: sqlite_type, window: "TEXT", boolean: "INTEGER", integer: "INTEGER", timestamp: "TEXT" };
 
 fn to_sql(cell: &Cell) -> Value {
     match cell {

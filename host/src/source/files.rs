@@ -80,6 +80,10 @@ impl Source for FileSource {
         Ok(())
     }
 
+    fn active(&self) -> Option<Vec<i32>> {
+        Some(if self.current < self.files.len() { vec![self.current as i32] } else { Vec::new() })
+    }
+
     fn positions(&self) -> Vec<(i32, i64)> {
         self.positions.iter().enumerate().map(|(p, &o)| (p as i32, o as i64)).collect()
     }

@@ -185,12 +185,8 @@ impl Source for KafkaSource {
                     tpl.add_partition_offset(&self.topic, p, offset)?;
                     self.positions.insert(p, stored.unwrap_or(0));
                 }
-                if self.cooperative() {
-                    self.consumer.incremental_assign(&tpl)
-                } else {
-                    self.consumer.assign(&tpl)
-                }
-                .context("assigning Kafka partitions")?;
+                if self.cooperative() { self.consumer.incremental_assign(&tpl) } else { self.consumer.assign(&tpl) }
+                    .context("assigning Kafka partitions")?;
             }
             Some(Rebalance::Revoked(partitions)) => {
                 let mut tpl = TopicPartitionList::new();

@@ -40,6 +40,11 @@ pub trait Source {
     }
     /// A checkpoint at `positions` is in the sink.
     fn committed(&mut self, _positions: &[(i32, i64)]) {}
+    /// The partitions whose event time holds the watermark back, when not all of them
+    /// do: files are read one after another, so only the one being read counts.
+    fn active(&self) -> Option<Vec<i32>> {
+        None
+    }
     /// Stops reading `partitions` until [`resume`](Self::resume)d; nothing is skipped.
     fn pause(&mut self, _partitions: &[i32]) -> Result<()> {
         Ok(())

@@ -1,6 +1,6 @@
-//! Kafka → weir → PostgreSQL on real services: a Tansu broker and a throwaway
-//! PostgreSQL cluster, both started here. The rides example pipeline runs as the user
-//! would run it; the tests check its table against an independent computation and
+//! Kafka or files → weir → PostgreSQL on real services: a Tansu broker and a throwaway
+//! PostgreSQL cluster, both started here. The rides example pipelines run as the user
+//! would run them; the tests check the table against an independent computation and
 //! against itself across kill -9, a PostgreSQL restart and a consumer-group rebalance.
 
 use std::collections::BTreeMap;
@@ -27,8 +27,12 @@ fn producer(broker: &Broker, topic: &str, main: bool) -> Command {
     let mut cmd = Command::new(weir_bin());
     cmd.args(["produce", "--brokers", &broker.brokers(), "--topic", topic, "--partitions", PARTITIONS, "--quiet"]);
     if main {
-        cmd.args(["--events", &EVENTS.to_string(), "--seed", "2", "--late-share", "0.02"])
-            .args(["--malformed-share", "0.01", "--start", MAIN_START]);
+        cmd.args(["--events", &EVENTS.to_string(), "--seed", "2", "--late-share", "0.02"]).args([
+            "--malformed-share",
+            "0.01",
+            "--start",
+            MAIN_START,
+        ]);
     } else {
         cmd.args(["--events", &WARM_UP.to_string(), "--seed", "1", "--late-share", "0", "--malformed-share", "0"]);
     }
@@ -201,20 +205,19 @@ fn expected(events: &[Vec<u8>]) -> Expected {
     want
 }
 
-#[test]
-fn kafka_to_postgres_equals_an_independent_computation() {
-    let broker = Broker::start();
-    let pg = Postgres::start();
-    produce(&broker, "trips");
-    let dir = tempfile::tempdir().unwrap();
-    let db = pg.url("weir");
-    check(weir_run(&pipeline(dir.path()), &broker, "trips", &db, "weir-expect").output().unwrap());
-
-    let want = expected(&produced());
-    assert!(want.late > 100 && want.malformed > 100 && want.rejected > 100, "the stream exercises every lane: {want:?}");
+/// Checks database `weir` against the independent computation over `events`.
+fn assert_expected(pg: &Postgres, events: &[Vec<u8>]) {
+    let want = expected(events);
+    assert!(
+        want.late > 100 && want.malformed > 100 && want.rejected > 100,
+        "the stream exercises every lane: {want:?}"
+    );
     let mut client = pg.client("weir");
     let got: BTreeMap<(i64, String), (i64, f64)> = client
-        .query(&format!("SELECT (extract(epoch FROM window_start) * 1000)::bigint, city, trips, avg_fare FROM {TABLE}"), &[])
+        .query(
+            &format!("SELECT (extract(epoch FROM window_start) * 1000)::bigint, city, trips, avg_fare FROM {TABLE}"),
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| ((r.get(0), r.get(1)), (r.get(2), r.get(3))))
@@ -231,7 +234,42 @@ fn kafka_to_postgres_equals_an_independent_computation() {
     assert_eq!(count("SELECT count(*) FROM weir_late_events"), want.late);
     // Every record is accounted for exactly once.
     let total: i64 = want.windows.values().map(|(n, _)| n).sum::<i64>() + want.malformed + want.rejected + want.late;
-    assert_eq!(total, (WARM_UP + EVENTS) as i64);
+    assert_eq!(total, events.len() as i64);
+}
+
+#[test]
+fn kafka_to_postgres_equals_an_independent_computation() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    produce(&broker, "trips");
+    let dir = tempfile::tempdir().unwrap();
+    let db = pg.url("weir");
+    check(weir_run(&pipeline(dir.path()), &broker, "trips", &db, "weir-expect").output().unwrap());
+    assert_expected(&pg, &produced());
+}
+
+#[test]
+fn files_to_postgres_equals_an_independent_computation() {
+    let pg = Postgres::start();
+    let input = tempfile::tempdir().unwrap();
+    let events = produced();
+    // Two files, read in name order as one stream.
+    let (first, second) = events.split_at(events.len() / 2);
+    for (name, part) in [("trips-0001.jsonl", first), ("trips-0002.jsonl", second)] {
+        let mut text = part.join(&b'\n');
+        text.push(b'\n');
+        std::fs::write(input.path().join(name), text).unwrap();
+    }
+    let out = Command::new(weir_bin())
+        .args(["run", repo_root().join("examples/rides/pipeline-files.toml").to_str().unwrap()])
+        .args(["--until-idle", "1s", "--quiet"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("INPUT_DIR", input.path())
+        .env("DATABASE_URL", pg.url("weir"))
+        .output()
+        .unwrap();
+    check(out);
+    assert_expected(&pg, &events);
 }
 
 #[test]
@@ -280,7 +318,8 @@ fn kill_9_a_postgres_restart_and_a_rebalance_leave_the_table_identical() {
     wait_for_checkpoint(&pg, "shared", WARM_UP as i64, &mut first);
     let mut paced = producer(&broker, live, true);
     // Paced in wall time, with the same event times as the unpaced stream.
-    let paced = paced.args(["--rate", "20000", "--event-rate", "1000"]).spawn().unwrap();
+    let paced = paced.args(["--rate", "20000", "--event-rate", "1000"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let paced = paced.spawn().unwrap();
     let second = weir_run(&pipeline, &broker, live, &shared, "g-shared").spawn().unwrap();
     let produced = paced.wait_with_output().unwrap();
     assert!(produced.status.success(), "weir produce: {}", String::from_utf8_lossy(&produced.stderr));

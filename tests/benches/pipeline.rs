@@ -1,0 +1,205 @@
+//! The pipeline benchmark: the rides example end to end into a real PostgreSQL, over
+//! at least a million events, on the release build.
+//!
+//! - (a) files → weir → PostgreSQL;
+//! - (b) Kafka (the test broker) → weir → PostgreSQL, beside a bare rdkafka consumer
+//!   reading the same topic on the same broker, with the ratio;
+//! - latency from a record's Kafka timestamp to the commit that made it visible, at a
+//!   steady 50k events/s;
+//! - cold start to the first commit, with an empty and with a warm compile cache;
+//! - peak RSS of each run.
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench pipeline`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use weir::rides::{TripGenerator, TripOptions};
+use weir_tests::services::{repo_root, Broker, Postgres};
+use weir_tests::{plugin_dir, weir_release_bin};
+
+const EVENTS: u64 = 1_000_000;
+const PARTITIONS: i32 = 3;
+
+/// What `weir run` reported about itself.
+#[derive(Debug, Default)]
+struct Report {
+    events_per_s: f64,
+    first_commit_ms: Option<f64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    rss_mib: Option<f64>,
+}
+
+fn number_after(line: &str, marker: &str) -> Option<f64> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn parse_report(stdout: &str) -> Report {
+    let line = stdout.lines().find(|l| l.starts_with("first to last record")).unwrap_or_else(|| {
+        panic!("weir run printed no timing line:\n{stdout}");
+    });
+    Report {
+        events_per_s: number_after(line, "s (").unwrap_or(0.0),
+        first_commit_ms: number_after(line, "first checkpoint "),
+        p50_ms: number_after(line, "p50 "),
+        p99_ms: number_after(line, "p99 "),
+        rss_mib: number_after(line, "peak RSS "),
+    }
+}
+
+fn weir_run(pipeline: &Path, env: &[(&str, &str)], cache: &Path) -> Command {
+    let mut cmd = Command::new(weir_release_bin());
+    cmd.args(["run", pipeline.to_str().unwrap(), "--until-idle", "2s", "--quiet"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("WEIR_CACHE_DIR", cache);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn finish(cmd: &mut Command, what: &str) -> Report {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{what}: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    parse_report(&stdout)
+}
+
+/// A copy of an example pipeline with another checkpoint interval.
+fn example(name: &str, dir: &Path, interval: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("examples/rides").join(name)).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text.replace("interval = \"1s\"", &format!("interval = \"{interval}\""))).unwrap();
+    path
+}
+
+fn produce(broker: &Broker, topic: &str, events: u64, rate: Option<u32>) -> Command {
+    let mut cmd = Command::new(weir_release_bin());
+    cmd.args(["produce", "--brokers", &broker.brokers(), "--topic", topic, "--quiet"]).args([
+        "--partitions",
+        &PARTITIONS.to_string(),
+        "--events",
+        &events.to_string(),
+    ]);
+    if let Some(rate) = rate {
+        cmd.args(["--rate", &rate.to_string(), "--event-rate", &rate.to_string(), "--start", "now"]);
+    }
+    cmd
+}
+
+/// A bare rdkafka consumer reading every message of `topic`: events/s from first to last.
+fn bare_consumer(broker: &Broker, topic: &str) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "bare")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.max.messages.kbytes", "65536")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    let mut first = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while n < EVENTS {
+        assert!(Instant::now() < deadline, "the bare consumer read only {n} messages");
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            first.get_or_insert_with(Instant::now);
+            bytes += rdkafka::message::Message::payload(&message).map_or(0, <[u8]>::len);
+            n += 1;
+        }
+    }
+    assert!(bytes > 0);
+    n as f64 / first.unwrap().elapsed().as_secs_f64()
+}
+
+fn row(what: &str, r: &Report) {
+    let opt = |v: Option<f64>, unit: &str| v.map_or("-".to_string(), |v| format!("{v:.0} {unit}"));
+    println!(
+        "{what:<40} {:>10.0} events/s   first commit {:>8}   p50 {:>7}   p99 {:>7}   peak RSS {:>9}",
+        r.events_per_s,
+        opt(r.first_commit_ms, "ms"),
+        opt(r.p50_ms, "ms"),
+        opt(r.p99_ms, "ms"),
+        r.rss_mib.map_or("-".into(), |m| format!("{m:.1} MiB")),
+    );
+}
+
+fn main() {
+    let pg = Postgres::start();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let warm_cache = dir.path().join("cache");
+
+    // (a) files → PostgreSQL.
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(input.join("trips.jsonl")).unwrap());
+        let mut generator = TripGenerator::new(TripOptions::default());
+        for _ in 0..EVENTS {
+            file.write_all(&generator.next_event()).unwrap();
+            file.write_all(b"\n").unwrap();
+        }
+    }
+    let files = example("pipeline-files.toml", dir.path(), "1s");
+    let input_dir = input.to_str().unwrap();
+    let mut runs = Vec::new();
+    for (i, cache) in [dir.path().join("cold-cache"), warm_cache.clone(), warm_cache.clone()].iter().enumerate() {
+        let db = pg.create_database(&format!("files{i}"));
+        runs.push(finish(&mut weir_run(&files, &[("INPUT_DIR", input_dir), ("DATABASE_URL", &db)], cache), "files"));
+    }
+    println!("weir pipeline benchmark: rides example, {EVENTS} events, release build");
+    row("(a) files → PostgreSQL, empty plugin cache", &runs[0]);
+    row("(a) files → PostgreSQL, warm plugin cache", &runs[1]);
+    row("(a) files → PostgreSQL, warm plugin cache", &runs[2]);
+
+    // (b) Kafka → PostgreSQL, beside a bare consumer of the same topic.
+    let out = produce(&broker, "bench", EVENTS, None).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bare = bare_consumer(&broker, "bench");
+    let kafka = example("pipeline-kafka.toml", dir.path(), "1s");
+    let db = pg.create_database("kafka");
+    let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", "bench".into()), ("DATABASE_URL", db)];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let weir_kafka = finish(&mut weir_run(&kafka, &env, &warm_cache), "kafka");
+    println!("{:<40} {bare:>10.0} events/s", "bare rdkafka consumer, same topic");
+    row("(b) Kafka → PostgreSQL", &weir_kafka);
+    println!("{:<40} {:>10.2}×", "(b) weir / bare consumer", weir_kafka.events_per_s / bare);
+
+    // Latency at a steady 50k events/s, checkpointing every 100 ms.
+    let paced = example("pipeline-kafka.toml", dir.path(), "100ms");
+    let db = pg.create_database("paced");
+    let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", "paced".into()), ("DATABASE_URL", db)];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = produce(&broker, "paced", 0, None).output().unwrap(); // creates the topic
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut child = weir_run(&paced, &env, &warm_cache).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Produce only once weir holds its partitions, so group-join time is not latency.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("assigned partitions") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "weir run exited before joining its group");
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let out = produce(&broker, "paced", EVENTS, Some(50_000)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    row("Kafka → PostgreSQL at 50k events/s", &parse_report(&String::from_utf8_lossy(&out.stdout)));
+}
