@@ -338,3 +338,43 @@ fn kill_9_a_postgres_restart_and_a_rebalance_leave_the_table_identical() {
     check(weir_run(&pipeline, &broker, live, &shared, "g-shared").output().unwrap());
     assert_same(&snapshot(&pg, "shared"), &baseline, "rebalance");
 }
+
+#[test]
+fn validate_reports_every_problem_without_changing_anything() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let out = Command::new(weir_bin())
+        .args(["produce", "--brokers", &broker.brokers(), "--topic", "trips", "--partitions", PARTITIONS])
+        .args(["--events", "0", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let validate = |topic: &str| {
+        Command::new(weir_bin())
+            .args(["validate", repo_root().join("examples/rides/pipeline-kafka.toml").to_str().unwrap()])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .env("KAFKA_BROKERS", broker.brokers())
+            .env("KAFKA_TOPIC", topic)
+            .env("DATABASE_URL", pg.url("weir"))
+            .output()
+            .unwrap()
+    };
+    let ok = validate("trips");
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(stdout.contains("kafka topic trips") && stdout.contains("3 partitions"), "{stdout}");
+    assert!(stdout.contains("will run: CREATE TABLE \"rides_city_minute\""), "{stdout}");
+    let exists: bool =
+        pg.client("weir").query_one("SELECT to_regclass('rides_city_minute') IS NOT NULL", &[]).unwrap().get(0);
+    assert!(!exists, "validate must not create the table");
+
+    // A table keyed differently and a missing topic: both reported in one run.
+    pg.client("weir").batch_execute("CREATE TABLE rides_city_minute (driver text PRIMARY KEY)").unwrap();
+    let bad = validate("no-such-topic");
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success());
+    let problems: Vec<&str> = stdout.lines().filter(|l| l.starts_with("problem")).collect();
+    assert_eq!(problems.len(), 2, "{stdout}");
+    assert!(problems[0].contains("\"no-such-topic\" does not exist"), "{stdout}");
+    assert!(problems[1].contains("primary key (driver)"), "{stdout}");
+}

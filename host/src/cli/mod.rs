@@ -7,6 +7,7 @@ mod plugin_new;
 mod plugin_test;
 mod produce;
 mod run;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     Plugin(PluginCommand),
     /// Run a pipeline until SIGINT/SIGTERM (or until idle), checkpointing into its sink.
     Run(run::RunArgs),
+    /// Check a pipeline file: plugins, wiring and schemas, source and sink; report every problem.
+    Validate(validate::ValidateArgs),
     /// Produce synthetic trip events into a Kafka topic, keyed by city.
     Produce(produce::ProduceArgs),
     /// Benchmarks.
@@ -126,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
         Command::Run(args) => run::run(args),
         Command::Produce(args) => produce::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

@@ -225,6 +225,9 @@ impl Restored {
 pub trait Sink {
     /// Creates the output and bookkeeping tables, or checks that existing ones fit.
     fn prepare(&mut self, table: &TableSchema) -> Result<()>;
+    /// What `prepare` would change, without changing it: the statements to run (none
+    /// when the table already fits), or the reason the table cannot be used.
+    fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>>;
     /// The last committed checkpoint of `partitions` of `pipeline`, if any of them has one.
     fn restore(&mut self, pipeline: &str, partitions: &[i32]) -> Result<Option<Restored>>;
     /// Commits one checkpoint of `pipeline` in one transaction.

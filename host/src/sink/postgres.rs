@@ -373,7 +373,27 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The columns of table `name` (quoted), from the catalog; none if it does not exist.
+async fn existing<C: tokio_postgres::GenericClient>(client: &C, name: &str) -> Result<Vec<Existing>> {
+    let rows = client
+        .query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), \
+             EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)) \
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&name],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| Existing { name: r.get(0), ty: r.get(1), primary_key: r.get(2) }).collect())
+}
+
 impl Sink for PostgresSink {
+    fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>> {
+        let name = quote(&table.name);
+        let (runtime, client) = self.session()?;
+        let existing = runtime.block_on(existing(&*client, &name))?;
+        schema::plan(table, &existing, &DIALECT)
+    }
+
     fn prepare(&mut self, table: &TableSchema) -> Result<()> {
         let name = quote(&table.name);
         let (runtime, client) = self.session()?;
@@ -381,17 +401,7 @@ impl Sink for PostgresSink {
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PREPARE_LOCK]).await?;
             tx.batch_execute(BOOKKEEPING).await.context("creating weir's bookkeeping tables")?;
-            let existing: Vec<Existing> = tx
-                .query(
-                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), \
-                     EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)) \
-                     FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                    &[&name],
-                )
-                .await?
-                .iter()
-                .map(|r| Existing { name: r.get(0), ty: r.get(1), primary_key: r.get(2) })
-                .collect();
+            let existing = existing(&tx, &name).await?;
             for sql in schema::plan(table, &existing, &DIALECT)? {
                 tx.batch_execute(&sql).await.with_context(|| format!("preparing table {}: {sql}", table.name))?;
             }

@@ -243,13 +243,17 @@ impl SqliteSink {
 }
 
 impl Sink for SqliteSink {
-    fn prepare(&mut self, table: &TableSchema) -> Result<()> {
+    fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>> {
         let existing: Vec<Existing> = self
             .conn
             .prepare(&format!("PRAGMA table_info({})", quote(&table.name)))?
             .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
             .collect::<Result<_, _>>()?;
-        for sql in schema::plan(table, &existing, &DIALECT)? {
+        schema::plan(table, &existing, &DIALECT)
+    }
+
+    fn prepare(&mut self, table: &TableSchema) -> Result<()> {
+        for sql in self.plan(table)? {
             self.conn.execute_batch(&sql).with_context(|| format!("preparing table {}: {sql}", table.name))?;
         }
         self.table = Some(table.clone());

@@ -83,7 +83,9 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("fetch.wait.max.ms", "50")
-            .set("queued.max.messages.kbytes", "65536");
+            // Per partition: what may wait in memory between polls.
+            .set("queued.max.messages.kbytes", "8192")
+            .set("fetch.max.bytes", "8388608");
         for (key, value) in options {
             if FIXED.iter().any(|(k, _)| k == key) {
                 bail!("source.options.{key}: weir sets this itself (offsets are kept in the sink)");
@@ -98,6 +100,25 @@ impl KafkaSource {
             .with_context(|| format!("source: creating a Kafka consumer for {brokers}"))?;
         consumer.subscribe(&[topic]).with_context(|| format!("source.topic {topic:?}: subscribing"))?;
         Ok(KafkaSource { consumer, topic: topic.to_string(), current: None, positions: BTreeMap::new() })
+    }
+
+    /// Checks that `brokers` answer and `topic` exists, without joining a group (which
+    /// would make running hosts rebalance). Returns the topic's partition count.
+    pub fn check(brokers: &str, topic: &str, options: &BTreeMap<String, String>) -> Result<usize> {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", brokers);
+        for (key, value) in options {
+            config.set(key, value);
+        }
+        let consumer: BaseConsumer = config.create().with_context(|| format!("source.brokers {brokers}"))?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .with_context(|| format!("source.brokers {brokers}: no answer"))?;
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        match found {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len()),
+            _ => bail!("source.topic {topic:?} does not exist on {brokers}"),
+        }
     }
 
     fn list(&self, partitions: &[i32]) -> TopicPartitionList {

@@ -1,0 +1,106 @@
+//! `weir validate PIPELINE`: everything `weir run` would check before reading a record,
+//! without reading one or changing anything (no table is created, no group joined).
+//! Every problem is reported, not only the first.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use super::RuntimeArgs;
+use crate::config::{PipelineConfig, SourceConfig};
+use crate::pipeline::{open_sink, Pipeline, PipelineOptions};
+use crate::plugin::PluginRuntime;
+use crate::source::{FileSource, KafkaSource};
+
+/// Arguments of `weir validate`.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Where plugins named without a path are found.
+    #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
+    plugins: PathBuf,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
+    Ok(match &config.source {
+        SourceConfig::Kafka { brokers, topic, options, .. } => {
+            let partitions = KafkaSource::check(brokers, topic, options)?;
+            format!("kafka topic {topic} on {brokers}: {partitions} partitions")
+        }
+        SourceConfig::Files { path, .. } => {
+            use crate::source::Source;
+            let files = FileSource::open(&base.join(path))?;
+            format!("{}: {} file(s)", base.join(path).display(), files.partitions().len())
+        }
+        SourceConfig::Producer { events, seed, .. } => {
+            let events = events.map_or("endless".to_string(), |n| n.to_string());
+            format!("the built-in producer: {events} events, seed {seed}")
+        }
+    })
+}
+
+pub fn run(args: ValidateArgs) -> Result<()> {
+    let config = PipelineConfig::load(&args.pipeline)?;
+    let base = args.pipeline.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut problems = 0;
+    let mut report = |what: &str, outcome: Result<String>| match outcome {
+        Ok(detail) => println!("ok      {what}: {detail}"),
+        Err(e) => {
+            problems += 1;
+            println!("problem {what}: {e:#}");
+        }
+    };
+    report("file", Ok(format!("{} parses; pipeline {:?}", args.pipeline.display(), config.name)));
+
+    let options =
+        PipelineOptions { plugin_dir: args.plugins.clone(), until_idle: None, batch_size: 1, progress: false };
+    let built = PluginRuntime::new(args.runtime.options())
+        .and_then(|runtime| Pipeline::build(&config, &base, &runtime, &options));
+    let table = match built {
+        Ok(pipeline) => {
+            let t = pipeline.table.clone();
+            let columns = |cols: &[weir_sdk::ColumnDef]| {
+                cols.iter().map(|c| format!("{} {}", c.name, c.ty.name())).collect::<Vec<_>>().join(", ")
+            };
+            report(
+                "plugins and wiring",
+                Ok(format!(
+                    "{}; table {} keyed by ({}) with ({})",
+                    pipeline.plugin_versions(),
+                    t.name,
+                    columns(&t.keys),
+                    columns(&t.values)
+                )),
+            );
+            Some(t)
+        }
+        Err(e) => {
+            report("plugins and wiring", Err(e));
+            None
+        }
+    };
+
+    report("source", source(&config, &base));
+
+    let sink = open_sink(&config, &base).and_then(|mut sink| match &table {
+        Some(table) => {
+            let plan = sink.plan(table)?;
+            Ok(if plan.is_empty() {
+                format!("{}: table {} fits", config.sink.url, table.name)
+            } else {
+                format!("{}: `weir run` will run: {}", config.sink.url, plan.join("; "))
+            })
+        }
+        None => Ok(format!("{}: reachable (the table is not checked without a wired pipeline)", config.sink.url)),
+    });
+    report("sink", sink);
+
+    if problems > 0 {
+        bail!("{} has {problems} problem(s)", args.pipeline.display());
+    }
+    println!("{} is ready to run", args.pipeline.display());
+    Ok(())
+}
