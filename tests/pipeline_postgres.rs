@@ -244,8 +244,30 @@ fn kafka_to_postgres_equals_an_independent_computation() {
     produce(&broker, "trips");
     let dir = tempfile::tempdir().unwrap();
     let db = pg.url("weir");
-    check(weir_run(&pipeline(dir.path()), &broker, "trips", &db, "weir-expect").output().unwrap());
-    assert_expected(&pg, &produced());
+    let pipeline = pipeline(dir.path());
+    check(weir_run(&pipeline, &broker, "trips", &db, "weir-expect").output().unwrap());
+    let events = produced();
+    assert_expected(&pg, &events);
+
+    // The late lane replays into the same table exactly once.
+    let want = expected(&events);
+    let replay = || {
+        let out = Command::new(weir_bin())
+            .args(["replay", pipeline.to_str().unwrap(), "--late", "--quiet"])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .env("KAFKA_BROKERS", broker.brokers())
+            .env("DATABASE_URL", &db)
+            .output()
+            .unwrap();
+        check(out)
+    };
+    replay();
+    let count = |sql: &str| -> i64 { pg.client("weir").query_one(sql, &[]).unwrap().get(0) };
+    let windowed: i64 = want.windows.values().map(|(n, _)| n).sum();
+    assert_eq!(count("SELECT count(*) FROM weir_late_events"), 0);
+    assert_eq!(count(&format!("SELECT sum(trips)::bigint FROM {TABLE}")), windowed + want.late);
+    replay();
+    assert_eq!(count(&format!("SELECT sum(trips)::bigint FROM {TABLE}")), windowed + want.late, "exactly once");
 }
 
 #[test]

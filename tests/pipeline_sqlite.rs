@@ -145,3 +145,50 @@ fn kill_9_then_restart_equals_an_uninterrupted_run() {
     run(&path);
     assert_eq!(snapshot(&db), expected);
 }
+
+fn replay(pipeline: &Path, args: &[&str]) -> String {
+    let out = Command::new(weir_bin())
+        .args(["replay", pipeline.to_str().unwrap(), "--quiet"])
+        .args(args)
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn replays_move_late_events_and_fixed_dead_letters_into_the_table_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(dir.path(), 30_000, "10m");
+    run(&path);
+    let db = dir.path().join("rides.db");
+    let count = |sql: &str| -> i64 { Connection::open(&db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap() };
+    let trips = || count(&format!("SELECT sum(trips) FROM {TABLE}"));
+    let (before, late) = (trips(), count("SELECT count(*) FROM weir_late_events"));
+    assert!(late > 50, "the stream has late events: {late}");
+    assert_eq!(count(&format!("SELECT count(*) FROM {TABLE} WHERE revision > 1")), 0);
+
+    let out = replay(&path, &["--late"]);
+    assert!(out.starts_with(&format!("replayed {late} late events")), "{out}");
+    assert_eq!(count("SELECT count(*) FROM weir_late_events"), 0);
+    assert_eq!(trips(), before + late, "every late event counted once");
+    assert!(count(&format!("SELECT count(*) FROM {TABLE} WHERE revision > 1 AND is_final")) > 0, "corrections");
+    // Again: nothing is left to replay, and nothing changes.
+    assert!(replay(&path, &["--late"]).starts_with("replayed 0 late events"));
+    assert_eq!(trips(), before + late);
+
+    // A fixed validator (negative fares allowed) takes back what the old one rejected.
+    let fixed = dir.path().join("fixed.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("  { name = \"fare-non-negative\", field = \"fare\", min = 0.0, max = 10000.0 },\n", "");
+    std::fs::write(&fixed, text).unwrap();
+    let rejected = count("SELECT count(*) FROM weir_dead_letters WHERE reason LIKE '%fare-non-negative%'");
+    let others = count("SELECT count(*) FROM weir_dead_letters") - rejected;
+    assert!(rejected > 10, "{rejected}");
+    let before = trips();
+    let out = replay(&fixed, &["--dead-letters", "--reason", "fare-non-negative"]);
+    assert!(out.contains(&format!("replayed {rejected} dead letters: {rejected} folded")), "{out}");
+    assert_eq!(count("SELECT count(*) FROM weir_dead_letters"), others, "the other dead letters stay");
+    assert_eq!(trips(), before + rejected);
+}

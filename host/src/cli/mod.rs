@@ -6,6 +6,7 @@ mod plugin_inspect;
 mod plugin_new;
 mod plugin_test;
 mod produce;
+mod replay;
 mod run;
 mod validate;
 
@@ -31,6 +32,8 @@ enum Command {
     Plugin(PluginCommand),
     /// Run a pipeline until SIGINT/SIGTERM (or until idle), checkpointing into its sink.
     Run(run::RunArgs),
+    /// Run late events or dead letters through the current plugins into the same sink, exactly once.
+    Replay(replay::ReplayArgs),
     /// Check a pipeline file: plugins, wiring and schemas, source and sink; report every problem.
     Validate(validate::ValidateArgs),
     /// Produce synthetic trip events into a Kafka topic, keyed by city.
@@ -130,6 +133,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Bench(command) => bench::run(command),
     };
     match result {

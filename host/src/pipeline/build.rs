@@ -64,6 +64,11 @@ pub struct Pipeline {
     pub stats: RunStats,
     /// The source's description, stored with each checkpoint.
     pub source: String,
+    /// Replaying stored records: nothing is late, closed windows stay in memory to be
+    /// corrected, and the replayed rows leave their lane in the checkpoint that uses them.
+    pub(super) replaying: bool,
+    pub(super) replayed_late: Vec<i64>,
+    pub(super) replayed_dead: Vec<i64>,
 }
 
 /// Where a plugin's component file is.
@@ -195,6 +200,9 @@ impl Pipeline {
             late_events: Vec::new(),
             stats: RunStats::default(),
             source: String::new(),
+            replaying: false,
+            replayed_late: Vec::new(),
+            replayed_dead: Vec::new(),
         })
     }
 

@@ -4,9 +4,11 @@
 mod build;
 mod latency;
 mod process;
+mod replay;
 mod retry;
 mod run;
 mod windows;
 
 pub use build::{wire, Pipeline, PipelineOptions};
+pub use replay::{replay, ReplaySelection, ReplaySummary};
 pub use run::{now_ms, open_sink, process_start, run, RunSummary};

@@ -214,7 +214,7 @@ impl Pipeline {
                 self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect());
             self.spec.windows_of(times[row], &mut windows);
             for &window in &windows {
-                if mark.is_some_and(|m| window.end <= m) {
+                if !self.replaying && mark.is_some_and(|m| window.end <= m) {
                     let r = record as usize;
                     self.late_events.push(LateEvent {
                         partition: batch.partitions[r],
@@ -319,6 +319,8 @@ impl Pipeline {
             watermark: mark,
             plugins: self.plugin_versions(),
             source: self.source.clone(),
+            replayed_late: std::mem::take(&mut self.replayed_late),
+            replayed_dead: std::mem::take(&mut self.replayed_dead),
             ..Default::default()
         };
         for (i, &g) in emit.iter().enumerate() {
@@ -365,8 +367,11 @@ impl Pipeline {
         for &g in &emit {
             self.windows.groups[g].dirty = false;
         }
-        // Closed windows leave memory; their final state stays in the sink.
-        self.windows.take_closed(|g| g.is_final);
+        // Closed windows leave memory; their final state stays in the sink. A replay
+        // keeps them: a later record of the same window must correct it, not restart it.
+        if !self.replaying {
+            self.windows.take_closed(|g| g.is_final);
+        }
         Ok(())
     }
 }

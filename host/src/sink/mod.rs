@@ -153,6 +153,37 @@ pub struct Checkpoint {
     pub plugins: String,
     /// What the offsets are offsets of, e.g. `kafka topic trips`.
     pub source: String,
+    /// Late events replayed by this checkpoint: removed from the late lane in the same
+    /// transaction that writes their effect, so a replay happens exactly once.
+    pub replayed_late: Vec<i64>,
+    /// Dead letters replayed by this checkpoint (a record that fails again is written back).
+    pub replayed_dead: Vec<i64>,
+}
+
+/// A stored late event or dead letter, to replay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    /// Its row id.
+    pub id: i64,
+    /// The source partition.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+    /// The raw bytes.
+    pub raw: Vec<u8>,
+    /// For dead letters: the kind (`malformed`, `rejected`, `plugin_failure`).
+    pub kind: String,
+    /// For dead letters: the reason.
+    pub reason: String,
+}
+
+/// Which store to replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// `weir_late_events`.
+    Late,
+    /// `weir_dead_letters`.
+    DeadLetters,
 }
 
 impl Checkpoint {
@@ -232,6 +263,12 @@ pub trait Sink {
     fn restore(&mut self, pipeline: &str, partitions: &[i32]) -> Result<Option<Restored>>;
     /// Commits one checkpoint of `pipeline` in one transaction.
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()>;
+    /// Every partition `pipeline` has a checkpoint for.
+    fn stored_partitions(&mut self, pipeline: &str) -> Result<Vec<i32>>;
+    /// Every window state of `pipeline`, final ones included (replays correct those).
+    fn all_windows(&mut self, pipeline: &str) -> Result<Vec<WindowState>>;
+    /// The stored late events or dead letters of `pipeline`, oldest first.
+    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>>;
     /// Whether `error` (from this sink) may go away on a retry: a lost connection, a
     /// restarting server, a busy database.
     fn is_transient(&self, _error: &anyhow::Error) -> bool {

@@ -11,7 +11,7 @@ use tokio_postgres::{Client, NoTls};
 use weir_sdk::{ColumnDef, ColumnType};
 
 use super::schema::{self, quote, Dialect, Existing};
-use super::{Cell, Checkpoint, Restored, Sink, StoredPartition, TableSchema, WindowState};
+use super::{Cell, Checkpoint, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
 use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
@@ -245,6 +245,17 @@ impl PostgresSink {
         checkpoint: &Checkpoint,
     ) -> Result<()> {
         let now = SystemTime::now();
+        // Replayed records leave their lane first; one that fails again is written back below.
+        if !checkpoint.replayed_late.is_empty() {
+            tx.execute("DELETE FROM weir_late_events WHERE id = ANY($1)", &[&checkpoint.replayed_late])
+                .await
+                .context("removing replayed late events")?;
+        }
+        if !checkpoint.replayed_dead.is_empty() {
+            tx.execute("DELETE FROM weir_dead_letters WHERE id = ANY($1)", &[&checkpoint.replayed_dead])
+                .await
+                .context("removing replayed dead letters")?;
+        }
         if !checkpoint.rows.is_empty() {
             // One row per window and key: ON CONFLICT cannot touch a row twice in a statement.
             let mut last = std::collections::HashMap::new();
@@ -361,6 +372,24 @@ impl PostgresSink {
     }
 }
 
+const WINDOW_STATES: &str = "SELECT window_start, window_end, key, source_partition, state, revision, is_final \
+     FROM weir_window_state WHERE pipeline = $1";
+
+fn window_states(rows: &[tokio_postgres::Row], table: &TableSchema) -> Result<Vec<WindowState>> {
+    rows.iter()
+        .map(|r| {
+            Ok(WindowState {
+                window: Window { start: r.get(0), end: r.get(1) },
+                key: super::key_from_json(r.get(2), &table.keys)?,
+                partition: r.get(3),
+                state: r.get(4),
+                revision: r.get(5),
+                is_final: r.get(6),
+            })
+        })
+        .collect()
+}
+
 /// The URL without its password, for messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -426,8 +455,7 @@ impl Sink for PostgresSink {
                 .await?;
             let states = client
                 .query(
-                    "SELECT window_start, window_end, key, source_partition, state, revision, is_final FROM weir_window_state \
-                     WHERE pipeline = $1 AND NOT is_final AND source_partition = ANY($2) ORDER BY window_start, key",
+                    &format!("{WINDOW_STATES} AND NOT is_final AND source_partition = ANY($2) ORDER BY window_start, key"),
                     &[&pipeline, &partitions],
                 )
                 .await?;
@@ -447,20 +475,44 @@ impl Sink for PostgresSink {
                 source: r.get(5),
             })
             .collect();
-        let states = rows
-            .iter()
-            .map(|r| {
-                Ok(WindowState {
-                    window: Window { start: r.get(0), end: r.get(1) },
-                    key: super::key_from_json(r.get(2), &table.keys)?,
-                    partition: r.get(3),
-                    state: r.get(4),
-                    revision: r.get(5),
-                    is_final: r.get(6),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let states = window_states(&rows, &table)?;
         Ok(Some(Restored::from_partitions(stored, states)))
+    }
+
+    fn stored_partitions(&mut self, pipeline: &str) -> Result<Vec<i32>> {
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(
+            client.query("SELECT source_partition FROM weir_checkpoints WHERE pipeline = $1 ORDER BY 1", &[&pipeline]),
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn all_windows(&mut self, pipeline: &str) -> Result<Vec<WindowState>> {
+        let table = self.table()?;
+        let (runtime, client) = self.session()?;
+        let rows =
+            runtime.block_on(client.query(&format!("{WINDOW_STATES} ORDER BY window_start, key"), &[&pipeline]))?;
+        window_states(&rows, &table)
+    }
+
+    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
+        let sql = match lane {
+            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '' FROM weir_late_events WHERE pipeline = $1 ORDER BY id",
+            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason FROM weir_dead_letters WHERE pipeline = $1 ORDER BY id",
+        };
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(client.query(sql, &[&pipeline]))?;
+        Ok(rows
+            .iter()
+            .map(|r| Stored {
+                id: r.get(0),
+                partition: r.get(1),
+                offset: r.get(2),
+                raw: r.get(3),
+                kind: r.get(4),
+                reason: r.get(5),
+            })
+            .collect())
     }
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {

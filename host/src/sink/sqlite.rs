@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, Transaction};
 use weir_sdk::ColumnType;
 
 use super::schema::{self, quote, Dialect, Existing};
-use super::{Cell, Checkpoint, Restored, Sink, StoredPartition, TableSchema, WindowState};
+use super::{Cell, Checkpoint, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
 use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
@@ -155,6 +155,15 @@ impl SqliteSink {
 
     fn write(tx: &Transaction, pipeline: &str, table: &TableSchema, checkpoint: &Checkpoint) -> Result<()> {
         let now = now_iso();
+        // Replayed records leave their lane first; one that fails again is written back below.
+        let mut forget = tx.prepare_cached("DELETE FROM weir_late_events WHERE id = ?")?;
+        for id in &checkpoint.replayed_late {
+            forget.execute([id])?;
+        }
+        let mut forget = tx.prepare_cached("DELETE FROM weir_dead_letters WHERE id = ?")?;
+        for id in &checkpoint.replayed_dead {
+            forget.execute([id])?;
+        }
         let mut upsert = tx.prepare_cached(&Self::upsert_sql(table))?;
         for row in &checkpoint.rows {
             let mut values = vec![Value::Text(iso(row.window.start)), Value::Text(iso(row.window.end))];
@@ -242,7 +251,76 @@ impl SqliteSink {
     }
 }
 
+impl SqliteSink {
+    /// Window states of the pipeline bound to `?1` matching `filter`.
+    fn window_states(
+        &self,
+        filter: &str,
+        params: impl rusqlite::Params,
+        table: &TableSchema,
+    ) -> Result<Vec<WindowState>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT window_start, window_end, key, source_partition, state, revision, is_final FROM weir_window_state \
+             WHERE pipeline = ?1 {filter} ORDER BY window_start, key"
+        ))?;
+        let rows = stmt.query_map(params, |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i32>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, bool>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (start, end, key, partition, state, revision, is_final) = row?;
+            Ok(WindowState {
+                window: Window { start, end },
+                key: super::key_from_json(&key, &table.keys)?,
+                partition,
+                state,
+                revision,
+                is_final,
+            })
+        })
+        .collect()
+    }
+}
+
 impl Sink for SqliteSink {
+    fn stored_partitions(&mut self, pipeline: &str) -> Result<Vec<i32>> {
+        let mut stmt =
+            self.conn.prepare("SELECT source_partition FROM weir_checkpoints WHERE pipeline = ? ORDER BY 1")?;
+        let partitions = stmt.query_map([pipeline], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(partitions)
+    }
+
+    fn all_windows(&mut self, pipeline: &str) -> Result<Vec<WindowState>> {
+        let table = self.table()?.clone();
+        self.window_states("", params![pipeline], &table)
+    }
+
+    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
+        let sql = match lane {
+            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '' FROM weir_late_events WHERE pipeline = ? ORDER BY id",
+            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason FROM weir_dead_letters WHERE pipeline = ? ORDER BY id",
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map([pipeline], |r| {
+            Ok(Stored {
+                id: r.get(0)?,
+                partition: r.get(1)?,
+                offset: r.get(2)?,
+                raw: r.get(3)?,
+                kind: r.get(4)?,
+                reason: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>> {
         let existing: Vec<Existing> = self
             .conn
@@ -282,34 +360,11 @@ impl Sink for SqliteSink {
         if stored.is_empty() {
             return Ok(None);
         }
-        let mut stmt = self.conn.prepare(
-            "SELECT window_start, window_end, key, source_partition, state, revision, is_final FROM weir_window_state \
-             WHERE pipeline = ? AND NOT is_final AND source_partition IN (SELECT value FROM json_each(?)) ORDER BY window_start, key",
+        let states = self.window_states(
+            "AND NOT is_final AND source_partition IN (SELECT value FROM json_each(?2))",
+            params![pipeline, wanted],
+            &table,
         )?;
-        let states = stmt
-            .query_map(params![pipeline, wanted], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i32>(3)?,
-                    r.get::<_, Vec<u8>>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, bool>(6)?,
-                ))
-            })?
-            .map(|row| {
-                let (start, end, key, partition, state, revision, is_final) = row?;
-                Ok(WindowState {
-                    window: Window { start, end },
-                    key: super::key_from_json(&key, &table.keys)?,
-                    partition,
-                    state,
-                    revision,
-                    is_final,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
         Ok(Some(Restored::from_partitions(stored, states)))
     }
 
