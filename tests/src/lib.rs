@@ -40,39 +40,31 @@ pub fn plugin(path: &str, kind: PluginKind, config: &serde_json::Value, limits: 
     Plugin::new(load(path), kind, &config.to_string(), limits).unwrap_or_else(|e| panic!("starting {path}: {e:#}"))
 }
 
+fn build_weir(release: bool) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.current_dir(&root).args(["build", "-q", "-p", "weir", "--bin", "weir"]);
+    if release {
+        build.arg("--release");
+    }
+    assert!(build.status().expect("running cargo").success(), "building weir");
+    // This binary is target/<profile>/deps/<name>-<hash>, wherever the target directory is.
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe.ancestors().nth(3).expect("target dir");
+    target.join(if release { "release" } else { "debug" }).join("weir")
+}
+
 /// The `weir` binary of this build, built once per test binary.
 pub fn weir_bin() -> &'static std::path::Path {
     static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .current_dir(&root)
-            .args(["build", "-q", "-p", "weir", "--bin", "weir"])
-            .status()
-            .expect("running cargo");
-        assert!(status.success(), "building weir");
-        // target/debug/deps/<test>-<hash> → target/debug/weir
-        let exe = std::env::current_exe().expect("test binary path");
-        exe.parent().and_then(|p| p.parent()).expect("target dir").join("weir")
-    })
+    BIN.get_or_init(|| build_weir(false))
 }
 
 /// The release build of `weir`, for benchmarks.
 pub fn weir_release_bin() -> &'static std::path::Path {
     static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .current_dir(&root)
-            .args(["build", "-q", "--release", "-p", "weir", "--bin", "weir"])
-            .status()
-            .expect("running cargo");
-        assert!(status.success(), "building weir --release");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
-        target.join("release").join("weir")
-    })
+    BIN.get_or_init(|| build_weir(true))
 }
 
 /// The directory of the built reference plugins.

@@ -4,16 +4,15 @@
 //! interrupted and run again — counts every record exactly once. A closed window that
 //! receives a record gets a new `revision`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use weir_sdk::RawBatch;
 
-use super::build::{Pipeline, PipelineOptions};
+use super::build::PipelineOptions;
 use super::process::encode_cells;
-use super::run::{now_ms, open_sink};
-use crate::config::PipelineConfig;
-use crate::plugin::{PluginRuntime, RuntimeOptions};
+use super::run::{now_ms, open, Opened};
+use crate::plugin::RuntimeOptions;
 use crate::sink::{Lane, Stored};
 
 /// Which records to replay.
@@ -52,13 +51,7 @@ pub fn replay(
     options: &PipelineOptions,
     runtime_options: RuntimeOptions,
 ) -> Result<ReplaySummary> {
-    let config = PipelineConfig::load(path)?;
-    let base: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let runtime = PluginRuntime::new(runtime_options)?;
-    let mut pipeline =
-        Pipeline::build(&config, &base, &runtime, options).with_context(|| format!("pipeline {}", config.name))?;
-    let mut sink = open_sink(&config, &base)?;
-    sink.prepare(&pipeline.table)?;
+    let Opened { config, mut pipeline, mut sink, .. } = open(path, options, runtime_options)?;
     let partitions = sink.stored_partitions(&config.name)?;
     if partitions.is_empty() {
         bail!("{} holds no checkpoint of pipeline {:?}: nothing to replay", config.sink.url, config.name);

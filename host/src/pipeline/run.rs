@@ -207,15 +207,30 @@ pub fn process_start() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
-/// Runs the pipeline at `path` until stopped or idle.
-pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
+/// A pipeline file loaded, its plugins wired, and its sink prepared.
+pub(super) struct Opened {
+    pub(super) config: PipelineConfig,
+    /// The pipeline file's directory: relative paths in it are relative to this.
+    pub(super) base: PathBuf,
+    pub(super) pipeline: Pipeline,
+    pub(super) sink: Box<dyn Sink>,
+}
+
+/// Loads the pipeline at `path`, wires it and prepares its sink.
+pub(super) fn open(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<Opened> {
     let config = PipelineConfig::load(path)?;
     let base: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let runtime = PluginRuntime::new(runtime_options)?;
-    let mut pipeline =
+    let pipeline =
         Pipeline::build(&config, &base, &runtime, options).with_context(|| format!("pipeline {}", config.name))?;
     let mut sink = open_sink(&config, &base)?;
     sink.prepare(&pipeline.table)?;
+    Ok(Opened { config, base, pipeline, sink })
+}
+
+/// Runs the pipeline at `path` until stopped or idle.
+pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
+    let Opened { config, base, mut pipeline, mut sink } = open(path, options, runtime_options)?;
     let mut source = open_source(&config, &base)?;
     pipeline.source = source.describe();
     let partitions = source.partitions();

@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 use weir_sdk::{ColumnDef, ColumnType};
 
-use super::schema::{self, quote, Dialect, Existing};
+use super::schema::{self, quote, Dialect, Existing, Upsert};
 use super::{Cell, Checkpoint, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
 use crate::window::Window;
 
@@ -209,27 +209,10 @@ impl PostgresSink {
     }
 
     fn upsert_sql(table: &TableSchema) -> String {
-        let keys: Vec<String> = table.keys.iter().map(|c| quote(&c.name)).collect();
-        let values: Vec<String> = table.values.iter().map(|c| quote(&c.name)).collect();
-        let mut columns = vec!["window_start".to_string(), "window_end".to_string()];
-        columns.extend(keys.iter().cloned());
-        columns.extend(values.iter().cloned());
-        columns.extend(["is_final", "revision"].map(String::from));
+        let Upsert { columns, conflict, updates } = Upsert::of(table);
         let mut casts = vec!["timestamptz[]", "timestamptz[]"];
         casts.extend(table.keys.iter().chain(&table.values).map(|c| array_cast(c.ty)));
         casts.extend(["boolean[]", "bigint[]"]);
-        let conflict = ["window_start".to_string(), "window_end".to_string()]
-            .into_iter()
-            .chain(keys)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let updates = values
-            .iter()
-            .map(String::as_str)
-            .chain(["is_final", "revision", "updated_at"])
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         format!(
             "INSERT INTO {} ({}, updated_at) SELECT u.*, $1 FROM unnest({}) AS u ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
             quote(&table.name),

@@ -35,6 +35,38 @@ pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The pieces of an upsert into the output table, shared by the SQL dialects.
+pub struct Upsert {
+    /// Every written column but `updated_at`, quoted, in row order: window bounds, keys,
+    /// values, `is_final`, `revision`.
+    pub columns: Vec<String>,
+    /// The conflict target: window bounds and keys.
+    pub conflict: String,
+    /// The `SET` list. Absolute values: a replayed checkpoint writes the same row again,
+    /// never adds to it.
+    pub updates: String,
+}
+
+impl Upsert {
+    /// The upsert of `table`.
+    pub fn of(table: &TableSchema) -> Self {
+        let keys: Vec<String> = table.keys.iter().map(|c| quote(&c.name)).collect();
+        let values: Vec<String> = table.values.iter().map(|c| quote(&c.name)).collect();
+        let bounds = ["window_start".to_string(), "window_end".to_string()];
+        let conflict = bounds.iter().chain(&keys).cloned().collect::<Vec<_>>().join(", ");
+        let mut columns: Vec<String> = bounds.into_iter().chain(keys).chain(values.iter().cloned()).collect();
+        columns.extend(["is_final", "revision"].map(String::from));
+        let updates = values
+            .iter()
+            .map(String::as_str)
+            .chain(["is_final", "revision", "updated_at"])
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Upsert { columns, conflict, updates }
+    }
+}
+
 /// The statements that make `existing` fit `table`: a `CREATE TABLE` when it is missing,
 /// `ADD COLUMN`s for new aggregator outputs, or an error naming the incompatibility.
 pub fn plan(table: &TableSchema, existing: &[Existing], d: &Dialect) -> Result<Vec<String>> {

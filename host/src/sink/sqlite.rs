@@ -8,7 +8,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, Transaction};
 use weir_sdk::ColumnType;
 
-use super::schema::{self, quote, Dialect, Existing};
+use super::schema::{self, quote, Dialect, Existing, Upsert};
 use super::{Cell, Checkpoint, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
 use crate::window::Window;
 
@@ -126,28 +126,10 @@ impl SqliteSink {
     }
 
     fn upsert_sql(table: &TableSchema) -> String {
-        let keys: Vec<String> = table.keys.iter().map(|c| quote(&c.name)).collect();
-        let values: Vec<String> = table.values.iter().map(|c| quote(&c.name)).collect();
-        let mut columns = vec!["window_start".to_string(), "window_end".to_string()];
-        columns.extend(keys.iter().cloned());
-        columns.extend(values.iter().cloned());
-        columns.extend(["is_final", "revision", "updated_at"].map(String::from));
-        let placeholders = vec!["?"; columns.len()].join(", ");
-        let conflict = ["window_start".to_string(), "window_end".to_string()]
-            .into_iter()
-            .chain(keys)
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Absolute values: a replayed checkpoint writes the same row again, never adds to it.
-        let updates = values
-            .iter()
-            .map(String::as_str)
-            .chain(["is_final", "revision", "updated_at"])
-            .map(|c| format!("{c} = excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let Upsert { columns, conflict, updates } = Upsert::of(table);
+        let placeholders = vec!["?"; columns.len() + 1].join(", ");
         format!(
-            "INSERT INTO {} ({}) VALUES ({placeholders}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+            "INSERT INTO {} ({}, updated_at) VALUES ({placeholders}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
             quote(&table.name),
             columns.join(", ")
         )
