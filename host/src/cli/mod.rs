@@ -98,6 +98,33 @@ impl RuntimeArgs {
     }
 }
 
+/// Flags of commands that run a pipeline file's chain into its sink (`run`, `replay`).
+#[derive(clap::Args)]
+pub(crate) struct ChainArgs {
+    /// Where plugins named without a path are found.
+    #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
+    plugins: PathBuf,
+    /// Records per batch.
+    #[arg(long, default_value_t = 8192)]
+    batch: usize,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+impl ChainArgs {
+    pub(crate) fn options(&self, until_idle: Option<std::time::Duration>) -> crate::pipeline::PipelineOptions {
+        crate::pipeline::PipelineOptions {
+            plugin_dir: self.plugins.clone(),
+            until_idle,
+            batch_size: self.batch.max(1),
+            progress: !self.quiet,
+        }
+    }
+}
+
 /// Reads a plugin config given as inline JSON, or as a path to a `.json` or `.toml` file.
 pub(crate) fn read_config(config: Option<&str>) -> anyhow::Result<String> {
     use anyhow::Context;

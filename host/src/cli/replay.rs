@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::RuntimeArgs;
-use crate::pipeline::{replay, PipelineOptions, ReplaySelection};
+use super::ChainArgs;
+use crate::pipeline::{replay, ReplaySelection};
 use crate::sink::Lane;
 
 /// Arguments of `weir replay`.
@@ -26,17 +26,9 @@ pub struct ReplayArgs {
     /// Only dead letters whose reason contains this text (e.g. a rule name).
     #[arg(long, requires = "dead_letters")]
     reason: Option<String>,
-    /// Where plugins named without a path are found.
-    #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
-    plugins: PathBuf,
-    /// Records per batch (one sink transaction each).
-    #[arg(long, default_value_t = 8192)]
-    batch: usize,
-    /// No progress line.
-    #[arg(long)]
-    quiet: bool,
+    /// Plugins, batch size (one sink transaction per batch), progress.
     #[command(flatten)]
-    runtime: RuntimeArgs,
+    chain: ChainArgs,
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
@@ -45,13 +37,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         kind: args.kind,
         reason: args.reason,
     };
-    let options = PipelineOptions {
-        plugin_dir: args.plugins,
-        until_idle: None,
-        batch_size: args.batch.max(1),
-        progress: !args.quiet,
-    };
-    let summary = replay(&args.pipeline, &selection, &options, args.runtime.options())?;
+    let options = args.chain.options(None);
+    let summary = replay(&args.pipeline, &selection, &options, args.chain.runtime.options())?;
     let what = if args.late { "late events" } else { "dead letters" };
     println!(
         "replayed {} {what}: {} folded into their windows, {} refused again (back in weir_dead_letters)",
