@@ -205,7 +205,7 @@ fn main() {
     // Produce only once weir holds its partitions, so group-join time is not latency.
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    while !line.contains("assigned partitions") {
+    while !line.contains("assigned partition") {
         line.clear();
         assert!(stderr.read_line(&mut line).unwrap() > 0, "weir run exited before joining its group");
     }

@@ -10,7 +10,7 @@ use super::RuntimeArgs;
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::pipeline::{open_sink, Pipeline, PipelineOptions};
 use crate::plugin::PluginRuntime;
-use crate::source::{FileSource, KafkaSource};
+use crate::source::{FileOptions, FileSource, KafkaSource};
 
 /// Arguments of `weir validate`.
 #[derive(clap::Args)]
@@ -30,10 +30,12 @@ fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
             let partitions = KafkaSource::check(brokers, topic, options)?;
             format!("kafka topic {topic} on {brokers}: {partitions} partitions")
         }
-        SourceConfig::Files { path, .. } => {
+        SourceConfig::Files { path, format, follow } => {
             use crate::source::Source;
-            let files = FileSource::open(&base.join(path))?;
-            format!("{}: {} file(s)", base.join(path).display(), files.partitions().len())
+            let options = FileOptions { format: *format, follow: *follow, ..FileOptions::default() };
+            let files = FileSource::open(&base.join(path), options)?;
+            let watching = if *follow { ", watched for new files" } else { "" };
+            format!("{}: {} {format:?} file(s){watching}", base.join(path).display(), files.partitions().len())
         }
         SourceConfig::Producer { events, seed, .. } => {
             let events = events.map_or("endless".to_string(), |n| n.to_string());

@@ -215,6 +215,11 @@ impl Pipeline {
         all.map(|p| format!("{}@{}", p.component().name, p.component().digest)).collect::<Vec<_>>().join(",")
     }
 
+    /// The columns the parser emits, by name: how a CSV source types its cells.
+    pub fn parser_columns(&self) -> std::collections::HashMap<String, ColumnType> {
+        ParserStage::info(&self.parser).outputs.iter().map(|c| (c.name.clone(), c.ty)).collect()
+    }
+
     /// The watermark.
     pub fn watermark(&self) -> Option<i64> {
         self.tracker.current()

@@ -5,6 +5,7 @@ use weir_sdk::{Column, ColumnValues, EventBatch, RawBatch, Severity};
 
 use super::build::Pipeline;
 use crate::plugin::{AggregatorStage, ParserStage, Plugin, RecordFailure, TransformStage, ValidatorStage};
+use crate::source::Rejected;
 use crate::sink::{Cell, Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, WindowRow, WindowState};
 use crate::window::Window;
 
@@ -102,6 +103,19 @@ fn push_failures(
 }
 
 impl Pipeline {
+    /// Records what the source could not frame as malformed dead letters.
+    pub fn reject(&mut self, rejected: Vec<Rejected>) {
+        self.dead_letters.extend(rejected.into_iter().map(|r| DeadLetter {
+            kind: DeadLetterKind::Malformed,
+            reason: r.reason,
+            plugin: "source".into(),
+            digest: String::new(),
+            partition: r.partition,
+            offset: r.offset,
+            raw: r.raw,
+        }));
+    }
+
     /// Runs one batch: parse, validate, transform, assign windows, fold. `now_ms` is
     /// processing time, for partition idleness.
     pub fn process(&mut self, batch: &RawBatch, now_ms: i64) {

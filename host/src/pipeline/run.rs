@@ -11,11 +11,11 @@ use anyhow::{bail, Context, Result};
 use super::build::{Pipeline, PipelineOptions, RunStats};
 use super::latency::Latency;
 use super::retry::{retry, Backoff, Failed};
-use crate::config::{FileFormat, PipelineConfig, SourceConfig};
+use crate::config::{PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::rides::TripOptions;
 use crate::sink::{PostgresSink, Restored, Sink, SqliteSink};
-use crate::source::{FileSource, KafkaSource, ProducerSource, Rebalance, Source};
+use crate::source::{FileOptions, FileSource, KafkaSource, ProducerSource, Rebalance, Source};
 
 /// What a run did.
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-fn open_source(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Source>> {
+fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipeline) -> Result<Box<dyn Source>> {
     Ok(match &config.source {
         SourceConfig::Producer { events, rate, seed, late_share, malformed_share } => {
             let options = TripOptions {
@@ -74,10 +74,8 @@ fn open_source(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Source>> 
             Box::new(ProducerSource::new(options, *events))
         }
         SourceConfig::Files { path, format, follow } => {
-            if *format != FileFormat::Jsonl || *follow {
-                bail!("source: `weir run` reads JSON-lines files without follow mode so far (format = \"jsonl\", follow = false)");
-            }
-            Box::new(FileSource::open(&base.join(path))?)
+            let options = FileOptions { format: *format, follow: *follow, columns: pipeline.parser_columns() };
+            Box::new(FileSource::open(&base.join(path), options)?)
         }
         SourceConfig::Kafka { brokers, topic, group, options } => {
             let group = group.clone().unwrap_or_else(|| format!("weir-{}", config.name));
@@ -168,7 +166,7 @@ fn rebalance(
             checkpoint(pipeline, sink, source, stop, timing).context("checkpointing revoked partitions")?;
             pipeline.release(&partitions);
             source.complete(&[])?;
-            eprintln!("\nreleased partitions {partitions:?} after checkpointing them");
+            eprintln!("\nreleased {} after checkpointing them", labels(source, &partitions));
         }
         Rebalance::Assigned(partitions) => {
             let restored = sink.restore(&pipeline.name, &partitions)?;
@@ -176,11 +174,16 @@ fn rebalance(
             let offsets = restored.as_ref().map(|r| r.offsets.clone()).unwrap_or_default();
             pipeline.assign(&partitions, restored, now_ms());
             source.complete(&offsets)?;
-            let at: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}@{o}")).collect();
-            eprintln!("\nassigned partitions {partitions:?}; resuming from the sink at [{}]", at.join(", "));
+            let at: Vec<String> = offsets.iter().map(|(p, o)| format!("{} at {o}", source.label(*p))).collect();
+            let at = if at.is_empty() { "the beginning".to_string() } else { at.join(", ") };
+            eprintln!("\nassigned {}; resuming from {at}", labels(source, &partitions));
         }
     }
     Ok(())
+}
+
+fn labels(source: &dyn Source, partitions: &[i32]) -> String {
+    partitions.iter().map(|&p| source.label(p)).collect::<Vec<_>>().join(", ")
 }
 
 fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &mut (Instant, u64)) {
@@ -231,7 +234,7 @@ pub(super) fn open(path: &Path, options: &PipelineOptions, runtime_options: Runt
 /// Runs the pipeline at `path` until stopped or idle.
 pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
     let Opened { config, base, mut pipeline, mut sink } = open(path, options, runtime_options)?;
-    let mut source = open_source(&config, &base)?;
+    let mut source = open_source(&config, &base, &pipeline)?;
     pipeline.source = source.describe();
     let partitions = source.partitions();
     if !partitions.is_empty() {
@@ -239,7 +242,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         same_source(restored.as_ref(), &config.name, &pipeline.source)?;
         if let Some(restored) = &restored {
             // The sink's offsets are the truth: resume exactly after the last committed record.
-            let at: Vec<String> = restored.offsets.iter().map(|(p, o)| format!("partition {p} at {o}")).collect();
+            let at: Vec<String> =
+                restored.offsets.iter().map(|(p, o)| format!("{} at {o}", source.label(*p))).collect();
             eprintln!(
                 "resuming pipeline {} from its checkpoint in {}: {}",
                 config.name,
@@ -275,6 +279,11 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             continue;
         }
         let polled = source.poll(options.batch_size)?;
+        let rejected = source.rejected();
+        if !rejected.is_empty() {
+            idle_since = None;
+            pipeline.reject(rejected);
+        }
         match &polled {
             Some(batch) if !batch.is_empty() => {
                 idle_since = None;
@@ -287,9 +296,14 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 pipeline.process(batch, now_ms());
                 align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
             }
-            // A consumer group takes seconds to hand out partitions: a source that has
-            // none yet has not been drained, unless the wait itself is unreasonably long.
-            _ if source.partitions().is_empty() && started.elapsed() < ASSIGNMENT_WAIT => {}
+            // A consumer group takes seconds to hand out partitions, and a watched
+            // directory may start empty: a source that has none yet has not been
+            // drained, unless the wait itself is unreasonably long.
+            _ if source.partitions().is_empty() && started.elapsed() < ASSIGNMENT_WAIT => {
+                if !source.waits() {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             _ if !paused.is_empty() => {
                 // Held partitions wait for the others; that is not idleness.
                 align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;

@@ -1,55 +1,208 @@
-//! JSON-lines files: one file, or every `*.jsonl`/`*.json` file of a directory in name
-//! order. Each file is a partition (its index in that order); a record's offset is the
-//! byte offset of its line, so a restart seeks straight to the next unread line.
+//! Files of JSON lines or CSV: one file, or every `*.jsonl`/`*.json` (or `*.csv`) file of a
+//! directory, read in name order. Each file is a partition whose id is a hash of its name,
+//! so adding a file never renumbers the others and a restart resumes each file where its
+//! checkpoint left it. A record's offset is the byte offset where it starts.
+//!
+//! In follow mode the directory is watched: files that appear are announced like a
+//! consumer-group assignment, and lines appended to a file are read. The newest file's
+//! last line is read only once it ends with a newline, so a writer caught mid-line is
+//! never cut short.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use weir_sdk::RawBatch;
+use weir_sdk::{ColumnType, RawBatch};
 
-use super::Source;
+use super::csv::{self, Header};
+use super::{Rebalance, Rejected, Source};
+use crate::config::FileFormat;
 
-/// A set of JSON-lines files read in order.
+/// How often follow mode lists the directory while it has nothing to read.
+const SCAN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How files are read.
+#[derive(Clone, Debug, Default)]
+pub struct FileOptions {
+    /// JSON lines, or CSV with a header.
+    pub format: FileFormat,
+    /// Watch for new files and appended lines.
+    pub follow: bool,
+    /// The columns the parser declares, which type CSV cells (see [`csv`]).
+    pub columns: HashMap<String, ColumnType>,
+}
+
+struct Tracked {
+    path: PathBuf,
+    id: i32,
+    /// The next byte to read.
+    position: u64,
+    header: Option<Header>,
+}
+
+/// A set of files read in order.
 pub struct FileSource {
     root: PathBuf,
-    files: Vec<PathBuf>,
-    positions: Vec<u64>,
+    options: FileOptions,
+    files: Vec<Tracked>,
     current: usize,
     reader: Option<BufReader<File>>,
-    line: Vec<u8>,
+    record: Vec<u8>,
+    json: Vec<u8>,
+    announced: Vec<i32>,
+    last_scan: Option<Instant>,
+    rejected: Vec<Rejected>,
+}
+
+/// A partition id from a file name: FNV-1a, kept non-negative.
+fn partition_id(name: &str) -> i32 {
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    (hash & 0x7fff_ffff) as i32
 }
 
 impl FileSource {
-    /// Lists the files at `path` (a file, or a directory of `.jsonl`/`.json` files).
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Lists the files at `path`: a file, or a directory of files with the format's extension.
+    pub fn open(path: &Path, options: FileOptions) -> Result<Self> {
         let meta = std::fs::metadata(path).with_context(|| format!("source.path {}", path.display()))?;
-        let files = if meta.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("listing {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl" || x == "json"))
-                .collect();
-            files.sort();
-            files
-        } else {
-            vec![path.to_path_buf()]
-        };
-        if files.is_empty() {
-            bail!("source.path {} holds no .jsonl or .json files", path.display());
+        if options.follow && !meta.is_dir() {
+            bail!("source.follow watches a directory, but source.path {} is a file", path.display());
         }
-        let positions = vec![0; files.len()];
-        Ok(FileSource { root: path.to_path_buf(), files, positions, current: 0, reader: None, line: Vec::new() })
+        let mut source = FileSource {
+            root: path.to_path_buf(),
+            options,
+            files: Vec::new(),
+            current: 0,
+            reader: None,
+            record: Vec::new(),
+            json: Vec::new(),
+            announced: Vec::new(),
+            last_scan: None,
+            rejected: Vec::new(),
+        };
+        if meta.is_dir() {
+            source.scan()?;
+            // The files present at the start are the initial assignment, not news.
+            source.announced.clear();
+        } else {
+            source.track(path.to_path_buf())?;
+        }
+        if source.files.is_empty() && !source.options.follow {
+            bail!("source.path {} holds no {} files", path.display(), source.extensions().join(" or "));
+        }
+        Ok(source)
     }
 
-    fn open_current(&mut self) -> Result<()> {
-        let path = &self.files[self.current];
-        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        file.seek(SeekFrom::Start(self.positions[self.current]))?;
-        self.reader = Some(BufReader::with_capacity(1 << 20, file));
+    fn extensions(&self) -> &'static [&'static str] {
+        match self.options.format {
+            FileFormat::Jsonl => &["jsonl", "json"],
+            FileFormat::Csv => &["csv"],
+        }
+    }
+
+    fn track(&mut self, path: PathBuf) -> Result<()> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let id = partition_id(&name);
+        if let Some(other) = self.files.iter().find(|f| f.id == id) {
+            bail!("files {} and {} hash to the same partition id; rename one", other.path.display(), path.display());
+        }
+        self.files.push(Tracked { path, id, position: 0, header: None });
+        self.announced.push(id);
         Ok(())
     }
+
+    /// Picks up files that appeared in the directory, in name order, and moves to the
+    /// first file with bytes left to read.
+    fn scan(&mut self) -> Result<()> {
+        self.last_scan = Some(Instant::now());
+        let extensions = self.extensions();
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.root)
+            .with_context(|| format!("listing {}", self.root.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| extensions.iter().any(|e| x == *e)))
+            .filter(|p| !self.files.iter().any(|f| &f.path == p))
+            .collect();
+        found.sort();
+        for path in found {
+            self.track(path)?;
+        }
+        self.rewind()
+    }
+
+    /// Points `current` at the first file not read to its end.
+    fn rewind(&mut self) -> Result<()> {
+        self.reader = None;
+        self.current = 0;
+        while self.current < self.files.len() {
+            let file = &self.files[self.current];
+            let len = std::fs::metadata(&file.path).with_context(|| format!("reading {}", file.path.display()))?.len();
+            if file.position < len {
+                break;
+            }
+            self.current += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether a record cut off at the end of the current file may still be being written.
+    fn may_grow(&self) -> bool {
+        self.options.follow && self.current + 1 == self.files.len()
+    }
+
+    /// Reads one whole record (a line, or for CSV as many lines as its quotes span) into
+    /// `self.record`. Returns the bytes consumed, or `None` at the end of what is readable.
+    fn read_record(&mut self) -> Result<Option<usize>> {
+        let may_grow = self.may_grow();
+        let csv = self.options.format == FileFormat::Csv;
+        let path = &self.files[self.current].path;
+        let reader = self.reader.as_mut().expect("the current file is open");
+        self.record.clear();
+        loop {
+            let read = reader.read_until(b'\n', &mut self.record).with_context(|| format!("reading {}", path.display()))?;
+            let ended = self.record.last() == Some(&b'\n');
+            if read == 0 || !ended {
+                // The end of the file: a trailing record without a newline is whole,
+                // unless the file may still be growing.
+                return Ok(if self.record.is_empty() || may_grow { None } else { Some(self.record.len()) });
+            }
+            if !csv || csv::is_complete(&self.record) {
+                return Ok(Some(self.record.len()));
+            }
+        }
+    }
+
+    /// Opens the current file at its position; for CSV, reads its header first.
+    /// Returns false when the file has nothing whole to read yet.
+    fn open_current(&mut self) -> Result<bool> {
+        let file = &self.files[self.current];
+        let handle = File::open(&file.path).with_context(|| format!("opening {}", file.path.display()))?;
+        self.reader = Some(BufReader::with_capacity(1 << 20, handle));
+        if self.options.format == FileFormat::Csv && self.files[self.current].header.is_none() {
+            let Some(len) = self.read_record()? else { return Ok(false) };
+            let row = trim_newline(&self.record);
+            let file = &mut self.files[self.current];
+            let header = Header::parse(row, &self.options.columns)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))?;
+            file.header = Some(header);
+            file.position = file.position.max(len as u64);
+        }
+        let file = &self.files[self.current];
+        self.reader.as_mut().expect("just opened").seek(SeekFrom::Start(file.position))?;
+        Ok(true)
+    }
+
+    /// Moves past the current file, rescanning once everything known is read.
+    fn next_file(&mut self) {
+        self.reader = None;
+        self.current += 1;
+    }
+}
+
+fn trim_newline(record: &[u8]) -> &[u8] {
+    let record = record.strip_suffix(b"\n").unwrap_or(record);
+    record.strip_suffix(b"\r").unwrap_or(record)
 }
 
 impl Source for FileSource {
@@ -57,66 +210,84 @@ impl Source for FileSource {
         format!("files {}", self.root.display())
     }
 
+    fn label(&self, partition: i32) -> String {
+        match self.files.iter().find(|f| f.id == partition) {
+            Some(file) => file.path.display().to_string(),
+            None => format!("file #{partition}"),
+        }
+    }
+
     fn partitions(&self) -> Vec<i32> {
-        (0..self.files.len() as i32).collect()
+        self.files.iter().map(|f| f.id).collect()
     }
 
     fn seek(&mut self, offsets: &[(i32, i64)]) -> Result<()> {
         for &(partition, offset) in offsets {
-            if let Some(position) = self.positions.get_mut(partition as usize) {
-                *position = offset as u64;
+            if let Some(file) = self.files.iter_mut().find(|f| f.id == partition) {
+                file.position = offset as u64;
             }
         }
-        // Resume in the first file that is not read to its end.
-        self.current = 0;
-        while self.current < self.files.len() {
-            let len = std::fs::metadata(&self.files[self.current])?.len();
-            if self.positions[self.current] < len {
-                break;
-            }
-            self.current += 1;
-        }
-        self.reader = None;
-        Ok(())
+        self.rewind()
     }
 
     fn active(&self) -> Option<Vec<i32>> {
-        Some(if self.current < self.files.len() { vec![self.current as i32] } else { Vec::new() })
+        Some(self.files.get(self.current).map(|f| vec![f.id]).unwrap_or_default())
     }
 
     fn positions(&self) -> Vec<(i32, i64)> {
-        self.positions.iter().enumerate().map(|(p, &o)| (p as i32, o as i64)).collect()
+        self.files.iter().map(|f| (f.id, f.position as i64)).collect()
+    }
+
+    fn rebalance(&mut self) -> Option<Rebalance> {
+        (!self.announced.is_empty()).then(|| Rebalance::Assigned(self.announced.clone()))
+    }
+
+    fn complete(&mut self, offsets: &[(i32, i64)]) -> Result<()> {
+        self.announced.clear();
+        self.seek(offsets)
+    }
+
+    fn rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.rejected)
     }
 
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
         let mut batch = RawBatch::default();
-        while batch.len() < max {
+        while batch.len() < max && self.announced.is_empty() {
             if self.current >= self.files.len() {
+                if self.options.follow && self.last_scan.is_none_or(|at| at.elapsed() >= SCAN_INTERVAL) {
+                    self.scan()?;
+                    continue;
+                }
                 break;
             }
-            if self.reader.is_none() {
-                self.open_current()?;
-            }
-            let Some(reader) = self.reader.as_mut() else { break };
-            self.line.clear();
-            let read = reader
-                .read_until(b'\n', &mut self.line)
-                .with_context(|| format!("reading {}", self.files[self.current].display()))?;
-            if read == 0 {
-                self.current += 1;
-                self.reader = None;
+            if self.reader.is_none() && !self.open_current()? {
+                self.next_file();
                 continue;
             }
-            let offset = self.positions[self.current];
-            self.positions[self.current] += read as u64;
-            let record = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-            let record = record.strip_suffix(b"\r").unwrap_or(record);
+            let Some(read) = self.read_record()? else {
+                self.next_file();
+                continue;
+            };
+            let file = &mut self.files[self.current];
+            let offset = file.position as i64;
+            file.position += read as u64;
+            let record = trim_newline(&self.record);
             if record.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            batch.push(record, b"", -1, self.current as i32, offset as i64);
+            match &file.header {
+                None => batch.push(record, b"", -1, file.id, offset),
+                Some(header) => match header.to_json(record, &mut self.json) {
+                    Ok(()) => batch.push(&self.json, b"", -1, file.id, offset),
+                    Err(reason) => {
+                        self.rejected.push(Rejected { partition: file.id, offset, raw: record.to_vec(), reason })
+                    }
+                },
+            }
         }
-        if batch.is_empty() && self.current >= self.files.len() {
+        let done = self.current >= self.files.len() && !self.options.follow;
+        if batch.is_empty() && self.rejected.is_empty() && done {
             return Ok(None);
         }
         Ok(Some(batch))
@@ -127,28 +298,96 @@ impl Source for FileSource {
 mod tests {
     use super::*;
 
+    fn payloads(batch: &RawBatch) -> Vec<String> {
+        batch.payloads.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+    }
+
+    fn jsonl() -> FileOptions {
+        FileOptions::default()
+    }
+
     #[test]
     fn reads_files_in_order_and_resumes_at_a_byte_offset() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.jsonl"), "{\"n\":1}\n\n{\"n\":2}\r\n").unwrap();
         std::fs::write(dir.path().join("b.jsonl"), "{\"n\":3}").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-        let mut source = FileSource::open(dir.path()).unwrap();
+        let (a, b) = (partition_id("a.jsonl"), partition_id("b.jsonl"));
+        let mut source = FileSource::open(dir.path(), jsonl()).unwrap();
+        assert_eq!(source.partitions(), vec![a, b]);
         let all = source.poll(10).unwrap().unwrap();
-        let payloads: Vec<&[u8]> = all.payloads.iter().collect();
-        assert_eq!(payloads, vec![&b"{\"n\":1}"[..], b"{\"n\":2}", b"{\"n\":3}"]);
-        assert_eq!((all.partitions.clone(), all.offsets.clone()), (vec![0, 0, 1], vec![0, 9, 0]));
+        assert_eq!(payloads(&all), ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
+        assert_eq!((all.partitions.clone(), all.offsets.clone()), (vec![a, a, b], vec![0, 9, 0]));
         assert!(source.poll(10).unwrap().is_none());
 
         // Positions are where the next line starts, so a checkpoint taken after one
         // record resumes at the second.
-        let mut first = FileSource::open(dir.path()).unwrap();
+        let mut first = FileSource::open(dir.path(), jsonl()).unwrap();
         first.poll(1).unwrap();
-        assert_eq!(first.positions(), vec![(0, 8), (1, 0)]);
-        let mut resumed = FileSource::open(dir.path()).unwrap();
+        assert_eq!(first.positions(), vec![(a, 8), (b, 0)]);
+        let mut resumed = FileSource::open(dir.path(), jsonl()).unwrap();
         resumed.seek(&first.positions()).unwrap();
-        let rest = resumed.poll(10).unwrap().unwrap();
-        let payloads: Vec<&[u8]> = rest.payloads.iter().collect();
-        assert_eq!(payloads, vec![&b"{\"n\":2}"[..], b"{\"n\":3}"]);
+        assert_eq!(payloads(&resumed.poll(10).unwrap().unwrap()), ["{\"n\":2}", "{\"n\":3}"]);
+
+        // A file that sorts first, added later, takes no other file's partition.
+        std::fs::write(dir.path().join("0.jsonl"), "{\"n\":0}\n").unwrap();
+        let mut grown = FileSource::open(dir.path(), jsonl()).unwrap();
+        grown.seek(&first.positions()).unwrap();
+        assert_eq!(payloads(&grown.poll(10).unwrap().unwrap()), ["{\"n\":0}", "{\"n\":2}", "{\"n\":3}"]);
+    }
+
+    #[test]
+    fn csv_rows_become_json_objects_and_bad_rows_are_rejected_with_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "city,fare,note\nLisbon,12.5,\"two\nlines\"\nOslo,3\nPorto,x,\"a, b\"\n";
+        std::fs::write(dir.path().join("trips.csv"), text).unwrap();
+        let columns = [("city", ColumnType::Text), ("fare", ColumnType::Float64), ("note", ColumnType::Text)];
+        let columns = columns.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
+        let options = FileOptions { format: FileFormat::Csv, follow: false, columns };
+        let mut source = FileSource::open(dir.path(), options.clone()).unwrap();
+        let batch = source.poll(10).unwrap().unwrap();
+        assert_eq!(
+            payloads(&batch),
+            [r#"{"city":"Lisbon","fare":12.5,"note":"two\nlines"}"#, r#"{"city":"Porto","fare":"x","note":"a, b"}"#]
+        );
+        let header = "city,fare,note\n".len() as i64;
+        assert_eq!(batch.offsets, vec![header, text.find("Porto").unwrap() as i64]);
+        let rejected = source.rejected();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!((rejected[0].raw.as_slice(), rejected[0].offset), (&b"Oslo,3"[..], text.find("Oslo").unwrap() as i64));
+        assert_eq!(rejected[0].reason, "CSV row has 2 fields, the header has 3");
+
+        // Resuming mid-file reads the header again but never returns it as a row.
+        let mut resumed = FileSource::open(dir.path(), options).unwrap();
+        let id = partition_id("trips.csv");
+        resumed.seek(&[(id, text.find("Porto").unwrap() as i64)]).unwrap();
+        assert_eq!(payloads(&resumed.poll(10).unwrap().unwrap()), [r#"{"city":"Porto","fare":"x","note":"a, b"}"#]);
+    }
+
+    #[test]
+    fn follow_mode_announces_new_files_and_waits_for_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = FileOptions { follow: true, ..jsonl() };
+        let mut source = FileSource::open(dir.path(), options).unwrap();
+        assert!(source.partitions().is_empty());
+        assert!(source.poll(10).unwrap().unwrap().is_empty());
+
+        std::fs::write(dir.path().join("a.jsonl"), "{\"n\":1}\n{\"n\":").unwrap();
+        source.last_scan = None;
+        assert!(source.poll(10).unwrap().unwrap().is_empty());
+        let a = partition_id("a.jsonl");
+        assert_eq!(source.rebalance(), Some(Rebalance::Assigned(vec![a])));
+        source.complete(&[]).unwrap();
+        // The newest file's unfinished last line waits for its newline.
+        assert_eq!(payloads(&source.poll(10).unwrap().unwrap()), ["{\"n\":1}"]);
+        assert_eq!(source.positions(), vec![(a, 8)]);
+
+        std::fs::OpenOptions::new().append(true).open(dir.path().join("a.jsonl")).map(|mut f| {
+            use std::io::Write;
+            f.write_all(b"2}\n").unwrap()
+        }).unwrap();
+        source.last_scan = None;
+        assert_eq!(payloads(&source.poll(10).unwrap().unwrap()), ["{\"n\":2}"]);
+        assert_eq!(source.rebalance(), None);
     }
 }

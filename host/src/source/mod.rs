@@ -1,11 +1,12 @@
 //! Sources of raw records. Each record carries its partition and offset; a source can
 //! be positioned at any committed offset, which is how a restart resumes exactly.
 
+mod csv;
 mod files;
 mod kafka;
 mod producer;
 
-pub use files::FileSource;
+pub use files::{FileOptions, FileSource};
 pub use kafka::KafkaSource;
 pub use producer::ProducerSource;
 
@@ -17,6 +18,10 @@ pub trait Source {
     /// What the offsets are offsets of, stored with each checkpoint so that a pipeline
     /// pointed at another source does not resume at offsets that mean nothing there.
     fn describe(&self) -> String;
+    /// How a partition is named to the user.
+    fn label(&self, partition: i32) -> String {
+        format!("partition {partition}")
+    }
     /// The partitions this source reads now.
     fn partitions(&self) -> Vec<i32>;
     /// Positions each listed partition at its next offset.
@@ -57,6 +62,11 @@ pub trait Source {
     fn waits(&self) -> bool {
         false
     }
+    /// Records the source itself could not frame (a CSV row with the wrong number of
+    /// fields), taken once each, for the dead-letter store.
+    fn rejected(&mut self) -> Vec<Rejected> {
+        Vec::new()
+    }
     /// Records not yet read, if the source can tell.
     fn lag(&mut self) -> Option<u64> {
         None
@@ -70,4 +80,17 @@ pub enum Rebalance {
     Assigned(Vec<i32>),
     /// These partitions go elsewhere.
     Revoked(Vec<i32>),
+}
+
+/// A record the source could not frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its bytes, as read.
+    pub raw: Vec<u8>,
+    /// Why.
+    pub reason: String,
 }
