@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use weir::rides::{TripGenerator, TripOptions};
 use weir_tests::services::{repo_root, Broker, Postgres};
-use weir_tests::{plugin_dir, weir_bin};
+use weir_tests::{plugin_dir, sessions, weir_bin};
 
 const TABLE: &str = "rides_city_minute";
 /// Three partitions: the ten cities hash onto all of them, so none sits empty.
@@ -359,6 +359,30 @@ fn csv_files_picked_up_in_follow_mode_equal_an_independent_computation() {
         count("SELECT count(*) FROM weir_dead_letters WHERE plugin = 'source' AND reason = 'CSV row has 2 fields, the header has 8'"),
         cut as i64
     );
+}
+
+/// Session windows into PostgreSQL: merged sessions are retracted with one set-based
+/// DELETE per checkpoint, within a run and across a restart.
+#[test]
+fn session_windows_into_postgres_equal_a_sort_and_split() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    sessions::run_in_two_halves(dir.path(), &[("DATABASE_URL", pg.url("weir"))]);
+    let want = sessions::stream().want;
+    let got = pg
+        .client("weir")
+        .query(
+            "SELECT (extract(epoch FROM window_start) * 1000)::bigint, (extract(epoch FROM window_end) * 1000)::bigint, \
+             driver_id, trips, sum_fare FROM driver_sessions",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    sessions::assert_sessions(got, &want);
+    let states: i64 = pg.client("weir").query_one("SELECT count(*) FROM weir_window_state", &[]).unwrap().get(0);
+    assert_eq!(states, want.len() as i64, "one stored state per session");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use weir::rides::{TripGenerator, TripOptions};
-use weir_tests::{plugin_dir, weir_bin};
+use weir_tests::{plugin_dir, sessions, weir_bin};
 
 const TABLE: &str = "rides_city_minute";
 
@@ -191,4 +191,27 @@ fn replays_move_late_events_and_fixed_dead_letters_into_the_table_exactly_once()
     assert!(out.contains(&format!("replayed {rejected} dead letters: {rejected} folded")), "{out}");
     assert_eq!(count("SELECT count(*) FROM weir_dead_letters"), others, "the other dead letters stay");
     assert_eq!(trips(), before + rejected);
+}
+
+/// Session windows: the table holds exactly the sessions a sort-and-split computes, so
+/// every session the stream extended or bridged was retracted and rewritten, within a
+/// run and across the restart.
+#[test]
+fn session_windows_equal_a_sort_and_split_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    sessions::run_in_two_halves(dir.path(), &[]);
+    let want = sessions::stream().want;
+    let conn = Connection::open(dir.path().join("sessions.db")).unwrap();
+    let mut stmt =
+        conn.prepare("SELECT window_start, window_end, driver_id, trips, sum_fare FROM driver_sessions").unwrap();
+    let ms = |text: String| weir_sdk::time::parse_iso8601(text.as_bytes()).unwrap();
+    let got = stmt
+        .query_map([], |r| Ok((ms(r.get(0)?), ms(r.get(1)?), r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    sessions::assert_sessions(got, &want);
+    let states: i64 = conn.query_row("SELECT count(*) FROM weir_window_state", [], |r| r.get(0)).unwrap();
+    let late: i64 = conn.query_row("SELECT count(*) FROM weir_late_events", [], |r| r.get(0)).unwrap();
+    assert_eq!((states, late), (want.len() as i64, 0), "one stored state per session, nothing late");
 }

@@ -12,6 +12,7 @@ pub mod guests {
 }
 
 pub mod services;
+pub mod sessions;
 
 /// The epoch tick the tests run with.
 pub const TICK: Duration = Duration::from_millis(10);

@@ -11,8 +11,8 @@ use crate::config::{PipelineConfig, StageConfig};
 use crate::plugin::{
     AggregatorStage, Grants, Limits, ParserStage, Plugin, PluginKind, PluginRuntime, TransformStage, ValidatorStage,
 };
-use crate::sink::{DeadLetter, LateEvent, TableSchema};
-use crate::window::{WatermarkTracker, WindowSpec};
+use crate::sink::{Cell, DeadLetter, LateEvent, TableSchema};
+use crate::window::{WatermarkTracker, Window, WindowSpec};
 
 /// Process behaviour, from the command line.
 #[derive(Clone, Debug)]
@@ -60,6 +60,8 @@ pub struct Pipeline {
     pub table: TableSchema,
     pub(super) dead_letters: Vec<DeadLetter>,
     pub(super) late_events: Vec<LateEvent>,
+    /// Session windows replaced by a merged one since the last checkpoint, by window and key.
+    pub(super) retracted: Vec<(Window, Vec<Cell>)>,
     /// Counters.
     pub stats: RunStats,
     /// The source's description, stored with each checkpoint.
@@ -175,9 +177,6 @@ impl Pipeline {
         let empty_state =
             aggregator.create().map_err(|e| anyhow::anyhow!("aggregator failed to create a state: {e}"))?;
         let spec = config.window.spec()?;
-        if matches!(spec, WindowSpec::Session { .. }) {
-            bail!("window.kind = \"session\" is not supported by `weir run` yet; use tumbling or hopping windows");
-        }
         let tracker = WatermarkTracker::new(
             config.watermark.lateness.as_millis() as i64,
             config.watermark.idle_timeout.as_millis() as i64,
@@ -198,6 +197,7 @@ impl Pipeline {
             table: TableSchema { name: config.sink.table.clone(), keys, values },
             dead_letters: Vec::new(),
             late_events: Vec::new(),
+            retracted: Vec::new(),
             stats: RunStats::default(),
             source: String::new(),
             replaying: false,

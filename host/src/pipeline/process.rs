@@ -5,9 +5,9 @@ use weir_sdk::{Column, ColumnValues, EventBatch, RawBatch, Severity};
 
 use super::build::Pipeline;
 use crate::plugin::{AggregatorStage, ParserStage, Plugin, RecordFailure, TransformStage, ValidatorStage};
-use crate::source::Rejected;
 use crate::sink::{Cell, Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, WindowRow, WindowState};
-use crate::window::Window;
+use crate::source::Rejected;
+use crate::window::{session, Window, WindowSpec};
 
 fn cell(column: &Column, row: usize) -> Cell {
     if !column.is_valid(row) {
@@ -118,7 +118,7 @@ impl Pipeline {
 
     /// Runs one batch: parse, validate, transform, assign windows, fold. `now_ms` is
     /// processing time, for partition idleness.
-    pub fn process(&mut self, batch: &RawBatch, now_ms: i64) {
+    pub fn process(&mut self, batch: &RawBatch, now_ms: i64) -> Result<()> {
         self.stats.records += batch.len() as u64;
         for &partition in &batch.partitions {
             self.tracker.touch(partition, now_ms);
@@ -197,26 +197,31 @@ impl Pipeline {
             events = out.output.events;
         }
 
-        self.fold(batch, &events, &records, &times, mark);
+        self.fold(batch, &events, &records, &times, mark)?;
         // Advance after every batch, not on the checkpoint timer: which events are late
         // must depend only on the stream and its batch boundaries, never on wall-clock
         // timing, or a restart could judge lateness differently from the first run.
         self.tracker.advance(now_ms);
+        Ok(())
     }
 
-    fn fold(&mut self, batch: &RawBatch, events: &EventBatch, records: &[u32], times: &[i64], mark: Option<i64>) {
-        let mut fold_rows: Vec<u32> = Vec::with_capacity(events.len());
-        let mut fold_records: Vec<u32> = Vec::with_capacity(events.len());
-        let mut groups: Vec<u32> = Vec::with_capacity(events.len());
-        let mut touched: Vec<usize> = Vec::new();
-        let mut local_of = rustc_hash::FxHashMap::<usize, u32>::default();
-        let mut windows = Vec::new();
+    fn fold(
+        &mut self,
+        batch: &RawBatch,
+        events: &EventBatch,
+        records: &[u32],
+        times: &[i64],
+        mark: Option<i64>,
+    ) -> Result<()> {
+        // Each row's key id; a null key is a dead letter, marked `NO_KEY`.
+        const NO_KEY: u32 = u32::MAX;
+        let mut keys: Vec<u32> = Vec::with_capacity(events.len());
         let mut encoded = Vec::new();
-        for row in 0..events.len() {
-            let record = records[row];
+        for (row, &record) in records.iter().enumerate().take(events.len()) {
             if let Some(k) = self.key_columns.iter().position(|&c| !events.columns[c].is_valid(row)) {
                 let reason = format!("window key column {:?} is null", self.table.keys[k].name);
                 push_dead(&mut self.dead_letters, batch, record, DeadLetterKind::Rejected, &self.aggregator, reason);
+                keys.push(NO_KEY);
                 continue;
             }
             encoded.clear();
@@ -224,9 +229,33 @@ impl Pipeline {
                 encode_cell(&mut encoded, &events.columns[c], row);
             }
             let key_columns = &self.key_columns;
-            let key =
-                self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect());
-            self.spec.windows_of(times[row], &mut windows);
+            keys.push(
+                self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect()),
+            );
+        }
+        let sessions = match self.spec {
+            WindowSpec::Session { gap_ms } => Some(self.sessions(&keys, times, gap_ms, mark, NO_KEY, batch)?),
+            _ => None,
+        };
+
+        let mut fold_rows: Vec<u32> = Vec::with_capacity(events.len());
+        let mut fold_records: Vec<u32> = Vec::with_capacity(events.len());
+        let mut groups: Vec<u32> = Vec::with_capacity(events.len());
+        let mut touched: Vec<usize> = Vec::new();
+        let mut local_of = rustc_hash::FxHashMap::<usize, u32>::default();
+        let mut windows = Vec::new();
+        for (row, &key) in keys.iter().enumerate() {
+            if key == NO_KEY {
+                continue;
+            }
+            let record = records[row];
+            match &sessions {
+                Some(sessions) => {
+                    windows.clear();
+                    windows.push(sessions[row]);
+                }
+                None => self.spec.windows_of(times[row], &mut windows),
+            }
             for &window in &windows {
                 if !self.replaying && mark.is_some_and(|m| window.end <= m) {
                     let r = record as usize;
@@ -251,7 +280,7 @@ impl Pipeline {
             }
         }
         if fold_rows.is_empty() {
-            return;
+            return Ok(());
         }
         let input = events.project(&self.aggregator_columns);
         let identity = fold_rows.len() == events.len() && fold_rows.iter().enumerate().all(|(i, &r)| i as u32 == r);
@@ -266,6 +295,71 @@ impl Pipeline {
             group.state = state;
             group.dirty = true;
         }
+        Ok(())
+    }
+
+    /// Each row's session window. Sessions the batch joins or bridges are replaced by
+    /// one merged session whose state is the aggregator's merge of theirs; the rows of
+    /// the ones a checkpoint already wrote are retracted. A session the watermark has
+    /// closed is not reopened: an event it would have absorbed starts a new one, or is late.
+    fn sessions(
+        &mut self,
+        keys: &[u32],
+        times: &[i64],
+        gap_ms: i64,
+        mark: Option<i64>,
+        no_key: u32,
+        batch: &RawBatch,
+    ) -> Result<Vec<Window>> {
+        let mut by_key: rustc_hash::FxHashMap<u32, Vec<(i64, usize)>> = Default::default();
+        for (row, &key) in keys.iter().enumerate().filter(|(_, &k)| k != no_key) {
+            by_key.entry(key).or_default().push((times[row], row));
+        }
+        let mut out = vec![Window { start: 0, end: 0 }; keys.len()];
+        for (key, rows) in by_key {
+            let open: Vec<Window> = self
+                .windows
+                .of_key(key)
+                .iter()
+                .copied()
+                .filter(|w| self.replaying || mark.is_none_or(|m| w.end > m))
+                .collect();
+            for merged in session::merge(&open, &rows, gap_ms) {
+                for &row in &merged.rows {
+                    out[row] = merged.window;
+                }
+                if merged.absorbed.is_empty() || merged.absorbed == [merged.window] {
+                    continue;
+                }
+                let mut state: Option<Vec<u8>> = None;
+                let (mut revision, mut is_final, mut partition) = (1, false, batch.partitions[0]);
+                for window in &merged.absorbed {
+                    let Some(group) = self.windows.remove(*window, key) else { continue };
+                    if group.stored {
+                        self.retracted.push((group.window, self.windows.keys[key as usize].clone()));
+                    }
+                    revision = revision.max(group.revision);
+                    is_final |= group.is_final;
+                    partition = group.partition;
+                    state = Some(match state {
+                        None => group.state,
+                        Some(into) => self.aggregator.merge(&into, &group.state).map_err(|e| {
+                            anyhow::anyhow!(
+                                "aggregator {} failed to merge two sessions: {e}",
+                                self.aggregator.component().name
+                            )
+                        })?,
+                    });
+                }
+                let g = self.windows.group(merged.window, key, partition, &self.empty_state);
+                let group = &mut self.windows.groups[g];
+                if let Some(state) = state {
+                    group.state = state;
+                }
+                (group.revision, group.is_final, group.dirty) = (revision, is_final, true);
+            }
+        }
+        Ok(out)
     }
 
     /// Takes `partitions` on at processing time `now_ms`, resuming whatever the sink
@@ -363,6 +457,7 @@ impl Pipeline {
                 is_final: group.is_final,
             });
         }
+        checkpoint.retracted = std::mem::take(&mut self.retracted);
         checkpoint.offsets = positions;
         checkpoint.clocks = self.tracker.snapshot().0;
         checkpoint.dead_letters = std::mem::take(&mut self.dead_letters);
@@ -373,13 +468,15 @@ impl Pipeline {
             // Keep what was not written so a retry commits it.
             self.dead_letters = checkpoint.dead_letters;
             self.late_events = checkpoint.late_events;
+            self.retracted = checkpoint.retracted;
             return Err(e).context("committing a checkpoint");
         }
         self.stats.dead_letters += checkpoint.dead_letters.len() as u64;
         self.stats.late += checkpoint.late_events.len() as u64;
         self.stats.checkpoints += 1;
         for &g in &emit {
-            self.windows.groups[g].dirty = false;
+            let group = &mut self.windows.groups[g];
+            (group.dirty, group.stored) = (false, true);
         }
         // Closed windows leave memory; their final state stays in the sink. A replay
         // keeps them: a later record of the same window must correct it, not restart it.

@@ -78,7 +78,7 @@ pub fn replay(
             Lane::DeadLetters => pipeline.replayed_dead.extend(ids),
         }
         let before = pipeline.stats.clone();
-        pipeline.process(&batch, now_ms());
+        pipeline.process(&batch, now_ms())?;
         let name = config.name.clone();
         // No positions: a replay moves no source offset.
         pipeline.checkpoint(Vec::new(), now_ms(), |checkpoint| sink.commit(&name, checkpoint))?;

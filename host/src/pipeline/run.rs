@@ -293,7 +293,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 if let Some(active) = source.active() {
                     pipeline.hold(&active, now_ms());
                 }
-                pipeline.process(batch, now_ms());
+                pipeline.process(batch, now_ms())?;
                 align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
             }
             // A consumer group takes seconds to hand out partitions, and a watched

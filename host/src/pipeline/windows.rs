@@ -22,6 +22,9 @@ pub struct Group {
     pub is_final: bool,
     /// Changed since the last checkpoint.
     pub dirty: bool,
+    /// Whether a checkpoint has written it, so that it has rows to retract when a
+    /// session that absorbs it replaces it.
+    pub stored: bool,
 }
 
 /// Groups by window and key. Keys are interned: per row the pipeline looks up a key
@@ -32,6 +35,7 @@ pub struct OpenWindows {
     /// The key values, by key id.
     pub keys: Vec<Vec<Cell>>,
     index: FxHashMap<(i64, i64, u32), usize>,
+    by_key: FxHashMap<u32, Vec<Window>>,
     /// The groups; closed ones are removed at checkpoints.
     pub groups: Vec<Group>,
 }
@@ -51,6 +55,7 @@ impl OpenWindows {
     /// The group of `window` and `key`, created with `empty` state if new.
     pub fn group(&mut self, window: Window, key: u32, partition: i32, empty: &[u8]) -> usize {
         *self.index.entry((window.start, window.end, key)).or_insert_with(|| {
+            self.by_key.entry(key).or_default().push(window);
             self.groups.push(Group {
                 window,
                 key,
@@ -59,9 +64,28 @@ impl OpenWindows {
                 revision: 1,
                 is_final: false,
                 dirty: false,
+                stored: false,
             });
             self.groups.len() - 1
         })
+    }
+
+    /// The windows held for `key`.
+    pub fn of_key(&self, key: u32) -> &[Window] {
+        self.by_key.get(&key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Takes the group of `window` and `key` out.
+    pub fn remove(&mut self, window: Window, key: u32) -> Option<Group> {
+        let g = self.index.remove(&(window.start, window.end, key))?;
+        if let Some(windows) = self.by_key.get_mut(&key) {
+            windows.retain(|w| *w != window);
+        }
+        let group = self.groups.swap_remove(g);
+        if let Some(moved) = self.groups.get(g) {
+            self.index.insert((moved.window.start, moved.window.end, moved.key), g);
+        }
+        Some(group)
     }
 
     /// Brings back a group from a checkpoint.
@@ -73,6 +97,7 @@ impl OpenWindows {
         group.state = saved.state;
         group.revision = saved.revision;
         group.is_final = saved.is_final;
+        group.stored = true;
     }
 
     /// Removes the groups matching `closed` and returns them.
@@ -81,6 +106,10 @@ impl OpenWindows {
             std::mem::take(&mut self.groups).into_iter().partition(|g| closed(g));
         self.groups = kept;
         self.index = self.groups.iter().enumerate().map(|(i, g)| ((g.window.start, g.window.end, g.key), i)).collect();
+        self.by_key.clear();
+        for g in &self.groups {
+            self.by_key.entry(g.key).or_default().push(g.window);
+        }
         gone
     }
 }

@@ -135,6 +135,9 @@ pub struct LateEvent {
 /// Everything one checkpoint commits.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Checkpoint {
+    /// Session windows a merged session replaced: their rows and state are deleted,
+    /// before `rows` are written.
+    pub retracted: Vec<(Window, Vec<Cell>)>,
     /// Window rows to upsert.
     pub rows: Vec<WindowRow>,
     /// Open windows whose state changed.

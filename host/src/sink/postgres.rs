@@ -239,6 +239,42 @@ impl PostgresSink {
                 .await
                 .context("removing replayed dead letters")?;
         }
+        if !checkpoint.retracted.is_empty() {
+            let r = &checkpoint.retracted;
+            let starts: Vec<SystemTime> = r.iter().map(|(w, _)| time(w.start)).collect();
+            let ends: Vec<SystemTime> = r.iter().map(|(w, _)| time(w.end)).collect();
+            let mut keys: Vec<Array> = table.keys.iter().map(|c| Array::new(c.ty)).collect();
+            for (_, key) in r {
+                for (column, cell) in keys.iter_mut().zip(key) {
+                    column.push(cell);
+                }
+            }
+            let mut casts = vec!["timestamptz[]", "timestamptz[]"];
+            casts.extend(table.keys.iter().map(|c| array_cast(c.ty)));
+            let names: Vec<String> = (0..casts.len()).map(|i| format!("r{i}")).collect();
+            let mut matches = vec!["t.window_start = r.r0".to_string(), "t.window_end = r.r1".to_string()];
+            matches.extend(table.keys.iter().enumerate().map(|(i, c)| format!("t.{} = r.r{}", quote(&c.name), i + 2)));
+            let sql = format!(
+                "DELETE FROM {} AS t USING unnest({}) AS r({}) WHERE {}",
+                quote(&table.name),
+                unnest_args(1, &casts),
+                names.join(", "),
+                matches.join(" AND ")
+            );
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&starts, &ends];
+            params.extend(keys.iter().map(Array::param));
+            tx.execute(&sql, &params).await.context("retracting merged sessions")?;
+            let starts: Vec<i64> = r.iter().map(|(w, _)| w.start).collect();
+            let ends: Vec<i64> = r.iter().map(|(w, _)| w.end).collect();
+            let keys: Vec<String> = r.iter().map(|(_, k)| super::key_json(k)).collect();
+            tx.execute(
+                "DELETE FROM weir_window_state WHERE pipeline = $1 AND (window_start, window_end, key) IN \
+                 (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[]))",
+                &[&pipeline, &starts, &ends, &keys],
+            )
+            .await
+            .context("forgetting merged sessions' state")?;
+        }
         if !checkpoint.rows.is_empty() {
             // One row per window and key: ON CONFLICT cannot touch a row twice in a statement.
             let mut last = std::collections::HashMap::new();

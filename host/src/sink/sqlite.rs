@@ -146,6 +146,23 @@ impl SqliteSink {
         for id in &checkpoint.replayed_dead {
             forget.execute([id])?;
         }
+        if !checkpoint.retracted.is_empty() {
+            let keys: Vec<String> = table.keys.iter().map(|c| format!("{} = ?", quote(&c.name))).collect();
+            let mut delete = tx.prepare_cached(&format!(
+                "DELETE FROM {} WHERE window_start = ? AND window_end = ? AND {}",
+                quote(&table.name),
+                keys.join(" AND ")
+            ))?;
+            let mut forget = tx.prepare_cached(
+                "DELETE FROM weir_window_state WHERE pipeline = ? AND window_start = ? AND window_end = ? AND key = ?",
+            )?;
+            for (window, key) in &checkpoint.retracted {
+                let mut values = vec![Value::Text(iso(window.start)), Value::Text(iso(window.end))];
+                values.extend(key.iter().map(to_sql));
+                delete.execute(rusqlite::params_from_iter(values)).context("retracting a merged session")?;
+                forget.execute(params![pipeline, window.start, window.end, super::key_json(key)])?;
+            }
+        }
         let mut upsert = tx.prepare_cached(&Self::upsert_sql(table))?;
         for row in &checkpoint.rows {
             let mut values = vec![Value::Text(iso(row.window.start)), Value::Text(iso(row.window.end))];

@@ -41,7 +41,9 @@ pub fn split(row: &[u8]) -> Result<Vec<String>, String> {
                     return Ok(fields);
                 }
                 Some((_, ',')) => fields.push(field),
-                Some((i, c)) => return Err(format!("CSV field {}: {c:?} after a closing quote at byte {i}", fields.len() + 1)),
+                Some((i, c)) => {
+                    return Err(format!("CSV field {}: {c:?} after a closing quote at byte {i}", fields.len() + 1))
+                }
             }
         } else {
             loop {
@@ -52,7 +54,10 @@ pub fn split(row: &[u8]) -> Result<Vec<String>, String> {
                     }
                     Some((_, ',')) => break,
                     Some((i, '"')) => {
-                        return Err(format!("CSV field {}: a quote inside an unquoted field at byte {i}", fields.len() + 1))
+                        return Err(format!(
+                            "CSV field {}: a quote inside an unquoted field at byte {i}",
+                            fields.len() + 1
+                        ))
                     }
                     Some((_, c)) => field.push(c),
                 }
@@ -159,7 +164,10 @@ mod tests {
         // to refuse; an empty cell is null.
         header.to_json(b"Oslo,1,twelve,,maybe,1714521600000,", &mut out).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(value, serde_json::json!({"city": "Oslo", "driver_id": "1", "fare": "twelve", "ok": "maybe", "at": 1714521600000i64}));
+        assert_eq!(
+            value,
+            serde_json::json!({"city": "Oslo", "driver_id": "1", "fare": "twelve", "ok": "maybe", "at": 1714521600000i64})
+        );
         assert_eq!(header.to_json(b"Oslo,1", &mut out).unwrap_err(), "CSV row has 2 fields, the header has 7");
         assert!(Header::parse(b"a,,b", &types).unwrap_err().contains("column 2 has no name"));
     }

@@ -160,7 +160,8 @@ impl FileSource {
         let reader = self.reader.as_mut().expect("the current file is open");
         self.record.clear();
         loop {
-            let read = reader.read_until(b'\n', &mut self.record).with_context(|| format!("reading {}", path.display()))?;
+            let read =
+                reader.read_until(b'\n', &mut self.record).with_context(|| format!("reading {}", path.display()))?;
             let ended = self.record.last() == Some(&b'\n');
             if read == 0 || !ended {
                 // The end of the file: a trailing record without a newline is whole,
@@ -354,7 +355,10 @@ mod tests {
         assert_eq!(batch.offsets, vec![header, text.find("Porto").unwrap() as i64]);
         let rejected = source.rejected();
         assert_eq!(rejected.len(), 1);
-        assert_eq!((rejected[0].raw.as_slice(), rejected[0].offset), (&b"Oslo,3"[..], text.find("Oslo").unwrap() as i64));
+        assert_eq!(
+            (rejected[0].raw.as_slice(), rejected[0].offset),
+            (&b"Oslo,3"[..], text.find("Oslo").unwrap() as i64)
+        );
         assert_eq!(rejected[0].reason, "CSV row has 2 fields, the header has 3");
 
         // Resuming mid-file reads the header again but never returns it as a row.
@@ -382,10 +386,14 @@ mod tests {
         assert_eq!(payloads(&source.poll(10).unwrap().unwrap()), ["{\"n\":1}"]);
         assert_eq!(source.positions(), vec![(a, 8)]);
 
-        std::fs::OpenOptions::new().append(true).open(dir.path().join("a.jsonl")).map(|mut f| {
-            use std::io::Write;
-            f.write_all(b"2}\n").unwrap()
-        }).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("a.jsonl"))
+            .map(|mut f| {
+                use std::io::Write;
+                f.write_all(b"2}\n").unwrap()
+            })
+            .unwrap();
         source.last_scan = None;
         assert_eq!(payloads(&source.poll(10).unwrap().unwrap()), ["{\"n\":2}"]);
         assert_eq!(source.rebalance(), None);

@@ -1,6 +1,7 @@
 //! Event time: which windows an event belongs to, and how far event time has
 //! progressed (the watermark), per partition and for the pipeline.
 
+pub mod session;
 mod spec;
 mod watermark;
 
