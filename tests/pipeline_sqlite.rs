@@ -215,3 +215,73 @@ fn session_windows_equal_a_sort_and_split_across_a_restart() {
     let late: i64 = conn.query_row("SELECT count(*) FROM weir_late_events", [], |r| r.get(0)).unwrap();
     assert_eq!((states, late), (want.len() as i64, 0), "one stored state per session, nothing late");
 }
+
+/// The rides pipeline over a file of `lines`, with a 2-second breaker cooldown and the
+/// dead-letter rate judged over 200 records.
+fn breaker_run(lines: &[Vec<u8>]) -> (std::process::Output, Duration, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let rides =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rides/pipeline.toml")).unwrap();
+    let source = rides.find("[source]").unwrap()..rides.find("[parser]").unwrap();
+    let mut text = rides.clone();
+    text.replace_range(source, "[source]\nkind = \"files\"\npath = \"input.jsonl\"\n\n");
+    let text = text
+        .replace("cooldown = \"5m\"", "cooldown = \"2s\"")
+        .replace("min_records = 1000", "min_records = 200")
+        .replace("${WEIR_DATA_DIR:-.weir}", ".");
+    assert!(text.contains("cooldown = \"2s\""), "the example configures the breaker");
+    std::fs::write(dir.path().join("pipeline.toml"), text).unwrap();
+    let mut input = lines.join(&b'\n');
+    input.push(b'\n');
+    std::fs::write(dir.path().join("input.jsonl"), input).unwrap();
+    let started = Instant::now();
+    let out = Command::new(weir_bin())
+        .args(["run", dir.path().join("pipeline.toml").to_str().unwrap(), "--until-idle", "300ms", "--quiet"])
+        .args(["--batch", "100"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (out, started.elapsed(), dir)
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    Connection::open(db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A critical rule, and then a burst of dead letters, each open the breaker: reading stops
+/// for the cooldown, the reason is reported, and afterwards every record is accounted for.
+#[test]
+fn the_circuit_breaker_pauses_on_a_critical_rule_and_on_a_dead_letter_burst() {
+    let clean = TripOptions { malformed_share: 0.0, late_share: 0.0, ..TripOptions::default() };
+    let mut generator = TripGenerator::new(clean);
+    let mut lines: Vec<Vec<u8>> = (0..3000).map(|_| generator.next_event()).collect();
+    // A fare in cents instead of euros, a third of the way in.
+    let cents = String::from_utf8(lines[1000].clone()).unwrap();
+    let fare = cents.split("\"fare\":").nth(1).unwrap().split(',').next().unwrap();
+    lines[1000] = cents.replace(&format!("\"fare\":{fare},"), "\"fare\":250000.0,").into_bytes();
+
+    let (out, elapsed, dir) = breaker_run(&lines);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("circuit breaker open: a critical rule was violated: fare-in-currency-units"), "{stderr}");
+    assert!(stderr.contains("circuit breaker closed after its 2s cooldown"), "{stderr}");
+    assert!(elapsed >= Duration::from_secs(2), "reading paused for the cooldown: the run took {elapsed:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the circuit breaker opened 1 time(s)"));
+    let db = dir.path().join("rides.db");
+    assert_eq!(count(&db, &format!("SELECT sum(trips) FROM {TABLE}")), 2999, "every other record is counted");
+    assert_eq!(count(&db, "SELECT count(*) FROM weir_dead_letters WHERE reason LIKE '%fare-in-currency-units%'"), 1);
+
+    // Now the first 300 records are garbage: over half of the records within the interval.
+    let mut burst = lines.clone();
+    burst[1000] = lines[999].clone();
+    for line in &mut burst[..300] {
+        line.truncate(40);
+    }
+    let (out, elapsed, dir) = breaker_run(&burst);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("were dead letters within 60s, above breaker.dead_letter_rate = 0.5"), "{stderr}");
+    assert!(elapsed >= Duration::from_secs(2), "reading paused for the cooldown: the run took {elapsed:?}");
+    let db = dir.path().join("rides.db");
+    assert_eq!(count(&db, &format!("SELECT sum(trips) FROM {TABLE}")), 2700);
+    assert_eq!(count(&db, "SELECT count(*) FROM weir_dead_letters WHERE kind = 'malformed'"), 300);
+}

@@ -42,6 +42,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         summary.reading.as_secs_f64(),
         s.records as f64 / summary.reading.as_secs_f64().max(1e-9),
     );
+    if s.breaker_trips > 0 {
+        println!("the circuit breaker opened {} time(s); see the messages above for why", s.breaker_trips);
+    }
     println!("results in {}", summary.sink);
     Ok(())
 }

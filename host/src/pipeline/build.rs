@@ -40,6 +40,8 @@ pub struct RunStats {
     pub late: u64,
     /// Checkpoints committed.
     pub checkpoints: u64,
+    /// Times the circuit breaker opened.
+    pub breaker_trips: u64,
 }
 
 /// A wired pipeline and its in-memory state between checkpoints.
@@ -62,6 +64,8 @@ pub struct Pipeline {
     pub(super) late_events: Vec<LateEvent>,
     /// Session windows replaced by a merged one since the last checkpoint, by window and key.
     pub(super) retracted: Vec<(Window, Vec<Cell>)>,
+    /// The first critical rule violation not yet seen by the breaker.
+    pub(super) critical: Option<String>,
     /// Counters.
     pub stats: RunStats,
     /// The source's description, stored with each checkpoint.
@@ -198,6 +202,7 @@ impl Pipeline {
             dead_letters: Vec::new(),
             late_events: Vec::new(),
             retracted: Vec::new(),
+            critical: None,
             stats: RunStats::default(),
             source: String::new(),
             replaying: false,

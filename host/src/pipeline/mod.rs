@@ -1,6 +1,7 @@
 //! A running pipeline: the plugin chain wired from the pipeline file, event-time
 //! windows, and checkpoints into a transactional sink.
 
+mod breaker;
 mod build;
 mod latency;
 mod process;

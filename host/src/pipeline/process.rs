@@ -116,6 +116,11 @@ impl Pipeline {
         }));
     }
 
+    /// The first critical rule violation since the last call, if any.
+    pub fn take_critical(&mut self) -> Option<String> {
+        self.critical.take()
+    }
+
     /// Runs one batch: parse, validate, transform, assign windows, fold. `now_ms` is
     /// processing time, for partition idleness.
     pub fn process(&mut self, batch: &RawBatch, now_ms: i64) -> Result<()> {
@@ -145,6 +150,17 @@ impl Pipeline {
             let validated = self.validators[i].0.validate(&input);
             let mut reasons: Vec<Option<String>> = vec![None; events.len()];
             for v in &validated.violations {
+                if v.severity == Severity::Critical && self.critical.is_none() {
+                    let r = records[v.row as usize] as usize;
+                    self.critical = Some(format!(
+                        "{} ({}) on the record at partition {} offset {}: {}",
+                        v.rule,
+                        self.validators[i].0.component().name,
+                        batch.partitions[r],
+                        batch.offsets[r],
+                        v.message
+                    ));
+                }
                 if v.severity >= Severity::Reject {
                     let reason = reasons[v.row as usize].get_or_insert_with(String::new);
                     if !reason.is_empty() {

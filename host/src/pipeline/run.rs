@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
+use super::breaker::Breaker;
 use super::build::{Pipeline, PipelineOptions, RunStats};
 use super::latency::Latency;
 use super::retry::{retry, Backoff, Failed};
@@ -186,7 +187,13 @@ fn labels(source: &dyn Source, partitions: &[i32]) -> String {
     partitions.iter().map(|&p| source.label(p)).collect::<Vec<_>>().join(", ")
 }
 
-fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &mut (Instant, u64)) {
+fn show(
+    pipeline: &Pipeline,
+    source: &mut dyn Source,
+    started: Instant,
+    last: &mut (Instant, u64),
+    breaker: Option<&Breaker>,
+) {
     let now = Instant::now();
     let records = pipeline.stats.records;
     let rate = (records - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
@@ -202,6 +209,9 @@ fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &m
         pipeline.stats.dead_letters + pipeline.dead_letters.len() as u64,
         pipeline.stats.late + pipeline.late_events.len() as u64,
     );
+    if let Some(open_for) = breaker.and_then(|b| b.open_for(now)) {
+        eprint!(" BREAKER OPEN {:.0}s ", open_for.as_secs_f64());
+    }
 }
 
 /// When the process started, as near as the library can tell: the first call.
@@ -269,6 +279,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let mut last_checkpoint = Instant::now();
     let mut last_progress = (Instant::now(), 0u64);
     let mut idle_since: Option<Instant> = None;
+    let mut breaker = Breaker::new(config.breaker.clone());
     while !stop.load(Ordering::SeqCst) {
         if let Some(change) = source.rebalance() {
             // A new assignment starts unpaused; what is paused is decided afresh.
@@ -278,6 +289,26 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             last_checkpoint = Instant::now();
             continue;
         }
+        if breaker.open().is_some() {
+            if !breaker.cooled(Instant::now()) {
+                // Held by the breaker: not idle, and nothing is read.
+                idle_since = None;
+                source.idle(Duration::from_millis(100))?;
+                if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
+                    show(&pipeline, source.as_mut(), started, &mut last_progress, Some(&breaker));
+                }
+                continue;
+            }
+            let open = breaker.close().expect("the breaker was open");
+            source.resume(&source.partitions())?;
+            paused.clear();
+            align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
+            eprintln!(
+                "\ncircuit breaker closed after its {:?} cooldown; reading again (it opened because {})",
+                config.breaker.cooldown, open.reason
+            );
+        }
+        let dead_before = pipeline.dead_letters.len();
         let polled = source.poll(options.batch_size)?;
         let rejected = source.rejected();
         if !rejected.is_empty() {
@@ -294,6 +325,20 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                     pipeline.hold(&active, now_ms());
                 }
                 pipeline.process(batch, now_ms())?;
+                let dead = pipeline.dead_letters.len().saturating_sub(dead_before) as u64;
+                if let Some(open) = breaker.observe(Instant::now(), batch.len() as u64, dead, pipeline.take_critical())
+                {
+                    eprintln!(
+                        "\ncircuit breaker open: {}. Reading is paused for breaker.cooldown = {:?}; \
+                         the records so far are checkpointed and nothing is skipped.",
+                        open.reason, config.breaker.cooldown
+                    );
+                    pipeline.stats.breaker_trips = breaker.trips;
+                    checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
+                    last_checkpoint = Instant::now();
+                    source.pause(&source.partitions())?;
+                    continue;
+                }
                 align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
             }
             // A consumer group takes seconds to hand out partitions, and a watched
@@ -327,13 +372,13 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             last_checkpoint = Instant::now();
         }
         if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
-            show(&pipeline, source.as_mut(), started, &mut last_progress);
+            show(&pipeline, source.as_mut(), started, &mut last_progress, Some(&breaker));
         }
     }
     checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)
         .context("writing the final checkpoint")?;
     if options.progress {
-        show(&pipeline, source.as_mut(), started, &mut last_progress);
+        show(&pipeline, source.as_mut(), started, &mut last_progress, Some(&breaker));
         eprintln!();
     }
     let sink = format!("table {} of {} (relative to {})", config.sink.table, config.sink.url, base.display());

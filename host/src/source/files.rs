@@ -84,11 +84,11 @@ impl FileSource {
         };
         if meta.is_dir() {
             source.scan()?;
-            // The files present at the start are the initial assignment, not news.
-            source.announced.clear();
         } else {
             source.track(path.to_path_buf())?;
         }
+        // The files present at the start are the initial assignment, not news.
+        source.announced.clear();
         if source.files.is_empty() && !source.options.follow {
             bail!("source.path {} holds no {} files", path.display(), source.extensions().join(" or "));
         }
@@ -329,6 +329,9 @@ mod tests {
         let mut resumed = FileSource::open(dir.path(), jsonl()).unwrap();
         resumed.seek(&first.positions()).unwrap();
         assert_eq!(payloads(&resumed.poll(10).unwrap().unwrap()), ["{\"n\":2}", "{\"n\":3}"]);
+        // The files there at the start are the initial assignment, not news.
+        let mut single = FileSource::open(&dir.path().join("b.jsonl"), jsonl()).unwrap();
+        assert_eq!((resumed.rebalance(), single.rebalance(), single.partitions()), (None, None, vec![b]));
 
         // A file that sorts first, added later, takes no other file's partition.
         std::fs::write(dir.path().join("0.jsonl"), "{\"n\":0}\n").unwrap();

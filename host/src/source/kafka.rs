@@ -238,6 +238,24 @@ impl Source for KafkaSource {
         self.consumer.resume(&tpl).context("resuming Kafka partitions")
     }
 
+    fn idle(&mut self, wait: Duration) -> Result<()> {
+        let all: Vec<i32> = self.positions.keys().copied().collect();
+        self.pause(&all)?;
+        let fetched = match self.consumer.poll(wait) {
+            Some(Ok(message)) => Some(message.partition()),
+            _ => None,
+        };
+        // A message fetched before the pause took effect is left to be read again.
+        if let Some(partition) = fetched {
+            if let Some(&position) = self.positions.get(&partition) {
+                self.consumer
+                    .seek(&self.topic, partition, Offset::Offset(position), Duration::from_secs(5))
+                    .context("returning a paused partition to its position")?;
+            }
+        }
+        Ok(())
+    }
+
     fn waits(&self) -> bool {
         true
     }

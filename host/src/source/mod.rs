@@ -58,6 +58,12 @@ pub trait Source {
     fn resume(&mut self, _partitions: &[i32]) -> Result<()> {
         Ok(())
     }
+    /// Waits about `wait` without reading, keeping the source alive (a consumer group
+    /// must still be served, or it would hand the partitions to another host).
+    fn idle(&mut self, wait: std::time::Duration) -> Result<()> {
+        std::thread::sleep(wait);
+        Ok(())
+    }
     /// Whether `poll` itself waits for records when none are ready, so the caller need not.
     fn waits(&self) -> bool {
         false
