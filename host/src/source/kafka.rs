@@ -83,9 +83,14 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("fetch.wait.max.ms", "50")
-            // Per partition: what may wait in memory between polls.
-            .set("queued.max.messages.kbytes", "8192")
-            .set("fetch.max.bytes", "8388608");
+            // What may wait in memory between polls, and per fetch response. Larger
+            // values buy no throughput on the benchmark and cost RSS (docs/BENCHMARKS.md).
+            .set("queued.max.messages.kbytes", "2048")
+            .set("fetch.max.bytes", "1048576")
+            // librdkafka waits a second (its default) before fetching again for a partition
+            // whose prefetch queue was full. Watermark alignment pauses partitions, which
+            // empties their queues, so each pause would stall reading for that second.
+            .set("fetch.queue.backoff.ms", "10");
         for (key, value) in options {
             if FIXED.iter().any(|(k, _)| k == key) {
                 bail!("source.options.{key}: weir sets this itself (offsets are kept in the sink)");
