@@ -187,13 +187,7 @@ fn labels(source: &dyn Source, partitions: &[i32]) -> String {
     partitions.iter().map(|&p| source.label(p)).collect::<Vec<_>>().join(", ")
 }
 
-fn show(
-    pipeline: &Pipeline,
-    source: &mut dyn Source,
-    started: Instant,
-    last: &mut (Instant, u64),
-    breaker: Option<&Breaker>,
-) {
+fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &mut (Instant, u64), breaker: &Breaker) {
     let now = Instant::now();
     let records = pipeline.stats.records;
     let rate = (records - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
@@ -209,7 +203,7 @@ fn show(
         pipeline.stats.dead_letters + pipeline.dead_letters.len() as u64,
         pipeline.stats.late + pipeline.late_events.len() as u64,
     );
-    if let Some(open_for) = breaker.and_then(|b| b.open_for(now)) {
+    if let Some(open_for) = breaker.open_for(now) {
         eprint!(" BREAKER OPEN {:.0}s ", open_for.as_secs_f64());
     }
 }
@@ -295,7 +289,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 idle_since = None;
                 source.idle(Duration::from_millis(100))?;
                 if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
-                    show(&pipeline, source.as_mut(), started, &mut last_progress, Some(&breaker));
+                    show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
                 }
                 continue;
             }
@@ -372,13 +366,13 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             last_checkpoint = Instant::now();
         }
         if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
-            show(&pipeline, source.as_mut(), started, &mut last_progress, Some(&breaker));
+            show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
         }
     }
     checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)
         .context("writing the final checkpoint")?;
     if options.progress {
-        show(&pipeline, source.as_mut(), started, &mut last_progress, Some(&breaker));
+        show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
         eprintln!();
     }
     let sink = format!("table {} of {} (relative to {})", config.sink.table, config.sink.url, base.display());
