@@ -216,9 +216,9 @@ fn session_windows_equal_a_sort_and_split_across_a_restart() {
     assert_eq!((states, late), (want.len() as i64, 0), "one stored state per session, nothing late");
 }
 
-/// The rides pipeline over a file of `lines`, with a 2-second breaker cooldown and the
-/// dead-letter rate judged over 200 records.
-fn breaker_run(lines: &[Vec<u8>]) -> (std::process::Output, Duration, tempfile::TempDir) {
+/// A directory holding the rides pipeline over a file of `lines`, with the breaker's
+/// `cooldown` and the dead-letter rate judged over 200 records.
+fn breaker_dir(lines: &[Vec<u8>], cooldown: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let rides =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rides/pipeline.toml")).unwrap();
@@ -226,23 +226,51 @@ fn breaker_run(lines: &[Vec<u8>]) -> (std::process::Output, Duration, tempfile::
     let mut text = rides.clone();
     text.replace_range(source, "[source]\nkind = \"files\"\npath = \"input.jsonl\"\n\n");
     let text = text
-        .replace("cooldown = \"5m\"", "cooldown = \"2s\"")
+        .replace("cooldown = \"5m\"", &format!("cooldown = \"{cooldown}\""))
         .replace("min_records = 1000", "min_records = 200")
         .replace("${WEIR_DATA_DIR:-.weir}", ".");
-    assert!(text.contains("cooldown = \"2s\""), "the example configures the breaker");
+    assert!(text.contains(&format!("cooldown = \"{cooldown}\"")), "the example configures the breaker");
     std::fs::write(dir.path().join("pipeline.toml"), text).unwrap();
     let mut input = lines.join(&b'\n');
     input.push(b'\n');
     std::fs::write(dir.path().join("input.jsonl"), input).unwrap();
+    dir
+}
+
+fn weir_in(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(weir_bin());
+    cmd.args([
+        "run",
+        dir.join("pipeline.toml").to_str().unwrap(),
+        "--until-idle",
+        "300ms",
+        "--quiet",
+        "--batch",
+        "100",
+    ])
+    .args(args)
+    .env("WEIR_PLUGIN_DIR", plugin_dir());
+    cmd
+}
+
+/// Runs the pipeline of `breaker_dir(lines, "2s")` to its end.
+fn breaker_run(lines: &[Vec<u8>]) -> (std::process::Output, Duration, tempfile::TempDir) {
+    let dir = breaker_dir(lines, "2s");
     let started = Instant::now();
-    let out = Command::new(weir_bin())
-        .args(["run", dir.path().join("pipeline.toml").to_str().unwrap(), "--until-idle", "300ms", "--quiet"])
-        .args(["--batch", "100"])
-        .env("WEIR_PLUGIN_DIR", plugin_dir())
-        .output()
-        .unwrap();
+    let out = weir_in(dir.path(), &["--no-admin"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (out, started.elapsed(), dir)
+}
+
+/// Clean trips, with one fare in cents instead of euros a third of the way in.
+fn trips_with_a_critical_fare() -> Vec<Vec<u8>> {
+    let clean = TripOptions { malformed_share: 0.0, late_share: 0.0, ..TripOptions::default() };
+    let mut generator = TripGenerator::new(clean);
+    let mut lines: Vec<Vec<u8>> = (0..3000).map(|_| generator.next_event()).collect();
+    let cents = String::from_utf8(lines[1000].clone()).unwrap();
+    let fare = cents.split("\"fare\":").nth(1).unwrap().split(',').next().unwrap();
+    lines[1000] = cents.replace(&format!("\"fare\":{fare},"), "\"fare\":250000.0,").into_bytes();
+    lines
 }
 
 fn count(db: &Path, sql: &str) -> i64 {
@@ -253,18 +281,11 @@ fn count(db: &Path, sql: &str) -> i64 {
 /// for the cooldown, the reason is reported, and afterwards every record is accounted for.
 #[test]
 fn the_circuit_breaker_pauses_on_a_critical_rule_and_on_a_dead_letter_burst() {
-    let clean = TripOptions { malformed_share: 0.0, late_share: 0.0, ..TripOptions::default() };
-    let mut generator = TripGenerator::new(clean);
-    let mut lines: Vec<Vec<u8>> = (0..3000).map(|_| generator.next_event()).collect();
-    // A fare in cents instead of euros, a third of the way in.
-    let cents = String::from_utf8(lines[1000].clone()).unwrap();
-    let fare = cents.split("\"fare\":").nth(1).unwrap().split(',').next().unwrap();
-    lines[1000] = cents.replace(&format!("\"fare\":{fare},"), "\"fare\":250000.0,").into_bytes();
-
+    let lines = trips_with_a_critical_fare();
     let (out, elapsed, dir) = breaker_run(&lines);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("circuit breaker open: a critical rule was violated: fare-in-currency-units"), "{stderr}");
-    assert!(stderr.contains("circuit breaker closed after its 2s cooldown"), "{stderr}");
+    assert!(stderr.contains("circuit breaker closed after its cooldown (2s cooldown)"), "{stderr}");
     assert!(elapsed >= Duration::from_secs(2), "reading paused for the cooldown: the run took {elapsed:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("the circuit breaker opened 1 time(s)"));
     let db = dir.path().join("rides.db");
@@ -284,4 +305,60 @@ fn the_circuit_breaker_pauses_on_a_critical_rule_and_on_a_dead_letter_burst() {
     let db = dir.path().join("rides.db");
     assert_eq!(count(&db, &format!("SELECT sum(trips) FROM {TABLE}")), 2700);
     assert_eq!(count(&db, "SELECT count(*) FROM weir_dead_letters WHERE kind = 'malformed'"), 300);
+}
+
+/// A plain HTTP GET on loopback: the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+}
+
+/// An open breaker with an hour's cooldown is reported by the admin API (`/readyz` is 503,
+/// `/metrics` shows reading held) and closed by `weir pipeline resume`.
+#[test]
+fn the_admin_api_reports_an_open_breaker_and_resumes_on_command() {
+    let dir = breaker_dir(&trips_with_a_critical_fare(), "1h");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let mut child = weir_in(dir.path(), &["--admin", &addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipeline_cli = |verb: &str| {
+        let out = Command::new(weir_bin()).args(["pipeline", verb, "--admin", &addr]).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (ok, status) = pipeline_cli("status");
+        if ok && status.contains("fare-in-currency-units") {
+            break status;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "weir run ended while the breaker should hold it");
+        assert!(Instant::now() < deadline, "the breaker was not reported within a minute: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(status["records"].as_u64().unwrap() < 3000, "reading stopped mid-file: {status}");
+    let (code, body) = http_get(&addr, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("circuit breaker open"), "{body}");
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    let (_, metrics) = http_get(&addr, "/metrics");
+    assert!(metrics.contains("weir_reading_held{pipeline=\"rides\"} 1"), "{metrics}");
+    assert!(metrics.contains("weir_breaker_trips_total{pipeline=\"rides\"} 1"), "{metrics}");
+
+    let (ok, answer) = pipeline_cli("resume");
+    assert!(ok, "{answer}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("circuit breaker closed on command"), "{stderr}");
+    let db = dir.path().join("rides.db");
+    assert_eq!(count(&db, &format!("SELECT sum(trips) FROM {TABLE}")), 2999, "every other record is counted");
 }

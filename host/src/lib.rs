@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod bench;
 pub mod chain;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! The command line. Pipeline meaning lives in files; process behaviour in flags.
 
 mod bench;
+mod pipeline;
 mod plugin_build;
 mod plugin_inspect;
 mod plugin_new;
@@ -36,6 +37,9 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Check a pipeline file: plugins, wiring and schemas, source and sink; report every problem.
     Validate(validate::ValidateArgs),
+    /// Talk to a running host through its admin API: status, pause, resume.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Produce synthetic trip events into a Kafka topic, keyed by city.
     Produce(produce::ProduceArgs),
     /// Benchmarks.
@@ -121,6 +125,7 @@ impl ChainArgs {
             until_idle,
             batch_size: self.batch.max(1),
             progress: !self.quiet,
+            admin: None,
         }
     }
 }
@@ -158,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
         Command::Run(args) => run::run(args),
+        Command::Pipeline(command) => pipeline::run(command),
         Command::Produce(args) => produce::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Replay(args) => replay::run(args),

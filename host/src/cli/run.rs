@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::ChainArgs;
+use crate::admin::AdminOptions;
 use crate::config::parse_duration;
 use crate::pipeline::run as run_pipeline;
 
@@ -16,12 +17,26 @@ pub struct RunArgs {
     /// Exit once the source is drained and has been idle this long (e.g. `5s`).
     #[arg(long, value_parser = parse_duration)]
     until_idle: Option<std::time::Duration>,
+    /// Where the admin API listens (health, readiness, metrics, pause/resume). The
+    /// default port falls back to a free one when taken; the URL is printed at start.
+    #[arg(long, default_value = crate::admin::DEFAULT_BIND, env = "WEIR_ADMIN")]
+    admin: std::net::SocketAddr,
+    /// Serve no admin API.
+    #[arg(long, conflicts_with = "admin")]
+    no_admin: bool,
+    /// The bearer token the admin API requires; required when bound beyond loopback.
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     #[command(flatten)]
     chain: ChainArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let options = args.chain.options(args.until_idle);
+    let mut options = args.chain.options(args.until_idle);
+    if !args.no_admin {
+        let explicit = args.admin.to_string() != crate::admin::DEFAULT_BIND;
+        options.admin = Some(AdminOptions { bind: args.admin, explicit, token: args.admin_token.clone() });
+    }
     let summary = run_pipeline(&args.pipeline, &options, args.chain.runtime.options())?;
     let s = &summary.stats;
     let mark = summary.watermark.map_or("-".to_string(), weir_sdk::time::format_iso8601);

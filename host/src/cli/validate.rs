@@ -57,8 +57,13 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     };
     report("file", Ok(format!("{} parses; pipeline {:?}", args.pipeline.display(), config.name)));
 
-    let options =
-        PipelineOptions { plugin_dir: args.plugins.clone(), until_idle: None, batch_size: 1, progress: false };
+    let options = PipelineOptions {
+        plugin_dir: args.plugins.clone(),
+        until_idle: None,
+        batch_size: 1,
+        progress: false,
+        admin: None,
+    };
     let built = PluginRuntime::new(args.runtime.options())
         .and_then(|runtime| Pipeline::build(&config, &base, &runtime, &options));
     let table = match built {

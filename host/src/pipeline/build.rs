@@ -25,6 +25,8 @@ pub struct PipelineOptions {
     pub batch_size: usize,
     /// Print progress to stderr.
     pub progress: bool,
+    /// Serve the admin API (`weir run` only).
+    pub admin: Option<crate::admin::AdminOptions>,
 }
 
 /// Counters over the whole run.

@@ -12,6 +12,7 @@ use super::breaker::Breaker;
 use super::build::{Pipeline, PipelineOptions, RunStats};
 use super::latency::Latency;
 use super::retry::{retry, Backoff, Failed};
+use crate::admin::{Command, Shared};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::rides::TripOptions;
@@ -47,11 +48,13 @@ fn peak_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// Timing of a run, kept beside the loop.
+/// Timing of a run, and where it is reported, kept beside the loop.
 #[derive(Default)]
 struct Timing {
     latency: Latency,
     first_commit: Option<Duration>,
+    last_commit_ms: Option<i64>,
+    admin: Option<Arc<Shared>>,
 }
 
 /// How long `--until-idle` waits for a consumer group's first assignment.
@@ -110,11 +113,16 @@ fn checkpoint(
     let backoff = Backoff::default();
     pipeline.checkpoint(positions.clone(), now_ms(), |checkpoint| {
         retry("checkpoint", &backoff, stop, || {
-            sink.commit(&name, checkpoint).map_err(|error| Failed { transient: sink.is_transient(&error), error })
+            let outcome = sink.commit(&name, checkpoint);
+            if let Some(admin) = &timing.admin {
+                admin.sink_error(outcome.as_ref().err().map(|e| format!("{e:#}")));
+            }
+            outcome.map_err(|error| Failed { transient: sink.is_transient(&error), error })
         })
     })?;
     source.committed(&positions);
     timing.latency.committed(now_ms());
+    timing.last_commit_ms = Some(now_ms());
     timing.first_commit.get_or_insert_with(|| process_start().elapsed());
     Ok(())
 }
@@ -208,6 +216,22 @@ fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &m
     }
 }
 
+/// Publishes the run's state to the admin API.
+fn publish(admin: &Shared, pipeline: &Pipeline, breaker: &Breaker, held: &Option<String>, last_commit: Option<i64>) {
+    let mut status = admin.status();
+    status.pipeline.clone_from(&pipeline.name);
+    status.records = pipeline.stats.records;
+    status.windowed = pipeline.stats.windowed;
+    status.dead_letters = pipeline.stats.dead_letters + pipeline.dead_letters.len() as u64;
+    status.late = pipeline.stats.late + pipeline.late_events.len() as u64;
+    status.checkpoints = pipeline.stats.checkpoints;
+    status.watermark_ms = pipeline.watermark();
+    status.last_checkpoint_ms = last_commit;
+    status.held.clone_from(held);
+    status.breaker_trips = breaker.trips;
+    admin.publish(status);
+}
+
 /// When the process started, as near as the library can tell: the first call.
 pub fn process_start() -> Instant {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -274,6 +298,16 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let mut last_progress = (Instant::now(), 0u64);
     let mut idle_since: Option<Instant> = None;
     let mut breaker = Breaker::new(config.breaker.clone());
+    let (mut operator_paused, mut resume_requested, mut held) = (false, false, None::<String>);
+    let mut last_publish = Instant::now();
+    if let Some(admin) = &options.admin {
+        let admin = crate::admin::start(admin)?;
+        eprintln!(
+            "admin API on http://{0}: /healthz, /readyz, /metrics, /api/status, POST /api/pipeline/pause|resume",
+            admin.addr
+        );
+        timing.admin = Some(admin.shared);
+    }
     while !stop.load(Ordering::SeqCst) {
         if let Some(change) = source.rebalance() {
             // A new assignment starts unpaused; what is paused is decided afresh.
@@ -283,25 +317,49 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             last_checkpoint = Instant::now();
             continue;
         }
-        if breaker.open().is_some() {
-            if !breaker.cooled(Instant::now()) {
-                // Held by the breaker: not idle, and nothing is read.
+        match timing.admin.as_ref().and_then(|a| a.take_command()) {
+            Some(Command::Pause) if !operator_paused => {
+                operator_paused = true;
+                checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
+                last_checkpoint = Instant::now();
+                source.pause(&source.partitions())?;
+                eprintln!("\npaused by the admin API; reading stops until resumed");
+            }
+            Some(Command::Resume) => resume_requested = true,
+            _ => {}
+        }
+        if breaker.open().is_some() || operator_paused {
+            let cooled = !operator_paused && breaker.cooled(Instant::now());
+            if !(cooled || resume_requested) {
+                // Held: not idle, and nothing is read.
                 idle_since = None;
+                held = Some(match breaker.open() {
+                    Some(open) if !operator_paused => format!("circuit breaker open: {}", open.reason),
+                    _ => "paused by the admin API".to_string(),
+                });
                 source.idle(Duration::from_millis(100))?;
+                if let Some(admin) = &timing.admin {
+                    publish(admin, &pipeline, &breaker, &held, timing.last_commit_ms);
+                }
                 if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
                     show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
                 }
                 continue;
             }
-            let open = breaker.close().expect("the breaker was open");
+            let how = if resume_requested { "on command" } else { "after its cooldown" };
+            match breaker.close() {
+                Some(open) => eprintln!(
+                    "\ncircuit breaker closed {how} ({:?} cooldown); reading again (it opened because {})",
+                    config.breaker.cooldown, open.reason
+                ),
+                None => eprintln!("\nresumed by the admin API; reading again"),
+            }
+            (operator_paused, held) = (false, None);
             source.resume(&source.partitions())?;
             paused.clear();
             align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
-            eprintln!(
-                "\ncircuit breaker closed after its {:?} cooldown; reading again (it opened because {})",
-                config.breaker.cooldown, open.reason
-            );
         }
+        resume_requested = false;
         let dead_before = pipeline.dead_letters.len();
         let polled = source.poll(options.batch_size)?;
         let rejected = source.rejected();
@@ -367,6 +425,10 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         }
         if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
             show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
+        }
+        if let Some(admin) = timing.admin.as_ref().filter(|_| last_publish.elapsed() >= Duration::from_millis(200)) {
+            publish(admin, &pipeline, &breaker, &held, timing.last_commit_ms);
+            last_publish = Instant::now();
         }
     }
     checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)

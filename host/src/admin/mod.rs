@@ -1,0 +1,103 @@
+//! The admin HTTP API of a running host: `/healthz`, `/readyz`, `/metrics` (Prometheus
+//! text), `/api/status`, and `POST /api/pipeline/pause|resume`. It serves from its own
+//! thread: the run loop publishes a [`Status`] snapshot and takes [`Command`]s between
+//! batches, so serving never touches the hot path. It binds to loopback by default and
+//! demands a bearer token when bound anywhere else.
+
+mod metrics;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+pub use server::{start, AdminOptions, DEFAULT_BIND};
+
+/// What the run loop last published.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Raw records read.
+    pub records: u64,
+    /// Events folded into windows.
+    pub windowed: u64,
+    /// Dead letters, committed and pending.
+    pub dead_letters: u64,
+    /// Late events, committed and pending.
+    pub late: u64,
+    /// Checkpoints committed.
+    pub checkpoints: u64,
+    /// The watermark, ms since the epoch.
+    pub watermark_ms: Option<i64>,
+    /// When the last checkpoint committed, ms since the epoch.
+    pub last_checkpoint_ms: Option<i64>,
+    /// Why reading is held (the circuit breaker, or a pause command), if it is.
+    pub held: Option<String>,
+    /// Times the circuit breaker opened.
+    pub breaker_trips: u64,
+    /// The last sink failure, while checkpoints are being retried.
+    pub sink_error: Option<String>,
+}
+
+/// A command for the run loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Stop reading (after a checkpoint) until resumed.
+    Pause,
+    /// Read again: ends a pause, or closes an open circuit breaker.
+    Resume,
+}
+
+/// State shared between the run loop and the server.
+#[derive(Default)]
+pub struct Shared {
+    status: Mutex<Status>,
+    command: Mutex<Option<Command>>,
+}
+
+impl Shared {
+    /// Replaces the published status.
+    pub fn publish(&self, status: Status) {
+        *self.status.lock().expect("admin status lock") = status;
+    }
+
+    /// Records a sink failure (or its end), without waiting for the next snapshot.
+    pub fn sink_error(&self, error: Option<String>) {
+        self.status.lock().expect("admin status lock").sink_error = error;
+    }
+
+    /// The published status.
+    pub fn status(&self) -> Status {
+        self.status.lock().expect("admin status lock").clone()
+    }
+
+    /// Queues a command; a later one replaces an earlier one not yet taken.
+    pub fn command(&self, command: Command) {
+        *self.command.lock().expect("admin command lock") = Some(command);
+    }
+
+    /// Takes the queued command.
+    pub fn take_command(&self) -> Option<Command> {
+        self.command.lock().expect("admin command lock").take()
+    }
+
+    /// Why the host is not ready, if it is not: the sink is failing or reading is held.
+    pub fn not_ready(&self) -> Option<String> {
+        let status = self.status();
+        match (status.sink_error, status.held) {
+            (Some(e), _) => Some(format!("the sink is unreachable: {e}")),
+            (None, Some(held)) => Some(format!("reading is held: {held}")),
+            (None, None) => None,
+        }
+    }
+}
+
+/// A running admin server.
+pub struct Admin {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it serves and the commands it took.
+    pub shared: Arc<Shared>,
+}

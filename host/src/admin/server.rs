@@ -1,0 +1,158 @@
+//! Binding and serving the admin API.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::{metrics, Admin, Command, Shared};
+
+/// Where the admin API listens, and who may use it.
+#[derive(Clone, Debug)]
+pub struct AdminOptions {
+    /// The address, e.g. `127.0.0.1:9464`.
+    pub bind: SocketAddr,
+    /// Whether `bind` was asked for explicitly. The default port falls back to a free one
+    /// when taken (several hosts on one machine); an explicit one must be had.
+    pub explicit: bool,
+    /// The bearer token required by everything but `/healthz` and `/readyz`.
+    pub token: Option<String>,
+}
+
+/// The default address.
+pub const DEFAULT_BIND: &str = "127.0.0.1:9464";
+
+struct App {
+    shared: Arc<Shared>,
+    token: Option<String>,
+}
+
+/// Binds and starts serving on a thread of its own.
+pub fn start(options: &AdminOptions) -> Result<Admin> {
+    if !options.bind.ip().is_loopback() && options.token.as_deref().is_none_or(str::is_empty) {
+        bail!(
+            "--admin {}: the admin API may pause the pipeline; bound beyond loopback it needs --admin-token \
+             (or WEIR_ADMIN_TOKEN)",
+            options.bind
+        );
+    }
+    let listener = match TcpListener::bind(options.bind) {
+        Ok(listener) => listener,
+        Err(e) if !options.explicit && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let any = SocketAddr::new(options.bind.ip(), 0);
+            TcpListener::bind(any).with_context(|| format!("binding the admin API to {any}"))?
+        }
+        Err(e) => return Err(e).with_context(|| format!("--admin {}: binding the admin API", options.bind)),
+    };
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::default());
+    let app = Arc::new(App { shared: shared.clone(), token: options.token.clone() });
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("weir-admin".into()).spawn(move || {
+        runtime.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => listener,
+                Err(e) => return tracing::error!(error = %e, "admin API listener"),
+            };
+            if let Err(e) = axum::serve(listener, router(app)).await {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        })
+    })?;
+    Ok(Admin { addr, shared })
+}
+
+fn router(app: Arc<App>) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/api/status", get(status))
+        .route("/api/pipeline/pause", post(pause))
+        .route("/api/pipeline/resume", post(resume))
+        .layer(middleware::from_fn_with_state(app.clone(), authorize));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .merge(guarded)
+        .with_state(app)
+}
+
+async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given.and_then(|v| v.strip_prefix("Bearer ")) != Some(token.as_str()) {
+            return (StatusCode::UNAUTHORIZED, "a bearer token is required: Authorization: Bearer <token>\n")
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    match app.shared.not_ready() {
+        None => "ready\n".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    let body = metrics::render(&app.shared.status(), crate::pipeline::now_ms());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn status(State(app): State<Arc<App>>) -> Json<super::Status> {
+    Json(app.shared.status())
+}
+
+async fn pause(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
+    app.shared.command(Command::Pause);
+    (StatusCode::ACCEPTED, "pausing: the pipeline checkpoints and stops reading\n")
+}
+
+async fn resume(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
+    app.shared.command(Command::Resume);
+    (StatusCode::ACCEPTED, "resuming: the pipeline reads again (an open circuit breaker closes)\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(bind: &str, token: Option<&str>) -> AdminOptions {
+        AdminOptions { bind: bind.parse().unwrap(), explicit: true, token: token.map(String::from) }
+    }
+
+    #[test]
+    fn beyond_loopback_a_token_is_required_and_checked() {
+        let err = start(&options("0.0.0.0:0", None)).err().unwrap().to_string();
+        assert!(err.contains("needs --admin-token"), "{err}");
+
+        let admin = start(&options("127.0.0.1:0", Some("s3cret"))).unwrap();
+        let url = |path: &str| format!("http://{}{path}", admin.addr);
+        // Probes need no token; everything else does.
+        assert_eq!(ureq::get(&url("/healthz")).call().unwrap().status(), 200);
+        let refused = ureq::post(&url("/api/pipeline/pause")).send_empty().err().unwrap();
+        assert!(matches!(refused, ureq::Error::StatusCode(401)), "{refused}");
+        assert_eq!(admin.shared.take_command(), None);
+        let accepted =
+            ureq::post(&url("/api/pipeline/pause")).header("Authorization", "Bearer s3cret").send_empty().unwrap();
+        assert_eq!(accepted.status(), 202);
+        assert_eq!(admin.shared.take_command(), Some(Command::Pause));
+    }
+
+    #[test]
+    fn the_default_port_falls_back_when_taken_and_an_explicit_one_does_not() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = start(&AdminOptions { bind: addr, explicit: true, token: None }).err().unwrap();
+        assert!(format!("{err:#}").contains(&addr.to_string()), "{err:#}");
+        let fallback = start(&AdminOptions { bind: addr, explicit: false, token: None }).unwrap();
+        assert_ne!(fallback.addr, addr);
+    }
+}
