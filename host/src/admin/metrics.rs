@@ -4,45 +4,58 @@ use std::fmt::Write;
 
 use super::Status;
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str, pipeline: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{pipeline=\"{pipeline}\"}} {value}");
-}
-
 /// The metrics of `status`, at wall time `now_ms`.
 pub fn render(status: &Status, now_ms: i64) -> String {
+    let seconds_since = |ms: Option<i64>| ms.map(|ms| ((now_ms - ms) as f64 / 1000.0).to_string());
+    let families: [(&str, &str, &str, Option<String>); 10] = [
+        ("weir_records_in_total", "counter", "Raw records read from the source.", Some(status.records.to_string())),
+        ("weir_events_windowed_total", "counter", "Events folded into windows.", Some(status.windowed.to_string())),
+        (
+            "weir_dead_letters_total",
+            "counter",
+            "Records sent to the dead-letter store.",
+            Some(status.dead_letters.to_string()),
+        ),
+        ("weir_late_events_total", "counter", "Events sent to the late lane.", Some(status.late.to_string())),
+        (
+            "weir_checkpoints_total",
+            "counter",
+            "Checkpoints committed to the sink.",
+            Some(status.checkpoints.to_string()),
+        ),
+        (
+            "weir_breaker_trips_total",
+            "counter",
+            "Times the circuit breaker opened.",
+            Some(status.breaker_trips.to_string()),
+        ),
+        (
+            "weir_reading_held",
+            "gauge",
+            "1 while the breaker or a pause holds reading.",
+            Some(u8::from(status.held.is_some()).to_string()),
+        ),
+        (
+            "weir_sink_failing",
+            "gauge",
+            "1 while checkpoints are being retried.",
+            Some(u8::from(status.sink_error.is_some()).to_string()),
+        ),
+        ("weir_watermark_delay_seconds", "gauge", "Wall time minus the watermark.", seconds_since(status.watermark_ms)),
+        (
+            "weir_checkpoint_age_seconds",
+            "gauge",
+            "Time since the last committed checkpoint.",
+            seconds_since(status.last_checkpoint_ms),
+        ),
+    ];
+    let pipeline = status.pipeline.replace('\\', "\\\\").replace('"', "\\\"");
     let mut out = String::new();
-    let p = status.pipeline.replace('\\', "\\\\").replace('"', "\\\"");
-    family(&mut out, "weir_records_in_total", "counter", "Raw records read from the source.", &p, status.records);
-    family(&mut out, "weir_events_windowed_total", "counter", "Events folded into windows.", &p, status.windowed);
-    family(
-        &mut out,
-        "weir_dead_letters_total",
-        "counter",
-        "Records sent to the dead-letter store.",
-        &p,
-        status.dead_letters,
-    );
-    family(&mut out, "weir_late_events_total", "counter", "Events sent to the late lane.", &p, status.late);
-    family(&mut out, "weir_checkpoints_total", "counter", "Checkpoints committed to the sink.", &p, status.checkpoints);
-    family(
-        &mut out,
-        "weir_breaker_trips_total",
-        "counter",
-        "Times the circuit breaker opened.",
-        &p,
-        status.breaker_trips,
-    );
-    let held = u8::from(status.held.is_some());
-    family(&mut out, "weir_reading_held", "gauge", "1 while the breaker or a pause holds reading.", &p, held);
-    let failing = u8::from(status.sink_error.is_some());
-    family(&mut out, "weir_sink_failing", "gauge", "1 while checkpoints are being retried.", &p, failing);
-    if let Some(mark) = status.watermark_ms {
-        let delay = (now_ms - mark) as f64 / 1000.0;
-        family(&mut out, "weir_watermark_delay_seconds", "gauge", "Wall time minus the watermark.", &p, delay);
-    }
-    if let Some(at) = status.last_checkpoint_ms {
-        let age = (now_ms - at) as f64 / 1000.0;
-        family(&mut out, "weir_checkpoint_age_seconds", "gauge", "Time since the last committed checkpoint.", &p, age);
+    for (name, kind, help, value) in families {
+        if let Some(value) = value {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{pipeline=\"{pipeline}\"}} {value}");
+        }
     }
     out
 }
