@@ -385,6 +385,52 @@ fn session_windows_into_postgres_equal_a_sort_and_split() {
     assert_eq!(states, want.len() as i64, "one stored state per session");
 }
 
+/// A burst of garbage on Kafka opens the breaker: the consumer pauses its partitions for
+/// the cooldown without leaving its group, reads on from where it stopped, and every
+/// record lands exactly once.
+#[test]
+fn a_dead_letter_burst_on_kafka_pauses_and_resumes_without_losing_a_record() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let produce = |args: &[&str]| {
+        let out = Command::new(weir_bin())
+            .args([
+                "produce",
+                "--brokers",
+                &broker.brokers(),
+                "--topic",
+                "burst",
+                "--partitions",
+                PARTITIONS,
+                "--quiet",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    produce(&["--events", "3000", "--malformed-share", "0.9", "--late-share", "0", "--seed", "3"]);
+    produce(&["--events", "20000", "--seed", "4", "--late-share", "0", "--start", "2024-05-01T00:00:03Z"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = pipeline(dir.path());
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text += "\n[breaker]\nmin_records = 500\ncooldown = \"2s\"\n";
+    std::fs::write(&path, text).unwrap();
+    let started = Instant::now();
+    let out = check(weir_run(&path, &broker, "burst", &pg.url("weir"), "weir-burst").output().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("were dead letters within 60s, above breaker.dead_letter_rate"), "{stderr}");
+    assert!(stderr.contains("circuit breaker closed after its cooldown"), "{stderr}");
+    assert_eq!(stderr.matches("assigned ").count(), 1, "the pause did not cost the group its assignment: {stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "reading paused for the cooldown");
+    let count = |sql: &str| -> i64 { pg.client("weir").query_one(sql, &[]).unwrap().get(0) };
+    let landed = count(&format!(
+        "SELECT (SELECT sum(trips) FROM {TABLE})::bigint + (SELECT count(*) FROM weir_dead_letters) \
+         + (SELECT count(*) FROM weir_late_events)"
+    ));
+    assert_eq!(landed, 23_000, "every record once: windowed, dead letter or late");
+}
+
 #[test]
 fn kill_9_a_postgres_restart_and_a_rebalance_leave_the_table_identical() {
     let broker = Broker::start();
