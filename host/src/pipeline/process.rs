@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use weir_sdk::{Column, ColumnValues, EventBatch, RawBatch, Severity};
 
 use super::build::Pipeline;
+use super::windows::Group;
 use crate::plugin::{AggregatorStage, ParserStage, Plugin, RecordFailure, TransformStage, ValidatorStage};
 use crate::sink::{Cell, Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, WindowRow, WindowState};
 use crate::source::Rejected;
@@ -250,7 +251,7 @@ impl Pipeline {
             );
         }
         let sessions = match self.spec {
-            WindowSpec::Session { gap_ms } => Some(self.sessions(&keys, times, gap_ms, mark, NO_KEY, batch)?),
+            WindowSpec::Session { gap_ms } => Some(self.sessions(&keys, times, gap_ms, mark, NO_KEY)?),
             _ => None,
         };
 
@@ -325,7 +326,6 @@ impl Pipeline {
         gap_ms: i64,
         mark: Option<i64>,
         no_key: u32,
-        batch: &RawBatch,
     ) -> Result<Vec<Window>> {
         let mut by_key: rustc_hash::FxHashMap<u32, Vec<(i64, usize)>> = Default::default();
         for (row, &key) in keys.iter().enumerate().filter(|(_, &k)| k != no_key) {
@@ -347,32 +347,27 @@ impl Pipeline {
                 if merged.absorbed.is_empty() || merged.absorbed == [merged.window] {
                     continue;
                 }
-                let mut state: Option<Vec<u8>> = None;
-                let (mut revision, mut is_final, mut partition) = (1, false, batch.partitions[0]);
-                for window in &merged.absorbed {
-                    let Some(group) = self.windows.remove(*window, key) else { continue };
-                    if group.stored {
-                        self.retracted.push((group.window, self.windows.keys[key as usize].clone()));
-                    }
-                    revision = revision.max(group.revision);
-                    is_final |= group.is_final;
-                    partition = group.partition;
-                    state = Some(match state {
-                        None => group.state,
-                        Some(into) => self.aggregator.merge(&into, &group.state).map_err(|e| {
-                            anyhow::anyhow!(
-                                "aggregator {} failed to merge two sessions: {e}",
-                                self.aggregator.component().name
-                            )
-                        })?,
-                    });
+                let replaced: Vec<Group> =
+                    merged.absorbed.iter().filter_map(|w| self.windows.remove(*w, key)).collect();
+                let Some((first, rest)) = replaced.split_first() else { continue };
+                let mut state = first.state.clone();
+                for group in rest {
+                    state = self.aggregator.merge(&state, &group.state).map_err(|e| {
+                        anyhow::anyhow!(
+                            "aggregator {} failed to merge two sessions: {e}",
+                            self.aggregator.component().name
+                        )
+                    })?;
                 }
+                for group in replaced.iter().filter(|g| g.stored) {
+                    self.retracted.push((group.window, self.windows.keys[key as usize].clone()));
+                }
+                let revision = replaced.iter().map(|g| g.revision).max().unwrap_or(1);
+                let is_final = replaced.iter().any(|g| g.is_final);
+                let partition = first.partition;
                 let g = self.windows.group(merged.window, key, partition, &self.empty_state);
                 let group = &mut self.windows.groups[g];
-                if let Some(state) = state {
-                    group.state = state;
-                }
-                (group.revision, group.is_final, group.dirty) = (revision, is_final, true);
+                (group.state, group.revision, group.is_final, group.dirty) = (state, revision, is_final, true);
             }
         }
         Ok(out)

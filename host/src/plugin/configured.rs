@@ -12,6 +12,7 @@ use weir_sdk::{
     TransformOutput, Violation,
 };
 
+use super::bindings::types as wit;
 use super::bisect::bisect;
 use super::component::{PluginComponent, PluginKind};
 use super::convert::{self, check_batch, check_indices};
@@ -171,6 +172,11 @@ struct Mapped {
 }
 
 impl Mapped {
+    /// A guest's mapped rows, in host types.
+    fn from_guest(events: wit::EventBatch, sources: Vec<u32>, errors: Vec<wit::RecordError>) -> Self {
+        Mapped { events: convert::batch_in(events), sources, errors: convert::errors_in(errors) }
+    }
+
     /// Checks the output of one call over `input_len` rows against the declared `outputs`.
     fn checked(self, outputs: &[ColumnDef], input_len: usize) -> Result<Self, PluginFailure> {
         check_batch(&self.events, outputs).map_err(PluginFailure::Guest)?;
@@ -225,12 +231,7 @@ impl ParserStage for Plugin {
                 Exports::Parser(g) => g.call_parse(store, &convert::raw_out(&part)),
                 _ => unreachable!("Plugin::new checked the kind"),
             })?;
-            Mapped {
-                events: convert::batch_in(out.events),
-                sources: out.sources,
-                errors: convert::errors_in(out.errors),
-            }
-            .checked(&outputs, part.len())
+            Mapped::from_guest(out.events, out.sources, out.errors).checked(&outputs, part.len())
         });
         let merged = Mapped::merge(done, &outputs);
         Parsed {
@@ -282,12 +283,7 @@ impl TransformStage for Plugin {
                 Exports::Transform(g) => g.call_apply(store, &convert::batch_out(&part, &all_columns(&part))),
                 _ => unreachable!("Plugin::new checked the kind"),
             })?;
-            Mapped {
-                events: convert::batch_in(out.events),
-                sources: out.sources,
-                errors: convert::errors_in(out.errors),
-            }
-            .checked(&outputs, part.len())
+            Mapped::from_guest(out.events, out.sources, out.errors).checked(&outputs, part.len())
         });
         let merged = Mapped::merge(done, &outputs);
         let output = TransformOutput { events: merged.events, sources: merged.sources, errors: merged.errors };
