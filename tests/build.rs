@@ -15,6 +15,9 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("WRONG_WORLD", "fixture-wrong-world", "fixture_wrong_world"),
     ("FUTURE_CONTRACT", "fixture-future-contract", "fixture_future_contract"),
     ("WANTS_SOCKETS", "fixture-wants-sockets", "fixture_wants_sockets"),
+    ("TRAPPING_VALIDATOR", "fixture-trapping-validator", "fixture_trapping_validator"),
+    ("COUNTER", "fixture-counter", "fixture_counter"),
+    ("COUNTER_V2", "fixture-counter-v2", "fixture_counter_v2"),
 ];
 
 fn main() {

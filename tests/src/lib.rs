@@ -72,3 +72,72 @@ pub fn weir_release_bin() -> &'static std::path::Path {
 pub fn plugin_dir() -> &'static std::path::Path {
     std::path::Path::new(guests::JSON_PARSER).parent().expect("guests live in a directory")
 }
+
+/// A free loopback address for a host's admin API.
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").to_string()
+}
+
+/// The component at `path` with a custom section appended: a different artifact (and
+/// digest) that behaves exactly like the original, as a rebuilt version would.
+pub fn marked(path: &str, marker: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let name = b"weir-test-version";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(marker.as_bytes());
+    bytes.push(0); // custom section
+    let mut len = payload.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            bytes.push(byte);
+            break;
+        }
+        bytes.push(byte | 0x80);
+    }
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+/// `weir <args>` against a running host at `addr`: whether it succeeded, its stdout
+/// (the JSON report) and its stderr (the reason of a refusal).
+pub fn weir_cli(addr: &str, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(weir_bin())
+        .args(args)
+        .args(["--admin", addr])
+        .output()
+        .expect("running weir");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `GET /api/status` of the host at `addr` until `done` holds for it, or panics
+/// after `within`; fails early if the host exited.
+pub fn wait_status(
+    addr: &str,
+    child: &mut std::process::Child,
+    within: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the host exited with {status} while waiting");
+        }
+        let (ok, out, _) = weir_cli(addr, &["pipeline", "status"]);
+        if ok {
+            if let Ok(status) = serde_json::from_str::<serde_json::Value>(&out) {
+                if done(&status) {
+                    return status;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the host did not get there within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

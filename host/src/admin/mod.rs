@@ -1,5 +1,6 @@
 //! The admin HTTP API of a running host: `/healthz`, `/readyz`, `/metrics` (Prometheus
-//! text), `/api/status`, and `POST /api/pipeline/pause|resume`. It serves from its own
+//! text), `/api/status`, `POST /api/pipeline/pause|resume`, and plugin deploy, rollback
+//! and list under `/api/plugins`. It serves from its own
 //! thread: the run loop publishes a [`Status`] snapshot and takes [`Command`]s between
 //! batches, so serving never touches the hot path. It binds to loopback by default and
 //! demands a bearer token when bound anywhere else.
@@ -50,11 +51,37 @@ pub enum Command {
     Resume,
 }
 
+/// A plugin version to deploy, as the admin API received it.
+#[derive(Clone, Debug, Default)]
+pub struct DeployRequest {
+    /// The pipeline it is meant for; refused if the host runs another.
+    pub pipeline: Option<String>,
+    /// The stage, as the pipeline file names it.
+    pub stage: String,
+    /// The plugin's name (the file's stem).
+    pub name: Option<String>,
+    /// How much higher its dead-letter rate may be in the trial, as a fraction.
+    pub max_error_increase: Option<f64>,
+    /// The component.
+    pub bytes: Vec<u8>,
+}
+
+/// What the admin API can ask of the running pipeline's plugins. Calls block until done.
+pub trait PluginControl: Send + Sync {
+    /// Deploys a new version into a stage.
+    fn deploy(&self, request: DeployRequest) -> anyhow::Result<serde_json::Value>;
+    /// Returns a stage to the version before the current one.
+    fn rollback(&self, pipeline: Option<&str>, stage: &str) -> anyhow::Result<serde_json::Value>;
+    /// The stages, their versions and the deployment history.
+    fn list(&self) -> serde_json::Value;
+}
+
 /// State shared between the run loop and the server.
 #[derive(Default)]
 pub struct Shared {
     status: Mutex<Status>,
     command: Mutex<Option<Command>>,
+    plugins: std::sync::OnceLock<Arc<dyn PluginControl>>,
 }
 
 impl Shared {
@@ -81,6 +108,16 @@ impl Shared {
     /// Takes the queued command.
     pub fn take_command(&self) -> Option<Command> {
         self.command.lock().expect("admin command lock").take()
+    }
+
+    /// Lets the API deploy, roll back and list the pipeline's plugins.
+    pub fn attach(&self, plugins: Arc<dyn PluginControl>) {
+        let _ = self.plugins.set(plugins);
+    }
+
+    /// The pipeline's plugins, once attached.
+    pub fn plugins(&self) -> Option<Arc<dyn PluginControl>> {
+        self.plugins.get().cloned()
     }
 
     /// Why the host is not ready, if it is not: the sink is failing or reading is held.

@@ -4,14 +4,18 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use axum::extract::{Request, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{metrics, Admin, Command, Shared};
+use super::{metrics, Admin, Command, DeployRequest, PluginControl, Shared};
+
+/// The largest component a deploy accepts.
+const MAX_COMPONENT_BYTES: usize = 256 * 1024 * 1024;
 
 /// Where the admin API listens, and who may use it.
 #[derive(Clone, Debug)]
@@ -75,6 +79,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/status", get(status))
         .route("/api/pipeline/pause", post(pause))
         .route("/api/pipeline/resume", post(resume))
+        .route("/api/plugins", get(plugins))
+        .route("/api/plugins/deploy", post(deploy).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)))
+        .route("/api/plugins/rollback", post(rollback))
         .layer(middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -118,6 +125,62 @@ async fn pause(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
 async fn resume(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
     app.shared.command(Command::Resume);
     (StatusCode::ACCEPTED, "resuming: the pipeline reads again (an open circuit breaker closes)\n")
+}
+
+/// The query of `POST /api/plugins/deploy` and `/rollback`.
+#[derive(serde::Deserialize)]
+struct PluginQuery {
+    stage: String,
+    pipeline: Option<String>,
+    name: Option<String>,
+    max_error_increase: Option<f64>,
+}
+
+fn control(app: &App) -> Result<Arc<dyn PluginControl>, Response> {
+    app.shared.plugins().ok_or_else(|| {
+        (StatusCode::SERVICE_UNAVAILABLE, "this host has no pipeline running yet\n").into_response()
+    })
+}
+
+/// Runs a blocking plugin call off the server's thread; a refusal is a 422 with the reason.
+async fn blocking(
+    call: impl FnOnce() -> anyhow::Result<serde_json::Value> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn plugins(State(app): State<Arc<App>>) -> Response {
+    match control(&app) {
+        Ok(control) => Json(control.list()).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn deploy(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>, body: Bytes) -> Response {
+    let control = match control(&app) {
+        Ok(control) => control,
+        Err(response) => return response,
+    };
+    let request = DeployRequest {
+        pipeline: query.pipeline,
+        stage: query.stage,
+        name: query.name,
+        max_error_increase: query.max_error_increase,
+        bytes: body.to_vec(),
+    };
+    blocking(move || control.deploy(request)).await
+}
+
+async fn rollback(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>) -> Response {
+    let control = match control(&app) {
+        Ok(control) => control,
+        Err(response) => return response,
+    };
+    blocking(move || control.rollback(query.pipeline.as_deref(), &query.stage)).await
 }
 
 #[cfg(test)]

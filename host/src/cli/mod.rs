@@ -3,6 +3,7 @@
 mod bench;
 mod pipeline;
 mod plugin_build;
+mod plugin_deploy;
 mod plugin_inspect;
 mod plugin_new;
 mod plugin_test;
@@ -57,6 +58,12 @@ enum PluginCommand {
     Inspect(plugin_inspect::InspectArgs),
     /// Run a plugin over input lines and print events, verdicts and errors.
     Test(plugin_test::TestArgs),
+    /// Deploy a new version into a stage of a running pipeline, without a restart.
+    Deploy(plugin_deploy::DeployArgs),
+    /// Return a stage of a running pipeline to its previous version.
+    Rollback(plugin_deploy::RollbackArgs),
+    /// List a running pipeline's stages, versions and deployment history.
+    List(plugin_deploy::ListArgs),
 }
 
 /// A plugin kind as a CLI value.
@@ -162,6 +169,9 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Build(args)) => plugin_build::run(args),
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect::run(args),
         Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(args),
+        Command::Plugin(PluginCommand::Deploy(args)) => plugin_deploy::deploy(args),
+        Command::Plugin(PluginCommand::Rollback(args)) => plugin_deploy::rollback(args),
+        Command::Plugin(PluginCommand::List(args)) => plugin_deploy::list(args),
         Command::Run(args) => run::run(args),
         Command::Pipeline(command) => pipeline::run(command),
         Command::Produce(args) => produce::run(args),

@@ -1,6 +1,6 @@
 //! `weir pipeline status|pause|resume`: a running host's admin API, from the shell.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 /// Commands for a running host.
 #[derive(clap::Subcommand)]
@@ -15,7 +15,7 @@ pub enum PipelineCommand {
 
 /// Which host.
 #[derive(clap::Args)]
-pub struct Target {
+pub(crate) struct Target {
     /// The host's admin address, as `weir run` printed it.
     #[arg(long, default_value = crate::admin::DEFAULT_BIND, env = "WEIR_ADMIN")]
     admin: String,
@@ -34,38 +34,43 @@ impl Target {
         }
     }
 
-    fn call(&self, method: &str, path: &str) -> Result<String> {
+    /// Calls the API; an answer other than 2xx is an error carrying the host's reason.
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<String> {
         let url = self.url(path);
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let auth = self.admin_token.as_ref().map(|t| format!("Bearer {t}"));
-        let response = match method {
-            "POST" => {
-                let request = ureq::post(&url);
-                let request = match &auth {
-                    Some(auth) => request.header("Authorization", auth),
-                    None => request,
-                };
-                request.send_empty()
+        let response = if method == "POST" {
+            let mut request = agent.post(&url);
+            if let Some(auth) = &auth {
+                request = request.header("Authorization", auth);
             }
-            _ => {
-                let request = ureq::get(&url);
-                let request = match &auth {
-                    Some(auth) => request.header("Authorization", auth),
-                    None => request,
-                };
-                request.call()
+            match body {
+                Some(body) => request.header("Content-Type", "application/wasm").send(body),
+                None => request.send_empty(),
             }
+        } else {
+            let mut request = agent.get(&url);
+            if let Some(auth) = &auth {
+                request = request.header("Authorization", auth);
+            }
+            request.call()
         };
         let mut response =
             response.with_context(|| format!("{method} {url}: is `weir run` serving its admin API there?"))?;
-        response.body_mut().read_to_string().with_context(|| format!("reading the answer of {url}"))
+        let status = response.status();
+        let text = response.body_mut().read_to_string().with_context(|| format!("reading the answer of {url}"))?;
+        if !status.is_success() {
+            bail!("{}", text.trim_end());
+        }
+        Ok(text)
     }
 }
 
 pub fn run(command: PipelineCommand) -> Result<()> {
     let out = match &command {
-        PipelineCommand::Status(target) => target.call("GET", "/api/status")?,
-        PipelineCommand::Pause(target) => target.call("POST", "/api/pipeline/pause")?,
-        PipelineCommand::Resume(target) => target.call("POST", "/api/pipeline/resume")?,
+        PipelineCommand::Status(target) => target.call("GET", "/api/status", None)?,
+        PipelineCommand::Pause(target) => target.call("POST", "/api/pipeline/pause", None)?,
+        PipelineCommand::Resume(target) => target.call("POST", "/api/pipeline/resume", None)?,
     };
     print!("{}", out.trim_end());
     println!();

@@ -129,6 +129,9 @@ pub struct StageConfig {
     /// Imports granted beyond the baseline, e.g. `["wasi:sockets/*"]`.
     #[serde(default)]
     pub grants: Vec<String>,
+    /// Deploy each new version written to the plugin's file into the running pipeline.
+    #[serde(default)]
+    pub watch: bool,
 }
 
 /// Per-plugin limits.
@@ -336,6 +339,17 @@ fn default_cooldown() -> Duration {
 }
 
 impl PipelineConfig {
+    /// The settings of one stage.
+    pub fn stage(&self, stage: crate::pipeline::StageId) -> Option<&StageConfig> {
+        use crate::pipeline::StageId;
+        match stage {
+            StageId::Parser => Some(&self.parser),
+            StageId::Validator(i) => self.validators.get(i),
+            StageId::Transform(i) => self.transforms.get(i),
+            StageId::Aggregator => Some(&self.aggregator),
+        }
+    }
+
     /// Reads, interpolates and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
         let text =

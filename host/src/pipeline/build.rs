@@ -1,17 +1,16 @@
-//! Wiring a pipeline from its file: load each plugin, check that every column a stage
-//! reads is produced upstream with the same type, and derive the output table.
+//! A pipeline built from its file: an instance of each stage's plugin, wired, with the
+//! in-memory state it keeps between checkpoints.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use weir_sdk::{ColumnDef, ColumnType};
+use anyhow::{Context, Result};
+use weir_sdk::ColumnType;
 
+use super::stages::{self, StagePlan};
 use super::windows::OpenWindows;
-use crate::config::{PipelineConfig, StageConfig};
-use crate::plugin::{
-    AggregatorStage, Grants, Limits, ParserStage, Plugin, PluginKind, PluginRuntime, TransformStage, ValidatorStage,
-};
-use crate::sink::{Cell, DeadLetter, LateEvent, TableSchema};
+use crate::config::PipelineConfig;
+use crate::plugin::{AggregatorStage, ParserStage, Plugin, PluginRuntime};
+use crate::sink::{Cell, DeadLetter, Deployment, LateEvent, TableSchema};
 use crate::window::{WatermarkTracker, Window, WindowSpec};
 
 /// Process behaviour, from the command line.
@@ -44,11 +43,17 @@ pub struct RunStats {
     pub checkpoints: u64,
     /// Times the circuit breaker opened.
     pub breaker_trips: u64,
+    /// Plugin versions switched in while running.
+    pub swaps: u64,
 }
 
 /// A wired pipeline and its in-memory state between checkpoints.
 pub struct Pipeline {
     pub(super) name: String,
+    /// The pipeline file.
+    pub(super) config: PipelineConfig,
+    /// What runs in each stage, in pipeline order.
+    pub(super) plans: Vec<StagePlan>,
     pub(super) parser: Plugin,
     pub(super) time_column: usize,
     pub(super) validators: Vec<(Plugin, Vec<usize>)>,
@@ -77,52 +82,13 @@ pub struct Pipeline {
     pub(super) replaying: bool,
     pub(super) replayed_late: Vec<i64>,
     pub(super) replayed_dead: Vec<i64>,
-}
-
-/// Where a plugin's component file is.
-fn plugin_path(stage: &StageConfig, base: &Path, plugin_dir: &Path) -> PathBuf {
-    if stage.plugin.ends_with(".wasm") {
-        base.join(&stage.plugin)
-    } else {
-        plugin_dir.join(format!("{}.wasm", stage.plugin))
-    }
-}
-
-fn start(
-    runtime: &PluginRuntime,
-    stage: &StageConfig,
-    what: &str,
-    kind: PluginKind,
-    base: &Path,
-    plugin_dir: &Path,
-) -> Result<Plugin> {
-    let path = plugin_path(stage, base, plugin_dir);
-    let component =
-        runtime.load(&path, &Grants { allow: stage.grants.clone() }).with_context(|| format!("{what}.plugin"))?;
-    let limits = Limits { max_memory_bytes: stage.limits.memory_mib * 1024 * 1024, deadline: stage.limits.deadline };
-    Plugin::new(component, kind, &serde_json::to_string(&stage.config)?, limits)
-        .with_context(|| format!("{what}.config"))
-}
-
-/// Finds each column a stage reads among the columns that reach it, by name and type.
-pub fn wire(stage: &str, wanted: &[ColumnDef], available: &[ColumnDef]) -> Result<Vec<usize>> {
-    wanted
-        .iter()
-        .map(|want| match available.iter().position(|c| c.name == want.name) {
-            Some(i) if available[i].ty == want.ty => Ok(i),
-            Some(i) => bail!(
-                "{stage} reads column {:?} as {}, but it arrives as {}",
-                want.name,
-                want.ty.name(),
-                available[i].ty.name()
-            ),
-            None => bail!(
-                "{stage} reads column {:?}, which does not arrive there (available: {})",
-                want.name,
-                available.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        })
-        .collect()
+    /// The digest of the file the pipeline names for each stage.
+    pub(super) configured: std::collections::HashMap<super::stages::StageId, String>,
+    /// The state version of the aggregator that wrote the stored window states, if the
+    /// sink knows: restored states of another version are migrated.
+    pub(super) stored_state_version: Option<u32>,
+    /// Versions switched in since the last checkpoint, committed with the first records they process.
+    pub(super) deployments: Vec<Deployment>,
 }
 
 impl Pipeline {
@@ -133,53 +99,20 @@ impl Pipeline {
         runtime: &PluginRuntime,
         options: &PipelineOptions,
     ) -> Result<Self> {
-        let dir = &options.plugin_dir;
-        let parser = start(runtime, &config.parser, "parser", PluginKind::Parser, base, dir)?;
-        let info = ParserStage::info(&parser).clone();
-        let time_column =
-            info.outputs.iter().position(|c| c.name == info.event_time_column).context("parser event-time column")?;
-        let mut schema = info.outputs;
-        let mut validators = Vec::new();
-        for (i, stage) in config.validators.iter().enumerate() {
-            let what = format!("validators[{i}]");
-            let plugin = start(runtime, stage, &what, PluginKind::Validator, base, dir)?;
-            let columns = wire(&what, plugin.inputs(), &schema)?;
-            validators.push((plugin, columns));
-        }
-        let mut transforms = Vec::new();
-        for (i, stage) in config.transforms.iter().enumerate() {
-            let what = format!("transforms[{i}]");
-            let plugin = start(runtime, stage, &what, PluginKind::Transform, base, dir)?;
-            let columns = wire(&what, &TransformStage::info(&plugin).inputs, &schema)?;
-            schema = TransformStage::info(&plugin).outputs.clone();
-            transforms.push((plugin, columns));
-        }
-        let mut aggregator = start(runtime, &config.aggregator, "aggregator", PluginKind::Aggregator, base, dir)?;
-        let aggregator_columns = wire("aggregator", &AggregatorStage::info(&aggregator).inputs, &schema)?;
-        let mut key_columns = Vec::new();
-        let mut keys = Vec::new();
-        for name in &config.window.key {
-            let column = schema.iter().position(|c| &c.name == name).with_context(|| {
-                let names: Vec<&str> = schema.iter().map(|c| c.name.as_str()).collect();
-                format!("window.key: column {name:?} does not reach the aggregator (available: {})", names.join(", "))
-            })?;
-            if schema[column].ty == ColumnType::Float64 {
-                bail!("window.key: column {name:?} is float64; key windows by text, integer, boolean or timestamp columns");
-            }
-            key_columns.push(column);
-            keys.push(ColumnDef::new(name.clone(), schema[column].ty));
-        }
-        let values = AggregatorStage::info(&aggregator).outputs.clone();
-        if let Some(clash) = values.iter().find(|v| {
-            keys.iter().any(|k| k.name == v.name)
-                || ["window_start", "window_end", "is_final", "revision", "updated_at"].contains(&v.name.as_str())
-        }) {
-            bail!(
-                "aggregator output column {:?} clashes with a key or bookkeeping column of {}",
-                clash.name,
-                config.sink.table
-            );
-        }
+        Self::assemble(config, stages::plan(config, base, &options.plugin_dir, runtime)?)
+    }
+
+    /// Starts an instance of every stage's plugin and wires them.
+    pub fn assemble(config: &PipelineConfig, plans: Vec<StagePlan>) -> Result<Self> {
+        let plugins: Vec<Plugin> = plans.iter().map(StagePlan::start).collect::<Result<_>>()?;
+        let wiring = stages::wiring(config, &plugins.iter().collect::<Vec<_>>())?;
+        let mut plugins = plugins.into_iter();
+        let parser = plugins.next().context("a pipeline has a parser")?;
+        let validators: Vec<(Plugin, Vec<usize>)> =
+            plugins.by_ref().take(config.validators.len()).zip(wiring.validators).collect();
+        let transforms: Vec<(Plugin, Vec<usize>)> =
+            plugins.by_ref().take(config.transforms.len()).zip(wiring.transforms).collect();
+        let mut aggregator = plugins.next().context("a pipeline has an aggregator")?;
         let empty_state =
             aggregator.create().map_err(|e| anyhow::anyhow!("aggregator failed to create a state: {e}"))?;
         let spec = config.window.spec()?;
@@ -189,18 +122,19 @@ impl Pipeline {
         );
         Ok(Pipeline {
             name: config.name.clone(),
+            config: config.clone(),
             parser,
-            time_column,
+            time_column: wiring.time_column,
             validators,
             transforms,
             aggregator,
-            aggregator_columns,
-            key_columns,
+            aggregator_columns: wiring.aggregator,
+            key_columns: wiring.keys,
             spec,
             tracker,
             windows: OpenWindows::default(),
             empty_state,
-            table: TableSchema { name: config.sink.table.clone(), keys, values },
+            table: wiring.table,
             dead_letters: Vec::new(),
             late_events: Vec::new(),
             retracted: Vec::new(),
@@ -210,6 +144,10 @@ impl Pipeline {
             replaying: false,
             replayed_late: Vec::new(),
             replayed_dead: Vec::new(),
+            deployments: Vec::new(),
+            configured: plans.iter().map(|p| (p.id, p.component.digest.clone())).collect(),
+            stored_state_version: None,
+            plans,
         })
     }
 

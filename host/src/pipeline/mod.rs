@@ -3,13 +3,19 @@
 
 mod breaker;
 mod build;
+mod deploy;
 mod latency;
 mod process;
 mod replay;
 mod retry;
 mod run;
+mod stages;
+mod swap;
 mod windows;
 
-pub use build::{wire, Pipeline, PipelineOptions};
+pub use build::{Pipeline, PipelineOptions};
+pub use deploy::{DeployReport, Deployer, Switched, Trial, MAX_ERROR_INCREASE};
+pub use stages::{wire, StageId, StagePlan};
+pub use swap::How;
 pub use replay::{replay, ReplaySelection, ReplaySummary};
 pub use run::{now_ms, open_sink, process_start, run, RunSummary};

@@ -375,15 +375,25 @@ impl Pipeline {
 
     /// Takes `partitions` on at processing time `now_ms`, resuming whatever the sink
     /// stored for them: clocks, watermark and open windows.
-    pub fn assign(&mut self, partitions: &[i32], restored: Option<Restored>, now_ms: i64) {
+    pub fn assign(&mut self, partitions: &[i32], restored: Option<Restored>, now_ms: i64) -> Result<()> {
         let restored = restored.unwrap_or_default();
         self.tracker.restore(&restored.clocks, restored.watermark);
         for &p in partitions {
             self.tracker.assign(p, now_ms);
         }
-        for state in restored.states.into_iter().filter(|s| !s.is_final) {
+        let to = super::swap::state_version(&self.aggregator);
+        for mut state in restored.states.into_iter().filter(|s| !s.is_final) {
+            if let Some(from) = self.stored_state_version.filter(|&v| v != to) {
+                state.state = self.aggregator.migrate(from, &state.state).map_err(|e| {
+                    anyhow::anyhow!(
+                        "aggregator {} failed to migrate a stored window state from version {from} to {to}: {e}",
+                        self.aggregator.component().name
+                    )
+                })?;
+            }
             self.windows.restore(state, encode_cells);
         }
+        Ok(())
     }
 
     /// Lets `partitions` go, after a checkpoint has written everything of theirs.
@@ -437,6 +447,7 @@ impl Pipeline {
         let mut checkpoint = Checkpoint {
             watermark: mark,
             plugins: self.plugin_versions(),
+            deployments: std::mem::take(&mut self.deployments),
             source: self.source.clone(),
             replayed_late: std::mem::take(&mut self.replayed_late),
             replayed_dead: std::mem::take(&mut self.replayed_dead),
@@ -480,6 +491,7 @@ impl Pipeline {
             self.dead_letters = checkpoint.dead_letters;
             self.late_events = checkpoint.late_events;
             self.retracted = checkpoint.retracted;
+            self.deployments = checkpoint.deployments;
             return Err(e).context("committing a checkpoint");
         }
         self.stats.dead_letters += checkpoint.dead_letters.len() as u64;

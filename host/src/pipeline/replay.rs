@@ -57,7 +57,7 @@ pub fn replay(
         bail!("{} holds no checkpoint of pipeline {:?}: nothing to replay", config.sink.url, config.name);
     }
     let restored = sink.restore(&config.name, &partitions)?;
-    pipeline.assign(&partitions, restored, now_ms());
+    pipeline.assign(&partitions, restored, now_ms())?;
     for state in sink.all_windows(&config.name)?.into_iter().filter(|s| s.is_final) {
         pipeline.windows.restore(state, encode_cells);
     }

@@ -10,13 +10,14 @@ use anyhow::{bail, Context, Result};
 
 use super::breaker::Breaker;
 use super::build::{Pipeline, PipelineOptions, RunStats};
+use super::deploy::{Deployer, Swap, Switched};
 use super::latency::Latency;
 use super::retry::{retry, Backoff, Failed};
 use crate::admin::{Command, Shared};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::rides::TripOptions;
-use crate::sink::{PostgresSink, Restored, Sink, SqliteSink};
+use crate::sink::{Deployment, PostgresSink, Restored, Sink, SqliteSink};
 use crate::source::{FileOptions, FileSource, KafkaSource, ProducerSource, Rebalance, Source};
 
 /// What a run did.
@@ -38,6 +39,8 @@ pub struct RunSummary {
     pub latency: Option<(u64, u64)>,
     /// Peak resident memory in bytes, if the platform tells.
     pub peak_rss: Option<u64>,
+    /// For each plugin switch made while events flowed, the gap in processing around it.
+    pub swap_stalls: Vec<Duration>,
 }
 
 /// The process's peak resident set (VmHWM), from /proc.
@@ -55,6 +58,12 @@ struct Timing {
     first_commit: Option<Duration>,
     last_commit_ms: Option<i64>,
     admin: Option<Arc<Shared>>,
+    /// When the last batch was done, and when the last switch was (until the next batch starts).
+    processed: Option<Instant>,
+    switched: Option<Instant>,
+    /// For each switch under load: from the end of the old version's last batch to the
+    /// start of the new one's first, the checkpoint between them included.
+    stalls: Vec<Duration>,
 }
 
 /// How long `--until-idle` waits for a consumer group's first assignment.
@@ -181,7 +190,7 @@ fn rebalance(
             let restored = sink.restore(&pipeline.name, &partitions)?;
             same_source(restored.as_ref(), &pipeline.name, &pipeline.source)?;
             let offsets = restored.as_ref().map(|r| r.offsets.clone()).unwrap_or_default();
-            pipeline.assign(&partitions, restored, now_ms());
+            pipeline.assign(&partitions, restored, now_ms())?;
             source.complete(&offsets)?;
             let at: Vec<String> = offsets.iter().map(|(p, o)| format!("{} at {o}", source.label(*p))).collect();
             let at = if at.is_empty() { "the beginning".to_string() } else { at.join(", ") };
@@ -189,6 +198,44 @@ fn rebalance(
         }
     }
     Ok(())
+}
+
+/// Switches to a version the deployer passed. Called right after a checkpoint, at the
+/// positions it committed, so no offset is processed by both versions.
+fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: Vec<(i32, i64)>, timing: &mut Timing) {
+    let started = Instant::now();
+    let Swap { plan, plugin, how, reply } = swap;
+    let stage = plan.id;
+    let outcome = pipeline.switch(plan.clone(), plugin, Some(how), positions.clone());
+    let switch_us = started.elapsed().as_micros() as u64;
+    let answer = match outcome {
+        Ok(()) => {
+            pipeline.stats.swaps += 1;
+            deployer.switched(plan, pipeline.deployments.last().cloned());
+            // The stall is measured to the next batch only if one was being processed.
+            timing.switched = timing.processed.filter(|t| t.elapsed() < Duration::from_secs(1));
+            eprintln!("\n{stage} switched to {} at {}", plan_version(pipeline, stage), positions_text(&positions));
+            Ok(Switched { after_checkpoint: pipeline.stats.checkpoints, from_offsets: positions, switch_us })
+        }
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let _ = reply.send(answer);
+}
+
+fn plan_version(pipeline: &Pipeline, stage: super::StageId) -> String {
+    pipeline
+        .plans()
+        .iter()
+        .find(|p| p.id == stage)
+        .map(|p| format!("{}@{}", p.component.name, super::swap::short(&p.component.digest)))
+        .unwrap_or_default()
+}
+
+fn positions_text(positions: &[(i32, i64)]) -> String {
+    if positions.is_empty() {
+        return "the start".into();
+    }
+    positions.iter().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(", ")
 }
 
 fn labels(source: &dyn Source, partitions: &[i32]) -> String {
@@ -245,6 +292,10 @@ pub(super) struct Opened {
     pub(super) base: PathBuf,
     pub(super) pipeline: Pipeline,
     pub(super) sink: Box<dyn Sink>,
+    /// The plugin runtime, for deploying new versions.
+    pub(super) runtime: PluginRuntime,
+    /// Every version switched into a stage so far, as the sink recorded them.
+    pub(super) history: Vec<Deployment>,
 }
 
 /// Loads the pipeline at `path`, wires it and prepares its sink.
@@ -252,16 +303,23 @@ pub(super) fn open(path: &Path, options: &PipelineOptions, runtime_options: Runt
     let config = PipelineConfig::load(path)?;
     let base: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let runtime = PluginRuntime::new(runtime_options)?;
-    let pipeline =
+    let mut pipeline =
         Pipeline::build(&config, &base, &runtime, options).with_context(|| format!("pipeline {}", config.name))?;
     let mut sink = open_sink(&config, &base)?;
     sink.prepare(&pipeline.table)?;
-    Ok(Opened { config, base, pipeline, sink })
+    let history = sink.deployments(&config.name)?;
+    for line in pipeline.resume_deployments(&history, &runtime, &[]).with_context(|| format!("pipeline {}", config.name))? {
+        eprintln!("{line}");
+    }
+    Ok(Opened { config, base, pipeline, sink, runtime, history })
 }
 
 /// Runs the pipeline at `path` until stopped or idle.
 pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
-    let Opened { config, base, mut pipeline, mut sink } = open(path, options, runtime_options)?;
+    let Opened { config, base, mut pipeline, mut sink, runtime, mut history } = open(path, options, runtime_options)?;
+    history.extend(pipeline.deployments.iter().cloned());
+    let (deployer, swaps) = Deployer::new(&pipeline, runtime, history);
+    deployer.watch()?;
     let mut source = open_source(&config, &base, &pipeline)?;
     pipeline.source = source.describe();
     let partitions = source.partitions();
@@ -280,7 +338,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             );
             source.seek(&restored.offsets)?;
         }
-        pipeline.assign(&partitions, restored, now_ms());
+        pipeline.assign(&partitions, restored, now_ms())?;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -303,9 +361,10 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     if let Some(admin) = &options.admin {
         let admin = crate::admin::start(admin)?;
         eprintln!(
-            "admin API on http://{0}: /healthz, /readyz, /metrics, /api/status, POST /api/pipeline/pause|resume",
+            "admin API on http://{0}: /healthz, /readyz, /metrics, /api/status, /api/plugins, POST /api/pipeline/pause|resume",
             admin.addr
         );
+        admin.shared.attach(deployer.clone());
         timing.admin = Some(admin.shared);
     }
     while !stop.load(Ordering::SeqCst) {
@@ -337,6 +396,12 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                     Some(open) if !operator_paused => format!("circuit breaker open: {}", open.reason),
                     _ => "paused by the admin API".to_string(),
                 });
+                if let Ok(swap) = swaps.try_recv() {
+                    // Nothing is read while held: the switch need not wait for the interval.
+                    checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
+                    last_checkpoint = Instant::now();
+                    switch(&mut pipeline, swap, &deployer, source.positions(), &mut timing);
+                }
                 source.idle(Duration::from_millis(100))?;
                 if let Some(admin) = &timing.admin {
                     publish(admin, &pipeline, &breaker, &held, timing.last_commit_ms);
@@ -376,7 +441,12 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 if let Some(active) = source.active() {
                     pipeline.hold(&active, now_ms());
                 }
+                if let Some(switched) = timing.switched.take() {
+                    timing.stalls.push(switched.elapsed());
+                }
                 pipeline.process(batch, now_ms())?;
+                timing.processed = Some(Instant::now());
+                deployer.observe(batch, &pipeline);
                 let dead = pipeline.dead_letters.len().saturating_sub(dead_before) as u64;
                 if let Some(open) = breaker.observe(Instant::now(), batch.len() as u64, dead, pipeline.take_critical())
                 {
@@ -422,6 +492,9 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             // The source's positions stand just after the last processed batch.
             checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
             last_checkpoint = Instant::now();
+            while let Ok(swap) = swaps.try_recv() {
+                switch(&mut pipeline, swap, &deployer, source.positions(), &mut timing);
+            }
         }
         if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
             show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
@@ -448,5 +521,6 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         reading: first_record.zip(last_record).map_or(Duration::ZERO, |(a, b)| b - a),
         latency,
         peak_rss: peak_rss(),
+        swap_stalls: timing.stalls,
     })
 }

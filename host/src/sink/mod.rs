@@ -161,6 +161,45 @@ pub struct Checkpoint {
     pub replayed_late: Vec<i64>,
     /// Dead letters replayed by this checkpoint (a record that fails again is written back).
     pub replayed_dead: Vec<i64>,
+    /// Plugin versions that processed this checkpoint's records and no earlier ones: a
+    /// switch is committed together with the first records of the new version.
+    pub deployments: Vec<Deployment>,
+}
+
+/// A plugin version switched into a stage, as `weir_deployments` records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deployment {
+    /// The stage, as the pipeline file names it (`parser`, `validators[0]`, …).
+    pub stage: String,
+    /// The plugin's name.
+    pub plugin: String,
+    /// Its digest.
+    pub digest: String,
+    /// How it came: `configured` (the pipeline file, at start), `deploy`, `rollback`, `watch`, `promote`.
+    pub how: String,
+    /// An aggregator's state version.
+    pub state_version: Option<u32>,
+    /// The digest of the file the pipeline names for the stage, when this was switched in:
+    /// a restart resumes a deployed version only while that file is unchanged.
+    pub configured_digest: String,
+    /// Where the version took over: each partition's first offset it processed.
+    pub from_offsets: Vec<(i32, i64)>,
+    /// When it was switched in, ms since the epoch.
+    pub at_ms: i64,
+    /// The component, so that a restart or a rollback can load it again.
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
+impl Deployment {
+    /// `from_offsets` as stored: a JSON array of `[partition, offset]`.
+    pub(crate) fn offsets_json(&self) -> String {
+        serde_json::to_string(&self.from_offsets).unwrap_or_default()
+    }
+
+    /// Reads stored offsets back.
+    pub(crate) fn offsets_from_json(text: &str) -> Result<Vec<(i32, i64)>> {
+        serde_json::from_str(text).with_context(|| format!("stored deployment offsets {text}"))
+    }
 }
 
 /// A stored late event or dead letter, to replay.
@@ -272,6 +311,8 @@ pub trait Sink {
     fn all_windows(&mut self, pipeline: &str) -> Result<Vec<WindowState>>;
     /// The stored late events or dead letters of `pipeline`, oldest first.
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>>;
+    /// Every version switched into a stage of `pipeline`, oldest first.
+    fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>>;
     /// Whether `error` (from this sink) may go away on a retry: a lost connection, a
     /// restarting server, a busy database.
     fn is_transient(&self, _error: &anyhow::Error) -> bool {

@@ -11,7 +11,7 @@ use tokio_postgres::{Client, NoTls};
 use weir_sdk::{ColumnDef, ColumnType};
 
 use super::schema::{self, quote, Dialect, Existing, Upsert};
-use super::{Cell, Checkpoint, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
+use super::{Cell, Checkpoint, Deployment, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
 use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
@@ -62,6 +62,30 @@ CREATE TABLE IF NOT EXISTS weir_late_events (
     raw bytea NOT NULL,
     created_at timestamptz NOT NULL,
     UNIQUE (pipeline, source_partition, source_offset, window_start)
+);
+CREATE TABLE IF NOT EXISTS weir_components (
+    digest text PRIMARY KEY,
+    name text NOT NULL,
+    bytes bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS weir_deployments (
+    id bigserial PRIMARY KEY,
+    pipeline text NOT NULL,
+    stage text NOT NULL,
+    plugin text NOT NULL,
+    digest text NOT NULL REFERENCES weir_components (digest),
+    how text NOT NULL,
+    state_version bigint,
+    configured_digest text NOT NULL,
+    from_offsets text NOT NULL,
+    deployed_ms bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS weir_checkpoint_log (
+    id bigserial PRIMARY KEY,
+    pipeline text NOT NULL,
+    plugins text NOT NULL,
+    offsets text NOT NULL,
+    committed_at timestamptz NOT NULL
 );
 "#;
 
@@ -360,14 +384,38 @@ impl PostgresSink {
             .await
             .context("writing late events")?;
         }
+        for d in &checkpoint.deployments {
+            let state_version = d.state_version.map(i64::from);
+            tx.execute(
+                "WITH component AS (INSERT INTO weir_components (digest, name, bytes) VALUES ($4, $3, $10) ON CONFLICT DO NOTHING) \
+                 INSERT INTO weir_deployments (pipeline, stage, plugin, digest, how, state_version, configured_digest, from_offsets, deployed_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &pipeline,
+                    &d.stage,
+                    &d.plugin,
+                    &d.digest,
+                    &d.how,
+                    &state_version,
+                    &d.configured_digest,
+                    &d.offsets_json(),
+                    &d.at_ms,
+                    d.bytes.as_ref(),
+                ],
+            )
+            .await
+            .context("recording a deployment")?;
+        }
         let parts: Vec<(i32, i64, Option<crate::window::PartitionClock>)> = checkpoint.partitions().collect();
         if !parts.is_empty() {
             let partitions: Vec<i32> = parts.iter().map(|p| p.0).collect();
             let offsets: Vec<i64> = parts.iter().map(|p| p.1).collect();
             let max_events: Vec<Option<i64>> = parts.iter().map(|p| p.2.and_then(|c| c.max_event_ms)).collect();
             let actives: Vec<Option<i64>> = parts.iter().map(|p| p.2.map(|c| c.last_active_ms)).collect();
+            // The log row rides on the same statement: one round trip per checkpoint.
             tx.execute(
-                "INSERT INTO weir_checkpoints (pipeline, watermark, plugins, updated_at, source, source_partition, next_offset, max_event_ms, last_active_ms) \
+                "WITH log AS (INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at) VALUES ($1, $3, $10, $4)) \
+                 INSERT INTO weir_checkpoints (pipeline, watermark, plugins, updated_at, source, source_partition, next_offset, max_event_ms, last_active_ms) \
                  SELECT $1, $2, $3, $4, $9, * FROM unnest($5::integer[], $6::bigint[], $7::bigint[], $8::bigint[]) \
                  ON CONFLICT (pipeline, source_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, source = EXCLUDED.source, \
                  max_event_ms = EXCLUDED.max_event_ms, last_active_ms = EXCLUDED.last_active_ms, watermark = EXCLUDED.watermark, \
@@ -382,6 +430,7 @@ impl PostgresSink {
                     &max_events,
                     &actives,
                     &checkpoint.source,
+                    &serde_json::to_string(&checkpoint.offsets)?,
                 ],
             )
             .await
@@ -532,6 +581,30 @@ impl Sink for PostgresSink {
                 reason: r.get(5),
             })
             .collect())
+    }
+
+    fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>> {
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(client.query(
+            "SELECT d.stage, d.plugin, d.digest, d.how, d.state_version, d.configured_digest, d.from_offsets, d.deployed_ms, c.bytes \
+             FROM weir_deployments d JOIN weir_components c USING (digest) WHERE d.pipeline = $1 ORDER BY d.id",
+            &[&pipeline],
+        ))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Deployment {
+                    stage: r.get(0),
+                    plugin: r.get(1),
+                    digest: r.get(2),
+                    how: r.get(3),
+                    state_version: r.get::<_, Option<i64>>(4).map(|v| v as u32),
+                    configured_digest: r.get(5),
+                    from_offsets: Deployment::offsets_from_json(r.get(6))?,
+                    at_ms: r.get(7),
+                    bytes: std::sync::Arc::new(r.get(8)),
+                })
+            })
+            .collect()
     }
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {

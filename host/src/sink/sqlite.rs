@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, Transaction};
 use weir_sdk::ColumnType;
 
 use super::schema::{self, quote, Dialect, Existing, Upsert};
-use super::{Cell, Checkpoint, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
+use super::{Cell, Checkpoint, Deployment, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
 use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
@@ -60,6 +60,30 @@ CREATE TABLE IF NOT EXISTS weir_late_events (
     raw BLOB NOT NULL,
     created_at TEXT NOT NULL,
     UNIQUE (pipeline, source_partition, source_offset, window_start)
+);
+CREATE TABLE IF NOT EXISTS weir_components (
+    digest TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    bytes BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS weir_deployments (
+    id INTEGER PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    digest TEXT NOT NULL REFERENCES weir_components (digest),
+    how TEXT NOT NULL,
+    state_version INTEGER,
+    configured_digest TEXT NOT NULL,
+    from_offsets TEXT NOT NULL,
+    deployed_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS weir_checkpoint_log (
+    id INTEGER PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    plugins TEXT NOT NULL,
+    offsets TEXT NOT NULL,
+    committed_at TEXT NOT NULL
 );
 "#;
 
@@ -233,6 +257,28 @@ impl SqliteSink {
              max_event_ms = excluded.max_event_ms, last_active_ms = excluded.last_active_ms, watermark = excluded.watermark, \
              plugins = excluded.plugins, updated_at = excluded.updated_at",
         )?;
+        let mut component =
+            tx.prepare_cached("INSERT OR IGNORE INTO weir_components (digest, name, bytes) VALUES (?, ?, ?)")?;
+        let mut deployment = tx.prepare_cached(
+            "INSERT INTO weir_deployments (pipeline, stage, plugin, digest, how, state_version, configured_digest, from_offsets, deployed_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for d in &checkpoint.deployments {
+            component.execute(params![d.digest, d.plugin, d.bytes.as_slice()])?;
+            deployment.execute(params![
+                pipeline,
+                d.stage,
+                d.plugin,
+                d.digest,
+                d.how,
+                d.state_version,
+                d.configured_digest,
+                d.offsets_json(),
+                d.at_ms
+            ])?;
+        }
+        tx.prepare_cached("INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at) VALUES (?, ?, ?, ?)")?
+            .execute(params![pipeline, checkpoint.plugins, serde_json::to_string(&checkpoint.offsets)?, now])?;
         for (p, offset, clock) in checkpoint.partitions() {
             partition.execute(params![
                 pipeline,
@@ -365,6 +411,35 @@ impl Sink for SqliteSink {
             &table,
         )?;
         Ok(Some(Restored::from_partitions(stored, states)))
+    }
+
+    fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT d.stage, d.plugin, d.digest, d.how, d.state_version, d.configured_digest, d.from_offsets, d.deployed_ms, c.bytes \
+             FROM weir_deployments d JOIN weir_components c USING (digest) WHERE d.pipeline = ? ORDER BY d.id",
+        )?;
+        let rows = stmt.query_map([pipeline], |r| {
+            Ok((
+                Deployment {
+                    stage: r.get(0)?,
+                    plugin: r.get(1)?,
+                    digest: r.get(2)?,
+                    how: r.get(3)?,
+                    state_version: r.get(4)?,
+                    configured_digest: r.get(5)?,
+                    from_offsets: Vec::new(),
+                    at_ms: r.get(7)?,
+                    bytes: std::sync::Arc::new(r.get(8)?),
+                },
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (mut d, offsets) = row?;
+            d.from_offsets = Deployment::offsets_from_json(&offsets)?;
+            Ok(d)
+        })
+        .collect()
     }
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {

@@ -1,0 +1,96 @@
+//! `weir plugin deploy|rollback|list`: a running host's plugins, through its admin API.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::pipeline::Target;
+
+/// Deploy a new plugin version into a running pipeline, without a restart.
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// The component file.
+    file: PathBuf,
+    /// The pipeline it is for; the host refuses it if it runs another.
+    #[arg(long)]
+    pipeline: String,
+    /// The stage, as the pipeline file names it: parser, validators[N], transforms[N], aggregator.
+    #[arg(long)]
+    stage: String,
+    /// How many percentage points higher the new version's dead-letter rate may be than
+    /// the running version's, on the recent input it is tried on.
+    #[arg(long, default_value_t = 100.0 * crate::pipeline::MAX_ERROR_INCREASE)]
+    max_error_increase: f64,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Return a stage to the version that ran before the current one.
+#[derive(clap::Args)]
+pub struct RollbackArgs {
+    /// The pipeline.
+    #[arg(long)]
+    pipeline: String,
+    /// The stage.
+    #[arg(long)]
+    stage: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// List a running pipeline's stages, their versions and every switch so far, as JSON.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+fn query(pairs: &[(&str, &str)]) -> String {
+    let encoded: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+    encoded.join("&")
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn deploy(args: DeployArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let name = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let max = (args.max_error_increase / 100.0).to_string();
+    let path = format!(
+        "/api/plugins/deploy?{}",
+        query(&[("pipeline", &args.pipeline), ("stage", &args.stage), ("name", &name), ("max_error_increase", &max)])
+    );
+    eprintln!("deploying {} ({} bytes) into {} of pipeline {}…", args.file.display(), bytes.len(), args.stage, args.pipeline);
+    let report = args.target.call("POST", &path, Some(&bytes)).context("the deployment was refused")?;
+    println!("{}", report.trim_end());
+    Ok(())
+}
+
+pub fn rollback(args: RollbackArgs) -> Result<()> {
+    let path = format!("/api/plugins/rollback?{}", query(&[("pipeline", &args.pipeline), ("stage", &args.stage)]));
+    let report = args.target.call("POST", &path, None).context("the rollback was refused")?;
+    println!("{}", report.trim_end());
+    Ok(())
+}
+
+pub fn list(args: ListArgs) -> Result<()> {
+    println!("{}", args.target.call("GET", "/api/plugins", None)?.trim_end());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stage_names_survive_the_query_string() {
+        assert_eq!(super::encode("validators[0]"), "validators%5B0%5D");
+    }
+}

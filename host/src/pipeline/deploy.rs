@@ -1,0 +1,409 @@
+//! Deploying a new plugin version into a running pipeline. Everything slow happens here,
+//! on the caller's thread (the admin API's, or the file watcher's), never on the run
+//! loop's: compiling the component, checking that it fits the pipeline, and trying it on
+//! recent input beside the running version. Only a version that passes is handed to the
+//! run loop, which switches to it at its next checkpoint.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use weir_sdk::RawBatch;
+
+use super::build::Pipeline;
+use super::stages::{self, StageId, StagePlan};
+use super::swap::{short, state_version, How};
+use crate::admin::{DeployRequest, PluginControl};
+use crate::config::PipelineConfig;
+use crate::plugin::{AggregatorStage, Plugin, PluginRuntime};
+use crate::sink::{DeadLetterKind, Deployment, TableSchema};
+
+/// How much recent input a trial runs on.
+const SAMPLE_RECORDS: usize = 16_384;
+/// How often the run loop's input is sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// How many open window states an aggregator's trial migrates.
+const SAMPLE_STATES: usize = 256;
+/// The default limit on how much a new version may raise the dead-letter rate in its trial.
+pub const MAX_ERROR_INCREASE: f64 = 0.01;
+
+/// A version that passed its checks, on its way to the run loop.
+pub(super) struct Swap {
+    pub(super) plan: StagePlan,
+    pub(super) plugin: Plugin,
+    pub(super) how: How,
+    pub(super) reply: Sender<Result<Switched, String>>,
+}
+
+/// Where a switch happened.
+#[derive(Clone, Debug, Serialize)]
+pub struct Switched {
+    /// Checkpoints committed before it: the new version's records are in the next.
+    pub after_checkpoint: u64,
+    /// Each partition's first offset the new version processes.
+    pub from_offsets: Vec<(i32, i64)>,
+    /// How long the switch itself held the run loop, in µs.
+    pub switch_us: u64,
+}
+
+/// What a new version did on recent input, beside the running one.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Trial {
+    /// Records tried.
+    pub records: usize,
+    /// Dead letters the running version made of them.
+    pub running_dead_letters: usize,
+    /// Dead letters the new version made of them.
+    pub new_dead_letters: usize,
+    /// Open window states migrated to the new state version (or read by it).
+    pub states_checked: usize,
+    /// Anything worth saying, e.g. that there was no recent input.
+    pub note: Option<String>,
+}
+
+/// A completed deployment.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeployReport {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The stage.
+    pub stage: StageId,
+    /// How it came.
+    pub how: How,
+    /// The new version, `name@digest`.
+    pub version: String,
+    /// The version it replaced.
+    pub replaced: String,
+    /// The trial.
+    pub trial: Trial,
+    /// The switch.
+    pub switched: Switched,
+}
+
+/// Recent input and open states, sampled from the run loop.
+#[derive(Default)]
+struct Sample {
+    batches: VecDeque<RawBatch>,
+    records: usize,
+    taken: Option<Instant>,
+    states: Vec<Vec<u8>>,
+    state_version: u32,
+}
+
+/// What runs now, and what ran before.
+struct Live {
+    plans: Vec<StagePlan>,
+    table: TableSchema,
+    history: Vec<Deployment>,
+}
+
+/// Deploys new plugin versions into one running pipeline.
+pub struct Deployer {
+    config: PipelineConfig,
+    runtime: PluginRuntime,
+    live: Mutex<Live>,
+    sample: Mutex<Sample>,
+    swaps: Sender<Swap>,
+    /// One deployment at a time: each is checked against what the previous one left.
+    busy: Mutex<()>,
+}
+
+fn version(plan: &StagePlan) -> String {
+    format!("{}@{}", plan.component.name, plan.component.digest)
+}
+
+impl Deployer {
+    /// A deployer for `pipeline`, whose deployment history so far is `history`. The run
+    /// loop takes the versions to switch to from the receiver.
+    pub(super) fn new(pipeline: &Pipeline, runtime: PluginRuntime, history: Vec<Deployment>) -> (Arc<Self>, Receiver<Swap>) {
+        let (swaps, receiver) = mpsc::channel();
+        let live = Live { plans: pipeline.plans().to_vec(), table: pipeline.table.clone(), history };
+        let deployer = Deployer {
+            config: pipeline.config.clone(),
+            runtime,
+            live: Mutex::new(live),
+            sample: Mutex::new(Sample::default()),
+            swaps,
+            busy: Mutex::new(()),
+        };
+        (Arc::new(deployer), receiver)
+    }
+
+    /// Keeps a copy of recent input, and of some open window states, for trials. Cheap
+    /// on most calls: it samples at most every [`SAMPLE_EVERY`].
+    pub(super) fn observe(&self, batch: &RawBatch, pipeline: &Pipeline) {
+        let mut sample = self.sample.lock().expect("sample lock");
+        if sample.taken.is_some_and(|t| t.elapsed() < SAMPLE_EVERY) {
+            return;
+        }
+        sample.taken = Some(Instant::now());
+        sample.records += batch.len();
+        sample.batches.push_back(batch.clone());
+        while sample.records > SAMPLE_RECORDS && sample.batches.len() > 1 {
+            let dropped = sample.batches.pop_front().map_or(0, |b| b.len());
+            sample.records -= dropped;
+        }
+        sample.states = pipeline.windows.groups.iter().take(SAMPLE_STATES).map(|g| g.state.clone()).collect();
+        sample.state_version = state_version(&pipeline.aggregator);
+    }
+
+    /// Records a switch the run loop made.
+    pub(super) fn switched(&self, plan: StagePlan, record: Option<Deployment>) {
+        let mut live = self.live.lock().expect("live lock");
+        if let Some(slot) = live.plans.iter_mut().find(|p| p.id == plan.id) {
+            *slot = plan;
+        }
+        live.history.extend(record);
+    }
+
+    fn plan(&self, stage: StageId) -> Result<StagePlan> {
+        let live = self.live.lock().expect("live lock");
+        live.plans.iter().find(|p| p.id == stage).cloned().ok_or_else(|| {
+            let names: Vec<String> = live.plans.iter().map(|p| p.id.to_string()).collect();
+            anyhow!("pipeline {} has no stage {stage} (its stages: {})", self.config.name, names.join(", "))
+        })
+    }
+
+    /// Deploys `bytes` into `stage`: compile, check, try, switch. Blocks until the run
+    /// loop has switched, or says why not; the running version stays on any failure.
+    pub fn deploy(&self, stage: StageId, name: &str, bytes: Vec<u8>, how: How, max_error_increase: f64) -> Result<DeployReport> {
+        let _one = self.busy.lock().expect("deploy lock");
+        let running = self.plan(stage)?;
+        let candidate = running
+            .with_bytes(&self.runtime, name, bytes)
+            .with_context(|| format!("{stage}: the new version was refused at load"))?;
+        if candidate.component.digest == running.component.digest {
+            bail!("{stage} already runs {}", version(&running));
+        }
+        let trial = self.trial(&candidate, max_error_increase).with_context(|| {
+            format!("{stage}: {} was refused; {} keeps running", version(&candidate), version(&running))
+        })?;
+        let plugin = candidate.start()?;
+        let (reply, answer) = mpsc::channel();
+        self.swaps
+            .send(Swap { plan: candidate.clone(), plugin, how, reply })
+            .map_err(|_| anyhow!("the pipeline has stopped"))?;
+        let switched = answer
+            .recv()
+            .map_err(|_| anyhow!("the pipeline stopped before switching"))?
+            .map_err(|e| anyhow!("{stage}: the switch to {} failed; {} keeps running: {e}", version(&candidate), version(&running)))?;
+        Ok(DeployReport {
+            pipeline: self.config.name.clone(),
+            stage,
+            how,
+            version: version(&candidate),
+            replaced: version(&running),
+            trial,
+            switched,
+        })
+    }
+
+    /// Checks that `candidate` fits the pipeline and behaves on recent input no worse
+    /// than the running version.
+    fn trial(&self, candidate: &StagePlan, max_error_increase: f64) -> Result<Trial> {
+        let (running, table) = {
+            let live = self.live.lock().expect("live lock");
+            (live.plans.clone(), live.table.clone())
+        };
+        let with_candidate: Vec<StagePlan> =
+            running.iter().map(|p| if p.id == candidate.id { candidate.clone() } else { p.clone() }).collect();
+        let mut new = Pipeline::assemble(&self.config, with_candidate).context("it does not fit the pipeline")?;
+        if let Some(change) = stages::table_change(&table, &new.table) {
+            bail!("it does not fit the pipeline: {change}");
+        }
+        let (batches, states, from_version) = {
+            let sample = self.sample.lock().expect("sample lock");
+            (sample.batches.clone(), sample.states.clone(), sample.state_version)
+        };
+        let mut trial = Trial::default();
+        if candidate.id == StageId::Aggregator {
+            trial.states_checked = check_states(&mut new.aggregator, &states, from_version)?;
+        }
+        if batches.is_empty() {
+            trial.note = Some("no recent input to try it on".into());
+            return Ok(trial);
+        }
+        let mut old = Pipeline::assemble(&self.config, running)?;
+        let now = super::now_ms();
+        for batch in &batches {
+            trial.records += batch.len();
+            old.process(batch, now)?;
+            new.process(batch, now)?;
+        }
+        trial.running_dead_letters = old.dead_letters.len();
+        trial.new_dead_letters = new.dead_letters.len();
+        // A record the running version fails on too is not held against the new one.
+        let failed = |p: &Pipeline| -> std::collections::HashSet<(i32, i64)> {
+            p.dead_letters.iter().filter(|d| d.kind == DeadLetterKind::PluginFailure).map(|d| (d.partition, d.offset)).collect()
+        };
+        let old_failed = failed(&old);
+        let digest = &candidate.component.digest;
+        let failures: Vec<_> = new
+            .dead_letters
+            .iter()
+            .filter(|d| d.kind == DeadLetterKind::PluginFailure && &d.digest == digest)
+            .filter(|d| !old_failed.contains(&(d.partition, d.offset)))
+            .collect();
+        if let Some(first) = failures.first() {
+            bail!(
+                "it failed on {} of {} recent records (first: partition {} offset {}: {})",
+                failures.len(),
+                trial.records,
+                first.partition,
+                first.offset,
+                first.reason
+            );
+        }
+        let rate = |n: usize| n as f64 / trial.records as f64;
+        if rate(trial.new_dead_letters) > rate(trial.running_dead_letters) + max_error_increase {
+            bail!(
+                "on {} recent records its dead-letter rate is {:.2}% against {:.2}% for the running version \
+                 (more than {:.2} points higher)",
+                trial.records,
+                100.0 * rate(trial.new_dead_letters),
+                100.0 * rate(trial.running_dead_letters),
+                100.0 * max_error_increase
+            );
+        }
+        Ok(trial)
+    }
+
+    /// Rolls `stage` back to the version that ran before the current one.
+    pub fn rollback(&self, stage: StageId) -> Result<DeployReport> {
+        let current = self.plan(stage)?;
+        let previous = {
+            let live = self.live.lock().expect("live lock");
+            let name = stage.to_string();
+            live.history
+                .iter()
+                .rev()
+                .filter(|d| d.stage == name)
+                .find(|d| d.digest != current.component.digest)
+                .cloned()
+                .ok_or_else(|| anyhow!("{stage} has run no other version than {}", version(&current)))?
+        };
+        self.deploy(stage, &previous.plugin, previous.bytes.to_vec(), How::Rollback, f64::INFINITY)
+    }
+
+    /// The stages, what runs in each, and every switch so far.
+    pub fn list(&self) -> serde_json::Value {
+        let live = self.live.lock().expect("live lock");
+        let stages: Vec<_> = live
+            .plans
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "stage": p.id,
+                    "plugin": p.component.name,
+                    "digest": p.component.digest,
+                    "path": p.path,
+                })
+            })
+            .collect();
+        let history: Vec<_> = live
+            .history
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "stage": d.stage,
+                    "plugin": d.plugin,
+                    "digest": d.digest,
+                    "how": d.how,
+                    "state_version": d.state_version,
+                    "at": weir_sdk::time::format_iso8601(d.at_ms),
+                    "from_offsets": d.from_offsets,
+                })
+            })
+            .collect();
+        serde_json::json!({ "pipeline": self.config.name, "stages": stages, "history": history })
+    }
+
+    /// Watches the files of stages configured with `watch = true`, and deploys each new
+    /// version written there. Runs on a thread of its own until the process ends.
+    pub(super) fn watch(self: &Arc<Self>) -> Result<()> {
+        let watched: Vec<(StageId, std::path::PathBuf, String)> = {
+            let live = self.live.lock().expect("live lock");
+            live.plans
+                .iter()
+                .filter(|p| self.config.stage(p.id).is_some_and(|s| s.watch))
+                .map(|p| (p.id, p.path.clone(), p.component.digest.clone()))
+                .collect()
+        };
+        if watched.is_empty() {
+            return Ok(());
+        }
+        let deployer = self.clone();
+        std::thread::Builder::new().name("weir-watch".into()).spawn(move || {
+            let mut seen: Vec<String> = watched.iter().map(|w| w.2.clone()).collect();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                for ((stage, path, _), seen) in watched.iter().zip(seen.iter_mut()) {
+                    // A file being written may be cut short: only a loadable one is new.
+                    let Ok(bytes) = std::fs::read(path) else { continue };
+                    let digest = crate::plugin::digest(&bytes);
+                    if digest == *seen {
+                        continue;
+                    }
+                    *seen = digest;
+                    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    match deployer.deploy(*stage, &name, bytes, How::Watch, MAX_ERROR_INCREASE) {
+                        Ok(report) => eprintln!(
+                            "\n{stage}: {} changed; now running {} (was {})",
+                            path.display(),
+                            short(&report.version),
+                            short(&report.replaced)
+                        ),
+                        Err(e) => eprintln!("\n{stage}: {} changed, but the new version was not deployed: {e:#}", path.display()),
+                    }
+                }
+            }
+        })?;
+        Ok(())
+    }
+}
+
+/// Checks that the new aggregator reads the running version's open window states: it
+/// migrates them if its state version differs, and emits rows from them.
+fn check_states(aggregator: &mut Plugin, states: &[Vec<u8>], from_version: u32) -> Result<usize> {
+    if states.is_empty() {
+        return Ok(0);
+    }
+    let to = state_version(aggregator);
+    let states = if from_version == to {
+        states.to_vec()
+    } else {
+        states
+            .iter()
+            .map(|s| aggregator.migrate(from_version, s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!("it cannot migrate the open windows' state from version {from_version} to {to}: {e}"))?
+    };
+    aggregator.emit(&states).map_err(|e| anyhow!("it cannot read the open windows' state (version {to}): {e}"))?;
+    Ok(states.len())
+}
+
+impl PluginControl for Deployer {
+    fn deploy(&self, request: DeployRequest) -> Result<serde_json::Value> {
+        if let Some(pipeline) = request.pipeline.as_deref().filter(|p| *p != self.config.name) {
+            bail!("this host runs pipeline {:?}, not {pipeline:?}", self.config.name);
+        }
+        let stage: StageId = request.stage.parse()?;
+        let max = request.max_error_increase.unwrap_or(MAX_ERROR_INCREASE);
+        let name = request.name.unwrap_or_else(|| "plugin".into());
+        Ok(serde_json::to_value(Deployer::deploy(self, stage, &name, request.bytes, How::Deploy, max)?)?)
+    }
+
+    fn rollback(&self, pipeline: Option<&str>, stage: &str) -> Result<serde_json::Value> {
+        if let Some(pipeline) = pipeline.filter(|p| *p != self.config.name) {
+            bail!("this host runs pipeline {:?}, not {pipeline:?}", self.config.name);
+        }
+        Ok(serde_json::to_value(Deployer::rollback(self, stage.parse()?)?)?)
+    }
+
+    fn list(&self) -> serde_json::Value {
+        Deployer::list(self)
+    }
+}
