@@ -537,3 +537,101 @@ fn validate_reports_every_problem_without_changing_anything() {
     assert!(problems[0].contains("\"no-such-topic\" does not exist"), "{stdout}");
     assert!(problems[1].contains("primary key (driver)"), "{stdout}");
 }
+
+/// The versions named in `weir_checkpoint_log`, checkpoint by checkpoint, with the offsets
+/// each committed.
+fn checkpoint_log(pg: &Postgres) -> Vec<(String, Vec<(i32, i64)>)> {
+    pg.client("weir")
+        .query("SELECT plugins, offsets FROM weir_checkpoint_log ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), serde_json::from_str(r.get::<_, &str>(1)).unwrap()))
+        .collect()
+}
+
+/// Plugin versions are deployed, refused and rolled back while events stream in at tens
+/// of thousands a second. The table equals the independent computation (so equals an
+/// uninterrupted run), and the checkpoint log shows every offset processed by exactly one
+/// version, the switches falling on checkpoint boundaries mid-stream.
+#[test]
+fn hot_swaps_under_load_leave_the_table_as_an_uninterrupted_run() {
+    use weir_tests::guests::{HOSTILE, JSON_PARSER, TRAPPING_VALIDATOR};
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let topic = "swaps";
+    let status = producer(&broker, topic, false).status().unwrap();
+    assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let addr = weir_tests::free_addr();
+    let mut host =
+        weir_run(&pipeline, &broker, topic, &pg.url("weir"), "weir-swaps").args(["--admin", &addr]).spawn().unwrap();
+    wait_for_checkpoint(&pg, "weir", WARM_UP as i64, &mut host);
+    // The main stream, paced: 150,000 events at 20,000 a second of wall time (and, as
+    // `produced` regenerates them, 1,000 a second of event time).
+    let mut main = producer(&broker, topic, true).args(["--rate", "20000", "--event-rate", "1000"]).spawn().unwrap();
+    wait_for_checkpoint(&pg, "weir", WARM_UP as i64 + 10_000, &mut host);
+
+    let v2 = dir.path().join("json_parser_v2.wasm");
+    std::fs::write(&v2, weir_tests::marked(JSON_PARSER, "2")).unwrap();
+    let deploy = |stage: &str, file: &str| {
+        weir_tests::weir_cli(&addr, &["plugin", "deploy", "--pipeline", "rides", "--stage", stage, file])
+    };
+    let mut switched_at = Vec::new();
+    let mut switched = |report: &str| {
+        let report: serde_json::Value = serde_json::from_str(report).unwrap();
+        let from: Vec<(i32, i64)> = serde_json::from_value(report["switched"]["from_offsets"].clone()).unwrap();
+        assert!(report["trial"]["records"].as_u64().unwrap() > 0, "tried on recent input: {report}");
+        switched_at.push(from);
+    };
+    let (ok, report, why) = deploy("parser", v2.to_str().unwrap());
+    assert!(ok, "{why}");
+    switched(&report);
+    // A validator that traps on real fares is refused; so is a parser whose columns do not fit.
+    let (ok, _, why) = deploy("validators[0]", TRAPPING_VALIDATOR);
+    assert!(!ok && why.contains("keeps running: it failed on") && why.contains("fare above 40"), "{why}");
+    let (ok, _, why) = deploy("parser", HOSTILE);
+    assert!(!ok && why.contains("does not fit the pipeline") && why.contains("validators[0] reads column"), "{why}");
+    let (ok, report, why) =
+        weir_tests::weir_cli(&addr, &["plugin", "rollback", "--pipeline", "rides", "--stage", "parser"]);
+    assert!(ok, "{why}");
+    switched(&report);
+    let (ok, report, why) = deploy("parser", v2.to_str().unwrap());
+    assert!(ok, "{why}");
+    switched(&report);
+    assert!(main.wait().unwrap().success(), "weir produce");
+    let out = check(host.wait_with_output().unwrap());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_expected(&pg, &produced());
+
+    // The switches came while the main stream was still arriving.
+    let total = (WARM_UP + EVENTS) as i64;
+    for from in &switched_at {
+        let at: i64 = from.iter().map(|(_, o)| o).sum();
+        assert!(at > WARM_UP as i64 && at < total, "a switch at {at} of {total} records is not under load: {stderr}");
+    }
+    // Each checkpoint was processed by one set of versions; the set changes only where a
+    // switch took over, at exactly the offsets the checkpoint before it committed.
+    let log = checkpoint_log(&pg);
+    let mut changes = Vec::new();
+    for pair in log.windows(2) {
+        let ((before, committed), (after, _)) = (&pair[0], &pair[1]);
+        if before != after {
+            changes.push(committed.clone());
+            assert_eq!(after.contains("json_parser_v2@"), !before.contains("json_parser_v2@"), "{before} → {after}");
+        }
+        for (p, o) in &pair[1].1 {
+            let previous = committed.iter().find(|(q, _)| q == p).map_or(0, |(_, o)| *o);
+            assert!(*o >= previous, "partition {p} went back from {previous} to {o}");
+        }
+    }
+    let sorted = |mut v: Vec<(i32, i64)>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        changes.into_iter().map(sorted).collect::<Vec<_>>(),
+        switched_at.into_iter().map(sorted).collect::<Vec<_>>(),
+        "the versions change exactly where the switches took over"
+    );
+}
