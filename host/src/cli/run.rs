@@ -57,6 +57,25 @@ pub fn run(args: RunArgs) -> Result<()> {
         summary.reading.as_secs_f64(),
         s.records as f64 / summary.reading.as_secs_f64().max(1e-9),
     );
+    if s.swaps > 0 {
+        let ms = |d: &std::time::Duration| d.as_secs_f64() * 1000.0;
+        let quantiles = |gaps: &[std::time::Duration]| {
+            let mut sorted: Vec<f64> = gaps.iter().map(ms).collect();
+            sorted.sort_by(f64::total_cmp);
+            let at = |q: f64| sorted.get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied();
+            match (at(0.5), at(0.99), sorted.last()) {
+                (Some(p50), Some(p99), Some(max)) => format!("p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"),
+                _ => "-".into(),
+            }
+        };
+        println!(
+            "plugin switches {} ({} under load): processing gap around a switch {}; around a checkpoint {}",
+            s.swaps,
+            summary.swap_stalls.len(),
+            quantiles(&summary.swap_stalls),
+            quantiles(&summary.checkpoint_gaps)
+        );
+    }
     if s.breaker_trips > 0 {
         println!("the circuit breaker opened {} time(s); see the messages above for why", s.breaker_trips);
     }

@@ -24,9 +24,15 @@ impl Latency {
         self.pending.extend(timestamps.iter().copied().filter(|&t| t >= 0));
     }
 
-    /// A checkpoint holding everything processed so far committed at `now_ms`.
-    pub fn committed(&mut self, now_ms: i64) {
-        for t in self.pending.drain(..) {
+    /// How many records are pending: a checkpoint taken now holds exactly these.
+    pub fn mark(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A checkpoint holding the first `upto` pending records (its [`mark`](Self::mark))
+    /// committed at `now_ms`.
+    pub fn committed(&mut self, upto: usize, now_ms: i64) {
+        for t in self.pending.drain(..upto.min(self.pending.len())) {
             let ms = (now_ms - t).clamp(0, MAX_MS as i64) as usize;
             self.buckets[ms] += 1;
             self.count += 1;
@@ -59,9 +65,9 @@ mod tests {
         let mut l = Latency::default();
         assert_eq!(l.quantile(0.5), None);
         l.processed(&[1_000, 1_010, -1, 1_020, 1_030]);
-        l.committed(1_100);
+        l.committed(usize::MAX, 1_100);
         l.processed(&[2_000]);
-        l.committed(2_500);
+        l.committed(usize::MAX, 2_500);
         // Latencies: 100, 90, 80, 70, 500.
         assert_eq!(l.quantile(0.5), Some(90));
         assert_eq!(l.quantile(0.99), Some(500));

@@ -3,6 +3,7 @@
 
 mod breaker;
 mod build;
+mod committer;
 mod deploy;
 mod latency;
 mod process;

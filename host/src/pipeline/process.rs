@@ -417,17 +417,24 @@ impl Pipeline {
         }
     }
 
-    /// Commits one checkpoint: the rows of every changed or newly closed window, the
-    /// source's `positions` (the next offset per partition, just after the records
-    /// processed so far), the watermark, the open windows' state, dead letters and late events.
-    /// `commit` writes it to the sink in one transaction, retrying as it sees fit; the
-    /// checkpoint is built once, so a retry writes exactly the same rows.
+    /// Builds one checkpoint and commits it with `commit`, which writes it to the sink in
+    /// one transaction; an error is the run's (the checkpoint's contents count as written).
     pub fn checkpoint(
         &mut self,
         positions: Vec<(i32, i64)>,
         now_ms: i64,
         commit: impl FnOnce(&Checkpoint) -> Result<()>,
     ) -> Result<()> {
+        let checkpoint = self.build_checkpoint(positions, now_ms)?;
+        commit(&checkpoint).context("committing a checkpoint")
+    }
+
+    /// Takes one checkpoint: the rows of every changed or newly closed window, the
+    /// source's `positions` (the next offset per partition, just after the records
+    /// processed so far), the watermark, the open windows' state, dead letters and late
+    /// events. From here on they count as written: the caller commits the checkpoint, or
+    /// fails the run (a transient sink failure is retried with exactly these rows).
+    pub fn build_checkpoint(&mut self, positions: Vec<(i32, i64)>, now_ms: i64) -> Result<Checkpoint> {
         let mark = self.tracker.advance(now_ms);
         let closes = |w: &Window| mark.is_some_and(|m| w.end <= m);
         let emit: Vec<usize> = (0..self.windows.groups.len())
@@ -486,14 +493,6 @@ impl Pipeline {
         checkpoint.late_events = std::mem::take(&mut self.late_events);
         // Offsets are stored only in this transaction, together with the rows they
         // produced: after a crash the source resumes exactly where the sink stands.
-        if let Err(e) = commit(&checkpoint) {
-            // Keep what was not written so a retry commits it.
-            self.dead_letters = checkpoint.dead_letters;
-            self.late_events = checkpoint.late_events;
-            self.retracted = checkpoint.retracted;
-            self.deployments = checkpoint.deployments;
-            return Err(e).context("committing a checkpoint");
-        }
         self.stats.dead_letters += checkpoint.dead_letters.len() as u64;
         self.stats.late += checkpoint.late_events.len() as u64;
         self.stats.checkpoints += 1;
@@ -506,6 +505,6 @@ impl Pipeline {
         if !self.replaying {
             self.windows.take_closed(|g| g.is_final);
         }
-        Ok(())
+        Ok(checkpoint)
     }
 }

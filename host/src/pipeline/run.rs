@@ -10,9 +10,9 @@ use anyhow::{bail, Context, Result};
 
 use super::breaker::Breaker;
 use super::build::{Pipeline, PipelineOptions, RunStats};
+use super::committer::Committer;
 use super::deploy::{Deployer, Swap, Switched};
 use super::latency::Latency;
-use super::retry::{retry, Backoff, Failed};
 use crate::admin::{Command, Shared};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
@@ -41,6 +41,8 @@ pub struct RunSummary {
     pub peak_rss: Option<u64>,
     /// For each plugin switch made while events flowed, the gap in processing around it.
     pub swap_stalls: Vec<Duration>,
+    /// The same gap around ordinary checkpoints.
+    pub checkpoint_gaps: Vec<Duration>,
 }
 
 /// The process's peak resident set (VmHWM), from /proc.
@@ -57,13 +59,20 @@ struct Timing {
     latency: Latency,
     first_commit: Option<Duration>,
     last_commit_ms: Option<i64>,
+    /// How many pending latency samples the commit in flight holds.
+    committing: usize,
+    /// How long each commit took on the sink thread, from hand-over to landing.
+    commit_times: Vec<Duration>,
     admin: Option<Arc<Shared>>,
-    /// When the last batch was done, and when the last switch was (until the next batch starts).
+    /// When the last batch was done.
     processed: Option<Instant>,
-    switched: Option<Instant>,
+    /// A checkpoint (and maybe a switch) came after that batch: the gap to the next one is measured.
+    gap: Option<(Instant, bool)>,
     /// For each switch under load: from the end of the old version's last batch to the
     /// start of the new one's first, the checkpoint between them included.
     stalls: Vec<Duration>,
+    /// The same gap around ordinary checkpoints, to compare with.
+    checkpoint_gaps: Vec<Duration>,
 }
 
 /// How long `--until-idle` waits for a consumer group's first assignment.
@@ -98,7 +107,7 @@ fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipeline) -> Res
 }
 
 /// Opens the sink named by `sink.url`.
-pub fn open_sink(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Sink>> {
+pub fn open_sink(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Sink + Send>> {
     let url = &config.sink.url;
     if let Some(path) = url.strip_prefix("sqlite://") {
         return Ok(Box::new(SqliteSink::open(&base.join(path))?));
@@ -109,30 +118,32 @@ pub fn open_sink(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Sink>> 
     bail!("sink.url {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB")
 }
 
-/// Commits one checkpoint, retrying transient sink failures.
+/// Takes a checkpoint and hands it to the sink thread, once the previous one has landed.
+/// The source's positions stand just after the last processed batch.
 fn checkpoint(
     pipeline: &mut Pipeline,
-    sink: &mut dyn Sink,
+    committer: &mut Committer,
     source: &mut dyn Source,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     timing: &mut Timing,
 ) -> Result<()> {
-    let positions = source.positions();
-    let name = pipeline.name.clone();
-    let backoff = Backoff::default();
-    pipeline.checkpoint(positions.clone(), now_ms(), |checkpoint| {
-        retry("checkpoint", &backoff, stop, || {
-            let outcome = sink.commit(&name, checkpoint);
-            if let Some(admin) = &timing.admin {
-                admin.sink_error(outcome.as_ref().err().map(|e| format!("{e:#}")));
-            }
-            outcome.map_err(|error| Failed { transient: sink.is_transient(&error), error })
-        })
-    })?;
-    source.committed(&positions);
-    timing.latency.committed(now_ms());
-    timing.last_commit_ms = Some(now_ms());
-    timing.first_commit.get_or_insert_with(|| process_start().elapsed());
+    settle(committer, source, timing, true)?;
+    let checkpoint = pipeline.build_checkpoint(source.positions(), now_ms())?;
+    timing.committing = timing.latency.mark();
+    committer.commit(pipeline.name.clone(), checkpoint, stop.clone(), timing.admin.clone())
+}
+
+/// Notes the commit in flight once it has landed (waiting for it if `wait`): the source
+/// may acknowledge its offsets, and its records' latency is known.
+fn settle(committer: &mut Committer, source: &mut dyn Source, timing: &mut Timing, wait: bool) -> Result<()> {
+    if let Some(done) = committer.settle(wait)? {
+        source.committed(&done.positions);
+        let now = now_ms();
+        timing.latency.committed(std::mem::take(&mut timing.committing), now);
+        timing.last_commit_ms = Some(now);
+        timing.first_commit.get_or_insert_with(|| process_start().elapsed());
+        timing.commit_times.push(done.sent.elapsed());
+    }
     Ok(())
 }
 
@@ -174,20 +185,23 @@ fn same_source(restored: Option<&Restored>, pipeline: &str, source: &str) -> Res
 fn rebalance(
     change: Rebalance,
     pipeline: &mut Pipeline,
-    sink: &mut dyn Sink,
+    committer: &mut Committer,
     source: &mut dyn Source,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     timing: &mut Timing,
 ) -> Result<()> {
     match change {
         Rebalance::Revoked(partitions) => {
-            checkpoint(pipeline, sink, source, stop, timing).context("checkpointing revoked partitions")?;
+            checkpoint(pipeline, committer, source, stop, timing)
+                .and_then(|()| settle(committer, source, timing, true))
+                .context("checkpointing revoked partitions")?;
             pipeline.release(&partitions);
             source.complete(&[])?;
             eprintln!("\nreleased {} after checkpointing them", labels(source, &partitions));
         }
         Rebalance::Assigned(partitions) => {
-            let restored = sink.restore(&pipeline.name, &partitions)?;
+            let (name, wanted) = (pipeline.name.clone(), partitions.clone());
+            let restored = committer.with(move |sink| sink.restore(&name, &wanted))??;
             same_source(restored.as_ref(), &pipeline.name, &pipeline.source)?;
             let offsets = restored.as_ref().map(|r| r.offsets.clone()).unwrap_or_default();
             pipeline.assign(&partitions, restored, now_ms())?;
@@ -202,7 +216,7 @@ fn rebalance(
 
 /// Switches to a version the deployer passed. Called right after a checkpoint, at the
 /// positions it committed, so no offset is processed by both versions.
-fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: Vec<(i32, i64)>, timing: &mut Timing) {
+fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: Vec<(i32, i64)>) -> bool {
     let started = Instant::now();
     let Swap { plan, plugin, how, reply } = swap;
     let stage = plan.id;
@@ -212,14 +226,14 @@ fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: V
         Ok(()) => {
             pipeline.stats.swaps += 1;
             deployer.switched(plan, pipeline.deployments.last().cloned());
-            // The stall is measured to the next batch only if one was being processed.
-            timing.switched = timing.processed.filter(|t| t.elapsed() < Duration::from_secs(1));
             eprintln!("\n{stage} switched to {} at {}", plan_version(pipeline, stage), positions_text(&positions));
             Ok(Switched { after_checkpoint: pipeline.stats.checkpoints, from_offsets: positions, switch_us })
         }
         Err(e) => Err(format!("{e:#}")),
     };
+    let switched = answer.is_ok();
     let _ = reply.send(answer);
+    switched
 }
 
 fn plan_version(pipeline: &Pipeline, stage: super::StageId) -> String {
@@ -291,7 +305,7 @@ pub(super) struct Opened {
     /// The pipeline file's directory: relative paths in it are relative to this.
     pub(super) base: PathBuf,
     pub(super) pipeline: Pipeline,
-    pub(super) sink: Box<dyn Sink>,
+    pub(super) sink: Box<dyn Sink + Send>,
     /// The plugin runtime, for deploying new versions.
     pub(super) runtime: PluginRuntime,
     /// Every version switched into a stage so far, as the sink recorded them.
@@ -341,6 +355,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         pipeline.assign(&partitions, restored, now_ms())?;
     }
 
+    let mut committer = Committer::start(sink)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // A second handler cannot be installed in the same process (tests run several pipelines).
@@ -371,7 +386,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         if let Some(change) = source.rebalance() {
             // A new assignment starts unpaused; what is paused is decided afresh.
             paused.retain(|p| !matches!(&change, Rebalance::Revoked(gone) if gone.contains(p)));
-            rebalance(change, &mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
+            rebalance(change, &mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)?;
             align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
             last_checkpoint = Instant::now();
             continue;
@@ -379,7 +394,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         match timing.admin.as_ref().and_then(|a| a.take_command()) {
             Some(Command::Pause) if !operator_paused => {
                 operator_paused = true;
-                checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
+                checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)?;
                 last_checkpoint = Instant::now();
                 source.pause(&source.partitions())?;
                 eprintln!("\npaused by the admin API; reading stops until resumed");
@@ -398,9 +413,9 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 });
                 if let Ok(swap) = swaps.try_recv() {
                     // Nothing is read while held: the switch need not wait for the interval.
-                    checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
+                    checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)?;
                     last_checkpoint = Instant::now();
-                    switch(&mut pipeline, swap, &deployer, source.positions(), &mut timing);
+                    switch(&mut pipeline, swap, &deployer, source.positions());
                 }
                 source.idle(Duration::from_millis(100))?;
                 if let Some(admin) = &timing.admin {
@@ -441,8 +456,9 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 if let Some(active) = source.active() {
                     pipeline.hold(&active, now_ms());
                 }
-                if let Some(switched) = timing.switched.take() {
-                    timing.stalls.push(switched.elapsed());
+                if let Some((since, switched)) = timing.gap.take() {
+                    let gaps = if switched { &mut timing.stalls } else { &mut timing.checkpoint_gaps };
+                    gaps.push(since.elapsed());
                 }
                 pipeline.process(batch, now_ms())?;
                 timing.processed = Some(Instant::now());
@@ -456,7 +472,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                         open.reason, config.breaker.cooldown
                     );
                     pipeline.stats.breaker_trips = breaker.trips;
-                    checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
+                    checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)?;
                     last_checkpoint = Instant::now();
                     source.pause(&source.partitions())?;
                     continue;
@@ -486,15 +502,19 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 }
             }
         }
+        settle(&mut committer, source.as_mut(), &mut timing, false)?;
         // The first results are committed as soon as there are any; then on the interval.
-        let first = timing.first_commit.is_none() && pipeline.stats.records > 0;
+        let first = pipeline.stats.checkpoints == 0 && pipeline.stats.records > 0;
         if first || last_checkpoint.elapsed() >= config.checkpoint.interval {
             // The source's positions stand just after the last processed batch.
-            checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)?;
+            checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)?;
             last_checkpoint = Instant::now();
+            let mut switched = false;
             while let Ok(swap) = swaps.try_recv() {
-                switch(&mut pipeline, swap, &deployer, source.positions(), &mut timing);
+                switched |= switch(&mut pipeline, swap, &deployer, source.positions());
             }
+            // Gaps are measured only while batches follow each other closely.
+            timing.gap = timing.processed.filter(|t| t.elapsed() < Duration::from_secs(1)).map(|t| (t, switched));
         }
         if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
             show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
@@ -504,7 +524,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             last_publish = Instant::now();
         }
     }
-    checkpoint(&mut pipeline, sink.as_mut(), source.as_mut(), &stop, &mut timing)
+    checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)
+        .and_then(|()| settle(&mut committer, source.as_mut(), &mut timing, true))
         .context("writing the final checkpoint")?;
     if options.progress {
         show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
@@ -522,5 +543,6 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         latency,
         peak_rss: peak_rss(),
         swap_stalls: timing.stalls,
+        checkpoint_gaps: timing.checkpoint_gaps,
     })
 }

@@ -1,0 +1,118 @@
+//! The sink on a thread of its own, so that a checkpoint's commit overlaps the processing
+//! of the next batches instead of stalling them. One commit is in flight at a time: the
+//! next checkpoint waits for it, which bounds what is read ahead of the sink to one
+//! checkpoint interval. Everything else the loop asks of the sink (restoring partitions)
+//! queues behind the commit in flight, so it sees the sink as committed.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+
+use super::retry::{retry, Backoff, Failed};
+use crate::admin::Shared;
+use crate::sink::{Checkpoint, Sink};
+
+type Job = Box<dyn FnOnce(&mut dyn Sink) + Send>;
+
+/// A commit that has landed.
+pub(super) struct Committed {
+    /// The offsets it stored.
+    pub(super) positions: Vec<(i32, i64)>,
+    /// When it was handed over.
+    pub(super) sent: Instant,
+}
+
+struct InFlight {
+    positions: Vec<(i32, i64)>,
+    sent: Instant,
+    outcome: Receiver<Result<()>>,
+}
+
+/// The sink, behind its thread.
+pub(super) struct Committer {
+    jobs: Option<Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    in_flight: Option<InFlight>,
+}
+
+impl Committer {
+    pub(super) fn start(mut sink: Box<dyn Sink + Send>) -> Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new().name("weir-sink".into()).spawn(move || {
+            for job in queue {
+                job(sink.as_mut());
+            }
+        })?;
+        Ok(Committer { jobs: Some(jobs), thread: Some(thread), in_flight: None })
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        self.jobs.as_ref().and_then(|j| j.send(job).ok()).ok_or_else(|| anyhow!("the sink thread has stopped"))
+    }
+
+    /// Runs `f` on the sink once everything sent before it is done, and waits for it.
+    pub(super) fn with<R: Send + 'static>(&mut self, f: impl FnOnce(&mut dyn Sink) -> R + Send + 'static) -> Result<R> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Box::new(move |sink| {
+            let _ = reply.send(f(sink));
+        }))?;
+        answer.recv().map_err(|_| anyhow!("the sink thread stopped"))
+    }
+
+    /// Hands `checkpoint` over to be committed, retrying transient failures; the caller
+    /// must have settled the previous one.
+    pub(super) fn commit(
+        &mut self,
+        pipeline: String,
+        checkpoint: Checkpoint,
+        stop: Arc<AtomicBool>,
+        admin: Option<Arc<Shared>>,
+    ) -> Result<()> {
+        debug_assert!(self.in_flight.is_none(), "one commit in flight at a time");
+        let positions = checkpoint.offsets.clone();
+        let (done, outcome) = mpsc::channel();
+        self.send(Box::new(move |sink| {
+            let backoff = Backoff::default();
+            let result = retry("checkpoint", &backoff, &stop, || {
+                let outcome = sink.commit(&pipeline, &checkpoint);
+                if let Some(admin) = &admin {
+                    admin.sink_error(outcome.as_ref().err().map(|e| format!("{e:#}")));
+                }
+                outcome.map_err(|error| Failed { transient: sink.is_transient(&error), error })
+            });
+            let _ = done.send(result);
+        }))?;
+        self.in_flight = Some(InFlight { positions, sent: Instant::now(), outcome });
+        Ok(())
+    }
+
+    /// The commit in flight, once it has landed: waits for it if `wait`, else only looks.
+    /// A commit that failed for good is the run's error.
+    pub(super) fn settle(&mut self, wait: bool) -> Result<Option<Committed>> {
+        let Some(in_flight) = &self.in_flight else { return Ok(None) };
+        let outcome = if wait {
+            in_flight.outcome.recv().map_err(|_| anyhow!("the sink thread stopped"))?
+        } else {
+            match in_flight.outcome.try_recv() {
+                Ok(outcome) => outcome,
+                Err(mpsc::TryRecvError::Empty) => return Ok(None),
+                Err(mpsc::TryRecvError::Disconnected) => Err(anyhow!("the sink thread stopped")),
+            }
+        };
+        let in_flight = self.in_flight.take().expect("checked above");
+        outcome.map_err(|e| e.context("committing a checkpoint"))?;
+        Ok(Some(Committed { positions: in_flight.positions, sent: in_flight.sent }))
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
