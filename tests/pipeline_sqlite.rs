@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use weir::rides::{TripGenerator, TripOptions};
-use weir_tests::{plugin_dir, sessions, weir_bin};
+use weir_tests::{http_get, plugin_dir, sessions, weir_bin};
 
 const TABLE: &str = "rides_city_minute";
 
@@ -305,17 +305,6 @@ fn the_circuit_breaker_pauses_on_a_critical_rule_and_on_a_dead_letter_burst() {
     let db = dir.path().join("rides.db");
     assert_eq!(count(&db, &format!("SELECT sum(trips) FROM {TABLE}")), 2700);
     assert_eq!(count(&db, "SELECT count(*) FROM weir_dead_letters WHERE kind = 'malformed'"), 300);
-}
-
-/// A plain HTTP GET on loopback: the status code and the body.
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
 }
 
 /// An open breaker with an hour's cooldown is reported by the admin API (`/readyz` is 503,

@@ -1,6 +1,6 @@
-//! Throwaway real services for end-to-end tests: a PostgreSQL cluster made by `initdb`
-//! and a Kafka-protocol broker (Tansu), each on a free loopback port in a temporary
-//! directory, stopped and removed when dropped.
+//! Throwaway real services for end-to-end tests: a PostgreSQL cluster made by `initdb`,
+//! a Kafka-protocol broker (Tansu) and a Prometheus server, each on a free loopback port
+//! in a temporary directory, stopped and removed when dropped.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -184,6 +184,51 @@ impl Broker {
 }
 
 impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Prometheus server scraping one target every 500 ms.
+pub struct Prometheus {
+    child: Child,
+    _dir: tempfile::TempDir,
+    /// Where its HTTP API listens.
+    pub addr: String,
+}
+
+impl Prometheus {
+    /// Starts Debian's `prometheus`, scraping `/metrics` of `target` (`host:port`).
+    pub fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().expect("a directory for Prometheus");
+        let config = dir.path().join("prometheus.yml");
+        let text = format!(
+            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{target}']\n"
+        );
+        std::fs::write(&config, text).expect("writing prometheus.yml");
+        let port = free_port();
+        let mut child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting prometheus (Debian package `prometheus`; `cargo xtask test` installs it)");
+        wait_for_port(port, "prometheus", &mut child);
+        let addr = format!("127.0.0.1:{port}");
+        // It listens before its storage is ready; queries answer 503 until then.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while crate::http_get(&addr, "/-/ready").0 != 200 {
+            assert!(Instant::now() < deadline, "prometheus was not ready within 30s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Prometheus { child, _dir: dir, addr }
+    }
+}
+
+impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

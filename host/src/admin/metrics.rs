@@ -3,74 +3,136 @@
 use std::fmt::Write;
 
 use super::Status;
+use crate::pipeline::{Histogram, BUCKETS};
+
+/// Escapes a label value.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Writes families, each a `# HELP`/`# TYPE` header over its samples.
+struct Families {
+    out: String,
+    pipeline: String,
+}
+
+impl Families {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample; `labels` are `key="value"` pairs after the pipeline's.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let mut all = format!("pipeline=\"{}\"", self.pipeline);
+        for (k, v) in labels {
+            let _ = write!(all, ",{k}=\"{}\"", label(v));
+        }
+        let _ = writeln!(self.out, "{name}{{{all}}} {value}");
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: Option<impl std::fmt::Display>) {
+        if let Some(value) = value {
+            self.family(name, kind, help);
+            self.sample(name, &[], value);
+        }
+    }
+
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &Histogram) {
+        let mut cumulative = 0;
+        for (i, le) in BUCKETS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]).enumerate() {
+            cumulative += h.counts[i];
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&format!("{name}_bucket"), &with_le, cumulative);
+        }
+        self.sample(&format!("{name}_sum"), labels, h.sum);
+        self.sample(&format!("{name}_count"), labels, h.count);
+    }
+}
 
 /// The metrics of `status`, at wall time `now_ms`.
 pub fn render(status: &Status, now_ms: i64) -> String {
-    let seconds_since = |ms: Option<i64>| ms.map(|ms| ((now_ms - ms) as f64 / 1000.0).to_string());
-    let families: [(&str, &str, &str, Option<String>); 10] = [
-        ("weir_records_in_total", "counter", "Raw records read from the source.", Some(status.records.to_string())),
-        ("weir_events_windowed_total", "counter", "Events folded into windows.", Some(status.windowed.to_string())),
-        (
-            "weir_dead_letters_total",
-            "counter",
-            "Records sent to the dead-letter store.",
-            Some(status.dead_letters.to_string()),
-        ),
-        ("weir_late_events_total", "counter", "Events sent to the late lane.", Some(status.late.to_string())),
-        (
-            "weir_checkpoints_total",
-            "counter",
-            "Checkpoints committed to the sink.",
-            Some(status.checkpoints.to_string()),
-        ),
-        (
-            "weir_breaker_trips_total",
-            "counter",
-            "Times the circuit breaker opened.",
-            Some(status.breaker_trips.to_string()),
-        ),
-        (
-            "weir_reading_held",
-            "gauge",
-            "1 while the breaker or a pause holds reading.",
-            Some(u8::from(status.held.is_some()).to_string()),
-        ),
-        (
-            "weir_sink_failing",
-            "gauge",
-            "1 while checkpoints are being retried.",
-            Some(u8::from(status.sink_error.is_some()).to_string()),
-        ),
-        ("weir_watermark_delay_seconds", "gauge", "Wall time minus the watermark.", seconds_since(status.watermark_ms)),
-        (
-            "weir_checkpoint_age_seconds",
-            "gauge",
-            "Time since the last committed checkpoint.",
-            seconds_since(status.last_checkpoint_ms),
-        ),
-    ];
-    let pipeline = status.pipeline.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut out = String::new();
-    for (name, kind, help, value) in families {
-        if let Some(value) = value {
-            let _ =
-                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{pipeline=\"{pipeline}\"}} {value}");
+    let seconds_since = |ms: Option<i64>| ms.map(|ms| (now_ms - ms) as f64 / 1000.0);
+    let mut f = Families { out: String::new(), pipeline: label(&status.pipeline) };
+    f.single("weir_records_in_total", "counter", "Raw records read from the source.", Some(status.records));
+    f.single("weir_events_windowed_total", "counter", "Events folded into windows.", Some(status.windowed));
+    f.single("weir_checkpoints_total", "counter", "Checkpoints committed to the sink.", Some(status.checkpoints));
+    f.single("weir_breaker_trips_total", "counter", "Times the circuit breaker opened.", Some(status.breaker_trips));
+    f.single("weir_plugin_swaps_total", "counter", "Plugin versions switched in while running.", Some(status.swaps));
+    f.single(
+        "weir_reading_held",
+        "gauge",
+        "1 while the breaker or a pause holds reading.",
+        Some(u8::from(status.held.is_some())),
+    );
+    f.single(
+        "weir_sink_failing",
+        "gauge",
+        "1 while checkpoints are being retried.",
+        Some(u8::from(status.sink_error.is_some())),
+    );
+    f.single("weir_watermark_delay_seconds", "gauge", "Wall time minus the watermark.", seconds_since(status.watermark_ms));
+    f.single(
+        "weir_checkpoint_age_seconds",
+        "gauge",
+        "Time since the last committed checkpoint.",
+        seconds_since(status.last_checkpoint_ms),
+    );
+
+    let m = &status.measured;
+    f.family("weir_dead_letters_total", "counter", "Records sent to the dead-letter store, by kind and plugin.");
+    for (kind, by_plugin) in &m.dead_letters {
+        for (plugin, n) in by_plugin {
+            f.sample("weir_dead_letters_total", &[("kind", kind), ("plugin", plugin)], n);
         }
     }
-    out
+    f.family("weir_late_events_total", "counter", "Events sent to the late lane, by reason.");
+    f.sample("weir_late_events_total", &[("reason", "window_closed")], status.late);
+    f.family("weir_stage_events_in_total", "counter", "Events handed to a stage (raw records for the parser).");
+    for s in &m.stages {
+        f.sample("weir_stage_events_in_total", &[("stage", &s.stage)], s.events_in);
+    }
+    f.family("weir_stage_events_out_total", "counter", "Events a stage passed on (window rows for the aggregator).");
+    for s in &m.stages {
+        f.sample("weir_stage_events_out_total", &[("stage", &s.stage)], s.events_out);
+    }
+    f.family("weir_plugin_version_info", "gauge", "The plugin version running in each stage.");
+    for s in &m.stages {
+        f.sample("weir_plugin_version_info", &[("stage", &s.stage), ("version", &s.version)], 1);
+    }
+    f.family("weir_plugin_call_seconds", "histogram", "How long one call into a stage's plugin took.");
+    for s in &m.stages {
+        f.histogram("weir_plugin_call_seconds", &[("stage", &s.stage)], &s.calls);
+    }
+    f.family("weir_checkpoint_duration_seconds", "histogram", "From handing a checkpoint to the sink to its commit.");
+    f.histogram("weir_checkpoint_duration_seconds", &[], &m.checkpoints);
+    if !status.lags.is_empty() {
+        f.family("weir_consumer_lag", "gauge", "Records not yet read, per partition.");
+        for (partition, lag) in &status.lags {
+            f.sample("weir_consumer_lag", &[("partition", partition)], lag);
+        }
+    }
+    f.out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::{Measured, StageMetrics};
 
     #[test]
-    fn renders_counters_and_gauges_with_the_pipeline_label() {
+    fn renders_counters_gauges_and_histograms_with_their_labels() {
+        let mut parser = StageMetrics { stage: "parser".into(), version: "p@sha256:1".into(), ..Default::default() };
+        parser.calls.observe(std::time::Duration::from_micros(300));
+        let mut measured = Measured { stages: vec![parser], ..Default::default() };
+        measured.dead_letters.entry("malformed".into()).or_default().insert("json_parser".into(), 3);
         let status = Status {
             pipeline: "rides".into(),
             records: 10,
             watermark_ms: Some(1_000),
             held: Some("breaker".into()),
+            lags: vec![("partition 2".into(), 7)],
+            measured,
             ..Status::default()
         };
         let text = render(&status, 3_500);
@@ -78,5 +140,10 @@ mod tests {
         assert!(text.contains("weir_watermark_delay_seconds{pipeline=\"rides\"} 2.5\n"));
         assert!(text.contains("weir_reading_held{pipeline=\"rides\"} 1\n"));
         assert!(!text.contains("weir_checkpoint_age_seconds"), "no checkpoint yet");
+        assert!(text.contains("weir_dead_letters_total{pipeline=\"rides\",kind=\"malformed\",plugin=\"json_parser\"} 3\n"));
+        assert!(text.contains("weir_plugin_call_seconds_bucket{pipeline=\"rides\",stage=\"parser\",le=\"0.00025\"} 0\n"));
+        assert!(text.contains("weir_plugin_call_seconds_bucket{pipeline=\"rides\",stage=\"parser\",le=\"0.0005\"} 1\n"));
+        assert!(text.contains("weir_plugin_call_seconds_bucket{pipeline=\"rides\",stage=\"parser\",le=\"+Inf\"} 1\n"));
+        assert!(text.contains("weir_consumer_lag{pipeline=\"rides\",partition=\"partition 2\"} 7\n"));
     }
 }

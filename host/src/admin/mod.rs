@@ -40,6 +40,12 @@ pub struct Status {
     pub breaker_trips: u64,
     /// The last sink failure, while checkpoints are being retried.
     pub sink_error: Option<String>,
+    /// Plugin versions switched in while running.
+    pub swaps: u64,
+    /// Records not yet read, per partition (by its label), where the source can tell.
+    pub lags: Vec<(String, u64)>,
+    /// Per-stage counts and call times, dead letters by kind, checkpoint durations.
+    pub measured: crate::pipeline::Measured,
 }
 
 /// A command for the run loop.

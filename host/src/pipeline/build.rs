@@ -87,6 +87,8 @@ pub struct Pipeline {
     /// The state version of the aggregator that wrote the stored window states, if the
     /// sink knows: restored states of another version are migrated.
     pub(super) stored_state_version: Option<u32>,
+    /// Counters and timings for `/metrics`.
+    pub(super) measured: super::metrics::Measured,
     /// Versions switched in since the last checkpoint, committed with the first records they process.
     pub(super) deployments: Vec<Deployment>,
 }
@@ -147,6 +149,17 @@ impl Pipeline {
             deployments: Vec::new(),
             configured: plans.iter().map(|p| (p.id, p.component.digest.clone())).collect(),
             stored_state_version: None,
+            measured: super::metrics::Measured {
+                stages: plans
+                    .iter()
+                    .map(|p| super::metrics::StageMetrics {
+                        stage: p.id.to_string(),
+                        version: format!("{}@{}", p.component.name, p.component.digest),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            },
             plans,
         })
     }

@@ -89,6 +89,11 @@ impl Committer {
         Ok(())
     }
 
+    /// Whether a commit is in flight (it may have landed unnoticed: see [`settle`](Self::settle)).
+    pub(super) fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     /// The commit in flight, once it has landed: waits for it if `wait`, else only looks.
     /// A commit that failed for good is the run's error.
     pub(super) fn settle(&mut self, wait: bool) -> Result<Option<Committed>> {

@@ -6,6 +6,7 @@ mod build;
 mod committer;
 mod deploy;
 mod latency;
+mod metrics;
 mod process;
 mod replay;
 mod retry;
@@ -15,6 +16,7 @@ mod swap;
 mod windows;
 
 pub use build::{Pipeline, PipelineOptions};
+pub use metrics::{Histogram, Measured, StageMetrics, BUCKETS};
 pub use deploy::{DeployReport, Deployer, Switched, Trial, MAX_ERROR_INCREASE};
 pub use stages::{wire, StageId, StagePlan};
 pub use swap::How;

@@ -1,5 +1,7 @@
 //! One batch through the pipeline, and one checkpoint out of it.
 
+use std::time::Instant;
+
 use anyhow::{Context, Result};
 use weir_sdk::{Column, ColumnValues, EventBatch, RawBatch, Severity};
 
@@ -132,7 +134,9 @@ impl Pipeline {
         // Lateness is judged against the watermark as it stood before this batch.
         let mark = self.tracker.current();
 
+        let started = Instant::now();
         let parsed = self.parser.parse(batch);
+        self.measured.call(0, started.elapsed(), batch.len(), parsed.output.events.len());
         for e in parsed.output.errors {
             push_dead(&mut self.dead_letters, batch, e.index, DeadLetterKind::Malformed, &self.parser, e.reason);
         }
@@ -148,7 +152,9 @@ impl Pipeline {
 
         for i in 0..self.validators.len() {
             let input = events.project(&self.validators[i].1);
+            let started = Instant::now();
             let validated = self.validators[i].0.validate(&input);
+            let took = started.elapsed();
             let mut reasons: Vec<Option<String>> = vec![None; events.len()];
             for v in &validated.violations {
                 if v.severity == Severity::Critical && self.critical.is_none() {
@@ -187,6 +193,7 @@ impl Pipeline {
             }
             let kept: Vec<u32> =
                 (0..events.len() as u32).filter(|&r| reasons[r as usize].is_none() && !failed.contains(&r)).collect();
+            self.measured.call(1 + i, took, events.len(), kept.len());
             if kept.len() != events.len() {
                 events = events.take(&kept);
                 records = kept.iter().map(|&r| records[r as usize]).collect();
@@ -196,7 +203,10 @@ impl Pipeline {
 
         for i in 0..self.transforms.len() {
             let input = events.project(&self.transforms[i].1);
+            let started = Instant::now();
             let out = self.transforms[i].0.apply(&input);
+            let stage = 1 + self.validators.len() + i;
+            self.measured.call(stage, started.elapsed(), events.len(), out.output.events.len());
             for e in out.output.errors {
                 let plugin = &self.transforms[i].0;
                 push_dead(
@@ -304,7 +314,10 @@ impl Pipeline {
         let input = if identity { input } else { input.take(&fold_rows) };
         let mut states: Vec<Vec<u8>> =
             touched.iter().map(|&g| std::mem::take(&mut self.windows.groups[g].state)).collect();
+        let started = Instant::now();
         let failures = self.aggregator.fold(&mut states, &input, &groups);
+        let last = self.measured.stages.len().saturating_sub(1);
+        self.measured.call(last, started.elapsed(), fold_rows.len(), 0);
         self.stats.windowed += (fold_rows.len() - failures.len()) as u64;
         push_failures(&mut self.dead_letters, batch, failures, &fold_records, &self.aggregator);
         for (g, state) in touched.into_iter().zip(states) {
@@ -447,9 +460,14 @@ impl Pipeline {
         let rows = if states.is_empty() {
             EventBatch::default()
         } else {
-            self.aggregator
+            let started = Instant::now();
+            let rows = self
+                .aggregator
                 .emit(&states)
-                .map_err(|e| anyhow::anyhow!("aggregator {} failed to emit: {e}", self.aggregator.component().name))?
+                .map_err(|e| anyhow::anyhow!("aggregator {} failed to emit: {e}", self.aggregator.component().name))?;
+            let last = self.measured.stages.len().saturating_sub(1);
+            self.measured.call(last, started.elapsed(), 0, rows.len());
+            rows
         };
         let mut checkpoint = Checkpoint {
             watermark: mark,
@@ -494,6 +512,10 @@ impl Pipeline {
         // Offsets are stored only in this transaction, together with the rows they
         // produced: after a crash the source resumes exactly where the sink stands.
         self.stats.dead_letters += checkpoint.dead_letters.len() as u64;
+        for d in &checkpoint.dead_letters {
+            let by_plugin = self.measured.dead_letters.entry(d.kind.name().to_string()).or_default();
+            *by_plugin.entry(d.plugin.clone()).or_default() += 1;
+        }
         self.stats.late += checkpoint.late_events.len() as u64;
         self.stats.checkpoints += 1;
         for &g in &emit {

@@ -39,7 +39,8 @@ pub struct RunSummary {
     pub latency: Option<(u64, u64)>,
     /// Peak resident memory in bytes, if the platform tells.
     pub peak_rss: Option<u64>,
-    /// For each plugin switch made while events flowed, the gap in processing around it.
+    /// For each plugin switch made while events flowed, the time processing stood still
+    /// around it: from the end of the last batch to the next read, checkpoint included.
     pub swap_stalls: Vec<Duration>,
     /// The same gap around ordinary checkpoints.
     pub checkpoint_gaps: Vec<Duration>,
@@ -61,15 +62,16 @@ struct Timing {
     last_commit_ms: Option<i64>,
     /// How many pending latency samples the commit in flight holds.
     committing: usize,
-    /// How long each commit took on the sink thread, from hand-over to landing.
-    commit_times: Vec<Duration>,
+    /// How long commits took on the sink thread, from hand-over to landing.
+    commits: super::metrics::Histogram,
     admin: Option<Arc<Shared>>,
     /// When the last batch was done.
     processed: Option<Instant>,
-    /// A checkpoint (and maybe a switch) came after that batch: the gap to the next one is measured.
+    /// A checkpoint (and maybe a switch) came after that batch: the time until the loop
+    /// reads again is measured.
     gap: Option<(Instant, bool)>,
-    /// For each switch under load: from the end of the old version's last batch to the
-    /// start of the new one's first, the checkpoint between them included.
+    /// For each switch under load: from the end of the old version's last batch until the
+    /// loop reads the new one's first, the checkpoint between them included.
     stalls: Vec<Duration>,
     /// The same gap around ordinary checkpoints, to compare with.
     checkpoint_gaps: Vec<Duration>,
@@ -142,7 +144,7 @@ fn settle(committer: &mut Committer, source: &mut dyn Source, timing: &mut Timin
         timing.latency.committed(std::mem::take(&mut timing.committing), now);
         timing.last_commit_ms = Some(now);
         timing.first_commit.get_or_insert_with(|| process_start().elapsed());
-        timing.commit_times.push(done.sent.elapsed());
+        timing.commits.observe(done.sent.elapsed());
     }
     Ok(())
 }
@@ -278,8 +280,13 @@ fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &m
 }
 
 /// Publishes the run's state to the admin API.
-fn publish(admin: &Shared, pipeline: &Pipeline, breaker: &Breaker, held: &Option<String>, last_commit: Option<i64>) {
+fn publish(admin: &Shared, pipeline: &Pipeline, source: &mut dyn Source, breaker: &Breaker, held: &Option<String>, timing: &Timing) {
     let mut status = admin.status();
+    status.measured.clone_from(&pipeline.measured);
+    status.measured.checkpoints.clone_from(&timing.commits);
+    status.swaps = pipeline.stats.swaps;
+    status.lags = source.lags().unwrap_or_default().into_iter().map(|(p, n)| (source.label(p), n)).collect();
+    let last_commit = timing.last_commit_ms;
     status.pipeline.clone_from(&pipeline.name);
     status.records = pipeline.stats.records;
     status.windowed = pipeline.stats.windowed;
@@ -356,6 +363,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     }
 
     let mut committer = Committer::start(sink)?;
+    let mut pending: Option<Swap> = None;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // A second handler cannot be installed in the same process (tests run several pipelines).
@@ -411,7 +419,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                     Some(open) if !operator_paused => format!("circuit breaker open: {}", open.reason),
                     _ => "paused by the admin API".to_string(),
                 });
-                if let Ok(swap) = swaps.try_recv() {
+                if let Some(swap) = pending.take().or_else(|| swaps.try_recv().ok()) {
                     // Nothing is read while held: the switch need not wait for the interval.
                     checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)?;
                     last_checkpoint = Instant::now();
@@ -419,7 +427,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 }
                 source.idle(Duration::from_millis(100))?;
                 if let Some(admin) = &timing.admin {
-                    publish(admin, &pipeline, &breaker, &held, timing.last_commit_ms);
+                    publish(admin, &pipeline, source.as_mut(), &breaker, &held, &timing);
                 }
                 if options.progress && last_progress.0.elapsed() >= Duration::from_secs(1) {
                     show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
@@ -440,6 +448,11 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
         }
         resume_requested = false;
+        if let Some((since, switched)) = timing.gap.take() {
+            // Up to the next read: waiting for input is not a stall.
+            let gaps = if switched { &mut timing.stalls } else { &mut timing.checkpoint_gaps };
+            gaps.push(since.elapsed());
+        }
         let dead_before = pipeline.dead_letters.len();
         let polled = source.poll(options.batch_size)?;
         let rejected = source.rejected();
@@ -455,10 +468,6 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 timing.latency.processed(&batch.timestamps);
                 if let Some(active) = source.active() {
                     pipeline.hold(&active, now_ms());
-                }
-                if let Some((since, switched)) = timing.gap.take() {
-                    let gaps = if switched { &mut timing.stalls } else { &mut timing.checkpoint_gaps };
-                    gaps.push(since.elapsed());
                 }
                 pipeline.process(batch, now_ms())?;
                 timing.processed = Some(Instant::now());
@@ -505,12 +514,21 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         settle(&mut committer, source.as_mut(), &mut timing, false)?;
         // The first results are committed as soon as there are any; then on the interval.
         let first = pipeline.stats.checkpoints == 0 && pipeline.stats.records > 0;
-        if first || last_checkpoint.elapsed() >= config.checkpoint.interval {
-            // The source's positions stand just after the last processed batch.
+        let due = last_checkpoint.elapsed();
+        if first || due >= config.checkpoint.interval {
+            if pending.is_none() {
+                pending = swaps.try_recv().ok();
+            }
+            // A switch waits (up to one more interval) for a checkpoint that need not wait
+            // for the previous commit, so that the stall around it stays short.
+            let postpone = pending.is_some() && committer.busy() && due < 2 * config.checkpoint.interval;
+            if postpone {
+                continue;
+            }
             checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)?;
             last_checkpoint = Instant::now();
             let mut switched = false;
-            while let Ok(swap) = swaps.try_recv() {
+            while let Some(swap) = pending.take().or_else(|| swaps.try_recv().ok()) {
                 switched |= switch(&mut pipeline, swap, &deployer, source.positions());
             }
             // Gaps are measured only while batches follow each other closely.
@@ -520,7 +538,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
         }
         if let Some(admin) = timing.admin.as_ref().filter(|_| last_publish.elapsed() >= Duration::from_millis(200)) {
-            publish(admin, &pipeline, &breaker, &held, timing.last_commit_ms);
+            publish(admin, &pipeline, source.as_mut(), &breaker, &held, &timing);
             last_publish = Instant::now();
         }
     }

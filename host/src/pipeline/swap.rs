@@ -121,6 +121,9 @@ impl Pipeline {
         if let Some(how) = how {
             self.deployments.push(self.deployment(&plan, how, from));
         }
+        if let Some(stage) = self.measured.stages.get_mut(index) {
+            stage.version = format!("{}@{}", plan.component.name, plan.component.digest);
+        }
         self.plans[index] = plan;
         Ok(())
     }

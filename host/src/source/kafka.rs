@@ -58,6 +58,8 @@ impl ConsumerContext for GroupContext {
 pub struct KafkaSource {
     consumer: BaseConsumer<GroupContext>,
     topic: String,
+    /// The topic for librdkafka's C API.
+    topic_c: std::ffi::CString,
     /// The rebalance being carried out, taken from the context's queue.
     current: Option<Rebalance>,
     /// The next offset per assigned partition.
@@ -104,7 +106,8 @@ impl KafkaSource {
             .create_with_context(GroupContext::default())
             .with_context(|| format!("source: creating a Kafka consumer for {brokers}"))?;
         consumer.subscribe(&[topic]).with_context(|| format!("source.topic {topic:?}: subscribing"))?;
-        Ok(KafkaSource { consumer, topic: topic.to_string(), current: None, positions: BTreeMap::new() })
+        let topic_c = std::ffi::CString::new(topic).context("source.topic contains a NUL byte")?;
+        Ok(KafkaSource { consumer, topic: topic.to_string(), topic_c, current: None, positions: BTreeMap::new() })
     }
 
     /// Checks that `brokers` answer and `topic` exists, without joining a group (which
@@ -265,13 +268,18 @@ impl Source for KafkaSource {
         true
     }
 
-    fn lag(&mut self) -> Option<u64> {
-        let mut lag = 0;
-        for (&p, &next) in &self.positions {
-            let (_, high) = self.consumer.fetch_watermarks(&self.topic, p, Duration::from_millis(200)).ok()?;
-            lag += (high - next).max(0) as u64;
-        }
-        Some(lag)
+    fn lags(&mut self) -> Option<Vec<(i32, u64)>> {
+        // The high watermarks librdkafka cached from its last fetches: no broker round trip.
+        let mut lags: Vec<(i32, u64)> = self
+            .positions
+            .iter()
+            .map(|(&p, &next)| {
+                let high = cached_high_watermark(&self.consumer, &self.topic_c, p).unwrap_or(next);
+                (p, (high - next).max(0) as u64)
+            })
+            .collect();
+        lags.sort_unstable();
+        Some(lags)
     }
 
     fn committed(&mut self, positions: &[(i32, i64)]) {
@@ -286,6 +294,27 @@ impl Source for KafkaSource {
             tracing::debug!(error = %e, "advisory Kafka offset commit failed");
         }
     }
+}
+
+/// The high watermark librdkafka last saw for a partition, from its cache: unlike
+/// `fetch_watermarks`, no request to the broker, so the run loop may ask every tick.
+fn cached_high_watermark<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &std::ffi::CStr,
+    partition: i32,
+) -> Option<i64> {
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer lives as long as `consumer`; the out-pointers are locals.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
 impl Drop for KafkaSource {

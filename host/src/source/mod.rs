@@ -73,9 +73,13 @@ pub trait Source {
     fn rejected(&mut self) -> Vec<Rejected> {
         Vec::new()
     }
+    /// Records not yet read per partition, if the source can tell (without blocking).
+    fn lags(&mut self) -> Option<Vec<(i32, u64)>> {
+        None
+    }
     /// Records not yet read, if the source can tell.
     fn lag(&mut self) -> Option<u64> {
-        None
+        self.lags().map(|lags| lags.iter().map(|(_, n)| n).sum())
     }
 }
 

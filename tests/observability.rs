@@ -1,0 +1,101 @@
+//! The operating surface of a running host, checked by real clients: a Prometheus
+//! server scrapes `/metrics`, and the series it stores agree with the sink.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir_tests::services::Prometheus;
+use weir_tests::{free_addr, http_get, plugin_dir, wait_status, weir_bin};
+
+const EVENTS: u64 = 200_000;
+
+/// The rides example on the embedded default, with a short checkpoint interval.
+fn rides(dir: &Path) -> std::path::PathBuf {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rides/pipeline.toml")).unwrap();
+    let text = text
+        .replace("events = 1000000", &format!("events = {EVENTS}"))
+        .replace("interval = \"1s\"", "interval = \"100ms\"")
+        .replace("${WEIR_DATA_DIR:-.weir}", ".");
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn encode(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The values of an instant query, one per series, with their labels.
+fn query(prometheus: &Prometheus, q: &str) -> Vec<(serde_json::Value, f64)> {
+    let (code, body) = http_get(&prometheus.addr, &format!("/api/v1/query?query={}", encode(q)));
+    assert_eq!(code, 200, "{q}: {body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    answer["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["metric"].clone(), r["value"][1].as_str().unwrap().parse().unwrap()))
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_the_expected_series_and_they_agree_with_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = rides(dir.path());
+    let addr = free_addr();
+    let mut host = Command::new(weir_bin())
+        .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr, "--until-idle", "300s"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_status(&addr, &mut host, Duration::from_secs(120), |s| {
+        s["records"] == EVENTS && s["held"].is_null() && s["last_checkpoint_ms"].as_i64().is_some()
+    });
+    let prometheus = Prometheus::start(&addr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while query(&prometheus, "weir_records_in_total").first().map(|r| r.1) != Some(EVENTS as f64) {
+        assert!(Instant::now() < deadline, "Prometheus stored no weir_records_in_total of {EVENTS} within a minute");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let one = |q: &str| -> f64 {
+        let result = query(&prometheus, q);
+        assert_eq!(result.len(), 1, "{q}: {result:?}");
+        result[0].1
+    };
+    assert_eq!(one("up{job=\"weir\"}"), 1.0);
+    // Every stage reports its events and its call times.
+    for stage in ["parser", "validators[0]", "aggregator"] {
+        assert!(one(&format!("weir_stage_events_in_total{{stage=\"{stage}\"}}")) > 0.0, "{stage}");
+        assert!(one(&format!("weir_plugin_call_seconds_count{{stage=\"{stage}\"}}")) > 0.0, "{stage}");
+        assert_eq!(query(&prometheus, &format!("weir_plugin_call_seconds_bucket{{stage=\"{stage}\"}}")).len(), 15);
+    }
+    assert_eq!(one("weir_stage_events_in_total{stage=\"parser\"}"), EVENTS as f64);
+    assert!(one("weir_checkpoint_duration_seconds_count") > 0.0);
+    assert_eq!(one("weir_plugin_swaps_total"), 0.0);
+    assert!(one("weir_watermark_delay_seconds") > 0.0);
+    assert_eq!(query(&prometheus, "weir_plugin_version_info").len(), 3);
+
+    // The dead-letter and late counts agree with what the sink holds.
+    let db = rusqlite::Connection::open(dir.path().join("rides.db")).unwrap();
+    let count = |sql: &str| -> f64 { db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as f64 };
+    for kind in ["malformed", "rejected"] {
+        assert_eq!(
+            one(&format!("sum(weir_dead_letters_total{{kind=\"{kind}\"}})")),
+            count(&format!("SELECT count(*) FROM weir_dead_letters WHERE kind = '{kind}'")),
+            "{kind} dead letters"
+        );
+    }
+    assert_eq!(one("weir_late_events_total{reason=\"window_closed\"}"), count("SELECT count(*) FROM weir_late_events"));
+    let _ = host.kill();
+    let _ = host.wait();
+}
