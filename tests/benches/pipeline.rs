@@ -16,7 +16,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -208,21 +208,7 @@ fn main() {
     println!("{:<40} {:>10.2}×", "(b) unaligned weir / bare consumer", weir_unaligned.events_per_s / bare);
 
     // Latency at a steady 50k events/s, checkpointing every 100 ms.
-    let paced = example("pipeline-kafka.toml", dir.path(), "100ms");
-    let db = pg.create_database("paced");
-    let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", "paced".into()), ("DATABASE_URL", db)];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = produce(&broker, "paced", 0, None).output().unwrap(); // creates the topic
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut child = weir_run(&paced, &env, &warm_cache).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // Produce only once weir holds its partitions, so group-join time is not latency.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("assigned partition") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "weir run exited before joining its group");
-    }
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let child = paced_host(&broker, &pg, dir.path(), &warm_cache, "paced", &[]);
     let out = produce(&broker, "paced", EVENTS, Some(50_000)).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = child.wait_with_output().unwrap();
@@ -232,24 +218,18 @@ fn main() {
     swap_stall(&broker, &pg, dir.path(), &warm_cache);
 }
 
-/// 24 parser switches, alternating two builds of the same parser, while 2M events arrive
-/// at 50k/s (40 s, so that every switch falls under load); every record must be accounted
-/// for exactly once.
-fn swap_stall(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path) {
-    const SWAPS: usize = 24;
+/// `weir run` of the Kafka example with 100 ms checkpoints, reading `topic` into database
+/// `topic`, returned once it holds its partitions: produce only then, so that group-join
+/// time counts neither as latency nor as stall.
+fn paced_host(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path, topic: &str, args: &[&str]) -> Child {
     let paced = example("pipeline-kafka.toml", dir, "100ms");
-    let db = pg.create_database("swaps");
-    let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", "swaps".into()), ("DATABASE_URL", db)];
+    let db = pg.create_database(topic);
+    let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", topic.into()), ("DATABASE_URL", db)];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = produce(broker, "swaps", 0, None).output().unwrap();
+    let out = produce(broker, topic, 0, None).output().unwrap(); // creates the topic
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let addr = weir_tests::free_addr();
-    let mut child = weir_run(&paced, &env, cache)
-        .args(["--admin", &addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        weir_run(&paced, &env, cache).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("assigned partition") {
@@ -257,6 +237,16 @@ fn swap_stall(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path) {
         assert!(stderr.read_line(&mut line).unwrap() > 0, "weir run exited before joining its group");
     }
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    child
+}
+
+/// 24 parser switches, alternating two builds of the same parser, while 2M events arrive
+/// at 50k/s (40 s, so that every switch falls under load); every record must be accounted
+/// for exactly once.
+fn swap_stall(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path) {
+    const SWAPS: usize = 24;
+    let addr = weir_tests::free_addr();
+    let child = paced_host(broker, pg, dir, cache, "swaps", &["--admin", &addr]);
     let mut producer = produce(broker, "swaps", SWAP_EVENTS, Some(50_000)).spawn().unwrap();
     let builds = [dir.join("json_parser_b.wasm"), dir.join("json_parser_a.wasm")];
     std::fs::write(&builds[0], weir_tests::marked(weir_tests::guests::JSON_PARSER, "b")).unwrap();

@@ -114,9 +114,12 @@ impl Committer {
 }
 
 impl Drop for Committer {
+    /// Waits for the sink thread only when nothing is in flight: a run that fails while a
+    /// commit is being retried must not hang on it (the uncommitted transaction is simply
+    /// lost, and a restart resumes from the last one that landed).
     fn drop(&mut self) {
         self.jobs = None;
-        if let Some(thread) = self.thread.take() {
+        if let Some(thread) = self.thread.take().filter(|_| self.in_flight.is_none()) {
             let _ = thread.join();
         }
     }
