@@ -104,11 +104,7 @@ pub fn marked(path: &str, marker: &str) -> Vec<u8> {
 /// `weir <args>` against a running host at `addr`: whether it succeeded, its stdout
 /// (the JSON report) and its stderr (the reason of a refusal).
 pub fn weir_cli(addr: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(weir_bin())
-        .args(args)
-        .args(["--admin", addr])
-        .output()
-        .expect("running weir");
+    let out = std::process::Command::new(weir_bin()).args(args).args(["--admin", addr]).output().expect("running weir");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -81,7 +81,9 @@ fn ensure_test_services() -> Result<()> {
     // A real Prometheus scrapes `/metrics` in the tests; Debian packages it.
     if Command::new("prometheus").arg("--version").output().is_err() {
         eprintln!("installing prometheus (Debian package) for the metrics scrape test");
-        run(Command::new("apt-get").args(["install", "-y", "-q", "prometheus"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "prometheus"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     Ok(())
 }

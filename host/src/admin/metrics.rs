@@ -71,7 +71,12 @@ pub fn render(status: &Status, now_ms: i64) -> String {
         "1 while checkpoints are being retried.",
         Some(u8::from(status.sink_error.is_some())),
     );
-    f.single("weir_watermark_delay_seconds", "gauge", "Wall time minus the watermark.", seconds_since(status.watermark_ms));
+    f.single(
+        "weir_watermark_delay_seconds",
+        "gauge",
+        "Wall time minus the watermark.",
+        seconds_since(status.watermark_ms),
+    );
     f.single(
         "weir_checkpoint_age_seconds",
         "gauge",
@@ -140,8 +145,12 @@ mod tests {
         assert!(text.contains("weir_watermark_delay_seconds{pipeline=\"rides\"} 2.5\n"));
         assert!(text.contains("weir_reading_held{pipeline=\"rides\"} 1\n"));
         assert!(!text.contains("weir_checkpoint_age_seconds"), "no checkpoint yet");
-        assert!(text.contains("weir_dead_letters_total{pipeline=\"rides\",kind=\"malformed\",plugin=\"json_parser\"} 3\n"));
-        assert!(text.contains("weir_plugin_call_seconds_bucket{pipeline=\"rides\",stage=\"parser\",le=\"0.00025\"} 0\n"));
+        assert!(
+            text.contains("weir_dead_letters_total{pipeline=\"rides\",kind=\"malformed\",plugin=\"json_parser\"} 3\n")
+        );
+        assert!(
+            text.contains("weir_plugin_call_seconds_bucket{pipeline=\"rides\",stage=\"parser\",le=\"0.00025\"} 0\n")
+        );
         assert!(text.contains("weir_plugin_call_seconds_bucket{pipeline=\"rides\",stage=\"parser\",le=\"0.0005\"} 1\n"));
         assert!(text.contains("weir_plugin_call_seconds_bucket{pipeline=\"rides\",stage=\"parser\",le=\"+Inf\"} 1\n"));
         assert!(text.contains("weir_consumer_lag{pipeline=\"rides\",partition=\"partition 2\"} 7\n"));

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{metrics, Admin, Command, DeployRequest, PluginControl, Shared};
+use super::{metrics, Admin, Command, DeployRequest, Shared};
 
 /// The largest component a deploy accepts.
 const MAX_COMPONENT_BYTES: usize = 256 * 1024 * 1024;
@@ -136,16 +136,12 @@ struct PluginQuery {
     max_error_increase: Option<f64>,
 }
 
-fn control(app: &App) -> Result<Arc<dyn PluginControl>, Response> {
-    app.shared.plugins().ok_or_else(|| {
-        (StatusCode::SERVICE_UNAVAILABLE, "this host has no pipeline running yet\n").into_response()
-    })
+fn no_pipeline() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "this host has no pipeline running yet\n").into_response()
 }
 
 /// Runs a blocking plugin call off the server's thread; a refusal is a 422 with the reason.
-async fn blocking(
-    call: impl FnOnce() -> anyhow::Result<serde_json::Value> + Send + 'static,
-) -> Response {
+async fn blocking(call: impl FnOnce() -> anyhow::Result<serde_json::Value> + Send + 'static) -> Response {
     match tokio::task::spawn_blocking(call).await {
         Ok(Ok(report)) => Json(report).into_response(),
         Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}\n")).into_response(),
@@ -154,17 +150,14 @@ async fn blocking(
 }
 
 async fn plugins(State(app): State<Arc<App>>) -> Response {
-    match control(&app) {
-        Ok(control) => Json(control.list()).into_response(),
-        Err(response) => response,
+    match app.shared.plugins() {
+        Some(control) => Json(control.list()).into_response(),
+        None => no_pipeline(),
     }
 }
 
 async fn deploy(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>, body: Bytes) -> Response {
-    let control = match control(&app) {
-        Ok(control) => control,
-        Err(response) => return response,
-    };
+    let Some(control) = app.shared.plugins() else { return no_pipeline() };
     let request = DeployRequest {
         pipeline: query.pipeline,
         stage: query.stage,
@@ -176,10 +169,7 @@ async fn deploy(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>, b
 }
 
 async fn rollback(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>) -> Response {
-    let control = match control(&app) {
-        Ok(control) => control,
-        Err(response) => return response,
-    };
+    let Some(control) = app.shared.plugins() else { return no_pipeline() };
     blocking(move || control.rollback(query.pipeline.as_deref(), &query.stage)).await
 }
 

@@ -69,7 +69,13 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
         "/api/plugins/deploy?{}",
         query(&[("pipeline", &args.pipeline), ("stage", &args.stage), ("name", &name), ("max_error_increase", &max)])
     );
-    eprintln!("deploying {} ({} bytes) into {} of pipeline {}…", args.file.display(), bytes.len(), args.stage, args.pipeline);
+    eprintln!(
+        "deploying {} ({} bytes) into {} of pipeline {}…",
+        args.file.display(),
+        bytes.len(),
+        args.stage,
+        args.pipeline
+    );
     let report = args.target.call("POST", &path, Some(&bytes)).context("the deployment was refused")?;
     println!("{}", report.trim_end());
     Ok(())

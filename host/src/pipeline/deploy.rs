@@ -118,7 +118,11 @@ fn version(plan: &StagePlan) -> String {
 impl Deployer {
     /// A deployer for `pipeline`, whose deployment history so far is `history`. The run
     /// loop takes the versions to switch to from the receiver.
-    pub(super) fn new(pipeline: &Pipeline, runtime: PluginRuntime, history: Vec<Deployment>) -> (Arc<Self>, Receiver<Swap>) {
+    pub(super) fn new(
+        pipeline: &Pipeline,
+        runtime: PluginRuntime,
+        history: Vec<Deployment>,
+    ) -> (Arc<Self>, Receiver<Swap>) {
         let (swaps, receiver) = mpsc::channel();
         let live = Live { plans: pipeline.plans().to_vec(), table: pipeline.table.clone(), history };
         let deployer = Deployer {
@@ -169,7 +173,14 @@ impl Deployer {
 
     /// Deploys `bytes` into `stage`: compile, check, try, switch. Blocks until the run
     /// loop has switched, or says why not; the running version stays on any failure.
-    pub fn deploy(&self, stage: StageId, name: &str, bytes: Vec<u8>, how: How, max_error_increase: f64) -> Result<DeployReport> {
+    pub fn deploy(
+        &self,
+        stage: StageId,
+        name: &str,
+        bytes: Vec<u8>,
+        how: How,
+        max_error_increase: f64,
+    ) -> Result<DeployReport> {
         let _one = self.busy.lock().expect("deploy lock");
         let running = self.plan(stage)?;
         let candidate = running
@@ -186,10 +197,9 @@ impl Deployer {
         self.swaps
             .send(Swap { plan: candidate.clone(), plugin, how, reply })
             .map_err(|_| anyhow!("the pipeline has stopped"))?;
-        let switched = answer
-            .recv()
-            .map_err(|_| anyhow!("the pipeline stopped before switching"))?
-            .map_err(|e| anyhow!("{stage}: the switch to {} failed; {} keeps running: {e}", version(&candidate), version(&running)))?;
+        let switched = answer.recv().map_err(|_| anyhow!("the pipeline stopped before switching"))?.map_err(|e| {
+            anyhow!("{stage}: the switch to {} failed; {} keeps running: {e}", version(&candidate), version(&running))
+        })?;
         Ok(DeployReport {
             pipeline: self.config.name.clone(),
             stage,
@@ -237,7 +247,11 @@ impl Deployer {
         trial.new_dead_letters = new.dead_letters.len();
         // A record the running version fails on too is not held against the new one.
         let failed = |p: &Pipeline| -> std::collections::HashSet<(i32, i64)> {
-            p.dead_letters.iter().filter(|d| d.kind == DeadLetterKind::PluginFailure).map(|d| (d.partition, d.offset)).collect()
+            p.dead_letters
+                .iter()
+                .filter(|d| d.kind == DeadLetterKind::PluginFailure)
+                .map(|d| (d.partition, d.offset))
+                .collect()
         };
         let old_failed = failed(&old);
         let digest = &candidate.component.digest;
@@ -356,7 +370,10 @@ impl Deployer {
                             short(&report.version),
                             short(&report.replaced)
                         ),
-                        Err(e) => eprintln!("\n{stage}: {} changed, but the new version was not deployed: {e:#}", path.display()),
+                        Err(e) => eprintln!(
+                            "\n{stage}: {} changed, but the new version was not deployed: {e:#}",
+                            path.display()
+                        ),
                     }
                 }
             }
@@ -375,11 +392,9 @@ fn check_states(aggregator: &mut Plugin, states: &[Vec<u8>], from_version: u32) 
     let states = if from_version == to {
         states.to_vec()
     } else {
-        states
-            .iter()
-            .map(|s| aggregator.migrate(from_version, s))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow!("it cannot migrate the open windows' state from version {from_version} to {to}: {e}"))?
+        states.iter().map(|s| aggregator.migrate(from_version, s)).collect::<Result<Vec<_>, _>>().map_err(|e| {
+            anyhow!("it cannot migrate the open windows' state from version {from_version} to {to}: {e}")
+        })?
     };
     aggregator.emit(&states).map_err(|e| anyhow!("it cannot read the open windows' state (version {to}): {e}"))?;
     Ok(states.len())

@@ -16,9 +16,9 @@ mod swap;
 mod windows;
 
 pub use build::{Pipeline, PipelineOptions};
-pub use metrics::{Histogram, Measured, StageMetrics, BUCKETS};
 pub use deploy::{DeployReport, Deployer, Switched, Trial, MAX_ERROR_INCREASE};
-pub use stages::{wire, StageId, StagePlan};
-pub use swap::How;
+pub use metrics::{Histogram, Measured, StageMetrics, BUCKETS};
 pub use replay::{replay, ReplaySelection, ReplaySummary};
 pub use run::{now_ms, open_sink, process_start, run, RunSummary};
+pub use stages::{wire, StageId, StagePlan};
+pub use swap::How;

@@ -216,8 +216,8 @@ fn rebalance(
     Ok(())
 }
 
-/// Switches to a version the deployer passed. Called right after a checkpoint, at the
-/// positions it committed, so no offset is processed by both versions.
+/// Switches to a version the deployer passed. Called right after a checkpoint is taken,
+/// at the positions it holds, so no offset is processed by both versions.
 fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: Vec<(i32, i64)>) -> bool {
     let started = Instant::now();
     let Swap { plan, plugin, how, reply } = swap;
@@ -280,7 +280,14 @@ fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &m
 }
 
 /// Publishes the run's state to the admin API.
-fn publish(admin: &Shared, pipeline: &Pipeline, source: &mut dyn Source, breaker: &Breaker, held: &Option<String>, timing: &Timing) {
+fn publish(
+    admin: &Shared,
+    pipeline: &Pipeline,
+    source: &mut dyn Source,
+    breaker: &Breaker,
+    held: &Option<String>,
+    timing: &Timing,
+) {
     let mut status = admin.status();
     status.measured.clone_from(&pipeline.measured);
     status.measured.checkpoints.clone_from(&timing.commits);
@@ -329,7 +336,7 @@ pub(super) fn open(path: &Path, options: &PipelineOptions, runtime_options: Runt
     let mut sink = open_sink(&config, &base)?;
     sink.prepare(&pipeline.table)?;
     let history = sink.deployments(&config.name)?;
-    for line in pipeline.resume_deployments(&history, &runtime, &[]).with_context(|| format!("pipeline {}", config.name))? {
+    for line in pipeline.resume_deployments(&history, &runtime).with_context(|| format!("pipeline {}", config.name))? {
         eprintln!("{line}");
     }
     Ok(Opened { config, base, pipeline, sink, runtime, history })

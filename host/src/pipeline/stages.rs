@@ -12,8 +12,8 @@ use weir_sdk::{ColumnDef, ColumnType};
 
 use crate::config::{PipelineConfig, StageConfig};
 use crate::plugin::{
-    AggregatorStage, Grants, Limits, ParserStage, Plugin, PluginComponent, PluginKind, PluginRuntime,
-    TransformStage, ValidatorStage,
+    AggregatorStage, Grants, Limits, ParserStage, Plugin, PluginComponent, PluginKind, PluginRuntime, TransformStage,
+    ValidatorStage,
 };
 use crate::sink::TableSchema;
 
@@ -129,7 +129,12 @@ fn plugin_path(stage: &StageConfig, base: &Path, plugin_dir: &Path) -> PathBuf {
 }
 
 /// Every stage of `config`, in pipeline order, with its component loaded.
-pub fn plan(config: &PipelineConfig, base: &Path, plugin_dir: &Path, runtime: &PluginRuntime) -> Result<Vec<StagePlan>> {
+pub fn plan(
+    config: &PipelineConfig,
+    base: &Path,
+    plugin_dir: &Path,
+    runtime: &PluginRuntime,
+) -> Result<Vec<StagePlan>> {
     let stages = std::iter::once((StageId::Parser, &config.parser))
         .chain(config.validators.iter().enumerate().map(|(i, s)| (StageId::Validator(i), s)))
         .chain(config.transforms.iter().enumerate().map(|(i, s)| (StageId::Transform(i), s)))
@@ -138,8 +143,7 @@ pub fn plan(config: &PipelineConfig, base: &Path, plugin_dir: &Path, runtime: &P
         .map(|(id, stage)| {
             let path = plugin_path(stage, base, plugin_dir);
             let grants = Grants { allow: stage.grants.clone() };
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("{id}.plugin: reading {}", path.display()))?;
+            let bytes = std::fs::read(&path).with_context(|| format!("{id}.plugin: reading {}", path.display()))?;
             let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
             let component = runtime
                 .load_bytes(&name, &bytes, &grants)
@@ -241,7 +245,11 @@ pub fn wiring(config: &PipelineConfig, plugins: &[&Plugin]) -> Result<Wiring> {
         keys.iter().any(|k| k.name == v.name)
             || ["window_start", "window_end", "is_final", "revision", "updated_at"].contains(&v.name.as_str())
     }) {
-        bail!("aggregator output column {:?} clashes with a key or bookkeeping column of {}", clash.name, config.sink.table);
+        bail!(
+            "aggregator output column {:?} clashes with a key or bookkeeping column of {}",
+            clash.name,
+            config.sink.table
+        );
     }
     Ok(Wiring {
         time_column,
@@ -255,11 +263,14 @@ pub fn wiring(config: &PipelineConfig, plugins: &[&Plugin]) -> Result<Wiring> {
 
 /// Why a table of `new` columns cannot replace one of `old`, if it cannot.
 pub fn table_change(old: &TableSchema, new: &TableSchema) -> Option<String> {
-    let describe = |cols: &[ColumnDef]| {
-        cols.iter().map(|c| format!("{} {}", c.name, c.ty.name())).collect::<Vec<_>>().join(", ")
-    };
+    let describe =
+        |cols: &[ColumnDef]| cols.iter().map(|c| format!("{} {}", c.name, c.ty.name())).collect::<Vec<_>>().join(", ");
     if old.keys != new.keys {
-        return Some(format!("the window key would change from ({}) to ({})", describe(&old.keys), describe(&new.keys)));
+        return Some(format!(
+            "the window key would change from ({}) to ({})",
+            describe(&old.keys),
+            describe(&new.keys)
+        ));
     }
     (old.values != new.values).then(|| {
         format!(

@@ -1,6 +1,6 @@
 //! Switching one stage to another plugin version inside a running pipeline. The run loop
-//! calls [`Pipeline::switch`] right after a checkpoint has committed, so every offset
-//! before it was processed by the old version and every offset after it by the new one.
+//! calls [`Pipeline::switch`] right after taking a checkpoint, so every offset before it
+//! was processed by the old version and every offset after it by the new one.
 //! The switch is recorded in the next checkpoint, in the same transaction as the first
 //! records the new version processed: a crash before that commit replays them with the
 //! old version, as if the switch had not happened.
@@ -80,7 +80,7 @@ impl Pipeline {
     /// Runs `plugin` (an instance of `plan`) in `plan`'s stage from the next batch on.
     /// An aggregator's open window states are migrated to its state version. Nothing
     /// changes if the new version does not fit. `from` is where it takes over: the
-    /// offsets just committed. With `how` set, the switch is recorded in the next checkpoint.
+    /// offsets of the checkpoint just taken. With `how` set, the switch is recorded in the next checkpoint.
     pub fn switch(&mut self, plan: StagePlan, plugin: Plugin, how: Option<How>, from: Vec<(i32, i64)>) -> Result<()> {
         let index = self.stage_index(plan.id)?;
         let old = std::mem::replace(self.plugin_mut(plan.id), plugin);
@@ -132,8 +132,7 @@ impl Pipeline {
     /// aggregator's, and the new empty state. Fails without changing anything.
     fn migrate_states(&mut self, old: &Plugin) -> Result<(Vec<Vec<u8>>, Vec<u8>)> {
         let name = self.aggregator.component().name.clone();
-        let empty =
-            self.aggregator.create().map_err(|e| anyhow!("aggregator {name} failed to create a state: {e}"))?;
+        let empty = self.aggregator.create().map_err(|e| anyhow!("aggregator {name} failed to create a state: {e}"))?;
         let (from, to) = (state_version(old), state_version(&self.aggregator));
         if from == to {
             return Ok((self.windows.groups.iter().map(|g| g.state.clone()).collect(), empty));
@@ -144,7 +143,9 @@ impl Pipeline {
             .iter()
             .map(|g| self.aggregator.migrate(from, &g.state))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow!("aggregator {name} failed to migrate an open window's state from version {from} to {to}: {e}"))?;
+            .map_err(|e| {
+                anyhow!("aggregator {name} failed to migrate an open window's state from version {from} to {to}: {e}")
+            })?;
         Ok((states, empty))
     }
 
@@ -167,7 +168,11 @@ impl Pipeline {
     /// Resumes what the sink's deployment history says ran last: a stage runs the
     /// version last switched in, unless the file the pipeline names for it changed since
     /// (then the file wins, and is recorded). Returns what it did, a line per stage.
-    pub fn resume_deployments(&mut self, history: &[Deployment], runtime: &crate::plugin::PluginRuntime, from: &[(i32, i64)]) -> Result<Vec<String>> {
+    pub fn resume_deployments(
+        &mut self,
+        history: &[Deployment],
+        runtime: &crate::plugin::PluginRuntime,
+    ) -> Result<Vec<String>> {
         let mut said = Vec::new();
         self.stored_state_version =
             history.iter().rev().find(|d| d.stage == "aggregator").and_then(|d| d.state_version);
@@ -178,13 +183,20 @@ impl Pipeline {
             match last {
                 Some(d) if d.digest == *configured => {}
                 Some(d) if d.configured_digest == *configured => {
-                    let deployed = plan
-                        .with_bytes(runtime, &d.plugin, d.bytes.to_vec())
-                        .map_err(|e| anyhow!("{stage}: loading the deployed version {}@{}: {e:#}", d.plugin, d.digest))?;
+                    let deployed = plan.with_bytes(runtime, &d.plugin, d.bytes.to_vec()).map_err(|e| {
+                        anyhow!("{stage}: loading the deployed version {}@{}: {e:#}", d.plugin, d.digest)
+                    })?;
                     let plugin = deployed.start()?;
-                    self.switch(deployed, plugin, None, Vec::new())
-                        .map_err(|e| anyhow!("{stage}: resuming the deployed version {}@{}: {e:#}", d.plugin, d.digest))?;
-                    said.push(format!("{stage} runs {}@{} ({} at {})", d.plugin, short(&d.digest), d.how, weir_sdk::time::format_iso8601(d.at_ms)));
+                    self.switch(deployed, plugin, None, Vec::new()).map_err(|e| {
+                        anyhow!("{stage}: resuming the deployed version {}@{}: {e:#}", d.plugin, d.digest)
+                    })?;
+                    said.push(format!(
+                        "{stage} runs {}@{} ({} at {})",
+                        d.plugin,
+                        short(&d.digest),
+                        d.how,
+                        weir_sdk::time::format_iso8601(d.at_ms)
+                    ));
                 }
                 _ => {
                     if let Some(d) = last {
@@ -195,7 +207,8 @@ impl Pipeline {
                             short(&d.digest)
                         ));
                     }
-                    self.deployments.push(self.deployment(&plan, How::Configured, from.to_vec()));
+                    // Where it starts is in the checkpoint log; the pipeline has not read yet.
+                    self.deployments.push(self.deployment(&plan, How::Configured, Vec::new()));
                 }
             }
         }

@@ -277,8 +277,10 @@ impl SqliteSink {
                 d.at_ms
             ])?;
         }
-        tx.prepare_cached("INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at) VALUES (?, ?, ?, ?)")?
-            .execute(params![pipeline, checkpoint.plugins, serde_json::to_string(&checkpoint.offsets)?, now])?;
+        tx.prepare_cached(
+            "INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at) VALUES (?, ?, ?, ?)",
+        )?
+        .execute(params![pipeline, checkpoint.plugins, serde_json::to_string(&checkpoint.offsets)?, now])?;
         for (p, offset, clock) in checkpoint.partitions() {
             partition.execute(params![
                 pipeline,
