@@ -111,10 +111,6 @@ pub struct Deployer {
     busy: Mutex<()>,
 }
 
-fn version(plan: &StagePlan) -> String {
-    format!("{}@{}", plan.component.name, plan.component.digest)
-}
-
 impl Deployer {
     /// A deployer for `pipeline`, whose deployment history so far is `history`. The run
     /// loop takes the versions to switch to from the receiver.
@@ -187,10 +183,10 @@ impl Deployer {
             .with_bytes(&self.runtime, name, bytes)
             .with_context(|| format!("{stage}: the new version was refused at load"))?;
         if candidate.component.digest == running.component.digest {
-            bail!("{stage} already runs {}", version(&running));
+            bail!("{stage} already runs {}", running.version());
         }
         let trial = self.trial(&candidate, max_error_increase).with_context(|| {
-            format!("{stage}: {} was refused; {} keeps running", version(&candidate), version(&running))
+            format!("{stage}: {} was refused; {} keeps running", candidate.version(), running.version())
         })?;
         let plugin = candidate.start()?;
         let (reply, answer) = mpsc::channel();
@@ -198,14 +194,14 @@ impl Deployer {
             .send(Swap { plan: candidate.clone(), plugin, how, reply })
             .map_err(|_| anyhow!("the pipeline has stopped"))?;
         let switched = answer.recv().map_err(|_| anyhow!("the pipeline stopped before switching"))?.map_err(|e| {
-            anyhow!("{stage}: the switch to {} failed; {} keeps running: {e}", version(&candidate), version(&running))
+            anyhow!("{stage}: the switch to {} failed; {} keeps running: {e}", candidate.version(), running.version())
         })?;
         Ok(DeployReport {
             pipeline: self.config.name.clone(),
             stage,
             how,
-            version: version(&candidate),
-            replaced: version(&running),
+            version: candidate.version(),
+            replaced: running.version(),
             trial,
             switched,
         })
@@ -297,7 +293,7 @@ impl Deployer {
                 .filter(|d| d.stage == name)
                 .find(|d| d.digest != current.component.digest)
                 .cloned()
-                .ok_or_else(|| anyhow!("{stage} has run no other version than {}", version(&current)))?
+                .ok_or_else(|| anyhow!("{stage} has run no other version than {}", current.version()))?
         };
         self.deploy(stage, &previous.plugin, previous.bytes.to_vec(), How::Rollback, f64::INFINITY)
     }
@@ -400,11 +396,19 @@ fn check_states(aggregator: &mut Plugin, states: &[Vec<u8>], from_version: u32) 
     Ok(states.len())
 }
 
+impl Deployer {
+    /// Refuses a request meant for another pipeline than this host's.
+    fn runs(&self, pipeline: Option<&str>) -> Result<()> {
+        match pipeline.filter(|p| *p != self.config.name) {
+            Some(other) => bail!("this host runs pipeline {:?}, not {other:?}", self.config.name),
+            None => Ok(()),
+        }
+    }
+}
+
 impl PluginControl for Deployer {
     fn deploy(&self, request: DeployRequest) -> Result<serde_json::Value> {
-        if let Some(pipeline) = request.pipeline.as_deref().filter(|p| *p != self.config.name) {
-            bail!("this host runs pipeline {:?}, not {pipeline:?}", self.config.name);
-        }
+        self.runs(request.pipeline.as_deref())?;
         let stage: StageId = request.stage.parse()?;
         let max = request.max_error_increase.unwrap_or(MAX_ERROR_INCREASE);
         let name = request.name.unwrap_or_else(|| "plugin".into());
@@ -412,9 +416,7 @@ impl PluginControl for Deployer {
     }
 
     fn rollback(&self, pipeline: Option<&str>, stage: &str) -> Result<serde_json::Value> {
-        if let Some(pipeline) = pipeline.filter(|p| *p != self.config.name) {
-            bail!("this host runs pipeline {:?}, not {pipeline:?}", self.config.name);
-        }
+        self.runs(pipeline)?;
         Ok(serde_json::to_value(Deployer::rollback(self, stage.parse()?)?)?)
     }
 

@@ -32,7 +32,7 @@ impl Histogram {
     }
 }
 
-/// One stage's counters.
+/// One stage's counters; its name and version are filled in when published.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StageMetrics {
     /// The stage, as the pipeline file names it.

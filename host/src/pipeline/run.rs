@@ -239,12 +239,7 @@ fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: V
 }
 
 fn plan_version(pipeline: &Pipeline, stage: super::StageId) -> String {
-    pipeline
-        .plans()
-        .iter()
-        .find(|p| p.id == stage)
-        .map(|p| format!("{}@{}", p.component.name, super::swap::short(&p.component.digest)))
-        .unwrap_or_default()
+    pipeline.plans().iter().find(|p| p.id == stage).map(|p| super::swap::short(&p.version())).unwrap_or_default()
 }
 
 fn positions_text(positions: &[(i32, i64)]) -> String {
@@ -290,6 +285,11 @@ fn publish(
 ) {
     let mut status = admin.status();
     status.measured.clone_from(&pipeline.measured);
+    // Stage names and versions come from what runs now, not from the counters.
+    for (stage, plan) in status.measured.stages.iter_mut().zip(pipeline.plans()) {
+        stage.stage = plan.id.to_string();
+        stage.version = plan.version();
+    }
     status.measured.checkpoints.clone_from(&timing.commits);
     status.swaps = pipeline.stats.swaps;
     status.lags = source.lags().unwrap_or_default().into_iter().map(|(p, n)| (source.label(p), n)).collect();

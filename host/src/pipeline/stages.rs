@@ -106,6 +106,11 @@ pub struct StagePlan {
 }
 
 impl StagePlan {
+    /// `name@digest`.
+    pub fn version(&self) -> String {
+        format!("{}@{}", self.component.name, self.component.digest)
+    }
+
     /// A configured instance.
     pub fn start(&self) -> Result<Plugin> {
         Plugin::new(self.component.clone(), self.id.kind(), &self.config, self.limits.clone())

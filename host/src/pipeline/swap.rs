@@ -121,9 +121,6 @@ impl Pipeline {
         if let Some(how) = how {
             self.deployments.push(self.deployment(&plan, how, from));
         }
-        if let Some(stage) = self.measured.stages.get_mut(index) {
-            stage.version = format!("{}@{}", plan.component.name, plan.component.digest);
-        }
         self.plans[index] = plan;
         Ok(())
     }
@@ -216,8 +213,24 @@ impl Pipeline {
     }
 }
 
-/// A digest short enough to read.
-pub fn short(digest: &str) -> &str {
+/// A digest, or a `name@digest` version, short enough to read: 12 hex digits.
+pub fn short(version: &str) -> String {
+    let (name, digest) = version.rsplit_once('@').map_or(("", version), |(n, d)| (n, d));
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
+    let hex = &hex[..hex.len().min(12)];
+    if name.is_empty() {
+        hex.to_string()
+    } else {
+        format!("{name}@{hex}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn short_versions_keep_the_name() {
+        let digest = "sha256:0123456789abcdef0123";
+        assert_eq!(super::short(digest), "0123456789ab");
+        assert_eq!(super::short(&format!("json_parser@{digest}")), "json_parser@0123456789ab");
+    }
 }
