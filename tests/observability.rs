@@ -6,21 +6,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weir_tests::services::Prometheus;
-use weir_tests::{free_addr, http_get, plugin_dir, wait_status, weir_bin};
+use weir_tests::{free_addr, http_get, plugin_dir, rides_pipeline, wait_status, weir_bin};
 
 const EVENTS: u64 = 200_000;
 
 /// The rides example on the embedded default, with a short checkpoint interval.
 fn rides(dir: &Path) -> std::path::PathBuf {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rides/pipeline.toml")).unwrap();
-    let text = text
-        .replace("events = 1000000", &format!("events = {EVENTS}"))
-        .replace("interval = \"1s\"", "interval = \"100ms\"")
-        .replace("${WEIR_DATA_DIR:-.weir}", ".");
-    let path = dir.join("pipeline.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    rides_pipeline(
+        dir,
+        &[("events = 1000000", &format!("events = {EVENTS}")), ("interval = \"1s\"", "interval = \"100ms\"")],
+    )
 }
 
 fn encode(query: &str) -> String {
@@ -96,6 +91,32 @@ fn prometheus_scrapes_the_expected_series_and_they_agree_with_the_sink() {
         );
     }
     assert_eq!(one("weir_late_events_total{reason=\"window_closed\"}"), count("SELECT count(*) FROM weir_late_events"));
+
+    // Every Prometheus query of the example Grafana dashboard answers with series. A rate
+    // needs two samples in its range, which the scrapes may not have stored yet.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deploy/grafana-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter_map(|t| t["expr"].as_str())
+        .map(|e| e.replace("$pipeline", "rides"))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in &exprs {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while query(&prometheus, expr).is_empty() {
+            assert!(Instant::now() < deadline, "the dashboard's query {expr} stays empty");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let _ = host.kill();
     let _ = host.wait();
 }

@@ -292,6 +292,35 @@ fn files_to_postgres_equals_an_independent_computation() {
         .unwrap();
     check(out);
     assert_expected(&pg, &events);
+
+    // The example Grafana dashboard's SQL panels read this table: one series per city,
+    // with the table's values.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/deploy/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let queries: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .filter_map(|t| t["rawSql"].as_str())
+        .collect();
+    assert_eq!(queries.len(), 2, "trips and average fare");
+    let mut client = pg.client("weir");
+    let rows = client.query(&format!("SELECT count(*), sum(trips)::float8, sum(avg_fare) FROM {TABLE}"), &[]).unwrap();
+    let (windows, trips, fares): (i64, f64, f64) = (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    for (sql, want) in queries.iter().zip([trips, fares]) {
+        // Grafana expands the macro into a range of the panel's time; every row is in range here.
+        let sql = sql.replace("$__timeFilter(window_start)", "window_start IS NOT NULL");
+        let got = client.query(&sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(got.len() as i64, windows, "{sql}");
+        let cities: std::collections::BTreeSet<String> = got.iter().map(|r| r.get("metric")).collect();
+        assert_eq!(cities.len(), 10, "a series per city: {cities:?}");
+        let sum: f64 =
+            got.iter().map(|r| r.try_get::<_, f64>("value").unwrap_or_else(|_| r.get::<_, i64>("value") as f64)).sum();
+        assert!((sum - want).abs() < 1e-6 * want.abs().max(1.0), "{sql}: {sum} vs {want}");
+    }
 }
 
 const CSV_COLUMNS: [&str; 8] =

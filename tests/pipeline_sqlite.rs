@@ -9,21 +9,19 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use weir::rides::{TripGenerator, TripOptions};
-use weir_tests::{http_get, plugin_dir, sessions, weir_bin};
+use weir_tests::{http_get, plugin_dir, rides_pipeline, sessions, weir_bin};
 
 const TABLE: &str = "rides_city_minute";
 
 fn pipeline(dir: &Path, events: u64, lateness: &str) -> std::path::PathBuf {
-    let rides =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rides/pipeline.toml")).unwrap();
-    let text = rides
-        .replace("events = 1000000", &format!("events = {events}"))
-        .replace("lateness = \"10m\"", &format!("lateness = \"{lateness}\""))
-        .replace("interval = \"1s\"", "interval = \"100ms\"")
-        .replace("${WEIR_DATA_DIR:-.weir}", ".");
-    let path = dir.join("pipeline.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    rides_pipeline(
+        dir,
+        &[
+            ("events = 1000000", &format!("events = {events}")),
+            ("lateness = \"10m\"", &format!("lateness = \"{lateness}\"")),
+            ("interval = \"1s\"", "interval = \"100ms\""),
+        ],
+    )
 }
 
 fn run(pipeline: &Path) -> std::process::Output {
@@ -220,17 +218,15 @@ fn session_windows_equal_a_sort_and_split_across_a_restart() {
 /// `cooldown` and the dead-letter rate judged over 200 records.
 fn breaker_dir(lines: &[Vec<u8>], cooldown: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let rides =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rides/pipeline.toml")).unwrap();
+    let path = rides_pipeline(
+        dir.path(),
+        &[("cooldown = \"5m\"", &format!("cooldown = \"{cooldown}\"")), ("min_records = 1000", "min_records = 200")],
+    );
+    let rides = std::fs::read_to_string(&path).unwrap();
     let source = rides.find("[source]").unwrap()..rides.find("[parser]").unwrap();
     let mut text = rides.clone();
     text.replace_range(source, "[source]\nkind = \"files\"\npath = \"input.jsonl\"\n\n");
-    let text = text
-        .replace("cooldown = \"5m\"", &format!("cooldown = \"{cooldown}\""))
-        .replace("min_records = 1000", "min_records = 200")
-        .replace("${WEIR_DATA_DIR:-.weir}", ".");
-    assert!(text.contains(&format!("cooldown = \"{cooldown}\"")), "the example configures the breaker");
-    std::fs::write(dir.path().join("pipeline.toml"), text).unwrap();
+    std::fs::write(&path, text).unwrap();
     let mut input = lines.join(&b'\n');
     input.push(b'\n');
     std::fs::write(dir.path().join("input.jsonl"), input).unwrap();

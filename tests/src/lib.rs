@@ -73,6 +73,33 @@ pub fn plugin_dir() -> &'static std::path::Path {
     std::path::Path::new(guests::JSON_PARSER).parent().expect("guests live in a directory")
 }
 
+/// The rides example (`examples/rides/pipeline.toml`) written into `dir` with its data
+/// beside it, unpaced, with each `(from, to)` replaced; panics if `from` is not in it, so
+/// a changed example cannot silently stop a test from configuring what it means to.
+pub fn rides_pipeline(dir: &std::path::Path, replace: &[(&str, &str)]) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rides/pipeline.toml");
+    let mut text = std::fs::read_to_string(path).expect("reading the rides example");
+    let standard = [("${WEIR_DATA_DIR:-.weir}", "."), ("pace = 20000", "")];
+    for (from, to) in standard.iter().chain(replace) {
+        assert!(text.contains(from), "the rides example has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let pipeline = dir.join("pipeline.toml");
+    std::fs::write(&pipeline, text).expect("writing the pipeline");
+    pipeline
+}
+
+/// A child process that is killed when dropped, so that a failing test leaves no host
+/// or browser running behind it.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free loopback address for a host's admin API.
 pub fn free_addr() -> String {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").to_string()

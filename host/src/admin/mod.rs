@@ -1,10 +1,13 @@
-//! The admin HTTP API of a running host: `/healthz`, `/readyz`, `/metrics` (Prometheus
-//! text), `/api/status`, `POST /api/pipeline/pause|resume`, and plugin deploy, rollback
-//! and list under `/api/plugins`. It serves from its own
+//! The admin HTTP API of a running host: the live dashboard at `/` (fed by server-sent
+//! events from `/api/events`), `/healthz`, `/readyz`, `/metrics` (Prometheus text),
+//! `/api/status`, `/api/results`, `POST /api/pipeline/pause|resume`, and plugin deploy,
+//! rollback and list under `/api/plugins`. It serves from its own
 //! thread: the run loop publishes a [`Status`] snapshot and takes [`Command`]s between
 //! batches, so serving never touches the hot path. It binds to loopback by default and
 //! demands a bearer token when bound anywhere else.
 
+mod board;
+mod dashboard;
 mod metrics;
 mod server;
 
@@ -13,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+pub use board::Board;
 pub use server::{start, AdminOptions, DEFAULT_BIND};
 
 /// What the run loop last published.
@@ -42,6 +46,9 @@ pub struct Status {
     pub sink_error: Option<String>,
     /// Plugin versions switched in while running.
     pub swaps: u64,
+    /// Event-to-row latency over the last commits, p50 and p99 in ms: from a record's
+    /// source timestamp to the commit that made its effect visible.
+    pub latency_ms: Option<(u64, u64)>,
     /// Records not yet read, per partition (by its label), where the source can tell.
     pub lags: Vec<(String, u64)>,
     /// Per-stage counts and call times, dead letters by kind, checkpoint durations.
@@ -88,6 +95,7 @@ pub struct Shared {
     status: Mutex<Status>,
     command: Mutex<Option<Command>>,
     plugins: std::sync::OnceLock<Arc<dyn PluginControl>>,
+    board: Mutex<Board>,
 }
 
 impl Shared {
@@ -104,6 +112,26 @@ impl Shared {
     /// The published status.
     pub fn status(&self) -> Status {
         self.status.lock().expect("admin status lock").clone()
+    }
+
+    /// Starts the results board for the pipeline's output table.
+    pub fn show(&self, table: &crate::sink::TableSchema) {
+        *self.board.lock().expect("admin board lock") = Board::new(table);
+    }
+
+    /// Takes in the rows of a commit that has landed.
+    pub fn committed(&self, checkpoint: &crate::sink::Checkpoint) {
+        self.board.lock().expect("admin board lock").committed(&checkpoint.retracted, &checkpoint.rows);
+    }
+
+    /// The committed results of the most recent windows.
+    pub fn board(&self) -> Board {
+        self.board.lock().expect("admin board lock").clone()
+    }
+
+    /// Commits landed since start, without copying the board.
+    pub fn commits(&self) -> u64 {
+        self.board.lock().expect("admin board lock").commits
     }
 
     /// Queues a command; a later one replaces an earlier one not yet taken.

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use super::{metrics, Admin, Command, DeployRequest, Shared};
+use super::{dashboard, metrics, Admin, Command, DeployRequest, Shared};
 
 /// The largest component a deploy accepts.
 const MAX_COMPONENT_BYTES: usize = 256 * 1024 * 1024;
@@ -25,7 +25,9 @@ pub struct AdminOptions {
     /// Whether `bind` was asked for explicitly. The default port falls back to a free one
     /// when taken (several hosts on one machine); an explicit one must be had.
     pub explicit: bool,
-    /// The bearer token required by everything but `/healthz` and `/readyz`.
+    /// The token required by everything but the probes and the dashboard's static page:
+    /// as `Authorization: Bearer TOKEN`, or as `?token=TOKEN` (which is how the page, opened
+    /// with it, passes it on to its event stream).
     pub token: Option<String>,
 }
 
@@ -77,6 +79,8 @@ fn router(app: Arc<App>) -> Router {
     let guarded = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/api/status", get(status))
+        .route("/api/results", get(results))
+        .route("/api/events", get(events))
         .route("/api/pipeline/pause", post(pause))
         .route("/api/pipeline/resume", post(resume))
         .route("/api/plugins", get(plugins))
@@ -86,15 +90,23 @@ fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
         .merge(guarded)
         .with_state(app)
 }
 
 async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     if let Some(token) = &app.token {
-        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        if given.and_then(|v| v.strip_prefix("Bearer ")) != Some(token.as_str()) {
-            return (StatusCode::UNAUTHORIZED, "a bearer token is required: Authorization: Bearer <token>\n")
+        let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let bearer = header.and_then(|v| v.strip_prefix("Bearer "));
+        let query = Query::<std::collections::HashMap<String, String>>::try_from_uri(request.uri()).ok();
+        let given = bearer.map(str::to_string).or_else(|| query.and_then(|Query(mut q)| q.remove("token")));
+        if given.as_deref() != Some(token.as_str()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "a token is required: Authorization: Bearer <token>, or ?token=<token> (for the dashboard)\n",
+            )
                 .into_response();
         }
     }
@@ -115,6 +127,14 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Response {
 
 async fn status(State(app): State<Arc<App>>) -> Json<super::Status> {
     Json(app.shared.status())
+}
+
+async fn results(State(app): State<Arc<App>>) -> Json<super::Board> {
+    Json(app.shared.board())
+}
+
+async fn events(State(app): State<Arc<App>>) -> Response {
+    dashboard::events(app.shared.clone()).into_response()
 }
 
 async fn pause(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
@@ -197,6 +217,25 @@ mod tests {
             ureq::post(&url("/api/pipeline/pause")).header("Authorization", "Bearer s3cret").send_empty().unwrap();
         assert_eq!(accepted.status(), 202);
         assert_eq!(admin.shared.take_command(), Some(Command::Pause));
+        // The dashboard's page is served to anyone; its data only with the token, which
+        // the page's event stream passes in the query.
+        assert_eq!(ureq::get(&url("/")).call().unwrap().status(), 200);
+        let refused = ureq::get(&url("/api/results?token=wrong")).call().err().unwrap();
+        assert!(matches!(refused, ureq::Error::StatusCode(401)), "{refused}");
+        assert_eq!(ureq::get(&url("/api/results?token=s3cret")).call().unwrap().status(), 200);
+    }
+
+    #[test]
+    fn the_dashboard_assets_are_served_from_the_binary() {
+        let admin = start(&options("127.0.0.1:0", None)).unwrap();
+        let get = |path: &str| ureq::get(&format!("http://{}{path}", admin.addr)).call();
+        let page = get("/").unwrap().into_body().read_to_string().unwrap();
+        for asset in ["assets/app.js", "assets/style.css", "assets/uPlot.iife.min.js", "assets/uPlot.min.css"] {
+            assert!(page.contains(asset), "the page loads {asset}");
+            let mut response = get(&format!("/{asset}")).unwrap();
+            assert!(response.body_mut().read_to_string().unwrap().len() > 1000, "{asset}");
+        }
+        assert!(matches!(get("/assets/nope.js").err().unwrap(), ureq::Error::StatusCode(404)));
     }
 
     #[test]

@@ -46,7 +46,7 @@ fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
 
 pub fn run(args: ValidateArgs) -> Result<()> {
     let config = PipelineConfig::load(&args.pipeline)?;
-    let base = args.pipeline.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = crate::config::base_dir(&args.pipeline);
     let mut problems = 0;
     let mut report = |what: &str, outcome: Result<String>| match outcome {
         Ok(detail) => println!("ok      {what}: {detail}"),

@@ -12,3 +12,12 @@ pub use pipeline::{
     AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
     SourceConfig, StageConfig, WatermarkConfig, WindowConfig,
 };
+
+/// The directory a pipeline file's relative paths are relative to: the file's own, shown
+/// as `.` rather than as nothing when the file was named without one.
+pub fn base_dir(pipeline: &std::path::Path) -> std::path::PathBuf {
+    match pipeline.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}

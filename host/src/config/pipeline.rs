@@ -76,6 +76,9 @@ pub enum SourceConfig {
         /// Events per second of event time (default 1000).
         #[serde(default = "default_rate")]
         rate: u32,
+        /// Events per second of wall time, so that a demo unfolds live; as fast as the
+        /// pipeline reads if absent.
+        pace: Option<std::num::NonZeroU32>,
         /// The seed; the same seed yields the same stream (default 42).
         #[serde(default = "default_seed")]
         seed: u64,

@@ -83,6 +83,9 @@ impl Committer {
                 }
                 outcome.map_err(|error| Failed { transient: sink.is_transient(&error), error })
             });
+            if let (Ok(()), Some(admin)) = (&result, &admin) {
+                admin.committed(&checkpoint);
+            }
             let _ = done.send(result);
         }))?;
         self.in_flight = Some(InFlight { positions, sent: Instant::now(), outcome });

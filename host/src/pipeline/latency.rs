@@ -8,13 +8,20 @@ pub struct Latency {
     count: u64,
     /// Timestamps of records processed since the last commit.
     pending: Vec<i64>,
+    /// A sample of the latest latencies, oldest overwritten first.
+    recent: Vec<u32>,
+    next_recent: usize,
 }
 
 const MAX_MS: usize = 60_000;
+/// Samples kept of the latest latencies, and taken of one commit at most: the latest
+/// 16 commits or more.
+const RECENT: usize = 1024;
+const PER_COMMIT: usize = 64;
 
 impl Default for Latency {
     fn default() -> Self {
-        Latency { buckets: vec![0; MAX_MS + 1], count: 0, pending: Vec::new() }
+        Latency { buckets: vec![0; MAX_MS + 1], count: 0, pending: Vec::new(), recent: Vec::new(), next_recent: 0 }
     }
 }
 
@@ -32,11 +39,30 @@ impl Latency {
     /// A checkpoint holding the first `upto` pending records (its [`mark`](Self::mark))
     /// committed at `now_ms`.
     pub fn committed(&mut self, upto: usize, now_ms: i64) {
-        for t in self.pending.drain(..upto.min(self.pending.len())) {
+        let upto = upto.min(self.pending.len());
+        let stride = upto.div_ceil(PER_COMMIT).max(1);
+        for (i, t) in self.pending.drain(..upto).enumerate() {
             let ms = (now_ms - t).clamp(0, MAX_MS as i64) as usize;
             self.buckets[ms] += 1;
             self.count += 1;
+            if i % stride == 0 {
+                if self.recent.len() < RECENT {
+                    self.recent.push(ms as u32);
+                } else {
+                    self.recent[self.next_recent] = ms as u32;
+                }
+                self.next_recent = (self.next_recent + 1) % RECENT;
+            }
         }
+    }
+
+    /// p50 and p99 in ms over a sample of the latest commits' records.
+    pub fn recent(&self) -> Option<(u64, u64)> {
+        let mut sorted = self.recent.clone();
+        sorted.sort_unstable();
+        let at =
+            |q: f64| sorted.get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1)).map(|&ms| ms as u64);
+        at(0.5).zip(at(0.99))
     }
 
     /// The `q` quantile (0..=1) in milliseconds, if any record had a timestamp.
@@ -72,5 +98,19 @@ mod tests {
         assert_eq!(l.quantile(0.5), Some(90));
         assert_eq!(l.quantile(0.99), Some(500));
         assert_eq!(l.quantile(0.0), Some(70));
+        assert_eq!(l.recent(), Some((90, 500)));
+    }
+
+    #[test]
+    fn recent_latency_forgets_old_commits() {
+        let mut l = Latency::default();
+        l.processed(&vec![0; 10_000]);
+        l.committed(usize::MAX, 5_000);
+        for round in 1..=(RECENT / PER_COMMIT + 1) as i64 {
+            l.processed(&vec![round * 10_000; 1_000]);
+            l.committed(usize::MAX, round * 10_000 + 20);
+        }
+        assert_eq!(l.recent(), Some((20, 20)), "the slow first commit has been overwritten");
+        assert_eq!(l.quantile(0.99), Some(5_000), "but the run's quantiles keep it");
     }
 }

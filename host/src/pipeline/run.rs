@@ -87,7 +87,7 @@ pub fn now_ms() -> i64 {
 
 fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipeline) -> Result<Box<dyn Source>> {
     Ok(match &config.source {
-        SourceConfig::Producer { events, rate, seed, late_share, malformed_share } => {
+        SourceConfig::Producer { events, rate, pace, seed, late_share, malformed_share } => {
             let options = TripOptions {
                 seed: *seed,
                 events_per_second: *rate,
@@ -95,7 +95,7 @@ fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipeline) -> Res
                 malformed_share: *malformed_share,
                 ..TripOptions::default()
             };
-            Box::new(ProducerSource::new(options, *events))
+            Box::new(ProducerSource::new(options, *events).paced(*pace))
         }
         SourceConfig::Files { path, format, follow } => {
             let options = FileOptions { format: *format, follow: *follow, columns: pipeline.parser_columns() };
@@ -292,6 +292,7 @@ fn publish(
     }
     status.measured.checkpoints.clone_from(&timing.commits);
     status.swaps = pipeline.stats.swaps;
+    status.latency_ms = timing.latency.recent();
     status.lags = source.lags().unwrap_or_default().into_iter().map(|(p, n)| (source.label(p), n)).collect();
     let last_commit = timing.last_commit_ms;
     status.pipeline.clone_from(&pipeline.name);
@@ -329,7 +330,7 @@ pub(super) struct Opened {
 /// Loads the pipeline at `path`, wires it and prepares its sink.
 pub(super) fn open(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<Opened> {
     let config = PipelineConfig::load(path)?;
-    let base: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = crate::config::base_dir(path);
     let runtime = PluginRuntime::new(runtime_options)?;
     let mut pipeline =
         Pipeline::build(&config, &base, &runtime, options).with_context(|| format!("pipeline {}", config.name))?;
@@ -389,12 +390,15 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let (mut operator_paused, mut resume_requested, mut held) = (false, false, None::<String>);
     let mut last_publish = Instant::now();
     if let Some(admin) = &options.admin {
+        let token = if admin.token.is_some() { "?token=<admin token>" } else { "" };
         let admin = crate::admin::start(admin)?;
         eprintln!(
-            "admin API on http://{0}: /healthz, /readyz, /metrics, /api/status, /api/plugins, POST /api/pipeline/pause|resume",
+            "dashboard: http://{0}/{token}\nadmin API on http://{0}: /healthz, /readyz, /metrics, /api/status, /api/plugins, \
+             POST /api/pipeline/pause|resume",
             admin.addr
         );
         admin.shared.attach(deployer.clone());
+        admin.shared.show(&pipeline.table);
         timing.admin = Some(admin.shared);
     }
     while !stop.load(Ordering::SeqCst) {

@@ -320,19 +320,20 @@ pub trait Sink {
     }
 }
 
+/// A cell as JSON: timestamps as ms since the epoch, non-finite floats as null.
+pub(crate) fn cell_json(cell: &Cell) -> serde_json::Value {
+    match cell {
+        Cell::Null => serde_json::Value::Null,
+        Cell::Int(v) | Cell::Timestamp(v) => (*v).into(),
+        Cell::Float(v) => (*v).into(),
+        Cell::Bool(v) => (*v).into(),
+        Cell::Text(v) => v.clone().into(),
+    }
+}
+
 /// Window-state keys are stored as a JSON array; decoding needs the key columns' types.
 pub(crate) fn key_json(key: &[Cell]) -> String {
-    let values: Vec<serde_json::Value> = key
-        .iter()
-        .map(|c| match c {
-            Cell::Null => serde_json::Value::Null,
-            Cell::Int(v) | Cell::Timestamp(v) => (*v).into(),
-            Cell::Float(v) => (*v).into(),
-            Cell::Bool(v) => (*v).into(),
-            Cell::Text(v) => v.clone().into(),
-        })
-        .collect();
-    serde_json::Value::Array(values).to_string()
+    serde_json::Value::Array(key.iter().map(cell_json).collect()).to_string()
 }
 
 pub(crate) fn key_from_json(text: &str, keys: &[ColumnDef]) -> Result<Vec<Cell>> {
