@@ -7,6 +7,7 @@
 //! demands a bearer token when bound anywhere else.
 
 mod board;
+mod compare;
 mod dashboard;
 mod metrics;
 mod server;
@@ -46,6 +47,8 @@ pub struct Status {
     pub sink_error: Option<String>,
     /// Plugin versions switched in while running.
     pub swaps: u64,
+    /// The stage a candidate runs in the shadow of, and the candidate.
+    pub shadow: Option<(String, String)>,
     /// Event-to-row latency over the last commits, p50 and p99 in ms: from a record's
     /// source timestamp to the commit that made its effect visible.
     pub latency_ms: Option<(u64, u64)>,
@@ -87,6 +90,12 @@ pub trait PluginControl: Send + Sync {
     fn rollback(&self, pipeline: Option<&str>, stage: &str) -> anyhow::Result<serde_json::Value>;
     /// The stages, their versions and the deployment history.
     fn list(&self) -> serde_json::Value;
+    /// Runs a candidate in the shadow of a stage.
+    fn shadow(&self, request: DeployRequest) -> anyhow::Result<serde_json::Value>;
+    /// Switches the shadowed stage to the candidate.
+    fn promote(&self, pipeline: Option<&str>) -> anyhow::Result<serde_json::Value>;
+    /// Ends the shadow.
+    fn discard(&self, pipeline: Option<&str>) -> anyhow::Result<serde_json::Value>;
 }
 
 /// State shared between the run loop and the server.
@@ -96,6 +105,7 @@ pub struct Shared {
     command: Mutex<Option<Command>>,
     plugins: std::sync::OnceLock<Arc<dyn PluginControl>>,
     board: Mutex<Board>,
+    comparison: Mutex<Option<compare::Comparison>>,
 }
 
 impl Shared {
@@ -119,9 +129,16 @@ impl Shared {
         *self.board.lock().expect("admin board lock") = Board::new(table);
     }
 
-    /// Takes in the rows of a commit that has landed.
+    /// Takes in the rows of a commit that has landed, live and shadow.
     pub fn committed(&self, checkpoint: &crate::sink::Checkpoint) {
         self.board.lock().expect("admin board lock").committed(&checkpoint.retracted, &checkpoint.rows);
+        compare::Comparison::committed(&mut self.comparison.lock().expect("admin comparison lock"), checkpoint);
+    }
+
+    /// The windows where the shadow differs from the live version (up to `limit`), if a
+    /// shadow runs.
+    pub fn diff(&self, limit: usize) -> Option<serde_json::Value> {
+        self.comparison.lock().expect("admin comparison lock").as_ref().map(|c| c.report(limit))
     }
 
     /// The committed results of the most recent windows.

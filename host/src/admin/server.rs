@@ -86,6 +86,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/plugins", get(plugins))
         .route("/api/plugins/deploy", post(deploy).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)))
         .route("/api/plugins/rollback", post(rollback))
+        .route("/api/plugins/shadow", post(shadow).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)))
+        .route("/api/plugins/diff", get(diff))
+        .route("/api/plugins/promote", post(promote))
+        .route("/api/plugins/discard", post(discard))
         .layer(middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -147,9 +151,10 @@ async fn resume(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
     (StatusCode::ACCEPTED, "resuming: the pipeline reads again (an open circuit breaker closes)\n")
 }
 
-/// The query of `POST /api/plugins/deploy` and `/rollback`.
+/// The query of `POST /api/plugins/deploy`, `/shadow`, `/rollback`, `/promote` and `/discard`.
 #[derive(serde::Deserialize)]
 struct PluginQuery {
+    #[serde(default)]
     stage: String,
     pipeline: Option<String>,
     name: Option<String>,
@@ -178,14 +183,53 @@ async fn plugins(State(app): State<Arc<App>>) -> Response {
 
 async fn deploy(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>, body: Bytes) -> Response {
     let Some(control) = app.shared.plugins() else { return no_pipeline() };
-    let request = DeployRequest {
+    let request = request(query, body);
+    blocking(move || control.deploy(request)).await
+}
+
+fn request(query: PluginQuery, body: Bytes) -> DeployRequest {
+    DeployRequest {
         pipeline: query.pipeline,
         stage: query.stage,
         name: query.name,
         max_error_increase: query.max_error_increase,
         bytes: body.to_vec(),
-    };
-    blocking(move || control.deploy(request)).await
+    }
+}
+
+async fn shadow(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>, body: Bytes) -> Response {
+    let Some(control) = app.shared.plugins() else { return no_pipeline() };
+    let request = request(query, body);
+    blocking(move || control.shadow(request)).await
+}
+
+async fn promote(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>) -> Response {
+    let Some(control) = app.shared.plugins() else { return no_pipeline() };
+    blocking(move || control.promote(query.pipeline.as_deref())).await
+}
+
+async fn discard(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>) -> Response {
+    let Some(control) = app.shared.plugins() else { return no_pipeline() };
+    blocking(move || control.discard(query.pipeline.as_deref())).await
+}
+
+/// The query of `GET /api/plugins/diff`.
+#[derive(serde::Deserialize)]
+struct DiffQuery {
+    pipeline: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn diff(State(app): State<Arc<App>>, Query(query): Query<DiffQuery>) -> Response {
+    let runs = app.shared.status().pipeline;
+    if let Some(other) = query.pipeline.filter(|p| *p != runs) {
+        let why = format!("this host runs pipeline {runs:?}, not {other:?}\n");
+        return (StatusCode::UNPROCESSABLE_ENTITY, why).into_response();
+    }
+    match app.shared.diff(query.limit.unwrap_or(100)) {
+        Some(report) => Json(report).into_response(),
+        None => (StatusCode::NOT_FOUND, "no shadow is running (or none has committed yet)\n").into_response(),
+    }
 }
 
 async fn rollback(State(app): State<Arc<App>>, Query(query): Query<PluginQuery>) -> Response {

@@ -64,6 +64,14 @@ enum PluginCommand {
     Rollback(plugin_deploy::RollbackArgs),
     /// List a running pipeline's stages, versions and deployment history.
     List(plugin_deploy::ListArgs),
+    /// Run a candidate version beside the live one, writing to a shadow table.
+    Shadow(plugin_deploy::ShadowArgs),
+    /// Show the windows where the shadow's results differ from the live ones.
+    Diff(plugin_deploy::DiffArgs),
+    /// Switch the shadowed stage to the candidate, ending the shadow.
+    Promote(plugin_deploy::PipelineArgs),
+    /// End the shadow; the live version runs on.
+    Discard(plugin_deploy::PipelineArgs),
 }
 
 /// A plugin kind as a CLI value.
@@ -172,6 +180,10 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Deploy(args)) => plugin_deploy::deploy(args),
         Command::Plugin(PluginCommand::Rollback(args)) => plugin_deploy::rollback(args),
         Command::Plugin(PluginCommand::List(args)) => plugin_deploy::list(args),
+        Command::Plugin(PluginCommand::Shadow(args)) => plugin_deploy::shadow(args),
+        Command::Plugin(PluginCommand::Diff(args)) => plugin_deploy::diff(args),
+        Command::Plugin(PluginCommand::Promote(args)) => plugin_deploy::end_shadow(args, "promote"),
+        Command::Plugin(PluginCommand::Discard(args)) => plugin_deploy::end_shadow(args, "discard"),
         Command::Run(args) => run::run(args),
         Command::Pipeline(command) => pipeline::run(command),
         Command::Produce(args) => produce::run(args),

@@ -1,4 +1,5 @@
-//! `weir plugin deploy|rollback|list`: a running host's plugins, through its admin API.
+//! `weir plugin deploy|rollback|list|shadow|diff|promote|discard`: a running host's
+//! plugins, through its admin API.
 
 use std::path::PathBuf;
 
@@ -45,6 +46,45 @@ pub struct ListArgs {
     target: Target,
 }
 
+/// Run a candidate in the shadow of a stage: on the same records as the live version,
+/// writing its rows to `<table>__shadow`, until promoted or discarded.
+#[derive(clap::Args)]
+pub struct ShadowArgs {
+    /// The component file.
+    file: PathBuf,
+    /// The pipeline it is for.
+    #[arg(long)]
+    pipeline: String,
+    /// The stage it shadows: parser, validators[N], transforms[N], aggregator.
+    #[arg(long)]
+    stage: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Show the windows where the shadow's rows differ from the live ones, as JSON.
+#[derive(clap::Args)]
+pub struct DiffArgs {
+    /// The pipeline.
+    #[arg(long)]
+    pipeline: String,
+    /// At most this many differing windows are listed (all are counted).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Names the pipeline whose shadow to end.
+#[derive(clap::Args)]
+pub struct PipelineArgs {
+    /// The pipeline.
+    #[arg(long)]
+    pipeline: String,
+    #[command(flatten)]
+    target: Target,
+}
+
 fn query(pairs: &[(&str, &str)]) -> String {
     let encoded: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
     encoded.join("&")
@@ -77,6 +117,33 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
         args.pipeline
     );
     let report = args.target.call("POST", &path, Some(&bytes)).context("the deployment was refused")?;
+    println!("{}", report.trim_end());
+    Ok(())
+}
+
+pub fn shadow(args: ShadowArgs) -> Result<()> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let name = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let path = format!(
+        "/api/plugins/shadow?{}",
+        query(&[("pipeline", &args.pipeline), ("stage", &args.stage), ("name", &name)])
+    );
+    let report = args.target.call("POST", &path, Some(&bytes)).context("the shadow was refused")?;
+    println!("{}", report.trim_end());
+    Ok(())
+}
+
+pub fn diff(args: DiffArgs) -> Result<()> {
+    let limit = args.limit.to_string();
+    let path = format!("/api/plugins/diff?{}", query(&[("pipeline", &args.pipeline), ("limit", &limit)]));
+    println!("{}", args.target.call("GET", &path, None)?.trim_end());
+    Ok(())
+}
+
+/// `promote` or `discard`.
+pub fn end_shadow(args: PipelineArgs, how: &str) -> Result<()> {
+    let path = format!("/api/plugins/{how}?{}", query(&[("pipeline", &args.pipeline)]));
+    let report = args.target.call("POST", &path, None).with_context(|| format!("{how} was refused"))?;
     println!("{}", report.trim_end());
     Ok(())
 }

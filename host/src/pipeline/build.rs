@@ -91,6 +91,8 @@ pub struct Pipeline {
     pub(super) measured: super::metrics::Measured,
     /// Versions switched in since the last checkpoint, committed with the first records they process.
     pub(super) deployments: Vec<Deployment>,
+    /// A candidate version running beside this pipeline on the same records.
+    pub(super) shadow: Option<Box<super::shadow::Shadow>>,
 }
 
 impl Pipeline {
@@ -147,6 +149,7 @@ impl Pipeline {
             replayed_late: Vec::new(),
             replayed_dead: Vec::new(),
             deployments: Vec::new(),
+            shadow: None,
             configured: plans.iter().map(|p| (p.id, p.component.digest.clone())).collect(),
             stored_state_version: None,
             measured: super::metrics::Measured { stages: vec![Default::default(); plans.len()], ..Default::default() },

@@ -30,11 +30,21 @@ const SAMPLE_STATES: usize = 256;
 /// The default limit on how much a new version may raise the dead-letter rate in its trial.
 pub const MAX_ERROR_INCREASE: f64 = 0.01;
 
-/// A version that passed its checks, on its way to the run loop.
+/// What the run loop is asked to change at its next checkpoint.
+pub(super) enum Change {
+    /// Switch a stage to a version that passed its checks.
+    Switch { plan: StagePlan, plugin: Box<Plugin>, how: How },
+    /// Run a candidate in the shadow of its stage: the pipeline with it, assembled here.
+    Shadow { plan: StagePlan, pipeline: Box<Pipeline> },
+    /// Switch the shadowed stage to the candidate.
+    Promote,
+    /// End the shadow.
+    Discard,
+}
+
+/// A change on its way to the run loop, and where to say how it went.
 pub(super) struct Swap {
-    pub(super) plan: StagePlan,
-    pub(super) plugin: Plugin,
-    pub(super) how: How,
+    pub(super) change: Change,
     pub(super) reply: Sender<Result<Switched, String>>,
 }
 
@@ -81,6 +91,23 @@ pub struct DeployReport {
     pub trial: Trial,
     /// The switch.
     pub switched: Switched,
+}
+
+/// A shadow that started.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShadowReport {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The stage it shadows.
+    pub stage: StageId,
+    /// The version running live there.
+    pub live: String,
+    /// The candidate.
+    pub candidate: String,
+    /// Where its rows go.
+    pub table: String,
+    /// Where it started.
+    pub started: Switched,
 }
 
 /// Recent input and open states, sampled from the run loop.
@@ -189,13 +216,14 @@ impl Deployer {
             format!("{stage}: {} was refused; {} keeps running", candidate.version(), running.version())
         })?;
         let plugin = candidate.start()?;
-        let (reply, answer) = mpsc::channel();
-        self.swaps
-            .send(Swap { plan: candidate.clone(), plugin, how, reply })
-            .map_err(|_| anyhow!("the pipeline has stopped"))?;
-        let switched = answer.recv().map_err(|_| anyhow!("the pipeline stopped before switching"))?.map_err(|e| {
-            anyhow!("{stage}: the switch to {} failed; {} keeps running: {e}", candidate.version(), running.version())
-        })?;
+        let switched =
+            self.ask(Change::Switch { plan: candidate.clone(), plugin: Box::new(plugin), how }).map_err(|e| {
+                anyhow!(
+                    "{stage}: the switch to {} failed; {} keeps running: {e}",
+                    candidate.version(),
+                    running.version()
+                )
+            })?;
         Ok(DeployReport {
             pipeline: self.config.name.clone(),
             stage,
@@ -205,6 +233,59 @@ impl Deployer {
             trial,
             switched,
         })
+    }
+
+    /// Hands `change` to the run loop and waits until it is made.
+    fn ask(&self, change: Change) -> Result<Switched> {
+        let (reply, answer) = mpsc::channel();
+        self.swaps.send(Swap { change, reply }).map_err(|_| anyhow!("the pipeline has stopped"))?;
+        answer.recv().map_err(|_| anyhow!("the pipeline stopped first"))?.map_err(|e| anyhow!(e))
+    }
+
+    /// Runs `bytes` in the shadow of `stage`, beside the running version, from the next
+    /// checkpoint on. It is not tried first: the shadow is the trial.
+    pub fn shadow(&self, stage: StageId, name: &str, bytes: Vec<u8>) -> Result<ShadowReport> {
+        let _one = self.busy.lock().expect("deploy lock");
+        let running = self.plan(stage)?;
+        let candidate = running
+            .with_bytes(&self.runtime, name, bytes)
+            .with_context(|| format!("{stage}: the candidate was refused at load"))?;
+        if candidate.component.digest == running.component.digest {
+            bail!("{stage} already runs {}", running.version());
+        }
+        let (plans, table) = {
+            let live = self.live.lock().expect("live lock");
+            (live.plans.clone(), live.table.clone())
+        };
+        let plans = plans.into_iter().map(|p| if p.id == stage { candidate.clone() } else { p }).collect();
+        let refused =
+            |e: anyhow::Error| e.context(format!("{stage}: {} cannot run in the shadow", candidate.version()));
+        let pipeline =
+            Pipeline::assemble(&self.config, plans).context("it does not fit the pipeline").map_err(refused)?;
+        if let Some(change) = stages::table_change(&table, &pipeline.table) {
+            return Err(refused(anyhow!("it does not fit the pipeline: {change}")));
+        }
+        let started =
+            self.ask(Change::Shadow { plan: candidate.clone(), pipeline: Box::new(pipeline) }).map_err(refused)?;
+        Ok(ShadowReport {
+            pipeline: self.config.name.clone(),
+            stage,
+            live: running.version(),
+            candidate: candidate.version(),
+            table: super::shadow::shadow_table(&table.name),
+            started,
+        })
+    }
+
+    /// Switches the shadowed stage to the candidate, at the next checkpoint.
+    pub fn promote(&self) -> Result<Switched> {
+        let _one = self.busy.lock().expect("deploy lock");
+        self.ask(Change::Promote).context("the shadow was not promoted")
+    }
+
+    /// Ends the shadow at the next checkpoint; its table stays as it is.
+    pub fn discard(&self) -> Result<Switched> {
+        self.ask(Change::Discard).context("the shadow was not discarded")
     }
 
     /// Checks that `candidate` fits the pipeline and behaves on recent input no worse
@@ -422,5 +503,21 @@ impl PluginControl for Deployer {
 
     fn list(&self) -> serde_json::Value {
         Deployer::list(self)
+    }
+
+    fn shadow(&self, request: DeployRequest) -> Result<serde_json::Value> {
+        self.runs(request.pipeline.as_deref())?;
+        let name = request.name.unwrap_or_else(|| "plugin".into());
+        Ok(serde_json::to_value(Deployer::shadow(self, request.stage.parse()?, &name, request.bytes)?)?)
+    }
+
+    fn promote(&self, pipeline: Option<&str>) -> Result<serde_json::Value> {
+        self.runs(pipeline)?;
+        Ok(serde_json::to_value(Deployer::promote(self)?)?)
+    }
+
+    fn discard(&self, pipeline: Option<&str>) -> Result<serde_json::Value> {
+        self.runs(pipeline)?;
+        Ok(serde_json::to_value(Deployer::discard(self)?)?)
     }
 }

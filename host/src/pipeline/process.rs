@@ -229,6 +229,7 @@ impl Pipeline {
         // must depend only on the stream and its batch boundaries, never on wall-clock
         // timing, or a restart could judge lateness differently from the first run.
         self.tracker.advance(now_ms);
+        self.shadow_process(batch, now_ms);
         Ok(())
     }
 
@@ -390,6 +391,14 @@ impl Pipeline {
     /// stored for them: clocks, watermark and open windows.
     pub fn assign(&mut self, partitions: &[i32], restored: Option<Restored>, now_ms: i64) -> Result<()> {
         let restored = restored.unwrap_or_default();
+        if restored.states.is_empty() {
+            // New partitions (a new file, an unread Kafka partition): the shadow takes them on too.
+            if let Some(shadow) = self.shadow.as_mut() {
+                shadow.pipeline.assign(partitions, Some(restored.clone()), now_ms)?;
+            }
+        } else {
+            self.end_shadow("partitions with open windows were assigned to this host");
+        }
         self.tracker.restore(&restored.clocks, restored.watermark);
         for &p in partitions {
             self.tracker.assign(p, now_ms);
@@ -411,6 +420,9 @@ impl Pipeline {
 
     /// Lets `partitions` go, after a checkpoint has written everything of theirs.
     pub fn release(&mut self, partitions: &[i32]) {
+        if let Some(shadow) = self.shadow.as_mut() {
+            shadow.pipeline.release(partitions);
+        }
         for &p in partitions {
             self.tracker.revoke(p);
         }
@@ -428,6 +440,7 @@ impl Pipeline {
         for &p in partitions {
             self.tracker.assign(p, now_ms);
         }
+        self.shadow_hold(partitions, now_ms);
     }
 
     /// Builds one checkpoint and commits it with `commit`, which writes it to the sink in
@@ -527,6 +540,7 @@ impl Pipeline {
         if !self.replaying {
             self.windows.take_closed(|g| g.is_final);
         }
+        checkpoint.shadow = self.shadow_checkpoint(checkpoint.offsets.clone(), now_ms);
         Ok(checkpoint)
     }
 }

@@ -11,8 +11,9 @@ use anyhow::{bail, Context, Result};
 use super::breaker::Breaker;
 use super::build::{Pipeline, PipelineOptions, RunStats};
 use super::committer::Committer;
-use super::deploy::{Deployer, Swap, Switched};
+use super::deploy::{Change, Deployer, Swap, Switched};
 use super::latency::Latency;
+use super::swap::How;
 use crate::admin::{Command, Shared};
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
@@ -216,26 +217,64 @@ fn rebalance(
     Ok(())
 }
 
-/// Switches to a version the deployer passed. Called right after a checkpoint is taken,
-/// at the positions it holds, so no offset is processed by both versions.
+/// Makes a change the deployer asked for. Called right after a checkpoint is taken, at
+/// the positions it holds, so no offset is processed by both versions, and a shadow
+/// starts from exactly the live state. Returns whether a live stage switched.
 fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: Vec<(i32, i64)>) -> bool {
     let started = Instant::now();
-    let Swap { plan, plugin, how, reply } = swap;
+    let Swap { change, reply } = swap;
+    let (plan, plugin, how) = match change {
+        Change::Switch { plan, plugin, how } => (plan, *plugin, how),
+        Change::Shadow { plan, pipeline: shadow } => {
+            let (stage, version) = (plan.id, super::swap::short(&plan.version()));
+            let outcome = pipeline.start_shadow(plan, *shadow).map_err(|e| format!("{e:#}"));
+            if outcome.is_ok() {
+                eprintln!("\n{version} runs in the shadow of {stage} from {}", positions_text(&positions));
+            }
+            let _ = reply.send(outcome.map(|()| switched_at(pipeline, positions, started)));
+            return false;
+        }
+        Change::Discard => {
+            let outcome = match pipeline.end_shadow("discarded") {
+                Some(_) => Ok(switched_at(pipeline, positions, started)),
+                None => Err("no shadow is running".to_string()),
+            };
+            let _ = reply.send(outcome);
+            return false;
+        }
+        Change::Promote => {
+            let Some(plan) = pipeline.shadow_plan() else {
+                let _ = reply.send(Err("no shadow is running".to_string()));
+                return false;
+            };
+            match plan.start() {
+                Ok(plugin) => (plan, plugin, How::Promote),
+                Err(e) => {
+                    let _ = reply.send(Err(format!("{e:#}")));
+                    return false;
+                }
+            }
+        }
+    };
     let stage = plan.id;
     let outcome = pipeline.switch(plan.clone(), plugin, Some(how), positions.clone());
-    let switch_us = started.elapsed().as_micros() as u64;
     let answer = match outcome {
         Ok(()) => {
             pipeline.stats.swaps += 1;
             deployer.switched(plan, pipeline.deployments.last().cloned());
             eprintln!("\n{stage} switched to {} at {}", plan_version(pipeline, stage), positions_text(&positions));
-            Ok(Switched { after_checkpoint: pipeline.stats.checkpoints, from_offsets: positions, switch_us })
+            Ok(switched_at(pipeline, positions, started))
         }
         Err(e) => Err(format!("{e:#}")),
     };
     let switched = answer.is_ok();
     let _ = reply.send(answer);
     switched
+}
+
+fn switched_at(pipeline: &Pipeline, positions: Vec<(i32, i64)>, started: Instant) -> Switched {
+    let switch_us = started.elapsed().as_micros() as u64;
+    Switched { after_checkpoint: pipeline.stats.checkpoints, from_offsets: positions, switch_us }
 }
 
 fn plan_version(pipeline: &Pipeline, stage: super::StageId) -> String {
@@ -292,6 +331,7 @@ fn publish(
     }
     status.measured.checkpoints.clone_from(&timing.commits);
     status.swaps = pipeline.stats.swaps;
+    status.shadow = pipeline.shadow_version().map(|(stage, version)| (stage.to_string(), version));
     status.latency_ms = timing.latency.recent();
     status.lags = source.lags().unwrap_or_default().into_iter().map(|(p, n)| (source.label(p), n)).collect();
     let last_commit = timing.last_commit_ms;

@@ -120,6 +120,8 @@ impl Pipeline {
         self.key_columns = wiring.keys;
         if let Some(how) = how {
             self.deployments.push(self.deployment(&plan, how, from));
+            let why = if how == How::Promote { "promoted" } else { "a new version was switched in" };
+            self.end_shadow(why);
         }
         self.plans[index] = plan;
         Ok(())
@@ -127,7 +129,7 @@ impl Pipeline {
 
     /// The open windows' states, migrated from `old`'s state version to the current
     /// aggregator's, and the new empty state. Fails without changing anything.
-    fn migrate_states(&mut self, old: &Plugin) -> Result<(Vec<Vec<u8>>, Vec<u8>)> {
+    pub(super) fn migrate_states(&mut self, old: &Plugin) -> Result<(Vec<Vec<u8>>, Vec<u8>)> {
         let name = self.aggregator.component().name.clone();
         let empty = self.aggregator.create().map_err(|e| anyhow!("aggregator {name} failed to create a state: {e}"))?;
         let (from, to) = (state_version(old), state_version(&self.aggregator));

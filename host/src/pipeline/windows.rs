@@ -7,6 +7,7 @@ use crate::sink::{Cell, WindowState};
 use crate::window::Window;
 
 /// One window and key.
+#[derive(Clone)]
 pub struct Group {
     /// The window.
     pub window: Window,
@@ -29,7 +30,7 @@ pub struct Group {
 
 /// Groups by window and key. Keys are interned: per row the pipeline looks up a key
 /// by its encoded bytes without allocating.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct OpenWindows {
     key_ids: FxHashMap<Vec<u8>, u32>,
     /// The key values, by key id.

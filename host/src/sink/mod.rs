@@ -164,6 +164,27 @@ pub struct Checkpoint {
     /// Plugin versions that processed this checkpoint's records and no earlier ones: a
     /// switch is committed together with the first records of the new version.
     pub deployments: Vec<Deployment>,
+    /// The rows a shadow version made of the same records, for its own table.
+    pub shadow: Option<ShadowRows>,
+}
+
+/// What a candidate running in the shadow of a stage made of a checkpoint's records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowRows {
+    /// Its table: the output table's schema under another name.
+    pub table: TableSchema,
+    /// The stage it shadows.
+    pub stage: String,
+    /// The version running live in that stage, and the candidate, `name@digest`.
+    pub live: String,
+    /// The candidate.
+    pub candidate: String,
+    /// The first checkpoint of this shadow: the table is created if need be, and emptied.
+    pub fresh: bool,
+    /// When it started, ms since the epoch.
+    pub started_ms: i64,
+    /// The window rows it changed.
+    pub rows: Vec<WindowRow>,
 }
 
 /// A plugin version switched into a stage, as `weir_deployments` records it.

@@ -11,7 +11,9 @@ use tokio_postgres::{Client, NoTls};
 use weir_sdk::{ColumnDef, ColumnType};
 
 use super::schema::{self, quote, Dialect, Existing, Upsert};
-use super::{Cell, Checkpoint, Deployment, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
+use super::{
+    Cell, Checkpoint, Deployment, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowRow, WindowState,
+};
 use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
@@ -245,6 +247,49 @@ impl PostgresSink {
         )
     }
 
+    /// Upserts `rows` into `table` in one statement.
+    async fn upsert(
+        tx: &tokio_postgres::Transaction<'_>,
+        table: &TableSchema,
+        rows: &[WindowRow],
+        now: SystemTime,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // One row per window and key: ON CONFLICT cannot touch a row twice in a statement.
+        let mut last = std::collections::HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            last.insert((row.window.start, row.window.end, super::key_json(&row.key)), i);
+        }
+        let mut keep: Vec<usize> = last.into_values().collect();
+        keep.sort_unstable();
+        let defs: Vec<&ColumnDef> = table.keys.iter().chain(&table.values).collect();
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        let mut columns: Vec<Array> = defs.iter().map(|c| Array::new(c.ty)).collect();
+        let mut finals = Vec::new();
+        let mut revisions = Vec::new();
+        for &i in &keep {
+            let row = &rows[i];
+            starts.push(time(row.window.start));
+            ends.push(time(row.window.end));
+            for (column, cell) in columns.iter_mut().zip(row.key.iter().chain(&row.values)) {
+                column.push(cell);
+            }
+            finals.push(row.is_final);
+            revisions.push(row.revision);
+        }
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &starts, &ends];
+        params.extend(columns.iter().map(Array::param));
+        params.push(&finals);
+        params.push(&revisions);
+        tx.execute(&Self::upsert_sql(table), &params)
+            .await
+            .with_context(|| format!("upserting into {}", table.name))?;
+        Ok(())
+    }
+
     async fn write(
         tx: &tokio_postgres::Transaction<'_>,
         pipeline: &str,
@@ -299,37 +344,16 @@ impl PostgresSink {
             .await
             .context("forgetting merged sessions' state")?;
         }
-        if !checkpoint.rows.is_empty() {
-            // One row per window and key: ON CONFLICT cannot touch a row twice in a statement.
-            let mut last = std::collections::HashMap::new();
-            for (i, row) in checkpoint.rows.iter().enumerate() {
-                last.insert((row.window.start, row.window.end, super::key_json(&row.key)), i);
-            }
-            let mut keep: Vec<usize> = last.into_values().collect();
-            keep.sort_unstable();
-            let defs: Vec<&ColumnDef> = table.keys.iter().chain(&table.values).collect();
-            let mut starts = Vec::new();
-            let mut ends = Vec::new();
-            let mut columns: Vec<Array> = defs.iter().map(|c| Array::new(c.ty)).collect();
-            let mut finals = Vec::new();
-            let mut revisions = Vec::new();
-            for &i in &keep {
-                let row = &checkpoint.rows[i];
-                starts.push(time(row.window.start));
-                ends.push(time(row.window.end));
-                for (column, cell) in columns.iter_mut().zip(row.key.iter().chain(&row.values)) {
-                    column.push(cell);
+        Self::upsert(tx, table, &checkpoint.rows, now).await?;
+        if let Some(shadow) = &checkpoint.shadow {
+            if shadow.fresh {
+                let existing = existing(tx, &quote(&shadow.table.name)).await?;
+                for sql in schema::plan(&shadow.table, &existing, &DIALECT)? {
+                    tx.batch_execute(&sql).await.with_context(|| format!("creating the shadow table: {sql}"))?;
                 }
-                finals.push(row.is_final);
-                revisions.push(row.revision);
+                tx.execute(&format!("DELETE FROM {}", quote(&shadow.table.name)), &[]).await?;
             }
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&now, &starts, &ends];
-            params.extend(columns.iter().map(Array::param));
-            params.push(&finals);
-            params.push(&revisions);
-            tx.execute(&Self::upsert_sql(table), &params)
-                .await
-                .with_context(|| format!("upserting into {}", table.name))?;
+            Self::upsert(tx, &shadow.table, &shadow.rows, now).await?;
         }
         if !checkpoint.states.is_empty() {
             let starts: Vec<i64> = checkpoint.states.iter().map(|s| s.window.start).collect();

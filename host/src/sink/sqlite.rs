@@ -9,7 +9,9 @@ use rusqlite::{params, Connection, Transaction};
 use weir_sdk::ColumnType;
 
 use super::schema::{self, quote, Dialect, Existing, Upsert};
-use super::{Cell, Checkpoint, Deployment, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowState};
+use super::{
+    Cell, Checkpoint, Deployment, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowRow, WindowState,
+};
 use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
@@ -93,6 +95,15 @@ pub struct SqliteSink {
     table: Option<TableSchema>,
 }
 
+/// What it takes to make `table` fit, read through `conn` (a transaction, too).
+fn plan_on(conn: &Connection, table: &TableSchema) -> Result<Vec<String>> {
+    let existing: Vec<Existing> = conn
+        .prepare(&format!("PRAGMA table_info({})", quote(&table.name)))?
+        .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
+        .collect::<Result<_, _>>()?;
+    schema::plan(table, &existing, &DIALECT)
+}
+
 fn iso(ms: i64) -> String {
     weir_sdk::time::format_iso8601(ms)
 }
@@ -159,6 +170,24 @@ impl SqliteSink {
         )
     }
 
+    fn upsert(tx: &Transaction, table: &TableSchema, rows: &[WindowRow], now: &str) -> Result<()> {
+        let mut upsert = tx.prepare_cached(&Self::upsert_sql(table))?;
+        for row in rows {
+            let mut values = vec![Value::Text(iso(row.window.start)), Value::Text(iso(row.window.end))];
+            values.extend(row.key.iter().map(to_sql));
+            values.extend(row.values.iter().map(to_sql));
+            values.extend([
+                Value::Integer(i64::from(row.is_final)),
+                Value::Integer(row.revision),
+                Value::Text(now.to_string()),
+            ]);
+            upsert
+                .execute(rusqlite::params_from_iter(values))
+                .with_context(|| format!("upserting into {}", table.name))?;
+        }
+        Ok(())
+    }
+
     fn write(tx: &Transaction, pipeline: &str, table: &TableSchema, checkpoint: &Checkpoint) -> Result<()> {
         let now = now_iso();
         // Replayed records leave their lane first; one that fails again is written back below.
@@ -187,19 +216,15 @@ impl SqliteSink {
                 forget.execute(params![pipeline, window.start, window.end, super::key_json(key)])?;
             }
         }
-        let mut upsert = tx.prepare_cached(&Self::upsert_sql(table))?;
-        for row in &checkpoint.rows {
-            let mut values = vec![Value::Text(iso(row.window.start)), Value::Text(iso(row.window.end))];
-            values.extend(row.key.iter().map(to_sql));
-            values.extend(row.values.iter().map(to_sql));
-            values.extend([
-                Value::Integer(i64::from(row.is_final)),
-                Value::Integer(row.revision),
-                Value::Text(now.clone()),
-            ]);
-            upsert
-                .execute(rusqlite::params_from_iter(values))
-                .with_context(|| format!("upserting into {}", table.name))?;
+        Self::upsert(tx, table, &checkpoint.rows, &now)?;
+        if let Some(shadow) = &checkpoint.shadow {
+            if shadow.fresh {
+                for sql in plan_on(tx, &shadow.table)? {
+                    tx.execute_batch(&sql).with_context(|| format!("creating the shadow table: {sql}"))?;
+                }
+                tx.execute(&format!("DELETE FROM {}", quote(&shadow.table.name)), [])?;
+            }
+            Self::upsert(tx, &shadow.table, &shadow.rows, &now)?;
         }
         let mut state = tx.prepare_cached(
             "INSERT INTO weir_window_state (pipeline, window_start, window_end, key, source_partition, state, revision, is_final) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
@@ -369,12 +394,7 @@ impl Sink for SqliteSink {
     }
 
     fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>> {
-        let existing: Vec<Existing> = self
-            .conn
-            .prepare(&format!("PRAGMA table_info({})", quote(&table.name)))?
-            .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
-            .collect::<Result<_, _>>()?;
-        schema::plan(table, &existing, &DIALECT)
+        plan_on(&self.conn, table)
     }
 
     fn prepare(&mut self, table: &TableSchema) -> Result<()> {
@@ -455,7 +475,7 @@ impl Sink for SqliteSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::{DeadLetter, DeadLetterKind, WindowRow};
+    use crate::sink::{DeadLetter, DeadLetterKind};
     use weir_sdk::ColumnDef;
 
     fn schema() -> TableSchema {
