@@ -12,6 +12,9 @@ use crate::window::Window;
 
 /// How many distinct window starts are kept: half an hour of 1-minute windows.
 const WINDOWS_KEPT: usize = 30;
+/// And at most this many rows, the oldest going first, so that a pipeline with many keys
+/// does not make the board (copied for each page update) grow without bound.
+const ROWS_KEPT: usize = 5_000;
 
 /// A column of the output table.
 #[derive(Clone, Debug, Serialize)]
@@ -51,7 +54,7 @@ pub struct Board {
     pub values: Vec<Column>,
     /// Commits that have landed since the host started.
     pub commits: u64,
-    /// The rows, oldest window first.
+    /// The rows, oldest window first (filled in by [`snapshot`](Self::snapshot)).
     pub rows: Vec<Row>,
     #[serde(skip)]
     by_window: BTreeMap<(i64, i64, String), Row>,
@@ -95,7 +98,21 @@ impl Board {
         if let Some(&oldest_kept) = starts.len().checked_sub(WINDOWS_KEPT).and_then(|skip| starts.get(skip)) {
             self.by_window.retain(|(start, ..), _| *start >= oldest_kept);
         }
-        self.rows = self.by_window.values().cloned().collect();
+        while self.by_window.len() > ROWS_KEPT {
+            self.by_window.pop_first();
+        }
+    }
+
+    /// A copy to serve, with `rows` filled in.
+    pub fn snapshot(&self) -> Board {
+        Board {
+            table: self.table.clone(),
+            keys: self.keys.clone(),
+            values: self.values.clone(),
+            commits: self.commits,
+            rows: self.by_window.values().cloned().collect(),
+            by_window: BTreeMap::new(),
+        }
     }
 }
 
@@ -125,16 +142,22 @@ mod tests {
         board.committed(&[], &[row(0, "Berlin", 1), row(0, "Lagos", 2)]);
         board.committed(&[], &[row(0, "Berlin", 5)]);
         assert_eq!(board.commits, 2);
-        assert_eq!(board.rows.len(), 2);
-        assert_eq!(board.rows[0].values, vec![Value::from(5)]);
+        let rows = board.snapshot().rows;
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].values, vec![Value::from(5)]);
 
         let later: Vec<WindowRow> = (1..=WINDOWS_KEPT as i64).map(|m| row(m * 60_000, "Berlin", m)).collect();
         board.committed(&[], &later);
-        assert_eq!(board.rows.len(), WINDOWS_KEPT);
-        assert_eq!(board.rows[0].start, 60_000, "the oldest start went");
+        let rows = board.snapshot().rows;
+        assert_eq!(rows.len(), WINDOWS_KEPT);
+        assert_eq!(rows[0].start, 60_000, "the oldest start went");
 
         let gone = row(60_000, "Berlin", 0);
         board.committed(&[(gone.window, gone.key)], &[]);
-        assert_eq!(board.rows.len(), WINDOWS_KEPT - 1);
+        assert_eq!(board.snapshot().rows.len(), WINDOWS_KEPT - 1);
+
+        let many: Vec<WindowRow> = (0..ROWS_KEPT + 10).map(|k| row(99 * 60_000, &k.to_string(), 1)).collect();
+        board.committed(&[], &many);
+        assert_eq!(board.snapshot().rows.len(), ROWS_KEPT, "rows are capped");
     }
 }

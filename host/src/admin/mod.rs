@@ -143,7 +143,7 @@ impl Shared {
 
     /// The committed results of the most recent windows.
     pub fn board(&self) -> Board {
-        self.board.lock().expect("admin board lock").clone()
+        self.board.lock().expect("admin board lock").snapshot()
     }
 
     /// Commits landed since start, without copying the board.

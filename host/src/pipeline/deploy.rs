@@ -205,13 +205,7 @@ impl Deployer {
         max_error_increase: f64,
     ) -> Result<DeployReport> {
         let _one = self.busy.lock().expect("deploy lock");
-        let running = self.plan(stage)?;
-        let candidate = running
-            .with_bytes(&self.runtime, name, bytes)
-            .with_context(|| format!("{stage}: the new version was refused at load"))?;
-        if candidate.component.digest == running.component.digest {
-            bail!("{stage} already runs {}", running.version());
-        }
+        let (running, candidate) = self.load(stage, name, bytes)?;
         let trial = self.trial(&candidate, max_error_increase).with_context(|| {
             format!("{stage}: {} was refused; {} keeps running", candidate.version(), running.version())
         })?;
@@ -235,6 +229,25 @@ impl Deployer {
         })
     }
 
+    /// The running version of `stage`, and `bytes` loaded as its candidate.
+    fn load(&self, stage: StageId, name: &str, bytes: Vec<u8>) -> Result<(StagePlan, StagePlan)> {
+        let running = self.plan(stage)?;
+        let candidate = running
+            .with_bytes(&self.runtime, name, bytes)
+            .with_context(|| format!("{stage}: the new version was refused at load"))?;
+        if candidate.component.digest == running.component.digest {
+            bail!("{stage} already runs {}", running.version());
+        }
+        Ok((running, candidate))
+    }
+
+    /// What runs now with `candidate` in its stage, and the output table.
+    fn with_candidate(&self, candidate: &StagePlan) -> (Vec<StagePlan>, TableSchema) {
+        let live = self.live.lock().expect("live lock");
+        let plans = live.plans.iter().map(|p| if p.id == candidate.id { candidate.clone() } else { p.clone() });
+        (plans.collect(), live.table.clone())
+    }
+
     /// Hands `change` to the run loop and waits until it is made.
     fn ask(&self, change: Change) -> Result<Switched> {
         let (reply, answer) = mpsc::channel();
@@ -246,18 +259,8 @@ impl Deployer {
     /// checkpoint on. It is not tried first: the shadow is the trial.
     pub fn shadow(&self, stage: StageId, name: &str, bytes: Vec<u8>) -> Result<ShadowReport> {
         let _one = self.busy.lock().expect("deploy lock");
-        let running = self.plan(stage)?;
-        let candidate = running
-            .with_bytes(&self.runtime, name, bytes)
-            .with_context(|| format!("{stage}: the candidate was refused at load"))?;
-        if candidate.component.digest == running.component.digest {
-            bail!("{stage} already runs {}", running.version());
-        }
-        let (plans, table) = {
-            let live = self.live.lock().expect("live lock");
-            (live.plans.clone(), live.table.clone())
-        };
-        let plans = plans.into_iter().map(|p| if p.id == stage { candidate.clone() } else { p }).collect();
+        let (running, candidate) = self.load(stage, name, bytes)?;
+        let (plans, table) = self.with_candidate(&candidate);
         let refused =
             |e: anyhow::Error| e.context(format!("{stage}: {} cannot run in the shadow", candidate.version()));
         let pipeline =
@@ -291,12 +294,8 @@ impl Deployer {
     /// Checks that `candidate` fits the pipeline and behaves on recent input no worse
     /// than the running version.
     fn trial(&self, candidate: &StagePlan, max_error_increase: f64) -> Result<Trial> {
-        let (running, table) = {
-            let live = self.live.lock().expect("live lock");
-            (live.plans.clone(), live.table.clone())
-        };
-        let with_candidate: Vec<StagePlan> =
-            running.iter().map(|p| if p.id == candidate.id { candidate.clone() } else { p.clone() }).collect();
+        let running = self.live.lock().expect("live lock").plans.clone();
+        let (with_candidate, table) = self.with_candidate(candidate);
         let mut new = Pipeline::assemble(&self.config, with_candidate).context("it does not fit the pipeline")?;
         if let Some(change) = stages::table_change(&table, &new.table) {
             bail!("it does not fit the pipeline: {change}");

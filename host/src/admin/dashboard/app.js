@@ -85,6 +85,12 @@ function showStatus(now, s) {
     tr.dataset.stage = stage.stage;
     return tr;
   }));
+  if (s.shadow) {
+    const tr = el("tr", null, "open");
+    tr.append(el("td", `${s.shadow[0]} (shadow)`), el("td", s.shadow[1]), el("td", "see weir plugin diff"));
+    tr.children[2].colSpan = 3;
+    body.append(tr);
+  }
 }
 
 // The two first numeric columns are charted, one line per key.
