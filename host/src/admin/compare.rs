@@ -70,7 +70,7 @@ impl Comparison {
             *current = None;
             return;
         };
-        if shadow.fresh || current.as_ref().is_none_or(|c| c.candidate != shadow.candidate) {
+        if shadow.fresh || current.is_none() {
             *current = Some(Comparison::new(shadow));
         }
         let comparison = current.as_mut().expect("set above");

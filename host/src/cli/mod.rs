@@ -61,7 +61,7 @@ enum PluginCommand {
     /// Deploy a new version into a stage of a running pipeline, without a restart.
     Deploy(plugin_deploy::DeployArgs),
     /// Return a stage of a running pipeline to its previous version.
-    Rollback(plugin_deploy::RollbackArgs),
+    Rollback(plugin_deploy::StageArgs),
     /// List a running pipeline's stages, versions and deployment history.
     List(plugin_deploy::ListArgs),
     /// Run a candidate version beside the live one, writing to a shadow table.

@@ -12,27 +12,21 @@ use super::pipeline::Target;
 pub struct DeployArgs {
     /// The component file.
     file: PathBuf,
-    /// The pipeline it is for; the host refuses it if it runs another.
-    #[arg(long)]
-    pipeline: String,
-    /// The stage, as the pipeline file names it: parser, validators[N], transforms[N], aggregator.
-    #[arg(long)]
-    stage: String,
+    #[command(flatten)]
+    at: StageArgs,
     /// How many percentage points higher the new version's dead-letter rate may be than
     /// the running version's, on the recent input it is tried on.
     #[arg(long, default_value_t = 100.0 * crate::pipeline::MAX_ERROR_INCREASE)]
     max_error_increase: f64,
-    #[command(flatten)]
-    target: Target,
 }
 
-/// Return a stage to the version that ran before the current one.
+/// A stage of a pipeline, and the host that runs it.
 #[derive(clap::Args)]
-pub struct RollbackArgs {
-    /// The pipeline.
+pub struct StageArgs {
+    /// The pipeline; the host refuses the request if it runs another.
     #[arg(long)]
     pipeline: String,
-    /// The stage.
+    /// The stage, as the pipeline file names it: parser, validators[N], transforms[N], aggregator.
     #[arg(long)]
     stage: String,
     #[command(flatten)]
@@ -52,14 +46,8 @@ pub struct ListArgs {
 pub struct ShadowArgs {
     /// The component file.
     file: PathBuf,
-    /// The pipeline it is for.
-    #[arg(long)]
-    pipeline: String,
-    /// The stage it shadows: parser, validators[N], transforms[N], aggregator.
-    #[arg(long)]
-    stage: String,
     #[command(flatten)]
-    target: Target,
+    at: StageArgs,
 }
 
 /// Show the windows where the shadow's rows differ from the live ones, as JSON.
@@ -107,16 +95,21 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
     let max = (args.max_error_increase / 100.0).to_string();
     let path = format!(
         "/api/plugins/deploy?{}",
-        query(&[("pipeline", &args.pipeline), ("stage", &args.stage), ("name", &name), ("max_error_increase", &max)])
+        query(&[
+            ("pipeline", &args.at.pipeline),
+            ("stage", &args.at.stage),
+            ("name", &name),
+            ("max_error_increase", &max)
+        ])
     );
     eprintln!(
         "deploying {} ({} bytes) into {} of pipeline {}…",
         args.file.display(),
         bytes.len(),
-        args.stage,
-        args.pipeline
+        args.at.stage,
+        args.at.pipeline
     );
-    let report = args.target.call("POST", &path, Some(&bytes)).context("the deployment was refused")?;
+    let report = args.at.target.call("POST", &path, Some(&bytes)).context("the deployment was refused")?;
     println!("{}", report.trim_end());
     Ok(())
 }
@@ -126,9 +119,9 @@ pub fn shadow(args: ShadowArgs) -> Result<()> {
     let name = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let path = format!(
         "/api/plugins/shadow?{}",
-        query(&[("pipeline", &args.pipeline), ("stage", &args.stage), ("name", &name)])
+        query(&[("pipeline", &args.at.pipeline), ("stage", &args.at.stage), ("name", &name)])
     );
-    let report = args.target.call("POST", &path, Some(&bytes)).context("the shadow was refused")?;
+    let report = args.at.target.call("POST", &path, Some(&bytes)).context("the shadow was refused")?;
     println!("{}", report.trim_end());
     Ok(())
 }
@@ -148,7 +141,7 @@ pub fn end_shadow(args: PipelineArgs, how: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn rollback(args: RollbackArgs) -> Result<()> {
+pub fn rollback(args: StageArgs) -> Result<()> {
     let path = format!("/api/plugins/rollback?{}", query(&[("pipeline", &args.pipeline), ("stage", &args.stage)]));
     let report = args.target.call("POST", &path, None).context("the rollback was refused")?;
     println!("{}", report.trim_end());

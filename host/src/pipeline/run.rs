@@ -331,7 +331,7 @@ fn publish(
     }
     status.measured.checkpoints.clone_from(&timing.commits);
     status.swaps = pipeline.stats.swaps;
-    status.shadow = pipeline.shadow_version().map(|(stage, version)| (stage.to_string(), version));
+    status.shadow = pipeline.shadow_plan().map(|plan| (plan.id.to_string(), plan.version()));
     status.latency_ms = timing.latency.recent();
     status.lags = source.lags().unwrap_or_default().into_iter().map(|(p, n)| (source.label(p), n)).collect();
     let last_commit = timing.last_commit_ms;
