@@ -9,7 +9,7 @@ use anyhow::{ensure, Context, Result};
 use weir_sdk::{AggregatorInfo, ParserInfo, RawBatch};
 
 use crate::chain::{ChainStats, PluginChain, StageTimes};
-use crate::plugin::{Grants, Limits, Native, Plugin, PluginKind, PluginRuntime, RuntimeOptions};
+use crate::plugin::{Limits, Native, Plugin, PluginKind, PluginRuntime, Policy, RuntimeOptions};
 use crate::rides::{RidesChainConfig, TripGenerator, TripOptions};
 
 /// One run's figures.
@@ -76,7 +76,7 @@ pub fn wasm_chain(
 ) -> Result<PluginChain> {
     let load = |(stem, config): &(String, String), kind| -> Result<Plugin> {
         let path = plugin_dir.join(format!("{stem}.wasm"));
-        let component = runtime.load(&path, &Grants::none()).context("build the plugins with `cargo xtask plugins`")?;
+        let component = runtime.load(&path, &Policy::none()).context("build the plugins with `cargo xtask plugins`")?;
         Plugin::new(component, kind, config, limits.clone())
     };
     PluginChain::new(

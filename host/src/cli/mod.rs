@@ -6,6 +6,7 @@ mod plugin_build;
 mod plugin_deploy;
 mod plugin_inspect;
 mod plugin_new;
+mod plugin_share;
 mod plugin_test;
 mod produce;
 mod replay;
@@ -54,7 +55,7 @@ enum PluginCommand {
     New(plugin_new::NewArgs),
     /// Build a plugin crate into a component.
     Build(plugin_build::BuildArgs),
-    /// Show a component's world, contract version, schemas, imports, size and digest.
+    /// Show a plugin's digest, signature and signer, world, contract version, schemas and imports.
     Inspect(plugin_inspect::InspectArgs),
     /// Run a plugin over input lines and print events, verdicts and errors.
     Test(plugin_test::TestArgs),
@@ -72,6 +73,14 @@ enum PluginCommand {
     Promote(plugin_deploy::PipelineArgs),
     /// End the shadow; the live version runs on.
     Discard(plugin_deploy::PipelineArgs),
+    /// Push a component to an OCI registry; prints the reference pinned by digest.
+    Push(plugin_share::PushArgs),
+    /// Pull a plugin from an OCI registry into the local store; prints the pinned reference.
+    Pull(plugin_share::PullArgs),
+    /// Sign a component with an ed25519 key (the signature travels inside it).
+    Sign(plugin_share::SignArgs),
+    /// Create an ed25519 key pair for signing plugins.
+    Keygen(plugin_share::KeygenArgs),
 }
 
 /// A plugin kind as a CLI value.
@@ -103,6 +112,30 @@ pub(crate) struct RuntimeArgs {
     /// Do not read or write the compiled-plugin cache.
     #[arg(long)]
     no_cache: bool,
+    #[command(flatten)]
+    sharing: SharingArgs,
+}
+
+/// Flags of commands that take plugins from registries or check their signatures.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct SharingArgs {
+    /// The host config: teams, their signing keys and import allow-lists, registries.
+    #[arg(long, env = "WEIR_HOST_CONFIG")]
+    host_config: Option<PathBuf>,
+    /// Accept registry references that name a tag but no digest.
+    #[arg(long)]
+    allow_unpinned: bool,
+}
+
+impl SharingArgs {
+    /// The store under `cache_dir` (or the default cache), and the host config loaded.
+    pub(crate) fn sharing(&self, cache_dir: Option<PathBuf>) -> anyhow::Result<crate::share::Sharing> {
+        let host = match &self.host_config {
+            Some(path) => crate::share::HostConfig::load(path)?,
+            None => crate::share::HostConfig::default(),
+        };
+        Ok(crate::share::Sharing::new(cache_dir, std::sync::Arc::new(host), self.allow_unpinned))
+    }
 }
 
 impl RuntimeArgs {
@@ -114,6 +147,11 @@ impl RuntimeArgs {
             options.cache_dir = Some(dir.clone());
         }
         options
+    }
+
+    /// Registry references and trust, with the store beside the compiled-code cache.
+    pub(crate) fn sharing(&self) -> anyhow::Result<crate::share::Sharing> {
+        self.sharing.sharing(self.cache_dir.clone())
     }
 }
 
@@ -134,15 +172,35 @@ pub(crate) struct ChainArgs {
 }
 
 impl ChainArgs {
-    pub(crate) fn options(&self, until_idle: Option<std::time::Duration>) -> crate::pipeline::PipelineOptions {
-        crate::pipeline::PipelineOptions {
+    pub(crate) fn options(
+        &self,
+        until_idle: Option<std::time::Duration>,
+    ) -> anyhow::Result<crate::pipeline::PipelineOptions> {
+        Ok(crate::pipeline::PipelineOptions {
             plugin_dir: self.plugins.clone(),
             until_idle,
             batch_size: self.batch.max(1),
             progress: !self.quiet,
             admin: None,
-        }
+            sharing: self.runtime.sharing()?,
+        })
     }
+}
+
+/// A plugin's name and bytes, from a component file or a registry reference (which is
+/// fetched into the store, and comes back pinned).
+pub(crate) fn read_plugin(
+    plugin: &str,
+    sharing: &crate::share::Sharing,
+) -> anyhow::Result<(String, Vec<u8>, Option<crate::share::OciRef>)> {
+    use anyhow::Context;
+    if crate::share::OciRef::is_reference(plugin) {
+        let (pinned, artifact) = sharing.fetch(plugin)?;
+        return Ok((pinned.name().to_string(), artifact.bytes, Some(pinned)));
+    }
+    let path = std::path::Path::new(plugin);
+    let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
+    Ok((path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), bytes, None))
 }
 
 /// Reads a plugin config given as inline JSON, or as a path to a `.json` or `.toml` file.
@@ -184,6 +242,10 @@ pub fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Diff(args)) => plugin_deploy::diff(args),
         Command::Plugin(PluginCommand::Promote(args)) => plugin_deploy::end_shadow(args, "promote"),
         Command::Plugin(PluginCommand::Discard(args)) => plugin_deploy::end_shadow(args, "discard"),
+        Command::Plugin(PluginCommand::Push(args)) => plugin_share::push(args),
+        Command::Plugin(PluginCommand::Pull(args)) => plugin_share::pull(args),
+        Command::Plugin(PluginCommand::Sign(args)) => plugin_share::sign(args),
+        Command::Plugin(PluginCommand::Keygen(args)) => plugin_share::keygen(args),
         Command::Run(args) => run::run(args),
         Command::Pipeline(command) => pipeline::run(command),
         Command::Produce(args) => produce::run(args),

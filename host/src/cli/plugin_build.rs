@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use super::RuntimeArgs;
-use crate::plugin::{Grants, PluginRuntime};
+use crate::plugin::{PluginRuntime, Policy};
 
 /// Arguments of `weir plugin build`.
 #[derive(clap::Args)]
@@ -75,7 +75,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let use_cargo_component = !args.no_cargo_component && has_cargo_component();
     let path = build(&args.path, use_cargo_component)?;
     let runtime = PluginRuntime::new(args.runtime.options())?;
-    let component = runtime.load(&path, &Grants::none())?;
+    let component = runtime.load(&path, &Policy::none())?;
     println!("{}", path.display());
     eprintln!("built {} plugin {} ({}, {} bytes)", component.kind, component.name, component.digest, component.size);
     Ok(())

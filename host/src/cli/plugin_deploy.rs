@@ -1,19 +1,20 @@
 //! `weir plugin deploy|rollback|list|shadow|diff|promote|discard`: a running host's
 //! plugins, through its admin API.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 
 use super::pipeline::Target;
+use super::SharingArgs;
 
 /// Deploy a new plugin version into a running pipeline, without a restart.
 #[derive(clap::Args)]
 pub struct DeployArgs {
-    /// The component file.
-    file: PathBuf,
+    /// The component file, or a registry reference `oci://HOST[:PORT]/REPO@sha256:…`.
+    plugin: String,
     #[command(flatten)]
     at: StageArgs,
+    #[command(flatten)]
+    sharing: SharingArgs,
     /// How many percentage points higher the new version's dead-letter rate may be than
     /// the running version's, on the recent input it is tried on.
     #[arg(long, default_value_t = 100.0 * crate::pipeline::MAX_ERROR_INCREASE)]
@@ -44,10 +45,20 @@ pub struct ListArgs {
 /// writing its rows to `<table>__shadow`, until promoted or discarded.
 #[derive(clap::Args)]
 pub struct ShadowArgs {
-    /// The component file.
-    file: PathBuf,
+    /// The component file, or a registry reference `oci://HOST[:PORT]/REPO@sha256:…`.
+    plugin: String,
     #[command(flatten)]
     at: StageArgs,
+    #[command(flatten)]
+    sharing: SharingArgs,
+}
+
+/// The candidate's name and bytes, from a file or a pinned reference (unless
+/// --allow-unpinned). The host checks its signature and imports against the pipeline's
+/// policy either way.
+fn candidate(plugin: &str, sharing: &SharingArgs) -> Result<(String, Vec<u8>)> {
+    let (name, bytes, _) = super::read_plugin(plugin, &sharing.sharing(None)?)?;
+    Ok((name, bytes))
 }
 
 /// Show the windows where the shadow's rows differ from the live ones, as JSON.
@@ -90,8 +101,7 @@ fn encode(value: &str) -> String {
 }
 
 pub fn deploy(args: DeployArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let name = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let (name, bytes) = candidate(&args.plugin, &args.sharing)?;
     let max = (args.max_error_increase / 100.0).to_string();
     let path = format!(
         "/api/plugins/deploy?{}",
@@ -104,7 +114,7 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
     );
     eprintln!(
         "deploying {} ({} bytes) into {} of pipeline {}…",
-        args.file.display(),
+        args.plugin,
         bytes.len(),
         args.at.stage,
         args.at.pipeline
@@ -115,8 +125,7 @@ pub fn deploy(args: DeployArgs) -> Result<()> {
 }
 
 pub fn shadow(args: ShadowArgs) -> Result<()> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let name = args.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let (name, bytes) = candidate(&args.plugin, &args.sharing)?;
     let path = format!(
         "/api/plugins/shadow?{}",
         query(&[("pipeline", &args.at.pipeline), ("stage", &args.at.stage), ("name", &name)])

@@ -1,18 +1,18 @@
-//! `weir plugin inspect FILE`.
+//! `weir plugin inspect FILE|oci://…`.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use weir_sdk::ColumnDef;
 
 use super::{read_config, RuntimeArgs};
-use crate::plugin::{Grants, Limits, Plugin, PluginInfo, PluginRuntime, CONTRACT_VERSION};
+use crate::plugin::{Limits, Plugin, PluginInfo, PluginRuntime, Policy, CONTRACT_VERSION};
 
 /// Arguments of `weir plugin inspect`.
 #[derive(clap::Args)]
 pub struct InspectArgs {
-    /// The component file.
-    file: PathBuf,
+    /// The component file, or a registry reference `oci://HOST[:PORT]/REPO@sha256:…` (or `:TAG`).
+    plugin: String,
     /// The plugin's config (inline JSON, or a .json/.toml file); the schemas depend on it.
     #[arg(long)]
     config: Option<String>,
@@ -29,10 +29,16 @@ fn columns(defs: &[ColumnDef]) -> Vec<String> {
 
 pub fn run(args: InspectArgs) -> Result<()> {
     let runtime = PluginRuntime::new(args.runtime.options())?;
-    // Inspect shows every import, so it loads with every capability granted.
-    let grants = Grants { allow: vec!["*".into()] };
-    let component = runtime.load(&args.file, &grants)?;
-    let refused = Grants::none().refused(&component.imports).into_iter().map(String::from).collect::<Vec<_>>();
+    let mut sharing = args.runtime.sharing()?;
+    // Inspecting is how a tag's digest is learned; pinning applies where plugins run.
+    sharing.allow_unpinned = true;
+    let (name, bytes, reference) = super::read_plugin(&args.plugin, &sharing)?;
+    // Inspect shows every import, so it loads with every capability granted, and names
+    // the signer among every team's keys.
+    let policy = Policy { keys: Arc::new(sharing.host.all_keys()), ..Policy::granting(vec!["*".into()]) };
+    let component =
+        runtime.load_bytes(&name, &bytes, &policy).with_context(|| format!("loading plugin {}", args.plugin))?;
+    let refused = Policy::none().refused(&component.imports).into_iter().map(String::from).collect::<Vec<_>>();
     let config = read_config(args.config.as_deref())?;
     let schemas = match Plugin::new(component.clone(), component.kind, &config, Limits::default()) {
         Ok(plugin) => match plugin.info() {
@@ -51,7 +57,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
     };
     let report = serde_json::json!({
         "name": component.name,
-        "file": args.file.display().to_string(),
+        "plugin": args.plugin,
+        "reference": reference.as_ref().map(|r| r.to_string()),
+        "signature": component.signature,
         "kind": component.kind.name(),
         "world": component.kind.world().replace(CONTRACT_VERSION, &component.contract),
         "contract": component.contract,
@@ -68,8 +76,12 @@ pub fn run(args: InspectArgs) -> Result<()> {
         return Ok(());
     }
     println!("plugin     {}", component.name);
-    println!("file       {} ({} bytes)", args.file.display(), component.size);
+    println!("from       {} ({} bytes)", args.plugin, component.size);
+    if let Some(reference) = &reference {
+        println!("pinned     {reference}");
+    }
     println!("digest     {}", component.digest);
+    println!("signature  {}", component.signature);
     println!("world      {}", report["world"].as_str().unwrap_or_default());
     println!("contract   {} (host {CONTRACT_VERSION}: compatible)", component.contract);
     println!("exports    {}", component.exports.join(", "));

@@ -11,7 +11,7 @@ use weir_sdk::{BatchBuilder, ColumnDef, ColumnType, ColumnValues, EventBatch, Ra
 
 use super::{read_config, RuntimeArgs};
 use crate::plugin::{
-    AggregatorStage, Grants, Limits, ParserStage, Plugin, PluginRuntime, TransformStage, ValidatorStage,
+    AggregatorStage, Limits, ParserStage, Plugin, PluginRuntime, Policy, TransformStage, ValidatorStage,
 };
 use crate::plugin::{PluginInfo, RecordFailure};
 
@@ -41,7 +41,7 @@ pub struct TestArgs {
 
 pub fn run(args: TestArgs) -> Result<()> {
     let runtime = PluginRuntime::new(args.runtime.options())?;
-    let component = runtime.load(&args.file, &Grants { allow: args.grants.clone() })?;
+    let component = runtime.load(&args.file, &Policy::granting(args.grants.clone()))?;
     let limits = Limits {
         max_memory_bytes: args.max_memory_mib * 1024 * 1024,
         deadline: std::time::Duration::from_millis(args.deadline_ms),

@@ -37,7 +37,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         kind: args.kind,
         reason: args.reason,
     };
-    let options = args.chain.options(None);
+    let options = args.chain.options(None)?;
     let summary = replay(&args.pipeline, &selection, &options, args.chain.runtime.options())?;
     let what = if args.late { "late events" } else { "dead letters" };
     println!(

@@ -32,7 +32,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let mut options = args.chain.options(args.until_idle);
+    let mut options = args.chain.options(args.until_idle)?;
     if !args.no_admin {
         let explicit = args.admin.to_string() != crate::admin::DEFAULT_BIND;
         options.admin = Some(AdminOptions { bind: args.admin, explicit, token: args.admin_token.clone() });

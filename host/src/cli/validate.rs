@@ -63,6 +63,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         batch_size: 1,
         progress: false,
         admin: None,
+        sharing: args.runtime.sharing()?,
     };
     let built = PluginRuntime::new(args.runtime.options())
         .and_then(|runtime| Pipeline::build(&config, &base, &runtime, &options));

@@ -10,7 +10,7 @@ pub use duration::parse_duration;
 pub use interpolate::interpolate;
 pub use pipeline::{
     AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
-    SourceConfig, StageConfig, WatermarkConfig, WindowConfig,
+    SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
 };
 
 /// The directory a pipeline file's relative paths are relative to: the file's own, shown

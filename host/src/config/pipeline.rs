@@ -40,6 +40,24 @@ pub struct PipelineConfig {
     /// When bad data pauses consumption.
     #[serde(default)]
     pub breaker: BreakerConfig,
+    /// Whose plugins the pipeline runs, and what they may do.
+    #[serde(default)]
+    pub trust: TrustConfig,
+}
+
+/// Whose plugins a pipeline runs: signatures and import allow-lists.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// The team, as the host config names it: its keys check signatures, and its
+    /// `allow_imports` applies to every plugin of the pipeline.
+    pub team: Option<String>,
+    /// Refuse any plugin not signed by a key of `team`.
+    #[serde(default)]
+    pub require_signatures: bool,
+    /// Import patterns every plugin of this pipeline must stay within, on top of the
+    /// team's, e.g. `["weir:plugin/*", "wasi:io/*"]`.
+    pub allow_imports: Option<Vec<String>>,
 }
 
 /// The source of raw records.
@@ -120,8 +138,9 @@ pub enum FileFormat {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageConfig {
-    /// A component file (a path ending in `.wasm`, relative to the pipeline file), or a
-    /// name looked up as `<name>.wasm` in the plugin directory.
+    /// A component file (a path ending in `.wasm`, relative to the pipeline file), a
+    /// name looked up as `<name>.wasm` in the plugin directory, or a registry reference
+    /// pinned by digest, `oci://HOST[:PORT]/REPO[:TAG]@sha256:…`.
     pub plugin: String,
     /// The plugin's own settings, handed to its `init` as JSON.
     #[serde(default)]
@@ -353,6 +372,15 @@ impl PipelineConfig {
         }
     }
 
+    /// Every stage, in pipeline order.
+    pub fn stages(&self) -> impl Iterator<Item = (crate::pipeline::StageId, &StageConfig)> {
+        use crate::pipeline::StageId;
+        std::iter::once((StageId::Parser, &self.parser))
+            .chain(self.validators.iter().enumerate().map(|(i, s)| (StageId::Validator(i), s)))
+            .chain(self.transforms.iter().enumerate().map(|(i, s)| (StageId::Transform(i), s)))
+            .chain(std::iter::once((StageId::Aggregator, &self.aggregator)))
+    }
+
     /// Reads, interpolates and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
         let text =
@@ -387,6 +415,18 @@ impl PipelineConfig {
         }
         if self.checkpoint.interval.is_zero() {
             bail!("checkpoint.interval must be positive");
+        }
+        if self.trust.require_signatures && self.trust.team.is_none() {
+            bail!("trust.require_signatures needs trust.team: the team whose keys sign this pipeline's plugins");
+        }
+        for (id, stage) in self.stages() {
+            if stage.watch && crate::share::OciRef::is_reference(&stage.plugin) {
+                bail!(
+                    "{id}.watch: {} is a registry reference, not a file to watch; deploy new versions with \
+                     `weir plugin deploy`",
+                    stage.plugin
+                );
+            }
         }
         Ok(())
     }

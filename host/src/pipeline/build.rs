@@ -26,6 +26,8 @@ pub struct PipelineOptions {
     pub progress: bool,
     /// Serve the admin API (`weir run` only).
     pub admin: Option<crate::admin::AdminOptions>,
+    /// Registry references, the host config's trust, and the store of pulled plugins.
+    pub sharing: crate::share::Sharing,
 }
 
 /// Counters over the whole run.
@@ -103,7 +105,7 @@ impl Pipeline {
         runtime: &PluginRuntime,
         options: &PipelineOptions,
     ) -> Result<Self> {
-        Self::assemble(config, stages::plan(config, base, &options.plugin_dir, runtime)?)
+        Self::assemble(config, stages::plan(config, base, &options.plugin_dir, &options.sharing, runtime)?)
     }
 
     /// Starts an instance of every stage's plugin and wires them.

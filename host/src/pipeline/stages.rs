@@ -12,9 +12,10 @@ use weir_sdk::{ColumnDef, ColumnType};
 
 use crate::config::{PipelineConfig, StageConfig};
 use crate::plugin::{
-    AggregatorStage, Grants, Limits, ParserStage, Plugin, PluginComponent, PluginKind, PluginRuntime, TransformStage,
+    AggregatorStage, Limits, ParserStage, Plugin, PluginComponent, PluginKind, PluginRuntime, Policy, TransformStage,
     ValidatorStage,
 };
+use crate::share::{OciRef, Sharing};
 use crate::sink::TableSchema;
 
 /// One stage of a pipeline, as the pipeline file and the deploy command name it.
@@ -99,9 +100,10 @@ pub struct StagePlan {
     pub config: String,
     /// Its resource limits.
     pub limits: Limits,
-    /// Its grants.
-    pub grants: Grants,
-    /// The file the pipeline names for it.
+    /// What its plugin must satisfy to load: grants, allow-lists, signatures.
+    pub policy: Policy,
+    /// The file its component came from: the one the pipeline names, or the store's
+    /// copy of a registry reference.
     pub path: PathBuf,
 }
 
@@ -119,12 +121,12 @@ impl StagePlan {
 
     /// The same stage running other bytes.
     pub fn with_bytes(&self, runtime: &PluginRuntime, name: &str, bytes: Vec<u8>) -> Result<StagePlan> {
-        let component = runtime.load_bytes(name, &bytes, &self.grants)?;
+        let component = runtime.load_bytes(name, &bytes, &self.policy)?;
         Ok(StagePlan { component, bytes: Arc::new(bytes), ..self.clone() })
     }
 }
 
-/// Where a plugin's component file is.
+/// Where a plugin named by a path or a name is.
 fn plugin_path(stage: &StageConfig, base: &Path, plugin_dir: &Path) -> PathBuf {
     if stage.plugin.ends_with(".wasm") {
         base.join(&stage.plugin)
@@ -133,26 +135,43 @@ fn plugin_path(stage: &StageConfig, base: &Path, plugin_dir: &Path) -> PathBuf {
     }
 }
 
-/// Every stage of `config`, in pipeline order, with its component loaded.
+/// A stage's component: its name, its bytes and the file they are in (for a registry
+/// reference, the store's verified copy).
+fn component_of(
+    stage: &StageConfig,
+    base: &Path,
+    plugin_dir: &Path,
+    sharing: &Sharing,
+) -> Result<(String, Vec<u8>, PathBuf)> {
+    if OciRef::is_reference(&stage.plugin) {
+        let (reference, artifact) = sharing.fetch(&stage.plugin)?;
+        return Ok((reference.name().to_string(), artifact.bytes, artifact.path));
+    }
+    let path = plugin_path(stage, base, plugin_dir);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+    Ok((name, bytes, path))
+}
+
+/// Every stage of `config`, in pipeline order, with its component loaded under the
+/// pipeline's policy.
 pub fn plan(
     config: &PipelineConfig,
     base: &Path,
     plugin_dir: &Path,
+    sharing: &Sharing,
     runtime: &PluginRuntime,
 ) -> Result<Vec<StagePlan>> {
-    let stages = std::iter::once((StageId::Parser, &config.parser))
-        .chain(config.validators.iter().enumerate().map(|(i, s)| (StageId::Validator(i), s)))
-        .chain(config.transforms.iter().enumerate().map(|(i, s)| (StageId::Transform(i), s)))
-        .chain(std::iter::once((StageId::Aggregator, &config.aggregator)));
-    stages
+    let pipeline_policy = sharing.policy(config)?;
+    config
+        .stages()
         .map(|(id, stage)| {
-            let path = plugin_path(stage, base, plugin_dir);
-            let grants = Grants { allow: stage.grants.clone() };
-            let bytes = std::fs::read(&path).with_context(|| format!("{id}.plugin: reading {}", path.display()))?;
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+            let (name, bytes, path) =
+                component_of(stage, base, plugin_dir, sharing).with_context(|| format!("{id}.plugin"))?;
+            let policy = Policy { grants: stage.grants.clone(), ..pipeline_policy.clone() };
             let component = runtime
-                .load_bytes(&name, &bytes, &grants)
-                .with_context(|| format!("{id}.plugin: loading plugin {name} ({})", path.display()))?;
+                .load_bytes(&name, &bytes, &policy)
+                .with_context(|| format!("{id}.plugin: loading plugin {name} ({})", stage.plugin))?;
             let limits =
                 Limits { max_memory_bytes: stage.limits.memory_mib * 1024 * 1024, deadline: stage.limits.deadline };
             Ok(StagePlan {
@@ -161,7 +180,7 @@ pub fn plan(
                 bytes: Arc::new(bytes),
                 config: serde_json::to_string(&stage.config)?,
                 limits,
-                grants,
+                policy,
                 path,
             })
         })

@@ -12,7 +12,8 @@ use wasmtime::component::{InstancePre, Linker};
 
 use super::bindings::HostBindings;
 use super::engine::PluginRuntime;
-use super::policy::Grants;
+use super::policy::Policy;
+use super::signature::Signature;
 use super::state::PluginState;
 
 /// The contract version this host implements; `weir:plugin@0.1.x` components load.
@@ -79,6 +80,8 @@ pub struct PluginComponent {
     pub imports: Vec<String>,
     /// Its exports, by full name.
     pub exports: Vec<String>,
+    /// Its signature, checked against the keys of the policy it was loaded under.
+    pub signature: Signature,
     /// Whether the compiled code came from the on-disk cache.
     pub from_cache: bool,
     pub(crate) pre: InstancePre<PluginState>,
@@ -104,16 +107,18 @@ pub fn digest(bytes: &[u8]) -> String {
 
 impl PluginRuntime {
     /// Loads the component at `path`, named after the file.
-    pub fn load(&self, path: &Path, grants: &Grants) -> Result<Arc<PluginComponent>> {
+    pub fn load(&self, path: &Path, policy: &Policy) -> Result<Arc<PluginComponent>> {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
         let bytes = std::fs::read(path).with_context(|| format!("reading plugin {name} from {}", path.display()))?;
-        self.load_bytes(&name, &bytes, grants).with_context(|| format!("loading plugin {name} ({})", path.display()))
+        self.load_bytes(&name, &bytes, policy).with_context(|| format!("loading plugin {name} ({})", path.display()))
     }
 
-    /// Loads a component from memory.
-    pub fn load_bytes(&self, name: &str, bytes: &[u8], grants: &Grants) -> Result<Arc<PluginComponent>> {
+    /// Loads a component from memory, if `policy` admits it.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8], policy: &Policy) -> Result<Arc<PluginComponent>> {
         check_header(bytes)?;
         let digest = digest(bytes);
+        // Checked before compiling, so a refused plugin costs no Cranelift time.
+        let signature = Signature::check(bytes, &policy.keys);
         let (component, from_cache) =
             super::cache::compile(&self.engine, self.options.cache_dir.as_deref(), &digest, bytes)
                 .context("not a valid WebAssembly component")?;
@@ -122,13 +127,7 @@ impl PluginRuntime {
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let (kind, contract) = plugin_kind(&exports)?;
 
-        let refused = grants.refused(&imports);
-        if !refused.is_empty() {
-            bail!(
-                "imports capabilities it was not granted: {} (grant them in the pipeline's plugin config)",
-                refused.join(", ")
-            );
-        }
+        policy.admit(&imports, &signature)?;
         let mut linker: Linker<PluginState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
         HostBindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
@@ -144,6 +143,7 @@ impl PluginRuntime {
             contract,
             imports,
             exports,
+            signature,
             from_cache,
             pre,
             runtime: self.clone(),

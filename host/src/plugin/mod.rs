@@ -11,6 +11,7 @@ mod engine;
 mod failure;
 mod instance;
 mod policy;
+mod signature;
 mod stage;
 mod state;
 
@@ -19,5 +20,6 @@ pub use configured::{Plugin, PluginInfo};
 pub use engine::{default_cache_dir, PluginRuntime, RuntimeOptions};
 pub use failure::{FailureKind, PluginFailure, RecordFailure};
 pub use instance::Limits;
-pub use policy::Grants;
+pub use policy::{AllowList, Policy};
+pub use signature::{keygen, sign, Signature, TrustedKey};
 pub use stage::{AggregatorStage, Native, Parsed, ParserStage, TransformStage, Transformed, Validated, ValidatorStage};

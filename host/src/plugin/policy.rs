@@ -1,6 +1,13 @@
 //! Which imports a plugin may have. Everything a plugin can reach goes through an
 //! import, so refusing unknown imports at load is the sandbox's first wall; the empty
-//! WASI context behind the granted ones is the second.
+//! WASI context behind the granted ones is the second. A signature requirement rides
+//! along, so that every load answers one question: may this plugin run here?
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use super::signature::{Signature, TrustedKey};
 
 /// Imports every plugin may have. A std guest imports the WASI cli, io, clocks and
 /// random interfaces even when it does no I/O, and one built by `cargo component` (the
@@ -27,31 +34,88 @@ const BASELINE: &[&str] = &[
     "wasi:filesystem/preopens",
 ];
 
-/// Capabilities granted to a plugin beyond the baseline, as import patterns:
-/// `wasi:filesystem/*`, `wasi:sockets/tcp`, ...
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Grants {
-    /// The granted patterns. `*` after a `/` matches any interface of the package.
-    pub allow: Vec<String>,
+/// What the host demands of a plugin before it runs it: which imports it may have, and
+/// whose signature it must carry. Checked on every load: at start, deploy and shadow.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// Import patterns granted beyond the baseline: `wasi:filesystem/*`,
+    /// `wasi:sockets/tcp`, ... `*` after a `/` matches any interface of the package.
+    pub grants: Vec<String>,
+    /// Allow-lists a team or a pipeline sets: every import must match each of them.
+    pub allow_lists: Vec<AllowList>,
+    /// The keys signatures are checked against.
+    pub keys: Arc<Vec<TrustedKey>>,
+    /// Who requires a verified signature, if anyone: `team rides`.
+    pub signatures_required_by: Option<String>,
 }
 
-impl Grants {
-    /// Grants nothing beyond the baseline.
+/// An allow-list of imports, and whose it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowList {
+    /// `team rides` or `pipeline rides`.
+    pub owner: String,
+    /// Import patterns, as for grants.
+    pub patterns: Vec<String>,
+}
+
+impl Policy {
+    /// The baseline alone: no grants, no allow-lists, no signatures required.
     pub fn none() -> Self {
-        Grants::default()
+        Policy::default()
     }
 
-    /// The imports in `imports` that neither the baseline nor these grants allow.
-    pub fn refused<'a>(&self, imports: &'a [String]) -> Vec<&'a str> {
-        imports
-            .iter()
-            .map(String::as_str)
-            .filter(|import| {
-                let name = import.split('@').next().unwrap_or(import);
-                !BASELINE.iter().copied().chain(self.allow.iter().map(String::as_str)).any(|p| matches(p, name))
-            })
-            .collect()
+    /// The baseline and `grants`.
+    pub fn granting(grants: Vec<String>) -> Self {
+        Policy { grants, ..Policy::default() }
     }
+
+    /// The imports in `imports` that neither the baseline nor the grants allow.
+    pub fn refused<'a>(&self, imports: &'a [String]) -> Vec<&'a str> {
+        let allowed = BASELINE.iter().copied().chain(self.grants.iter().map(String::as_str));
+        imports.iter().map(String::as_str).filter(|i| !any_matches(allowed.clone(), i)).collect()
+    }
+
+    /// Checks `imports` against the grants and every allow-list, and `signature` against
+    /// the requirement; the error lists every offending import.
+    pub fn admit(&self, imports: &[String], signature: &Signature) -> Result<()> {
+        let mut problems = Vec::new();
+        let refused = self.refused(imports);
+        if !refused.is_empty() {
+            problems.push(format!(
+                "imports capabilities it was not granted: {} (grant them in the pipeline's plugin config)",
+                refused.join(", ")
+            ));
+        }
+        for list in &self.allow_lists {
+            let outside: Vec<&str> = imports
+                .iter()
+                .map(String::as_str)
+                .filter(|i| !any_matches(list.patterns.iter().map(String::as_str), i))
+                .collect();
+            if !outside.is_empty() {
+                problems.push(format!(
+                    "imports what the allow_imports of {} does not list: {} (it lists: {})",
+                    list.owner,
+                    outside.join(", "),
+                    list.patterns.join(", ")
+                ));
+            }
+        }
+        if let Some(who) = &self.signatures_required_by {
+            if let Err(e) = super::signature::require(signature, who) {
+                problems.push(e.to_string());
+            }
+        }
+        match problems.as_slice() {
+            [] => Ok(()),
+            _ => bail!("{}", problems.join("; and ")),
+        }
+    }
+}
+
+fn any_matches<'p>(mut patterns: impl Iterator<Item = &'p str>, import: &str) -> bool {
+    let name = import.split('@').next().unwrap_or(import);
+    patterns.any(|p| matches(p, name))
 }
 
 fn matches(pattern: &str, name: &str) -> bool {
@@ -77,10 +141,25 @@ mod tests {
         .map(String::from)
         .into();
         assert_eq!(
-            Grants::none().refused(&imports),
+            Policy::none().refused(&imports),
             vec!["wasi:sockets/tcp@0.2.6", "wasi:http/outgoing-handler@0.2.6"]
         );
-        let grants = Grants { allow: vec!["wasi:sockets/*".into()] };
-        assert_eq!(grants.refused(&imports), vec!["wasi:http/outgoing-handler@0.2.6"]);
+        let policy = Policy::granting(vec!["wasi:sockets/*".into()]);
+        assert_eq!(policy.refused(&imports), vec!["wasi:http/outgoing-handler@0.2.6"]);
+        let err = policy.admit(&imports, &Signature::Unsigned).unwrap_err().to_string();
+        assert!(err.contains("not granted: wasi:http/outgoing-handler@0.2.6"), "{err}");
+
+        let strict = Policy {
+            allow_lists: vec![AllowList { owner: "team rides".into(), patterns: vec!["weir:plugin/*".into()] }],
+            signatures_required_by: Some("team rides".into()),
+            ..Policy::granting(vec!["*".into()])
+        };
+        let err = strict.admit(&imports, &Signature::Unsigned).unwrap_err().to_string();
+        assert!(
+            err.contains("team rides does not list: wasi:io/streams@0.2.6, wasi:sockets/tcp@0.2.6, wasi:http/outgoing-handler@0.2.6"),
+            "{err}"
+        );
+        assert!(err.contains("not signed"), "{err}");
+        assert!(!err.contains("not granted"), "{err}");
     }
 }

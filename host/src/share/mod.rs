@@ -1,0 +1,102 @@
+//! Sharing plugins between teams: OCI references pinned by digest, a content-addressed
+//! store of what was pulled, and the host config that says whose signatures to trust and
+//! what each team's plugins may import.
+
+mod host_config;
+mod reference;
+mod registry;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+pub use host_config::{HostConfig, Team};
+pub use reference::{OciRef, SCHEME};
+pub use registry::Registries;
+pub use store::{Artifact, Store};
+
+use crate::config::PipelineConfig;
+use crate::plugin::{AllowList, Policy};
+
+/// Where pulled plugins are kept, whom to trust, and whether tags may stand for digests.
+#[derive(Clone, Debug)]
+pub struct Sharing {
+    /// The host config (empty when none was given).
+    pub host: Arc<HostConfig>,
+    /// The content store of pulled artifacts.
+    pub store: Store,
+    /// Run references that name a tag but no digest.
+    pub allow_unpinned: bool,
+}
+
+impl Default for Sharing {
+    fn default() -> Self {
+        Sharing::new(None, Arc::default(), false)
+    }
+}
+
+impl Sharing {
+    /// The store under `cache_dir` (default: weir's cache directory) in `oci/`.
+    pub fn new(cache_dir: Option<PathBuf>, host: Arc<HostConfig>, allow_unpinned: bool) -> Self {
+        let dir = cache_dir.or_else(crate::plugin::default_cache_dir).unwrap_or_else(|| PathBuf::from(".weir-cache"));
+        Sharing { host, store: Store::new(dir.join("oci")), allow_unpinned }
+    }
+
+    /// How to reach registries, from the host config.
+    pub fn registries(&self) -> Registries {
+        Registries { insecure: self.host.insecure_registries.clone() }
+    }
+
+    /// The component `text` names, from the store when pinned and present, else pulled
+    /// into the store first. Either way it is verified against its digests as it is read.
+    pub fn fetch(&self, text: &str) -> Result<(OciRef, Artifact)> {
+        let reference = OciRef::parse(text)?;
+        if let Some(digest) = &reference.digest {
+            if let Some(artifact) = self.store.get(digest)? {
+                return Ok((reference, artifact));
+            }
+        } else if !self.allow_unpinned {
+            bail!(
+                "{reference} names a tag, which can move; pin it by digest (…@sha256:…, as `weir plugin pull` and \
+                 `weir plugin push` print it), or pass --allow-unpinned to run whatever the tag names now"
+            );
+        }
+        let (manifest, blob) = self.registries().pull(&reference)?;
+        let artifact = self.store.put(&manifest, &blob).with_context(|| format!("{reference}"))?;
+        let pinned = reference.pinned(&artifact.manifest_digest);
+        if reference.digest.is_none() {
+            eprintln!("note: {reference} is not pinned; it names {pinned} now");
+        }
+        Ok((pinned, artifact))
+    }
+
+    /// What a plugin of `config` must satisfy, before the stage's own grants: the
+    /// allow-lists of its team and of the pipeline, and the team's signature when the
+    /// pipeline requires one.
+    pub fn policy(&self, config: &PipelineConfig) -> Result<Policy> {
+        let trust = &config.trust;
+        let team = trust.team.as_deref().map(|name| self.host.team(name).map(|team| (name, team))).transpose()?;
+        let mut allow_lists = Vec::new();
+        if let Some((name, Team { allow_imports: Some(patterns), .. })) = team {
+            allow_lists.push(AllowList { owner: format!("team {name}"), patterns: patterns.clone() });
+        }
+        if let Some(patterns) = &trust.allow_imports {
+            allow_lists.push(AllowList { owner: format!("pipeline {}", config.name), patterns: patterns.clone() });
+        }
+        let keys = match team {
+            Some((_, team)) => team.keys.clone(),
+            // No team: any known key may still name a signer, but none is required.
+            None => self.host.all_keys(),
+        };
+        let signatures_required_by = match (trust.require_signatures, team) {
+            (true, Some((name, team))) if team.keys.is_empty() => {
+                bail!("trust.require_signatures: team {name} has no keys in the host config to check signatures with")
+            }
+            (true, Some((name, _))) => Some(format!("pipeline {} (keys of team {name})", config.name)),
+            _ => None,
+        };
+        Ok(Policy { grants: Vec::new(), allow_lists, keys: Arc::new(keys), signatures_required_by })
+    }
+}
