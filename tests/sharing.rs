@@ -265,6 +265,12 @@ fn a_team_allow_list_refuses_plugins_that_import_more_and_lists_the_imports() {
         [Path::new(JSON_PARSER), Path::new(RULES_VALIDATOR), Path::new(WINDOW_STATS)],
         "team = \"rides\"\n",
     );
+    // A host with teams runs no pipeline that does not name its team.
+    let anonymous = std::fs::read_to_string(&pipeline).unwrap().replace("team = \"rides\"\n", "");
+    std::fs::write(weir.path("anonymous.toml"), anonymous).unwrap();
+    let err = weir.fails(&["validate", "anonymous.toml", "--host-config", host]);
+    assert!(err.contains("trust.team: this host runs plugins for named teams only (rides)"), "{err}");
+
     // A std guest imports WASI; the team allows nothing but weir's own interfaces.
     let report = weir.ok(&["plugin", "inspect", JSON_PARSER, "--json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();

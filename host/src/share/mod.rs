@@ -77,6 +77,14 @@ impl Sharing {
     /// pipeline requires one.
     pub fn policy(&self, config: &PipelineConfig) -> Result<Policy> {
         let trust = &config.trust;
+        if trust.team.is_none() && !self.host.teams.is_empty() {
+            // Otherwise leaving the team out would escape its allow-list and its keys.
+            let teams: Vec<&str> = self.host.teams.keys().map(String::as_str).collect();
+            bail!(
+                "trust.team: this host runs plugins for named teams only ({}); name the pipeline's team in [trust]",
+                teams.join(", ")
+            );
+        }
         let team = trust.team.as_deref().map(|name| self.host.team(name).map(|team| (name, team))).transpose()?;
         let mut allow_lists = Vec::new();
         if let Some((name, Team { allow_imports: Some(patterns), .. })) = team {
