@@ -187,22 +187,6 @@ impl ChainArgs {
     }
 }
 
-/// A plugin's name and bytes, from a component file or a registry reference (which is
-/// fetched into the store, and comes back pinned).
-pub(crate) fn read_plugin(
-    plugin: &str,
-    sharing: &crate::share::Sharing,
-) -> anyhow::Result<(String, Vec<u8>, Option<crate::share::OciRef>)> {
-    use anyhow::Context;
-    if crate::share::OciRef::is_reference(plugin) {
-        let (pinned, artifact) = sharing.fetch(plugin)?;
-        return Ok((pinned.name().to_string(), artifact.bytes, Some(pinned)));
-    }
-    let path = std::path::Path::new(plugin);
-    let bytes = std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
-    Ok((path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), bytes, None))
-}
-
 /// Reads a plugin config given as inline JSON, or as a path to a `.json` or `.toml` file.
 pub(crate) fn read_config(config: Option<&str>) -> anyhow::Result<String> {
     use anyhow::Context;

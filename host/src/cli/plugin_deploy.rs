@@ -57,8 +57,8 @@ pub struct ShadowArgs {
 /// --allow-unpinned). The host checks its signature and imports against the pipeline's
 /// policy either way.
 fn candidate(plugin: &str, sharing: &SharingArgs) -> Result<(String, Vec<u8>)> {
-    let (name, bytes, _) = super::read_plugin(plugin, &sharing.sharing(None)?)?;
-    Ok((name, bytes))
+    let read = sharing.sharing(None)?.read(plugin, std::path::Path::new(plugin))?;
+    Ok((read.name, read.bytes))
 }
 
 /// Show the windows where the shadow's rows differ from the live ones, as JSON.

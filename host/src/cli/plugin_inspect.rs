@@ -7,6 +7,7 @@ use weir_sdk::ColumnDef;
 
 use super::{read_config, RuntimeArgs};
 use crate::plugin::{Limits, Plugin, PluginInfo, PluginRuntime, Policy, CONTRACT_VERSION};
+use crate::share::PluginBytes;
 
 /// Arguments of `weir plugin inspect`.
 #[derive(clap::Args)]
@@ -32,7 +33,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let mut sharing = args.runtime.sharing()?;
     // Inspecting is how a tag's digest is learned; pinning applies where plugins run.
     sharing.allow_unpinned = true;
-    let (name, bytes, reference) = super::read_plugin(&args.plugin, &sharing)?;
+    let PluginBytes { name, bytes, reference, .. } = sharing.read(&args.plugin, std::path::Path::new(&args.plugin))?;
     // Inspect shows every import, so it loads with every capability granted, and names
     // the signer among every team's keys.
     let policy = Policy { keys: Arc::new(sharing.host.all_keys()), ..Policy::granting(vec!["*".into()]) };

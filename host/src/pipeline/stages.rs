@@ -15,7 +15,7 @@ use crate::plugin::{
     AggregatorStage, Limits, ParserStage, Plugin, PluginComponent, PluginKind, PluginRuntime, Policy, TransformStage,
     ValidatorStage,
 };
-use crate::share::{OciRef, Sharing};
+use crate::share::{PluginBytes, Sharing};
 use crate::sink::TableSchema;
 
 /// One stage of a pipeline, as the pipeline file and the deploy command name it.
@@ -126,31 +126,13 @@ impl StagePlan {
     }
 }
 
-/// Where a plugin named by a path or a name is.
+/// Where a plugin named by a path or a name is (a registry reference ignores it).
 fn plugin_path(stage: &StageConfig, base: &Path, plugin_dir: &Path) -> PathBuf {
     if stage.plugin.ends_with(".wasm") {
         base.join(&stage.plugin)
     } else {
         plugin_dir.join(format!("{}.wasm", stage.plugin))
     }
-}
-
-/// A stage's component: its name, its bytes and the file they are in (for a registry
-/// reference, the store's verified copy).
-fn component_of(
-    stage: &StageConfig,
-    base: &Path,
-    plugin_dir: &Path,
-    sharing: &Sharing,
-) -> Result<(String, Vec<u8>, PathBuf)> {
-    if OciRef::is_reference(&stage.plugin) {
-        let (reference, artifact) = sharing.fetch(&stage.plugin)?;
-        return Ok((reference.name().to_string(), artifact.bytes, artifact.path));
-    }
-    let path = plugin_path(stage, base, plugin_dir);
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
-    Ok((name, bytes, path))
 }
 
 /// Every stage of `config`, in pipeline order, with its component loaded under the
@@ -166,8 +148,9 @@ pub fn plan(
     config
         .stages()
         .map(|(id, stage)| {
-            let (name, bytes, path) =
-                component_of(stage, base, plugin_dir, sharing).with_context(|| format!("{id}.plugin"))?;
+            let file = plugin_path(stage, base, plugin_dir);
+            let PluginBytes { name, bytes, path, .. } =
+                sharing.read(&stage.plugin, &file).with_context(|| format!("{id}.plugin"))?;
             let policy = Policy { grants: stage.grants.clone(), ..pipeline_policy.clone() };
             let component = runtime
                 .load_bytes(&name, &bytes, &policy)

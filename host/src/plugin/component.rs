@@ -117,8 +117,9 @@ impl PluginRuntime {
     pub fn load_bytes(&self, name: &str, bytes: &[u8], policy: &Policy) -> Result<Arc<PluginComponent>> {
         check_header(bytes)?;
         let digest = digest(bytes);
-        // Checked before compiling, so a refused plugin costs no Cranelift time.
+        // Checked before compiling: bytes nobody trusted never reach Cranelift.
         let signature = Signature::check(bytes, &policy.keys);
+        policy.check_signature(&signature)?;
         let (component, from_cache) =
             super::cache::compile(&self.engine, self.options.cache_dir.as_deref(), &digest, bytes)
                 .context("not a valid WebAssembly component")?;
@@ -127,7 +128,7 @@ impl PluginRuntime {
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let (kind, contract) = plugin_kind(&exports)?;
 
-        policy.admit(&imports, &signature)?;
+        policy.admit(&imports)?;
         let mut linker: Linker<PluginState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
         HostBindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)

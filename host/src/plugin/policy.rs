@@ -75,9 +75,17 @@ impl Policy {
         imports.iter().map(String::as_str).filter(|i| !any_matches(allowed.clone(), i)).collect()
     }
 
-    /// Checks `imports` against the grants and every allow-list, and `signature` against
-    /// the requirement; the error lists every offending import.
-    pub fn admit(&self, imports: &[String], signature: &Signature) -> Result<()> {
+    /// Fails if a signature is required and `signature` is not a verified one.
+    pub fn check_signature(&self, signature: &Signature) -> Result<()> {
+        match &self.signatures_required_by {
+            Some(who) => super::signature::require(signature, who),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks `imports` against the grants and every allow-list; the error lists every
+    /// offending import.
+    pub fn admit(&self, imports: &[String]) -> Result<()> {
         let mut problems = Vec::new();
         let refused = self.refused(imports);
         if !refused.is_empty() {
@@ -99,11 +107,6 @@ impl Policy {
                     outside.join(", "),
                     list.patterns.join(", ")
                 ));
-            }
-        }
-        if let Some(who) = &self.signatures_required_by {
-            if let Err(e) = super::signature::require(signature, who) {
-                problems.push(e.to_string());
             }
         }
         match problems.as_slice() {
@@ -146,7 +149,7 @@ mod tests {
         );
         let policy = Policy::granting(vec!["wasi:sockets/*".into()]);
         assert_eq!(policy.refused(&imports), vec!["wasi:http/outgoing-handler@0.2.6"]);
-        let err = policy.admit(&imports, &Signature::Unsigned).unwrap_err().to_string();
+        let err = policy.admit(&imports).unwrap_err().to_string();
         assert!(err.contains("not granted: wasi:http/outgoing-handler@0.2.6"), "{err}");
 
         let strict = Policy {
@@ -154,12 +157,14 @@ mod tests {
             signatures_required_by: Some("team rides".into()),
             ..Policy::granting(vec!["*".into()])
         };
-        let err = strict.admit(&imports, &Signature::Unsigned).unwrap_err().to_string();
+        let err = strict.admit(&imports).unwrap_err().to_string();
         assert!(
             err.contains("team rides does not list: wasi:io/streams@0.2.6, wasi:sockets/tcp@0.2.6, wasi:http/outgoing-handler@0.2.6"),
             "{err}"
         );
-        assert!(err.contains("not signed"), "{err}");
         assert!(!err.contains("not granted"), "{err}");
+        let err = strict.check_signature(&Signature::Unsigned).unwrap_err().to_string();
+        assert!(err.contains("not signed"), "{err}");
+        assert!(policy.check_signature(&Signature::Unsigned).is_ok(), "no requirement, no refusal");
     }
 }

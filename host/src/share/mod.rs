@@ -7,7 +7,7 @@ mod reference;
 mod registry;
 mod store;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +19,19 @@ pub use store::{Artifact, Store};
 
 use crate::config::PipelineConfig;
 use crate::plugin::{AllowList, Policy};
+
+/// A plugin's component as read: its name, its bytes, the file they are in, and the
+/// pinned reference when it came from a registry.
+pub struct PluginBytes {
+    /// The file's stem, or the repository's last part.
+    pub name: String,
+    /// The component.
+    pub bytes: Vec<u8>,
+    /// The file named, or the store's verified copy.
+    pub path: PathBuf,
+    /// The reference, pinned, when it came from a registry.
+    pub reference: Option<OciRef>,
+}
 
 /// Where pulled plugins are kept, whom to trust, and whether tags may stand for digests.
 #[derive(Clone, Debug)]
@@ -47,6 +60,19 @@ impl Sharing {
     /// How to reach registries, from the host config.
     pub fn registries(&self) -> Registries {
         Registries { insecure: self.host.insecure_registries.clone() }
+    }
+
+    /// The component `plugin` names: a registry reference, fetched as [`Sharing::fetch`]
+    /// does, or else the file at `file`.
+    pub fn read(&self, plugin: &str, file: &Path) -> Result<PluginBytes> {
+        if OciRef::is_reference(plugin) {
+            let (reference, artifact) = self.fetch(plugin)?;
+            let name = reference.name().to_string();
+            return Ok(PluginBytes { name, bytes: artifact.bytes, path: artifact.path, reference: Some(reference) });
+        }
+        let bytes = std::fs::read(file).with_context(|| format!("reading plugin {}", file.display()))?;
+        let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+        Ok(PluginBytes { name, bytes, path: file.to_path_buf(), reference: None })
     }
 
     /// The component `text` names, from the store when pinned and present, else pulled
