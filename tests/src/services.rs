@@ -238,7 +238,7 @@ impl Drop for Prometheus {
 /// An OCI distribution registry (Debian's `docker-registry`) storing into a
 /// temporary directory, so that tests can reach into its blobs.
 pub struct Registry {
-    child: Child,
+    _child: crate::Reaped,
     dir: tempfile::TempDir,
     /// `127.0.0.1:PORT`.
     pub addr: String,
@@ -266,20 +266,13 @@ impl Registry {
         wait_for_port(port, "docker-registry", &mut child);
         let addr = format!("127.0.0.1:{port}");
         assert_eq!(crate::http_get(&addr, "/v2/").0, 200, "the registry answers the distribution API");
-        Registry { child, dir, addr }
+        Registry { _child: crate::Reaped(child), dir, addr }
     }
 
     /// The file the registry keeps the blob `digest` (`sha256:…`) in.
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
         self.dir.path().join("storage/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

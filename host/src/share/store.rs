@@ -60,11 +60,7 @@ impl Store {
     /// The artifact whose manifest has `manifest_digest`, re-verified, if the store has it.
     pub fn get(&self, manifest_digest: &str) -> Result<Option<Artifact>> {
         let manifest_path = self.path("manifests", manifest_digest);
-        let manifest = match std::fs::read(&manifest_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", manifest_path.display())),
-        };
+        let Some(manifest) = read_if_present(&manifest_path)? else { return Ok(None) };
         let actual = digest(&manifest);
         if actual != manifest_digest {
             bail!(
@@ -75,11 +71,7 @@ impl Store {
         }
         let layer = wasm_layer(&manifest)?.digest;
         let path = self.path("blobs", &layer);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
+        let Some(bytes) = read_if_present(&path)? else { return Ok(None) };
         let actual = digest(&bytes);
         if actual != layer {
             bail!(
@@ -108,6 +100,14 @@ pub fn wasm_layer(manifest: &[u8]) -> Result<OciDescriptor> {
             "a Wasm component artifact has exactly one layer of media type {WASM_LAYER_MEDIA_TYPE:?}; this one has [{}]",
             layers.iter().map(|l| l.media_type.as_str()).collect::<Vec<_>>().join(", ")
         ),
+    }
+}
+
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 
