@@ -44,12 +44,6 @@ pub struct Sharing {
     pub allow_unpinned: bool,
 }
 
-impl Default for Sharing {
-    fn default() -> Self {
-        Sharing::new(None, Arc::default(), false)
-    }
-}
-
 impl Sharing {
     /// The store under `cache_dir` (default: weir's cache directory) in `oci/`.
     pub fn new(cache_dir: Option<PathBuf>, host: Arc<HostConfig>, allow_unpinned: bool) -> Self {
