@@ -23,6 +23,16 @@ fn wait_for_port(port: u16, what: &str, child: &mut Child) {
     }
 }
 
+/// Starts Debian's `package` as `cmd`, silenced, and waits until it listens on `port`;
+/// it is killed when dropped.
+fn serve(mut cmd: Command, package: &str, port: u16) -> crate::Reaped {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| {
+        panic!("starting {package} (Debian package `{package}`; `cargo xtask test` installs it): {e}")
+    });
+    wait_for_port(port, package, &mut child);
+    crate::Reaped(child)
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
@@ -192,7 +202,7 @@ impl Drop for Broker {
 
 /// A Prometheus server scraping one target every 500 ms.
 pub struct Prometheus {
-    child: Child,
+    _child: crate::Reaped,
     _dir: tempfile::TempDir,
     /// Where its HTTP API listens.
     pub addr: String,
@@ -208,15 +218,11 @@ impl Prometheus {
         );
         std::fs::write(&config, text).expect("writing prometheus.yml");
         let port = free_port();
-        let mut child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting prometheus (Debian package `prometheus`; `cargo xtask test` installs it)");
-        wait_for_port(port, "prometheus", &mut child);
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        let child = serve(cmd, "prometheus", port);
         let addr = format!("127.0.0.1:{port}");
         // It listens before its storage is ready; queries answer 503 until then.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -224,14 +230,7 @@ impl Prometheus {
             assert!(Instant::now() < deadline, "prometheus was not ready within 30s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Prometheus { child, _dir: dir, addr }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Prometheus { _child: child, _dir: dir, addr }
     }
 }
 
@@ -256,17 +255,12 @@ impl Registry {
             dir.path().join("storage").display()
         );
         std::fs::write(&config, text).expect("writing the registry's config");
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting docker-registry (Debian package `docker-registry`; `cargo xtask test` installs it)");
-        wait_for_port(port, "docker-registry", &mut child);
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve").arg(&config);
+        let child = serve(cmd, "docker-registry", port);
         let addr = format!("127.0.0.1:{port}");
         assert_eq!(crate::http_get(&addr, "/v2/").0, 200, "the registry answers the distribution API");
-        Registry { _child: crate::Reaped(child), dir, addr }
+        Registry { _child: child, dir, addr }
     }
 
     /// The file the registry keeps the blob `digest` (`sha256:…`) in.
