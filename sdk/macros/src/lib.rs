@@ -1,13 +1,24 @@
 //! The one macro that `weir-sdk` cannot write with `macro_rules!`: it expands to
-//! `wit_bindgen::generate!` with the absolute path of weir's WIT package baked in, so a
-//! plugin author never runs `wit-bindgen` and never copies the WIT files.
+//! `wit_bindgen::generate!` with weir's WIT package inlined, so a plugin author never
+//! runs `wit-bindgen` and never copies the WIT files.
 //!
 //! Use it through `weir_sdk::export!`, never directly.
 
 use proc_macro::TokenStream;
 
-/// The WIT package, resolved when this crate is compiled.
-const WIT_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
+/// The WIT package's files. They are inlined rather than referred to by an absolute
+/// path: a path baked in at compile time goes stale when the checkout moves but the
+/// compiled macro is reused (a shared target directory), while `include_str!` makes
+/// cargo rebuild this crate whenever the WIT changes.
+const TYPES_WIT: &str = include_str!("../../../wit/types.wit");
+const PLUGINS_WIT: &str = include_str!("../../../wit/plugins.wit");
+
+/// The package as one WIT document: both files declare the same package, so the
+/// second file's declaration is dropped.
+fn wit_package() -> String {
+    let plugins: Vec<&str> = PLUGINS_WIT.lines().filter(|line| !line.starts_with("package ")).collect();
+    format!("{TYPES_WIT}\n{}", plugins.join("\n"))
+}
 
 /// `wit_world!(parser)` expands to the guest bindings of the `parser-plugin` world.
 #[proc_macro]
@@ -23,9 +34,10 @@ pub fn wit_world(input: TokenStream) -> TokenStream {
             return format!("compile_error!({msg:?});").parse().expect("a valid token stream");
         }
     };
+    let package = wit_package();
     format!(
         r#"::weir_sdk::__private::wit_bindgen::generate!({{
-            path: {WIT_PATH:?},
+            inline: {package:?},
             world: "weir:plugin/{world}",
             runtime_path: "::weir_sdk::__private::wit_bindgen::rt",
         }});"#
