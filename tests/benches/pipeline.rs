@@ -60,9 +60,10 @@ fn parse_report(stdout: &str) -> Report {
     }
 }
 
-fn weir_run(pipeline: &Path, env: &[(&str, &str)], cache: &Path) -> Command {
+/// `weir run`, exiting once the source has been idle for `idle`.
+fn weir_run(pipeline: &Path, env: &[(&str, &str)], cache: &Path, idle: &str) -> Command {
     let mut cmd = Command::new(weir_release_bin());
-    cmd.args(["run", pipeline.to_str().unwrap(), "--until-idle", "2s", "--quiet"])
+    cmd.args(["run", pipeline.to_str().unwrap(), "--until-idle", idle, "--quiet"])
         .env("WEIR_PLUGIN_DIR", plugin_dir())
         .env("WEIR_CACHE_DIR", cache);
     for (k, v) in env {
@@ -173,7 +174,7 @@ fn main() {
     for i in 0..3 {
         let db = pg.create_database(&format!("files{i}"));
         let env = [("INPUT_DIR", input_dir), ("DATABASE_URL", db.as_str())];
-        runs.push(finish(&mut weir_run(&files, &env, &warm_cache), "files"));
+        runs.push(finish(&mut weir_run(&files, &env, &warm_cache, "2s"), "files"));
     }
     println!("weir pipeline benchmark: rides example, {EVENTS} events, release build");
     row("(a) files → PostgreSQL, empty plugin cache", &runs[0]);
@@ -189,7 +190,7 @@ fn main() {
     let db = pg.create_database("kafka");
     let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", "bench".into()), ("DATABASE_URL", db)];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let weir_kafka = finish(&mut weir_run(&kafka, &env, &warm_cache), "kafka");
+    let weir_kafka = finish(&mut weir_run(&kafka, &env, &warm_cache, "2s"), "kafka");
     // The same without watermark alignment: what pausing partitions costs on this broker.
     let unaligned = dir.path().join("unaligned.toml");
     let text = std::fs::read_to_string(&kafka).unwrap();
@@ -198,7 +199,7 @@ fn main() {
     let db = pg.create_database("unaligned");
     let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", "bench".into()), ("DATABASE_URL", db)];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let weir_unaligned = finish(&mut weir_run(&unaligned, &env, &warm_cache), "kafka unaligned");
+    let weir_unaligned = finish(&mut weir_run(&unaligned, &env, &warm_cache, "2s"), "kafka unaligned");
     println!("{:<40} {bare:>10.0} events/s", "bare rdkafka consumer, same topic");
     println!("{:<40} {bare_defaults:>10.0} events/s", "same, librdkafka's default settings");
     row("(b) Kafka → PostgreSQL", &weir_kafka);
@@ -229,7 +230,9 @@ fn paced_host(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path, topic: &
     let out = produce(broker, topic, 0, None).output().unwrap(); // creates the topic
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut child =
-        weir_run(&paced, &env, cache).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // Idle counts from the assignment, and the producer is started only after it: give
+        // it time to come up (its idempotent init alone takes about 0.5 s on Tansu).
+        weir_run(&paced, &env, cache, "10s").args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     while !line.contains("assigned partition") {

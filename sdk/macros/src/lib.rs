@@ -45,3 +45,20 @@ pub fn wit_world(input: TokenStream) -> TokenStream {
     .parse()
     .expect("a valid token stream")
 }
+
+#[cfg(test)]
+mod tests {
+    /// A WIT file added to the package must be inlined above as well.
+    #[test]
+    fn every_wit_file_is_inlined() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("the wit directory")
+            .map(|entry| entry.expect("a directory entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".wit"))
+            .collect();
+        files.sort();
+        assert_eq!(files, ["plugins.wit", "types.wit"]);
+        assert_eq!(super::wit_package().matches("package ").count(), 1);
+    }
+}
