@@ -119,25 +119,11 @@ impl Board {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_sdk::{ColumnDef, ColumnType};
-
-    fn row(start: i64, city: &str, trips: i64) -> WindowRow {
-        WindowRow {
-            window: Window { start, end: start + 60_000 },
-            key: vec![Cell::Text(city.into())],
-            values: vec![Cell::Int(trips)],
-            is_final: false,
-            revision: 1,
-        }
-    }
+    use crate::sink::fixtures::{city_trips as row, city_trips_table};
 
     #[test]
     fn later_commits_replace_rows_and_old_windows_fall_off() {
-        let table = TableSchema {
-            name: "t".into(),
-            keys: vec![ColumnDef::nullable("city", ColumnType::Text)],
-            values: vec![ColumnDef::nullable("trips", ColumnType::Int64)],
-        };
+        let table = city_trips_table("t");
         let mut board = Board::new(&table);
         board.committed(&[], &[row(0, "Berlin", 1), row(0, "Lagos", 2)]);
         board.committed(&[], &[row(0, "Berlin", 5)]);

@@ -121,27 +121,15 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::Cell;
-    use crate::window::Window;
-    use weir_sdk::{ColumnDef, ColumnType};
+    use crate::sink::fixtures::{city_trips, city_trips_table};
 
     fn row(city: &str, trips: i64) -> WindowRow {
-        WindowRow {
-            window: Window { start: 0, end: 60_000 },
-            key: vec![Cell::Text(city.into())],
-            values: vec![Cell::Int(trips)],
-            is_final: false,
-            revision: 1,
-        }
+        city_trips(0, city, trips)
     }
 
     #[test]
     fn windows_differ_by_value_or_by_being_on_one_side_only() {
-        let table = TableSchema {
-            name: "t__shadow".into(),
-            keys: vec![ColumnDef::nullable("city", ColumnType::Text)],
-            values: vec![ColumnDef::nullable("trips", ColumnType::Int64)],
-        };
+        let table = city_trips_table("t__shadow");
         let shadow = |rows, fresh| ShadowRows {
             table: table.clone(),
             stage: "validators[0]".into(),

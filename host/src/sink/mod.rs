@@ -374,3 +374,31 @@ pub(crate) fn key_from_json(text: &str, keys: &[ColumnDef]) -> Result<Vec<Cell>>
         })
         .collect()
 }
+
+/// A one-key (`city`), one-value (`trips`) table and its rows, for tests of what reads
+/// committed rows.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{Cell, TableSchema, WindowRow};
+    use crate::window::Window;
+    use weir_sdk::{ColumnDef, ColumnType};
+
+    pub(crate) fn city_trips_table(name: &str) -> TableSchema {
+        TableSchema {
+            name: name.into(),
+            keys: vec![ColumnDef::nullable("city", ColumnType::Text)],
+            values: vec![ColumnDef::nullable("trips", ColumnType::Int64)],
+        }
+    }
+
+    /// The row of `city` in the one-minute window starting at `start`.
+    pub(crate) fn city_trips(start: i64, city: &str, trips: i64) -> WindowRow {
+        WindowRow {
+            window: Window { start, end: start + 60_000 },
+            key: vec![Cell::Text(city.into())],
+            values: vec![Cell::Int(trips)],
+            is_final: false,
+            revision: 1,
+        }
+    }
+}
