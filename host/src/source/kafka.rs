@@ -20,6 +20,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use weir_sdk::RawBatch;
 
+use super::kafka_queue::{MessageQueue, Taken};
 use super::{Rebalance, Source};
 
 /// Records rebalances for the pipeline to carry out.
@@ -56,6 +57,9 @@ impl ConsumerContext for GroupContext {
 
 /// The Kafka source.
 pub struct KafkaSource {
+    /// Where the assigned partitions' messages arrive. Declared before `consumer`, so it is
+    /// dropped first.
+    messages: MessageQueue,
     consumer: BaseConsumer<GroupContext>,
     topic: String,
     /// The topic for librdkafka's C API.
@@ -107,7 +111,8 @@ impl KafkaSource {
             .with_context(|| format!("source: creating a Kafka consumer for {brokers}"))?;
         consumer.subscribe(&[topic]).with_context(|| format!("source.topic {topic:?}: subscribing"))?;
         let topic_c = std::ffi::CString::new(topic).context("source.topic contains a NUL byte")?;
-        Ok(KafkaSource { consumer, topic: topic.to_string(), topic_c, current: None, positions: BTreeMap::new() })
+        let messages = MessageQueue::new(consumer.client().native_ptr())?;
+        Ok(KafkaSource { messages, consumer, topic: topic.to_string(), topic_c, current: None, positions: BTreeMap::new() })
     }
 
     /// Checks that `brokers` answer and `topic` exists, without joining a group (which
@@ -147,6 +152,54 @@ impl KafkaSource {
         }
         self.current.clone()
     }
+
+    /// Serves what waits on the consumer queue: rebalances (recorded by the context) and
+    /// errors. Messages arrive on `messages` instead, but one found here is kept too.
+    fn serve_events(&mut self, wait: Duration, batch: &mut RawBatch) -> Result<()> {
+        let mut wait = wait;
+        while let Some(event) = self.consumer.poll(wait) {
+            wait = Duration::ZERO;
+            match event {
+                Ok(m) => {
+                    let timestamp = m.timestamp().to_millis().unwrap_or(-1);
+                    let (payload, key) = (m.payload().unwrap_or_default(), m.key().unwrap_or_default());
+                    accept(&mut self.positions, batch, m.partition(), m.offset(), timestamp, payload, key);
+                }
+                Err(e) => consumption_error(e, &self.topic)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds a message to `batch` unless its partition is not (or no longer) ours, or it lies
+/// before the partition's position (read again after a seek).
+fn accept(
+    positions: &mut BTreeMap<i32, i64>,
+    batch: &mut RawBatch,
+    partition: i32,
+    offset: i64,
+    timestamp: i64,
+    payload: &[u8],
+    key: &[u8],
+) {
+    let Some(position) = positions.get_mut(&partition) else { return };
+    if offset < *position {
+        return;
+    }
+    *position = offset + 1;
+    batch.push(payload, key, timestamp, partition, offset);
+}
+
+/// librdkafka retries broker errors itself; those are reports, not losses.
+fn consumption_error(error: KafkaError, topic: &str) -> Result<()> {
+    match error {
+        KafkaError::MessageConsumption(code) => {
+            tracing::warn!(error = %code, topic = %topic, "Kafka consumption error; retrying");
+            Ok(())
+        }
+        e => Err(e).context(format!("source: reading topic {topic}")),
+    }
 }
 
 impl Source for KafkaSource {
@@ -169,35 +222,20 @@ impl Source for KafkaSource {
 
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
         let mut batch = RawBatch::default();
-        let mut wait = Duration::from_millis(100);
-        while batch.len() < max && self.next_pending().is_none() {
-            let Some(message) = self.consumer.poll(wait) else { break };
-            wait = Duration::ZERO;
-            let message = match message {
-                Ok(m) => m,
-                // librdkafka retries broker errors itself; these are reports, not losses.
-                Err(KafkaError::MessageConsumption(code)) => {
-                    tracing::warn!(error = %code, topic = %self.topic, "Kafka consumption error; retrying");
-                    continue;
-                }
-                Err(e) => return Err(e).context(format!("source: reading topic {}", self.topic)),
-            };
-            let partition = message.partition();
-            let Some(position) = self.positions.get_mut(&partition) else { continue };
-            if message.offset() < *position {
-                continue;
-            }
-            *position = message.offset() + 1;
-            let timestamp = message.timestamp().to_millis().unwrap_or(-1);
-            batch.push(
-                message.payload().unwrap_or_default(),
-                message.key().unwrap_or_default(),
-                timestamp,
-                partition,
-                message.offset(),
-            );
+        self.serve_events(Duration::ZERO, &mut batch)?;
+        if self.next_pending().is_some() {
+            return Ok(Some(batch));
         }
-        Ok(Some(batch))
+        // A rebalance arriving during the wait is served on the next call.
+        let wait = if batch.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
+        let KafkaSource { messages, positions, topic, .. } = self;
+        let mut failed = Ok(());
+        messages.take(wait, max.saturating_sub(batch.len()), |m: Taken<'_>| match m.error {
+            None => accept(positions, &mut batch, m.partition, m.offset, m.timestamp, m.payload, m.key),
+            Some(code) if failed.is_ok() => failed = consumption_error(KafkaError::MessageConsumption(code.into()), topic),
+            Some(_) => {}
+        })?;
+        failed.map(|()| Some(batch))
     }
 
     fn rebalance(&mut self) -> Option<Rebalance> {
@@ -209,6 +247,7 @@ impl Source for KafkaSource {
             Some(Rebalance::Assigned(partitions)) => {
                 let mut tpl = TopicPartitionList::new();
                 for p in partitions {
+                    self.messages.adopt(&self.topic_c, p)?;
                     let stored = offsets.iter().find(|(q, _)| *q == p).map(|(_, o)| *o);
                     let offset = stored.map_or(Offset::Beginning, Offset::Offset);
                     tpl.add_partition_offset(&self.topic, p, offset)?;
@@ -249,12 +288,22 @@ impl Source for KafkaSource {
     fn idle(&mut self, wait: Duration) -> Result<()> {
         let all: Vec<i32> = self.positions.keys().copied().collect();
         self.pause(&all)?;
-        let fetched = match self.consumer.poll(wait) {
-            Some(Ok(message)) => Some(message.partition()),
-            _ => None,
-        };
-        // A message fetched before the pause took effect is left to be read again.
-        if let Some(partition) = fetched {
+        let before = self.positions.clone();
+        let mut fetched = RawBatch::default();
+        self.serve_events(wait, &mut fetched)?;
+        let KafkaSource { messages, positions, .. } = self;
+        while messages.take(Duration::ZERO, 1024, |m: Taken<'_>| {
+            if m.error.is_none() {
+                accept(positions, &mut fetched, m.partition, m.offset, m.timestamp, &[], &[]);
+            }
+        })? > 0
+        {}
+        // Messages fetched before the pause took effect are left to be read again.
+        self.positions = before;
+        let mut again = fetched.partitions;
+        again.sort_unstable();
+        again.dedup();
+        for partition in again {
             if let Some(&position) = self.positions.get(&partition) {
                 self.consumer
                     .seek(&self.topic, partition, Offset::Offset(position), Duration::from_secs(5))

@@ -4,6 +4,7 @@
 mod csv;
 mod files;
 mod kafka;
+mod kafka_queue;
 mod producer;
 
 pub use files::{FileOptions, FileSource};
