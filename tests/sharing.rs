@@ -106,6 +106,12 @@ fn push_then_pull_by_tag_and_by_digest_in_the_wasm_artifact_layout() {
         let printed = puller.ok(&["plugin", "pull", reference, "--output", out.to_str().unwrap()]);
         assert!(printed.trim().ends_with(&format!("@{digest}")), "{printed}");
         assert_eq!(std::fs::read(&out).unwrap(), original, "pulled by {reference}");
+        // Compiled at pull, so the first run does not wait for Cranelift.
+        let compiled = std::fs::read_dir(puller.path("cache")).unwrap().filter_map(|e| e.ok()).any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&sha256(&original)) && name.ends_with(".cwasm")
+        });
+        assert!(compiled, "pulling {reference} left no compiled component in the cache");
     }
 
     let inspected = weir.ok(&["plugin", "inspect", &pinned, "--json"]);

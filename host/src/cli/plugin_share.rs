@@ -85,6 +85,9 @@ pub fn pull(args: PullArgs) -> Result<()> {
     let mut sharing = args.runtime.sharing()?;
     sharing.allow_unpinned = true;
     let (pinned, artifact) = sharing.fetch(&args.reference)?;
+    // Compiling now, into the cache every later start reads, keeps Cranelift off the
+    // first `weir run` of this version, and refuses a pull this host could never run.
+    check_loads(&artifact.path, &artifact.bytes, &args.runtime)?;
     if let Some(out) = &args.output {
         std::fs::write(out, &artifact.bytes).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote {} ({} bytes)", out.display(), artifact.bytes.len());
