@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
@@ -195,11 +195,15 @@ fn accept(
 fn consumption_error(error: KafkaError, topic: &str) -> Result<()> {
     match error {
         KafkaError::MessageConsumption(code) => {
-            tracing::warn!(error = %code, topic = %topic, "Kafka consumption error; retrying");
+            retrying(code, topic);
             Ok(())
         }
         e => Err(e).context(format!("source: reading topic {topic}")),
     }
+}
+
+fn retrying(code: RDKafkaErrorCode, topic: &str) {
+    tracing::warn!(error = %code, topic = %topic, "Kafka consumption error; retrying");
 }
 
 impl Source for KafkaSource {
@@ -229,13 +233,11 @@ impl Source for KafkaSource {
         // A rebalance arriving during the wait is served on the next call.
         let wait = if batch.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
         let KafkaSource { messages, positions, topic, .. } = self;
-        let mut failed = Ok(());
         messages.take(wait, max.saturating_sub(batch.len()), |m: Taken<'_>| match m.error {
             None => accept(positions, &mut batch, m.partition, m.offset, m.timestamp, m.payload, m.key),
-            Some(code) if failed.is_ok() => failed = consumption_error(KafkaError::MessageConsumption(code.into()), topic),
-            Some(_) => {}
+            Some(code) => retrying(code.into(), topic),
         })?;
-        failed.map(|()| Some(batch))
+        Ok(Some(batch))
     }
 
     fn rebalance(&mut self) -> Option<Rebalance> {
