@@ -75,7 +75,8 @@ enum PluginCommand {
     Discard(plugin_deploy::PipelineArgs),
     /// Push a component to an OCI registry; prints the reference pinned by digest.
     Push(plugin_share::PushArgs),
-    /// Pull a plugin from an OCI registry into the local store; prints the pinned reference.
+    /// Pull a plugin from an OCI registry into the local store and compile it for this host;
+    /// prints the pinned reference.
     Pull(plugin_share::PullArgs),
     /// Sign a component with an ed25519 key (the signature travels inside it).
     Sign(plugin_share::SignArgs),

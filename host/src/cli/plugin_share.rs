@@ -19,7 +19,8 @@ pub struct PushArgs {
     runtime: RuntimeArgs,
 }
 
-/// Pull a plugin from a registry into the local store, verified against its digests.
+/// Pull a plugin from a registry into the local store, verified against its digests, and
+/// compile it for this host, so that its first run starts as fast as a restart.
 #[derive(clap::Args)]
 pub struct PullArgs {
     /// `oci://HOST[:PORT]/REPO@sha256:…`, or `…:TAG`.

@@ -112,7 +112,14 @@ impl KafkaSource {
         consumer.subscribe(&[topic]).with_context(|| format!("source.topic {topic:?}: subscribing"))?;
         let topic_c = std::ffi::CString::new(topic).context("source.topic contains a NUL byte")?;
         let messages = MessageQueue::new(consumer.client().native_ptr())?;
-        Ok(KafkaSource { messages, consumer, topic: topic.to_string(), topic_c, current: None, positions: BTreeMap::new() })
+        Ok(KafkaSource {
+            messages,
+            consumer,
+            topic: topic.to_string(),
+            topic_c,
+            current: None,
+            positions: BTreeMap::new(),
+        })
     }
 
     /// Checks that `brokers` answer and `topic` exists, without joining a group (which

@@ -80,7 +80,11 @@ impl MessageQueue {
             unsafe {
                 let m = &*message;
                 let bytes = |ptr: *mut std::ffi::c_void, len: usize| {
-                    if ptr.is_null() { &[][..] } else { std::slice::from_raw_parts(ptr as *const u8, len) }
+                    if ptr.is_null() {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts(ptr as *const u8, len)
+                    }
                 };
                 let no_error = m.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
                 let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
@@ -101,7 +105,8 @@ impl MessageQueue {
     fn fill(&mut self, timeout_ms: i32, from: usize, to: usize) -> Result<usize> {
         let room = &mut self.slots[from..to];
         // SAFETY: `room` has exactly `room.len()` writable slots.
-        let n = unsafe { rd::rd_kafka_consume_batch_queue(self.queue.as_ptr(), timeout_ms, room.as_mut_ptr(), room.len()) };
+        let n =
+            unsafe { rd::rd_kafka_consume_batch_queue(self.queue.as_ptr(), timeout_ms, room.as_mut_ptr(), room.len()) };
         if n < 0 {
             bail!("reading from librdkafka's message queue failed");
         }
