@@ -666,3 +666,112 @@ fn hot_swaps_under_load_leave_the_table_as_an_uninterrupted_run() {
         "the versions change exactly where the switches took over"
     );
 }
+
+/// Reads `source` until `enough` holds, recording each partition's offsets in the order
+/// they arrive.
+fn drain(
+    source: &mut dyn weir::source::Source,
+    offsets: &mut BTreeMap<i32, Vec<i64>>,
+    enough: impl Fn(&BTreeMap<i32, Vec<i64>>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !enough(offsets) {
+        assert!(Instant::now() < deadline, "the source stopped short: {:?}", counts(offsets));
+        let batch = source.poll(1024).unwrap().expect("a Kafka source never ends");
+        for (&p, &o) in batch.partitions.iter().zip(&batch.offsets) {
+            offsets.entry(p).or_default().push(o);
+        }
+    }
+}
+
+fn counts(offsets: &BTreeMap<i32, Vec<i64>>) -> BTreeMap<i32, usize> {
+    offsets.iter().map(|(p, o)| (*p, o.len())).collect()
+}
+
+/// How many messages each partition of `topic` holds, counted by reading it to its end
+/// with a plain consumer (Tansu's high watermark can trail the last batch).
+fn messages_per_partition(broker: &Broker, topic: &str, partitions: i32) -> BTreeMap<i32, usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", "counter")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut counts: BTreeMap<i32, usize> = (0..partitions).map(|p| (p, 0)).collect();
+    let mut ended = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ended.len() < partitions as usize {
+        assert!(Instant::now() < deadline, "counting {topic}: only {ended:?} reached their end");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => *counts.get_mut(&rdkafka::Message::partition(&m)).unwrap() += 1,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ended.insert(p);
+            }
+            Some(Err(e)) => panic!("counting {topic}: {e}"),
+            None => {}
+        }
+    }
+    counts
+}
+
+#[test]
+fn a_held_partition_stops_and_resumes_where_it_stopped() {
+    use weir::source::{KafkaSource, Rebalance, Source};
+
+    let broker = Broker::start();
+    let out = Command::new(weir_bin())
+        .args(["produce", "--brokers", &broker.brokers(), "--topic", "held", "--partitions", PARTITIONS, "--quiet"])
+        .args(["--events", "100000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    let totals = messages_per_partition(&broker, "held", 3);
+    let (&held, &held_total) = totals.iter().max_by_key(|(_, n)| **n).unwrap();
+    // Far more than librdkafka keeps in memory for one partition (2 MiB queued).
+    assert!(held_total > 30_000, "the held partition needs a long stream: {totals:?}");
+
+    let mut source = KafkaSource::open(&broker.brokers(), "held", "hold-test", &BTreeMap::new()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while source.rebalance().is_none() {
+        assert!(Instant::now() < deadline, "no partitions assigned");
+        source.poll(1).unwrap();
+    }
+    assert_eq!(source.rebalance(), Some(Rebalance::Assigned(vec![0, 1, 2])));
+    source.complete(&[]).unwrap();
+
+    // Held once it has started, when more of it is already fetched.
+    let mut offsets = BTreeMap::new();
+    drain(&mut source, &mut offsets, |o| o.contains_key(&held));
+    source.hold(&[held]).unwrap();
+    let before_hold = offsets[&held].len();
+    let others_read = |o: &BTreeMap<i32, Vec<i64>>| {
+        totals.iter().all(|(p, total)| *p == held || o.get(p).map_or(0, Vec::len) >= *total)
+    };
+    drain(&mut source, &mut offsets, others_read);
+    let seen = counts(&offsets);
+    for (p, total) in &totals {
+        if *p != held {
+            assert_eq!(seen.get(p), Some(total), "partition {p} is read to its end while {held} is held");
+        }
+    }
+    assert!(before_hold < held_total, "the held partition was read to its end before the hold");
+    assert_eq!(seen[&held], before_hold, "the held partition delivered records after the hold");
+
+    source.release(&[held]).unwrap();
+    drain(&mut source, &mut offsets, |o| o.get(&held).map_or(0, Vec::len) >= held_total);
+    for (p, total) in &totals {
+        let want: Vec<i64> = (0..*total as i64).collect();
+        assert!(offsets[p] == want, "partition {p}: every offset once, in order ({} read)", offsets[p].len());
+    }
+    let ends: Vec<(i32, i64)> = totals.iter().map(|(p, n)| (*p, *n as i64)).collect();
+    assert_eq!(source.positions(), ends);
+}

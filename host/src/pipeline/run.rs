@@ -150,25 +150,25 @@ fn settle(committer: &mut Committer, source: &mut dyn Source, timing: &mut Timin
     Ok(())
 }
 
-/// Watermark alignment: pauses partitions whose event time runs more than `max_skew`
-/// ahead of the slowest active one, and resumes them once it has caught up. Without it a
+/// Watermark alignment: holds back partitions whose event time runs more than `max_skew`
+/// ahead of the slowest active one, and releases them once it has caught up. Without it a
 /// consumer may read one partition to its end before another starts, and which events
 /// count as late would depend on fetch order instead of on the stream.
-fn align(pipeline: &mut Pipeline, source: &mut dyn Source, paused: &mut Vec<i32>, max_skew: i64) -> Result<()> {
+fn align(pipeline: &mut Pipeline, source: &mut dyn Source, held_back: &mut Vec<i32>, max_skew: i64) -> Result<()> {
     let now = now_ms();
-    for &p in paused.iter() {
+    for &p in held_back.iter() {
         pipeline.tracker.touch(p, now);
     }
     let ahead = pipeline.tracker.ahead(max_skew, now);
-    let resume: Vec<i32> = paused.iter().copied().filter(|p| !ahead.contains(p)).collect();
-    let pause: Vec<i32> = ahead.iter().copied().filter(|p| !paused.contains(p)).collect();
-    if !resume.is_empty() {
-        source.resume(&resume)?;
+    let release: Vec<i32> = held_back.iter().copied().filter(|p| !ahead.contains(p)).collect();
+    let hold: Vec<i32> = ahead.iter().copied().filter(|p| !held_back.contains(p)).collect();
+    if !release.is_empty() {
+        source.release(&release)?;
     }
-    if !pause.is_empty() {
-        source.pause(&pause)?;
+    if !hold.is_empty() {
+        source.hold(&hold)?;
     }
-    *paused = ahead;
+    *held_back = ahead;
     Ok(())
 }
 
@@ -421,7 +421,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let mut timing = Timing::default();
     let mut first_record: Option<Instant> = None;
     let mut last_record: Option<Instant> = None;
-    let mut paused: Vec<i32> = Vec::new();
+    let mut held_back: Vec<i32> = Vec::new();
     let started = Instant::now();
     let mut last_checkpoint = Instant::now();
     let mut last_progress = (Instant::now(), 0u64);
@@ -443,10 +443,10 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     }
     while !stop.load(Ordering::SeqCst) {
         if let Some(change) = source.rebalance() {
-            // A new assignment starts unpaused; what is paused is decided afresh.
-            paused.retain(|p| !matches!(&change, Rebalance::Revoked(gone) if gone.contains(p)));
+            // A new assignment starts unheld; what is held back is decided afresh.
+            held_back.retain(|p| !matches!(&change, Rebalance::Revoked(gone) if gone.contains(p)));
             rebalance(change, &mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)?;
-            align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
+            align(&mut pipeline, source.as_mut(), &mut held_back, max_skew)?;
             last_checkpoint = Instant::now();
             continue;
         }
@@ -495,8 +495,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             }
             (operator_paused, held) = (false, None);
             source.resume(&source.partitions())?;
-            paused.clear();
-            align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
+            held_back.clear();
+            align(&mut pipeline, source.as_mut(), &mut held_back, max_skew)?;
         }
         resume_requested = false;
         if let Some((since, switched)) = timing.gap.take() {
@@ -537,7 +537,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                     source.pause(&source.partitions())?;
                     continue;
                 }
-                align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
+                align(&mut pipeline, source.as_mut(), &mut held_back, max_skew)?;
             }
             // A consumer group takes seconds to hand out partitions, and a watched
             // directory may start empty: a source that has none yet has not been
@@ -547,9 +547,9 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
-            _ if !paused.is_empty() => {
+            _ if !held_back.is_empty() => {
                 // Held partitions wait for the others; that is not idleness.
-                align(&mut pipeline, source.as_mut(), &mut paused, max_skew)?;
+                align(&mut pipeline, source.as_mut(), &mut held_back, max_skew)?;
             }
             _ => {
                 let since = *idle_since.get_or_insert_with(Instant::now);

@@ -20,6 +20,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use weir_sdk::RawBatch;
 
+use super::kafka_held::Held;
 use super::kafka_queue::{MessageQueue, Taken};
 use super::{Rebalance, Source};
 
@@ -66,8 +67,10 @@ pub struct KafkaSource {
     topic_c: std::ffi::CString,
     /// The rebalance being carried out, taken from the context's queue.
     current: Option<Rebalance>,
-    /// The next offset per assigned partition.
+    /// The next offset per assigned partition: just after the last record delivered.
     positions: BTreeMap<i32, i64>,
+    /// Partitions held back by watermark alignment, and what was taken for them.
+    held: Held,
 }
 
 /// Settings weir relies on; user options cannot override them.
@@ -89,10 +92,14 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("fetch.wait.max.ms", "50")
-            // What may wait in memory between polls, and per fetch response. Larger
-            // values buy no throughput on the benchmark and cost RSS (docs/BENCHMARKS.md).
-            .set("queued.max.messages.kbytes", "2048")
-            .set("fetch.max.bytes", "1048576")
+            // What may wait in memory between polls (per partition held back by alignment,
+            // too), and per fetch response. The benchmark's trade of throughput for RSS
+            // (docs/BENCHMARKS.md): a response is decompressed whole, often to several
+            // times its size. A batch larger than this still arrives, alone. librdkafka
+            // wants requests no larger than responses, and a consumer's requests are small.
+            .set("queued.max.messages.kbytes", "1536")
+            .set("fetch.max.bytes", "524288")
+            .set("message.max.bytes", "524288")
             // librdkafka waits a second (its default) before fetching again for a partition
             // whose prefetch queue was full. Watermark alignment pauses partitions, which
             // empties their queues, so each pause would stall reading for that second.
@@ -119,6 +126,7 @@ impl KafkaSource {
             topic_c,
             current: None,
             positions: BTreeMap::new(),
+            held: Held::default(),
         })
     }
 
@@ -160,6 +168,15 @@ impl KafkaSource {
         self.current.clone()
     }
 
+    /// Routes the queues of released partitions back to `messages` once what was kept of
+    /// them is delivered.
+    fn route_back(&mut self) -> Result<()> {
+        for p in self.held.take_routable() {
+            self.messages.adopt(&self.topic_c, p)?;
+        }
+        Ok(())
+    }
+
     /// Serves what waits on the consumer queue: rebalances (recorded by the context) and
     /// errors. Messages arrive on `messages` instead, but one found here is kept too.
     fn serve_events(&mut self, wait: Duration, batch: &mut RawBatch) -> Result<()> {
@@ -168,34 +185,21 @@ impl KafkaSource {
             wait = Duration::ZERO;
             match event {
                 Ok(m) => {
-                    let timestamp = m.timestamp().to_millis().unwrap_or(-1);
-                    let (payload, key) = (m.payload().unwrap_or_default(), m.key().unwrap_or_default());
-                    accept(&mut self.positions, batch, m.partition(), m.offset(), timestamp, payload, key);
+                    let taken = Taken {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                        payload: m.payload().unwrap_or_default(),
+                        key: m.key().unwrap_or_default(),
+                        error: None,
+                    };
+                    self.held.route(&mut self.positions, batch, &taken);
                 }
                 Err(e) => consumption_error(e, &self.topic)?,
             }
         }
         Ok(())
     }
-}
-
-/// Adds a message to `batch` unless its partition is not (or no longer) ours, or it lies
-/// before the partition's position (read again after a seek).
-fn accept(
-    positions: &mut BTreeMap<i32, i64>,
-    batch: &mut RawBatch,
-    partition: i32,
-    offset: i64,
-    timestamp: i64,
-    payload: &[u8],
-    key: &[u8],
-) {
-    let Some(position) = positions.get_mut(&partition) else { return };
-    if offset < *position {
-        return;
-    }
-    *position = offset + 1;
-    batch.push(payload, key, timestamp, partition, offset);
 }
 
 /// librdkafka retries broker errors itself; those are reports, not losses.
@@ -237,11 +241,15 @@ impl Source for KafkaSource {
         if self.next_pending().is_some() {
             return Ok(Some(batch));
         }
+        if self.held.deliver(&mut self.positions, &mut batch, max) {
+            return Ok(Some(batch));
+        }
+        self.route_back()?;
+        let KafkaSource { messages, positions, topic, held, .. } = self;
         // A rebalance arriving during the wait is served on the next call.
         let wait = if batch.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
-        let KafkaSource { messages, positions, topic, .. } = self;
         messages.take(wait, max.saturating_sub(batch.len()), |m: Taken<'_>| match m.error {
-            None => accept(positions, &mut batch, m.partition, m.offset, m.timestamp, m.payload, m.key),
+            None => held.route(positions, &mut batch, &m),
             Some(code) => retrying(code.into(), topic),
         })?;
         Ok(Some(batch))
@@ -269,6 +277,7 @@ impl Source for KafkaSource {
                 let mut tpl = TopicPartitionList::new();
                 for p in &partitions {
                     self.positions.remove(p);
+                    self.held.forget(*p);
                     tpl.add_partition(&self.topic, *p);
                 }
                 if self.cooperative() {
@@ -290,8 +299,26 @@ impl Source for KafkaSource {
     }
 
     fn resume(&mut self, partitions: &[i32]) -> Result<()> {
+        self.release(partitions)?;
         let tpl = self.list(partitions);
         self.consumer.resume(&tpl).context("resuming Kafka partitions")
+    }
+
+    fn hold(&mut self, partitions: &[i32]) -> Result<()> {
+        // Not a pause: librdkafka would drop what it prefetched for them (see `set_aside`).
+        for &p in partitions {
+            if self.held.hold(p) {
+                self.messages.set_aside(&self.topic_c, p)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, partitions: &[i32]) -> Result<()> {
+        for &p in partitions {
+            self.held.release(p);
+        }
+        self.route_back()
     }
 
     fn idle(&mut self, wait: Duration) -> Result<()> {
@@ -300,16 +327,18 @@ impl Source for KafkaSource {
         let before = self.positions.clone();
         let mut fetched = RawBatch::default();
         self.serve_events(wait, &mut fetched)?;
-        let KafkaSource { messages, positions, .. } = self;
+        let KafkaSource { messages, positions, held, .. } = self;
         while messages.take(Duration::ZERO, 1024, |m: Taken<'_>| {
             if m.error.is_none() {
-                accept(positions, &mut fetched, m.partition, m.offset, m.timestamp, &[], &[]);
+                held.route(positions, &mut fetched, &m);
             }
         })? > 0
         {}
-        // Messages fetched before the pause took effect are left to be read again.
+        // Whatever was taken but not delivered, before the pause took effect or while
+        // held, is left to be read again.
         self.positions = before;
         let mut again = fetched.partitions;
+        again.extend(self.held.give_back());
         again.sort_unstable();
         again.dedup();
         for partition in again {
@@ -319,7 +348,7 @@ impl Source for KafkaSource {
                     .context("returning a paused partition to its position")?;
             }
         }
-        Ok(())
+        self.route_back()
     }
 
     fn waits(&self) -> bool {

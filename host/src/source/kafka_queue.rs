@@ -45,15 +45,30 @@ impl MessageQueue {
 
     /// Routes `partition`'s messages here from now on, through any later (re)assignment:
     /// librdkafka keeps a forwarding the application set when it starts fetching.
+    /// Messages the partition fetched while set aside follow, in order.
     pub(super) fn adopt(&self, topic: &CStr, partition: i32) -> Result<()> {
-        // SAFETY: both handles are live; the partition queue handle is released at once,
-        // the forwarding stays with the partition.
+        self.forward(topic, partition, self.queue.as_ptr())
+    }
+
+    /// Stops routing `partition`'s messages here without discarding any: what it fetches
+    /// from now on waits in its own queue, and librdkafka stops fetching for it once that
+    /// queue is full (`queued.max.messages.kbytes`). Its messages already here stay here.
+    /// Unlike pausing, which makes librdkafka drop the partition's prefetched messages and
+    /// fetch them again, this keeps them.
+    pub(super) fn set_aside(&self, topic: &CStr, partition: i32) -> Result<()> {
+        self.forward(topic, partition, std::ptr::null_mut())
+    }
+
+    fn forward(&self, topic: &CStr, partition: i32, to: *mut rd::rd_kafka_queue_t) -> Result<()> {
+        // SAFETY: the handles are live (`to` may be null: no forwarding); the partition
+        // queue handle is released at once, the forwarding stays with the partition. On
+        // forwarding, librdkafka moves what waits in the partition's queue to the end of `to`.
         unsafe {
             let from = rd::rd_kafka_queue_get_partition(self.client.as_ptr(), topic.as_ptr(), partition);
             if from.is_null() {
                 bail!("librdkafka has no queue for partition {partition}");
             }
-            rd::rd_kafka_queue_forward(from, self.queue.as_ptr());
+            rd::rd_kafka_queue_forward(from, to);
             rd::rd_kafka_queue_destroy(from);
         }
         Ok(())

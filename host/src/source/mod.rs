@@ -4,6 +4,7 @@
 mod csv;
 mod files;
 mod kafka;
+mod kafka_held;
 mod kafka_queue;
 mod producer;
 
@@ -55,9 +56,20 @@ pub trait Source {
     fn pause(&mut self, _partitions: &[i32]) -> Result<()> {
         Ok(())
     }
-    /// Reads `partitions` again from where they stopped.
+    /// Reads `partitions` again from where they stopped, whether paused or held.
     fn resume(&mut self, _partitions: &[i32]) -> Result<()> {
         Ok(())
+    }
+    /// Holds back `partitions`, which run ahead of the others in event time, until
+    /// [`release`](Self::release)d or resumed. Unlike a pause it is meant to be brief and
+    /// frequent: a source may keep what it has already fetched for them, and a few of
+    /// their records may still arrive.
+    fn hold(&mut self, partitions: &[i32]) -> Result<()> {
+        self.pause(partitions)
+    }
+    /// Reads held `partitions` again.
+    fn release(&mut self, partitions: &[i32]) -> Result<()> {
+        self.resume(partitions)
     }
     /// Waits about `wait` without reading, keeping the source alive (a consumer group
     /// must still be served, or it would hand the partitions to another host).
