@@ -101,8 +101,8 @@ impl KafkaSource {
             .set("fetch.max.bytes", "524288")
             .set("message.max.bytes", "524288")
             // librdkafka waits a second (its default) before fetching again for a partition
-            // whose prefetch queue was full. Watermark alignment pauses partitions, which
-            // empties their queues, so each pause would stall reading for that second.
+            // whose prefetch queue was full. A partition held back by watermark alignment
+            // fills its queue, so each release would stall reading it for that second.
             .set("fetch.queue.backoff.ms", "10");
         for (key, value) in options {
             if FIXED.iter().any(|(k, _)| k == key) {
