@@ -144,6 +144,49 @@ fn kill_9_then_restart_equals_an_uninterrupted_run() {
     assert_eq!(snapshot(&db), expected);
 }
 
+#[test]
+fn a_first_start_runs_baseline_code_until_optimized_code_takes_over_with_the_same_results() {
+    let events = 300_000;
+    let cache = tempfile::tempdir().unwrap();
+    let run_in = |dir: &Path| {
+        // Paced (6 s), so that records flow before and after the switch.
+        let path = rides_pipeline(
+            dir,
+            &[("events = 1000000", &format!("events = {events}")), ("seed = 42", "seed = 42\npace = 50000")],
+        );
+        let out = Command::new(weir_bin())
+            .args(["run", path.to_str().unwrap(), "--until-idle", "300ms", "--quiet"])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .env("WEIR_CACHE_DIR", cache.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        // "parser runs optimized code of json_parser@… from 0:123456"
+        let switches: Vec<(String, i64)> = stderr
+            .lines()
+            .filter_map(|l| l.split_once(" runs optimized code of "))
+            .map(|(stage, rest)| (stage.to_string(), rest.rsplit_once(":").unwrap().1.parse().unwrap()))
+            .collect();
+        (snapshot(&dir.join("rides.db")), switches, stderr)
+    };
+
+    // Nothing compiled yet: every stage starts on baseline code and switches mid-stream.
+    let first = tempfile::tempdir().unwrap();
+    let (tiered, switches, stderr) = run_in(first.path());
+    let stages: Vec<&str> = switches.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(stages, ["parser", "validators[0]", "aggregator"], "{stderr}");
+    for (stage, from) in &switches {
+        assert!(*from > 0 && *from < events as i64, "{stage} switched at offset {from}, not mid-stream:\n{stderr}");
+    }
+
+    // The optimized code is cached now: the next start runs it from the first record.
+    let second = tempfile::tempdir().unwrap();
+    let (optimized, switches, stderr) = run_in(second.path());
+    assert!(switches.is_empty(), "{stderr}");
+    assert_eq!(tiered, optimized);
+}
+
 fn replay(pipeline: &Path, args: &[&str]) -> String {
     let out = Command::new(weir_bin())
         .args(["replay", pipeline.to_str().unwrap(), "--quiet"])

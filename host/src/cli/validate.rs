@@ -66,7 +66,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         sharing: args.runtime.sharing()?,
     };
     let built = PluginRuntime::new(args.runtime.options())
-        .and_then(|runtime| Pipeline::build(&config, &base, &runtime, &options));
+        .and_then(|runtime| Pipeline::build(&config, &base, &runtime, &options, false));
     let table = match built {
         Ok(pipeline) => {
             let t = pipeline.table.clone();

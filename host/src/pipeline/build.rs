@@ -99,13 +99,16 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Loads the plugins and wires the stages. `base` is the pipeline file's directory.
+    /// With `quickly`, plugins not compiled on this machine yet start on baseline code
+    /// ([`PluginRuntime::load_bytes_quickly`]).
     pub fn build(
         config: &PipelineConfig,
         base: &Path,
         runtime: &PluginRuntime,
         options: &PipelineOptions,
+        quickly: bool,
     ) -> Result<Self> {
-        Self::assemble(config, stages::plan(config, base, &options.plugin_dir, &options.sharing, runtime)?)
+        Self::assemble(config, stages::plan(config, base, &options.plugin_dir, &options.sharing, runtime, quickly)?)
     }
 
     /// Starts an instance of every stage's plugin and wires them.

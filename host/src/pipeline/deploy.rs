@@ -34,6 +34,8 @@ pub const MAX_ERROR_INCREASE: f64 = 0.01;
 pub(super) enum Change {
     /// Switch a stage to a version that passed its checks.
     Switch { plan: StagePlan, plugin: Box<Plugin>, how: How },
+    /// Switch a stage from baseline to optimized code of the same version.
+    Optimize { plan: StagePlan, plugin: Box<Plugin> },
     /// Run a candidate in the shadow of its stage: the pipeline with it, assembled here.
     Shadow { plan: StagePlan, pipeline: Box<Pipeline> },
     /// Switch the shadowed stage to the candidate.
@@ -227,6 +229,51 @@ impl Deployer {
             trial,
             switched,
         })
+    }
+
+    /// Moves the stages that started on baseline code to optimized code, on a thread of
+    /// its own: compiles them (into the cache, so that the next start needs no compiler)
+    /// and has the run loop switch them at its next checkpoint. The same bytes run, so
+    /// there is nothing to try and nothing to record. Deployments wait meanwhile.
+    pub(super) fn optimize(self: &Arc<Self>) -> Result<()> {
+        let baseline: Vec<StagePlan> = {
+            let live = self.live.lock().expect("live lock");
+            live.plans.iter().filter(|p| !p.component.optimized()).cloned().collect()
+        };
+        if baseline.is_empty() {
+            return Ok(());
+        }
+        let deployer = self.clone();
+        let work = move || {
+            let _one = deployer.busy.lock().expect("deploy lock");
+            let mut asked = Vec::new();
+            for plan in baseline {
+                let optimized = plan
+                    .with_bytes(&deployer.runtime, &plan.component.name, plan.bytes.to_vec())
+                    .and_then(|optimized| Ok((optimized.start()?, optimized)));
+                match optimized {
+                    Ok((plugin, optimized)) => {
+                        let (reply, answer) = mpsc::channel();
+                        let change = Change::Optimize { plan: optimized, plugin: Box::new(plugin) };
+                        if deployer.swaps.send(Swap { change, reply }).is_err() {
+                            return; // the pipeline has stopped
+                        }
+                        asked.push((plan.id, answer));
+                    }
+                    Err(e) => eprintln!("\n{}: no optimized code ({e:#}); it stays on baseline code", plan.id),
+                }
+            }
+            for (stage, answer) in asked {
+                if let Ok(Err(e)) = answer.recv() {
+                    eprintln!("\n{stage}: the switch to optimized code failed ({e}); it stays on baseline code");
+                }
+            }
+        };
+        std::thread::Builder::new()
+            .name("weir-optimize".into())
+            .spawn(work)
+            .context("starting the optimizing thread")?;
+        Ok(())
     }
 
     /// The running version of `stage`, and `bytes` loaded as its candidate.

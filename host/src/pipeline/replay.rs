@@ -51,7 +51,7 @@ pub fn replay(
     options: &PipelineOptions,
     runtime_options: RuntimeOptions,
 ) -> Result<ReplaySummary> {
-    let Opened { config, mut pipeline, mut sink, .. } = open(path, options, runtime_options)?;
+    let Opened { config, mut pipeline, mut sink, .. } = open(path, options, runtime_options, false)?;
     let partitions = sink.stored_partitions(&config.name)?;
     if partitions.is_empty() {
         bail!("{} holds no checkpoint of pipeline {:?}: nothing to replay", config.sink.url, config.name);

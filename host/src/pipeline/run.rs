@@ -224,7 +224,8 @@ fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: V
     let started = Instant::now();
     let Swap { change, reply } = swap;
     let (plan, plugin, how) = match change {
-        Change::Switch { plan, plugin, how } => (plan, *plugin, how),
+        Change::Switch { plan, plugin, how } => (plan, *plugin, Some(how)),
+        Change::Optimize { plan, plugin } => (plan, *plugin, None),
         Change::Shadow { plan, pipeline: shadow } => {
             let (stage, version) = (plan.id, super::swap::short(&plan.version()));
             let outcome = pipeline.start_shadow(plan, *shadow).map_err(|e| format!("{e:#}"));
@@ -248,7 +249,7 @@ fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: V
                 return false;
             };
             match plan.start() {
-                Ok(plugin) => (plan, plugin, How::Promote),
+                Ok(plugin) => (plan, plugin, Some(How::Promote)),
                 Err(e) => {
                     let _ = reply.send(Err(format!("{e:#}")));
                     return false;
@@ -257,12 +258,18 @@ fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: V
         }
     };
     let stage = plan.id;
-    let outcome = pipeline.switch(plan.clone(), plugin, Some(how), positions.clone());
+    let outcome = pipeline.switch(plan.clone(), plugin, how, positions.clone());
     let answer = match outcome {
         Ok(()) => {
-            pipeline.stats.swaps += 1;
-            deployer.switched(plan, pipeline.deployments.last().cloned());
-            eprintln!("\n{stage} switched to {} at {}", plan_version(pipeline, stage), positions_text(&positions));
+            let (version, at) = (plan_version(pipeline, stage), positions_text(&positions));
+            if how.is_some() {
+                pipeline.stats.swaps += 1;
+                deployer.switched(plan, pipeline.deployments.last().cloned());
+                eprintln!("\n{stage} switched to {version} at {at}");
+            } else {
+                deployer.switched(plan, None);
+                eprintln!("\n{stage} runs optimized code of {version} from {at}");
+            }
             Ok(switched_at(pipeline, positions, started))
         }
         Err(e) => Err(format!("{e:#}")),
@@ -367,13 +374,18 @@ pub(super) struct Opened {
     pub(super) history: Vec<Deployment>,
 }
 
-/// Loads the pipeline at `path`, wires it and prepares its sink.
-pub(super) fn open(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<Opened> {
+/// Loads the pipeline at `path`, wires it and prepares its sink; `quickly` as in [`Pipeline::build`].
+pub(super) fn open(
+    path: &Path,
+    options: &PipelineOptions,
+    runtime_options: RuntimeOptions,
+    quickly: bool,
+) -> Result<Opened> {
     let config = PipelineConfig::load(path)?;
     let base = crate::config::base_dir(path);
     let runtime = PluginRuntime::new(runtime_options)?;
-    let mut pipeline =
-        Pipeline::build(&config, &base, &runtime, options).with_context(|| format!("pipeline {}", config.name))?;
+    let mut pipeline = Pipeline::build(&config, &base, &runtime, options, quickly)
+        .with_context(|| format!("pipeline {}", config.name))?;
     let mut sink = open_sink(&config, &base)?;
     sink.prepare(&pipeline.table)?;
     let history = sink.deployments(&config.name)?;
@@ -385,7 +397,8 @@ pub(super) fn open(path: &Path, options: &PipelineOptions, runtime_options: Runt
 
 /// Runs the pipeline at `path` until stopped or idle.
 pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
-    let Opened { config, base, mut pipeline, mut sink, runtime, mut history } = open(path, options, runtime_options)?;
+    let Opened { config, base, mut pipeline, mut sink, runtime, mut history } =
+        open(path, options, runtime_options, true)?;
     history.extend(pipeline.deployments.iter().cloned());
     let (deployer, swaps) = Deployer::new(&pipeline, runtime, history);
     deployer.watch()?;
@@ -428,6 +441,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let mut idle_since: Option<Instant> = None;
     let mut breaker = Breaker::new(config.breaker.clone());
     let (mut operator_paused, mut resume_requested, mut held) = (false, false, None::<String>);
+    let mut optimizing = false;
     let mut last_publish = Instant::now();
     if let Some(admin) = &options.admin {
         let token = if admin.token.is_some() { "?token=<admin token>" } else { "" };
@@ -563,6 +577,11 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             }
         }
         settle(&mut committer, source.as_mut(), &mut timing, false)?;
+        if !optimizing && timing.first_commit.is_some() {
+            // Only now, so that compiling does not compete with the first results.
+            optimizing = true;
+            deployer.optimize()?;
+        }
         // The first results are committed as soon as there are any; then on the interval.
         let first = pipeline.stats.checkpoints == 0 && pipeline.stats.records > 0;
         let due = last_checkpoint.elapsed();

@@ -136,13 +136,14 @@ fn plugin_path(stage: &StageConfig, base: &Path, plugin_dir: &Path) -> PathBuf {
 }
 
 /// Every stage of `config`, in pipeline order, with its component loaded under the
-/// pipeline's policy.
+/// pipeline's policy; with `quickly`, on baseline code where optimized code is not cached.
 pub fn plan(
     config: &PipelineConfig,
     base: &Path,
     plugin_dir: &Path,
     sharing: &Sharing,
     runtime: &PluginRuntime,
+    quickly: bool,
 ) -> Result<Vec<StagePlan>> {
     let pipeline_policy = sharing.policy(config)?;
     config
@@ -152,8 +153,8 @@ pub fn plan(
             let PluginBytes { name, bytes, path, .. } =
                 sharing.read(&stage.plugin, &file).with_context(|| format!("{id}.plugin"))?;
             let policy = Policy { grants: stage.grants.clone(), ..pipeline_policy.clone() };
-            let component = runtime
-                .load_bytes(&name, &bytes, &policy)
+            let load = if quickly { PluginRuntime::load_bytes_quickly } else { PluginRuntime::load_bytes };
+            let component = load(runtime, &name, &bytes, &policy)
                 .with_context(|| format!("{id}.plugin: loading plugin {name} ({})", stage.plugin))?;
             let limits =
                 Limits { max_memory_bytes: stage.limits.memory_mib * 1024 * 1024, deadline: stage.limits.deadline };

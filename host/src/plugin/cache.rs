@@ -16,6 +16,11 @@ fn entry(dir: &Path, engine: &Engine, digest: &str) -> PathBuf {
     dir.join(format!("{digest}-{:016x}.cwasm", hasher.finish()))
 }
 
+/// Whether `dir` holds this engine's compiled form of `digest`.
+pub fn holds(engine: &Engine, dir: &Path, digest: &str) -> bool {
+    entry(dir, engine, digest).exists()
+}
+
 /// Returns the compiled component and whether it came from the cache.
 pub fn compile(engine: &Engine, dir: Option<&Path>, digest: &str, bytes: &[u8]) -> Result<(Component, bool)> {
     let Some(dir) = dir else {

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, Strategy};
 
 /// Engine-wide settings. Per-plugin limits are in [`Limits`](super::Limits).
 #[derive(Clone, Debug)]
@@ -45,11 +45,26 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("weir"))
 }
 
+/// Which compiler an engine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compiler {
+    /// Cranelift: slow to compile, fast to run. Every plugin ends up on it.
+    Optimizing,
+    /// Winch, a single-pass compiler: about a tenth of Cranelift's compile time for code
+    /// that runs about a third slower. A plugin version never compiled on this machine
+    /// starts on it, and `weir run` switches to optimized code once that is ready
+    /// (docs/DECISIONS.md, "Tiered start").
+    Baseline,
+}
+
 /// The engine plus the thread that ticks its epoch. Cheap to clone.
 #[derive(Clone)]
 pub struct PluginRuntime {
     pub(crate) engine: Engine,
     pub(crate) options: RuntimeOptions,
+    pub(crate) compiler: Compiler,
+    /// The baseline runtime beside this one, made on first use.
+    baseline: Arc<OnceLock<PluginRuntime>>,
     _ticker: Arc<Ticker>,
 }
 
@@ -62,18 +77,30 @@ impl Drop for Ticker {
 }
 
 impl PluginRuntime {
-    /// Builds the engine and starts the epoch ticker.
+    /// Builds the optimizing engine and starts the epoch ticker.
     pub fn new(options: RuntimeOptions) -> Result<Self> {
+        Self::with_compiler(options, Compiler::Optimizing)
+    }
+
+    fn with_compiler(options: RuntimeOptions, compiler: Compiler) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(options.epoch_interruption);
         config.max_wasm_stack(options.max_stack_bytes);
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // Plugins share much of their code (std, serde, the SDK, WASI trampolines), and a
-        // new version of a plugin shares most of the old one's: Cranelift compiles each
-        // distinct function once per process. On the rides plugins this takes about a tenth
-        // off the first start (docs/BENCHMARKS.md).
-        config.enable_incremental_compilation(Arc::new(FunctionCache::default()))?;
+        match compiler {
+            Compiler::Optimizing => {
+                config.strategy(Strategy::Cranelift);
+                config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+                // Plugins share much of their code (std, serde, the SDK, WASI trampolines),
+                // and a new version of a plugin shares most of the old one's: Cranelift
+                // compiles each distinct function once per process. On the rides plugins
+                // this takes about a tenth off a first compile (docs/BENCHMARKS.md).
+                config.enable_incremental_compilation(Arc::new(FunctionCache::default()))?;
+            }
+            Compiler::Baseline => {
+                config.strategy(Strategy::Winch);
+            }
+        }
         let engine = Engine::new(&config).map_err(anyhow::Error::from).context("configuring the WebAssembly engine")?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -87,7 +114,19 @@ impl PluginRuntime {
                 }
             })
             .context("starting the epoch ticker")?;
-        Ok(PluginRuntime { engine, options, _ticker: Arc::new(Ticker(stop)) })
+        Ok(PluginRuntime { engine, options, compiler, baseline: Arc::default(), _ticker: Arc::new(Ticker(stop)) })
+    }
+
+    /// The baseline-compiler runtime with the same settings, shared by all clones of this one.
+    pub fn baseline(&self) -> Result<PluginRuntime> {
+        if self.compiler == Compiler::Baseline {
+            return Ok(self.clone());
+        }
+        if let Some(runtime) = self.baseline.get() {
+            return Ok(runtime.clone());
+        }
+        let runtime = PluginRuntime::with_compiler(self.options.clone(), Compiler::Baseline)?;
+        Ok(self.baseline.get_or_init(|| runtime).clone())
     }
 
     /// The number of epoch ticks that cover `deadline`, at least one; `None` without epoch interruption.
