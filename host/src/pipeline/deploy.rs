@@ -234,14 +234,15 @@ impl Deployer {
     /// Moves the stages that started on baseline code to optimized code, on a thread of
     /// its own: compiles them (into the cache, so that the next start needs no compiler)
     /// and has the run loop switch them at its next checkpoint. The same bytes run, so
-    /// there is nothing to try and nothing to record. Deployments wait meanwhile.
-    pub(super) fn optimize(self: &Arc<Self>) -> Result<()> {
+    /// there is nothing to try and nothing to record. Deployments wait meanwhile. Any
+    /// failure is reported, and the stages keep running their baseline code.
+    pub(super) fn optimize(self: &Arc<Self>) {
         let baseline: Vec<StagePlan> = {
             let live = self.live.lock().expect("live lock");
             live.plans.iter().filter(|p| !p.component.optimized()).cloned().collect()
         };
         if baseline.is_empty() {
-            return Ok(());
+            return;
         }
         let deployer = self.clone();
         let work = move || {
@@ -269,11 +270,9 @@ impl Deployer {
                 }
             }
         };
-        std::thread::Builder::new()
-            .name("weir-optimize".into())
-            .spawn(work)
-            .context("starting the optimizing thread")?;
-        Ok(())
+        if let Err(e) = std::thread::Builder::new().name("weir-optimize".into()).spawn(work) {
+            eprintln!("\nno thread to compile optimized code ({e}); the plugins stay on baseline code");
+        }
     }
 
     /// The running version of `stage`, and `bytes` loaded as its candidate.

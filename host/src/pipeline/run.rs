@@ -580,7 +580,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         if !optimizing && timing.first_commit.is_some() {
             // Only now, so that compiling does not compete with the first results.
             optimizing = true;
-            deployer.optimize()?;
+            deployer.optimize();
         }
         // The first results are committed as soon as there are any; then on the interval.
         let first = pipeline.stats.checkpoints == 0 && pipeline.stats.records > 0;
