@@ -1,7 +1,7 @@
 //! `weir run` on the embedded default (producer → plugins → SQLite): the table equals
-//! an independent computation, and a kill -9 followed by a restart leaves the sink
-//! exactly as an uninterrupted run does, and a first start on baseline code that switches
-//! to optimized code mid-stream leaves the same sink as a start on optimized code.
+//! an independent computation; a kill -9 followed by a restart leaves the sink exactly as
+//! an uninterrupted run does; a first start on baseline code that switches to optimized
+//! code mid-stream leaves the same sink as a start on optimized code.
 
 use std::collections::BTreeMap;
 use std::path::Path;
