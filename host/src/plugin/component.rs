@@ -124,17 +124,22 @@ impl PluginRuntime {
     /// holds it, else the baseline compiler's, which takes a tenth of the time to make.
     /// The caller switches to optimized code later ([`PluginComponent::optimized`]).
     pub fn load_bytes_quickly(&self, name: &str, bytes: &[u8], policy: &Policy) -> Result<Arc<PluginComponent>> {
-        let cached = |dir: &Path| super::cache::holds(&self.engine, dir, &digest(bytes));
+        let digest = digest(bytes);
+        let cached = |dir: &Path| super::cache::holds(&self.engine, dir, &digest);
         if self.options.cache_dir.as_deref().is_some_and(cached) {
-            return self.load_bytes(name, bytes, policy);
+            return self.load_digested(name, bytes, digest, policy);
         }
-        self.baseline()?.load_bytes(name, bytes, policy)
+        self.baseline()?.load_digested(name, bytes, digest, policy)
     }
 
     /// Loads a component from memory, if `policy` admits it.
     pub fn load_bytes(&self, name: &str, bytes: &[u8], policy: &Policy) -> Result<Arc<PluginComponent>> {
+        self.load_digested(name, bytes, digest(bytes), policy)
+    }
+
+    /// [`load_bytes`](Self::load_bytes) of bytes whose digest is known.
+    fn load_digested(&self, name: &str, bytes: &[u8], digest: String, policy: &Policy) -> Result<Arc<PluginComponent>> {
         check_header(bytes)?;
-        let digest = digest(bytes);
         // Checked before compiling: bytes nobody trusted never reach Cranelift.
         let signature = Signature::check(bytes, &policy.keys);
         policy.check_signature(&signature)?;

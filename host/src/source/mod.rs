@@ -62,8 +62,8 @@ pub trait Source {
     }
     /// Holds back `partitions`, which run ahead of the others in event time, until
     /// [`release`](Self::release)d or resumed. Unlike a pause it is meant to be brief and
-    /// frequent: a source may keep what it has already fetched for them, and a few of
-    /// their records may still arrive.
+    /// frequent: a source may keep what it has already fetched for them, but delivers none
+    /// of it until released, so that which events are late never depends on prefetch.
     fn hold(&mut self, partitions: &[i32]) -> Result<()> {
         self.pause(partitions)
     }
