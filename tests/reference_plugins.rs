@@ -6,7 +6,7 @@ use std::path::Path;
 
 use weir::bench::{native_chain, rides_batches, wasm_chain};
 use weir::chain::PluginChain;
-use weir::plugin::{Limits, PluginKind, TransformStage};
+use weir::plugin::{Limits, Native, ParserStage, PluginKind, TransformStage};
 use weir::rides::{RidesChainConfig, TripGenerator, TripOptions};
 use weir_sdk::{ColumnValues, EventBatch, RawBatch};
 use weir_tests::{guests, plugin, runtime};
@@ -98,6 +98,45 @@ fn wasm_and_native_compute_the_same_windows() {
     }
     assert_eq!(wasm.stats, native.stats);
     assert_eq!(wasm.results().unwrap().1, native.results().unwrap().1);
+}
+
+/// The parser scans strings sixteen bytes at a time in WASM and eight natively, and skips
+/// scanning a key it expects: both must read every string as serde_json does.
+#[test]
+fn the_wasm_parser_reads_every_string_as_the_native_one_does() {
+    let config = serde_json::json!({
+        "event_time": "t",
+        "fields": [
+            {"name": "city", "type": "text"},
+            {"name": "city_code", "type": "text"},
+            {"name": "fare", "type": "float64"},
+            {"name": "t", "type": "timestamp"},
+        ]
+    });
+    let mut records = Vec::new();
+    for len in 0..40 {
+        for fill in ["a", "é", "\\\"", "\\u00e9", "\\\\"] {
+            let text = fill.repeat(len / fill.len().max(1) + 1);
+            let t = format!("2024-05-0{}T00:00:{:02}.{len}Z", 1 + len % 3, len % 60);
+            records.push(format!(r#"{{"city":"{text}","fare":{len}.5,"t":"{t}"}}"#));
+            records.push(format!(r#"{{"city_code":"{text}","city":"x","other":"{text}","t":"{t}"}}"#));
+            records.push(format!(r#"{{ "t" : "{t}" , "city" : "{text}" }}"#));
+            records.push(format!(r#"{{"t":"{t}","city":"{text}"#));
+        }
+    }
+    let batch = RawBatch::from_payloads(&records);
+    let mut wasm = plugin(guests::JSON_PARSER, PluginKind::Parser, &config, Limits::default());
+    let mut native: Native<json_parser::JsonParser, weir_sdk::ParserInfo> =
+        Native::parser(&config.to_string()).unwrap();
+    let (got, want) = (wasm.parse(&batch), native.parse(&batch));
+    assert!(got.failures.is_empty(), "{:?}", got.failures);
+    assert_eq!(got.output, want.output);
+    assert_eq!(want.output.errors.len(), records.len() / 4, "every truncated record, and nothing else");
+    for (i, record) in records.iter().enumerate().filter(|(i, _)| i % 4 == 0) {
+        let row = want.output.sources.iter().position(|&s| s as usize == i).unwrap();
+        let city = serde_json::from_str::<serde_json::Value>(record).unwrap()["city"].as_str().unwrap().to_string();
+        assert_eq!(got.output.events.columns[0].values.str(row), Some(city.as_str()), "{record}");
+    }
 }
 
 #[test]

@@ -3,75 +3,101 @@
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fff…][Z|±HH:MM|±HHMM]` (a space may stand for `T`).
 #[inline]
 pub fn parse_iso8601(s: &[u8]) -> Option<i64> {
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let mut v = 0i64;
-        for &b in s.get(range)? {
-            if !b.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(b - b'0');
-        }
-        Some(v)
-    };
-    if s.len() < 19
-        || s[4] != b'-'
-        || s[7] != b'-'
-        || !matches!(s[10], b'T' | b't' | b' ')
-        || s[13] != b':'
-        || s[16] != b':'
-    {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0;
-    if s.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while i < s.len() && s[i].is_ascii_digit() {
-            i += 1;
-        }
-        let digits = i - start;
-        if digits == 0 {
+    DateCache::default().parse(s)
+}
+
+/// [`parse_iso8601`] that remembers the last date it converted: the times of a stream
+/// mostly share their day, and converting a date is most of the work.
+#[derive(Clone, Debug, Default)]
+pub struct DateCache {
+    /// The last valid `YYYY-MM-DD` seen, and its day number.
+    last: Option<([u8; 10], i64)>,
+}
+
+impl DateCache {
+    /// Parses like [`parse_iso8601`].
+    #[inline]
+    pub fn parse(&mut self, s: &[u8]) -> Option<i64> {
+        if s.len() < 19 || !matches!(s[10], b'T' | b't' | b' ') || s[13] != b':' || s[16] != b':' {
             return None;
         }
-        // Keep milliseconds; finer digits are truncated.
-        let kept = digits.min(3);
-        millis = num(start..start + kept)? * 10i64.pow(3 - kept as u32);
+        let days = self.days(&s[..10])?;
+        let (hour, minute, second) = (digits(s, 11..13)?, digits(s, 14..16)?, digits(s, 17..19)?);
+        if hour > 23 || minute > 59 || second > 60 {
+            return None;
+        }
+        let mut i = 19;
+        let mut millis = 0;
+        if s.get(i) == Some(&b'.') {
+            let start = i + 1;
+            i = start;
+            while i < s.len() && s[i].is_ascii_digit() {
+                i += 1;
+            }
+            let count = i - start;
+            if count == 0 {
+                return None;
+            }
+            // Keep milliseconds; finer digits are truncated.
+            let kept = count.min(3);
+            millis = digits(s, start..start + kept)? * 10i64.pow(3 - kept as u32);
+        }
+        let offset_minutes = match s.get(i) {
+            None => 0,
+            Some(b'Z' | b'z') if i + 1 == s.len() => 0,
+            Some(&sign @ (b'+' | b'-')) => {
+                let rest = &s[i + 1..];
+                let (h, m) = match rest.len() {
+                    5 if rest[2] == b':' => (digits(s, i + 1..i + 3)?, digits(s, i + 4..i + 6)?),
+                    4 => (digits(s, i + 1..i + 3)?, digits(s, i + 3..i + 5)?),
+                    2 => (digits(s, i + 1..i + 3)?, 0),
+                    _ => return None,
+                };
+                let total = h * 60 + m;
+                if sign == b'+' {
+                    total
+                } else {
+                    -total
+                }
+            }
+            Some(_) => return None,
+        };
+        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+        Some(seconds * 1000 + millis)
     }
-    let offset_minutes = match s.get(i) {
-        None => 0,
-        Some(b'Z' | b'z') if i + 1 == s.len() => 0,
-        Some(&sign @ (b'+' | b'-')) => {
-            let rest = &s[i + 1..];
-            let (h, m) = match rest.len() {
-                5 if rest[2] == b':' => (num(i + 1..i + 3)?, num(i + 4..i + 6)?),
-                4 => (num(i + 1..i + 3)?, num(i + 3..i + 5)?),
-                2 => (num(i + 1..i + 3)?, 0),
-                _ => return None,
-            };
-            let total = h * 60 + m;
-            if sign == b'+' {
-                total
-            } else {
-                -total
+
+    /// The day number of `YYYY-MM-DD`, or `None` if it is not a valid date.
+    #[inline]
+    fn days(&mut self, date: &[u8]) -> Option<i64> {
+        if let Some((last, days)) = &self.last {
+            if last[..] == *date {
+                return Some(*days);
             }
         }
-        Some(_) => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1000 + millis)
+        if date[4] != b'-' || date[7] != b'-' {
+            return None;
+        }
+        let (year, month, day) = (digits(date, 0..4)?, digits(date, 5..7)?, digits(date, 8..10)?);
+        if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+            return None;
+        }
+        let days = days_from_civil(year, month, day);
+        self.last = Some((date.try_into().ok()?, days));
+        Some(days)
+    }
+}
+
+/// The decimal number in `s[range]`, all digits.
+#[inline]
+fn digits(s: &[u8], range: std::ops::Range<usize>) -> Option<i64> {
+    let mut v = 0i64;
+    for &b in s.get(range)? {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(b - b'0');
+    }
+    Some(v)
 }
 
 #[inline]
@@ -120,7 +146,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{format_iso8601, parse_iso8601};
+    use super::{format_iso8601, parse_iso8601, DateCache};
 
     #[test]
     fn format_round_trips() {
@@ -151,6 +177,24 @@ mod tests {
             "2024-05-01T07:59:56Zjunk",
         ] {
             assert_eq!(parse_iso8601(bad.as_bytes()), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_remembered_date_gives_what_a_fresh_parse_gives() {
+        let mut cache = DateCache::default();
+        for text in [
+            "2024-02-29T00:00:00Z",
+            "2024-02-29T23:59:59.999Z",
+            "2024-02-29T24:00:00Z",
+            "2024-02-29X00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-02-29T01:00:00+01:00",
+            "2024-0a-29T00:00:00Z",
+            "2024-03-01T00:00:00Z",
+            "2024-02-29T00:00:00Z",
+        ] {
+            assert_eq!(cache.parse(text.as_bytes()), parse_iso8601(text.as_bytes()), "{text}");
         }
     }
 }

@@ -12,7 +12,7 @@
 //! - peak RSS of each run.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench pipeline`; add
-//! `-- swap` for the swap stall alone).
+//! `-- swap` for the swap stall alone, or `-- kafka` for case (b) alone).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ fn parse_report(stdout: &str) -> Report {
 }
 
 /// `weir run`, exiting once the source has been idle for `idle`.
-fn weir_run(pipeline: &Path, env: &[(&str, &str)], cache: &Path, idle: &str) -> Command {
+fn weir_run<V: AsRef<std::ffi::OsStr>>(pipeline: &Path, env: &[(&str, V)], cache: &Path, idle: &str) -> Command {
     let mut cmd = Command::new(weir_release_bin());
     cmd.args(["run", pipeline.to_str().unwrap(), "--until-idle", idle, "--quiet"])
         .env("WEIR_PLUGIN_DIR", plugin_dir())
@@ -155,6 +155,21 @@ fn main() {
         // `cargo bench -p weir-tests --bench pipeline -- swap`: the swap stall alone.
         return swap_stall(&broker, &pg, dir.path(), &warm_cache);
     }
+    if std::env::args().any(|a| a == "kafka") {
+        // `-- kafka`: case (b) alone, after `weir validate` has filled the plugin cache.
+        let kafka = example("pipeline-kafka.toml", dir.path(), "1s");
+        let out = produce(&broker, "bench", 0, None).output().unwrap(); // creates the topic
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut validate = Command::new(weir_release_bin());
+        validate.args(["validate", kafka.to_str().unwrap()]).env("WEIR_PLUGIN_DIR", plugin_dir());
+        validate.env("WEIR_CACHE_DIR", &warm_cache);
+        for (k, v) in kafka_env(&broker, pg.create_database("validate"), "bench") {
+            validate.env(k, v);
+        }
+        let out = validate.output().unwrap();
+        assert!(out.status.success(), "weir validate: {}", String::from_utf8_lossy(&out.stdout));
+        return kafka_case(&broker, &pg, dir.path(), &warm_cache);
+    }
 
     // (a) files → PostgreSQL.
     let input = dir.path().join("input");
@@ -181,32 +196,7 @@ fn main() {
     row("(a) files → PostgreSQL, warm plugin cache", &runs[1]);
     row("(a) files → PostgreSQL, warm plugin cache", &runs[2]);
 
-    // (b) Kafka → PostgreSQL, beside a bare consumer of the same topic.
-    let out = produce(&broker, "bench", EVENTS, None).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let bare = bare_consumer(&broker, "bench", true);
-    let bare_defaults = bare_consumer(&broker, "bench", false);
-    let kafka = example("pipeline-kafka.toml", dir.path(), "1s");
-    let db = pg.create_database("kafka");
-    let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", "bench".into()), ("DATABASE_URL", db)];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let weir_kafka = finish(&mut weir_run(&kafka, &env, &warm_cache, "2s"), "kafka");
-    // The same without watermark alignment: what pausing partitions costs on this broker.
-    let unaligned = dir.path().join("unaligned.toml");
-    let text = std::fs::read_to_string(&kafka).unwrap();
-    std::fs::write(&unaligned, text.replace("idle_timeout = \"30s\"", "idle_timeout = \"30s\"\nmax_skew = \"100h\""))
-        .unwrap();
-    let db = pg.create_database("unaligned");
-    let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", "bench".into()), ("DATABASE_URL", db)];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let weir_unaligned = finish(&mut weir_run(&unaligned, &env, &warm_cache, "2s"), "kafka unaligned");
-    println!("{:<40} {bare:>10.0} events/s", "bare rdkafka consumer, same topic");
-    println!("{:<40} {bare_defaults:>10.0} events/s", "same, librdkafka's default settings");
-    row("(b) Kafka → PostgreSQL", &weir_kafka);
-    println!("{:<40} {:>10.2}×", "(b) weir / bare consumer", weir_kafka.events_per_s / bare);
-    println!("{:<40} {:>10.2}×", "(b) weir / bare consumer on defaults", weir_kafka.events_per_s / bare_defaults);
-    row("(b) same, alignment off (max_skew 100h)", &weir_unaligned);
-    println!("{:<40} {:>10.2}×", "(b) unaligned weir / bare consumer", weir_unaligned.events_per_s / bare);
+    kafka_case(&broker, &pg, dir.path(), &warm_cache);
 
     // Latency at a steady 50k events/s, checkpointing every 100 ms.
     let child = paced_host(&broker, &pg, dir.path(), &warm_cache, "paced", &[]);
@@ -219,14 +209,42 @@ fn main() {
     swap_stall(&broker, &pg, dir.path(), &warm_cache);
 }
 
+/// Case (b): Kafka → PostgreSQL, beside a bare consumer of the same topic, on a warm cache.
+fn kafka_case(broker: &Broker, pg: &Postgres, dir: &Path, warm_cache: &Path) {
+    let out = produce(broker, "bench", EVENTS, None).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bare = bare_consumer(broker, "bench", true);
+    let bare_defaults = bare_consumer(broker, "bench", false);
+    let kafka = example("pipeline-kafka.toml", dir, "1s");
+    let env = kafka_env(broker, pg.create_database("kafka"), "bench");
+    let weir_kafka = finish(&mut weir_run(&kafka, &env, warm_cache, "2s"), "kafka");
+    // The same without watermark alignment: what pausing partitions costs on this broker.
+    let unaligned = dir.join("unaligned.toml");
+    let text = std::fs::read_to_string(&kafka).unwrap();
+    std::fs::write(&unaligned, text.replace("idle_timeout = \"30s\"", "idle_timeout = \"30s\"\nmax_skew = \"100h\""))
+        .unwrap();
+    let env = kafka_env(broker, pg.create_database("unaligned"), "bench");
+    let weir_unaligned = finish(&mut weir_run(&unaligned, &env, warm_cache, "2s"), "kafka unaligned");
+    println!("{:<40} {bare:>10.0} events/s", "bare rdkafka consumer, same topic");
+    println!("{:<40} {bare_defaults:>10.0} events/s", "same, librdkafka's default settings");
+    row("(b) Kafka → PostgreSQL", &weir_kafka);
+    println!("{:<40} {:>10.2}×", "(b) weir / bare consumer", weir_kafka.events_per_s / bare);
+    println!("{:<40} {:>10.2}×", "(b) weir / bare consumer on defaults", weir_kafka.events_per_s / bare_defaults);
+    row("(b) same, alignment off (max_skew 100h)", &weir_unaligned);
+    println!("{:<40} {:>10.2}×", "(b) unaligned weir / bare consumer", weir_unaligned.events_per_s / bare);
+}
+
+/// The environment of the Kafka example: `topic` on the test broker into database URL `db`.
+fn kafka_env(broker: &Broker, db: String, topic: &str) -> Vec<(&'static str, String)> {
+    vec![("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", topic.to_string()), ("DATABASE_URL", db)]
+}
+
 /// `weir run` of the Kafka example with 100 ms checkpoints, reading `topic` into database
 /// `topic`, returned once it holds its partitions: produce only then, so that group-join
 /// time counts neither as latency nor as stall.
 fn paced_host(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path, topic: &str, args: &[&str]) -> Child {
     let paced = example("pipeline-kafka.toml", dir, "100ms");
-    let db = pg.create_database(topic);
-    let env = [("KAFKA_BROKERS", broker.brokers()), ("KAFKA_TOPIC", topic.into()), ("DATABASE_URL", db)];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env = kafka_env(broker, pg.create_database(topic), topic);
     let out = produce(broker, topic, 0, None).output().unwrap(); // creates the topic
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut child =

@@ -97,9 +97,13 @@ impl KafkaSource {
             // (docs/BENCHMARKS.md): a response is decompressed whole, often to several
             // times its size. A batch larger than this still arrives, alone. librdkafka
             // wants requests no larger than responses, and a consumer's requests are small.
-            .set("queued.max.messages.kbytes", "1536")
-            .set("fetch.max.bytes", "524288")
-            .set("message.max.bytes", "524288")
+            // The queue must hold more than one decompressed response: librdkafka stops
+            // fetching for a partition whose queue is over the limit, so a response that
+            // fills it alone stalls reading for `fetch.queue.backoff.ms` after each fetch
+            // (1536 KiB with 512 KiB responses read a topic at half the speed).
+            .set("queued.max.messages.kbytes", "2048")
+            .set("fetch.max.bytes", "262144")
+            .set("message.max.bytes", "262144")
             // librdkafka waits a second (its default) before fetching again for a partition
             // whose prefetch queue was full. A partition held back by watermark alignment
             // fills its queue, so each release would stall reading it for that second.

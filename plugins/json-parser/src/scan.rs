@@ -5,14 +5,15 @@
 //! the common path (strings without escapes are sliced straight from the payload).
 //!
 //! In WASM every loop back-edge and function entry also pays an epoch check (the CPU
-//! deadline), so the hot path is written to iterate little: strings are scanned eight
-//! bytes at a time, keys are compared as two words, presence is a bitmask, and numbers
-//! are scanned and converted in one pass.
+//! deadline), so the hot path is written to iterate little: strings are scanned sixteen
+//! bytes at a time (WASM SIMD), the expected key is compared in place as two words
+//! without scanning it, presence is a bitmask, numbers are scanned and converted in one
+//! pass, and a timestamp's date is converted once per run of records that share it.
 
 use weir_sdk::{Column, ColumnType, ColumnValues, EventBatch};
 
 use crate::TimeFormat;
-use weir_sdk::time::parse_iso8601;
+use weir_sdk::time::DateCache;
 
 /// One configured field.
 pub struct FieldSpec {
@@ -91,12 +92,15 @@ pub struct Scratch {
     slots: Vec<Slot>,
     present: u64,
     unescaped: Vec<String>,
+    dates: DateCache,
 }
 
 /// Parses records against the configured fields.
 pub struct RowParser {
     specs: Vec<FieldSpec>,
     words: Vec<Option<KeyWords>>,
+    /// Whether each key holds neither a quote nor a backslash.
+    plain: Vec<bool>,
     required: u64,
 }
 
@@ -110,12 +114,18 @@ impl RowParser {
     /// Expects at most [`MAX_FIELDS`] specs (checked at init).
     pub fn new(specs: Vec<FieldSpec>) -> Self {
         let words = specs.iter().map(|s| KeyWords::new(&s.key)).collect();
+        let plain = specs.iter().map(|s| !s.key.iter().any(|b| matches!(b, b'"' | b'\\'))).collect();
         let required = specs.iter().enumerate().filter(|(_, s)| s.required).fold(0u64, |m, (i, _)| m | 1 << i);
-        RowParser { specs, words, required }
+        RowParser { specs, words, plain, required }
     }
 
     pub fn scratch(&self) -> Scratch {
-        Scratch { slots: vec![Slot::Null; self.specs.len()], present: 0, unescaped: Vec::new() }
+        Scratch {
+            slots: vec![Slot::Null; self.specs.len()],
+            present: 0,
+            unescaped: Vec::new(),
+            dates: DateCache::default(),
+        }
     }
 
     pub fn columns(&self, capacity: usize) -> ColumnsOut {
@@ -159,18 +169,29 @@ impl RowParser {
                 if p.get(i) != Some(&b'"') {
                     return Err(if i >= p.len() { eof() } else { format!("expected a key at byte {i}") });
                 }
-                let key = scan_string(p, i)?;
-                i = skip_ws(p, key.next);
-                match p.get(i) {
-                    Some(b':') => i = skip_ws(p, i + 1),
-                    Some(_) => return Err(format!("expected ':' at byte {i}")),
-                    None => return Err(eof()),
-                }
-                let found = if key.escaped {
-                    let name = unescape(&p[key.start..key.end])?;
-                    self.specs.iter().position(|s| s.key == name.as_bytes())
-                } else {
-                    self.lookup(p, key.start, key.end, hint)
+                // Usually the key is the expected one, followed by its colon: then it
+                // need not be scanned.
+                let expected = self.expected(p, i, hint);
+                let found = match expected {
+                    Some(after) => {
+                        i = skip_ws(p, after);
+                        Some(hint)
+                    }
+                    None => {
+                        let key = scan_string(p, i)?;
+                        i = skip_ws(p, key.next);
+                        match p.get(i) {
+                            Some(b':') => i = skip_ws(p, i + 1),
+                            Some(_) => return Err(format!("expected ':' at byte {i}")),
+                            None => return Err(eof()),
+                        }
+                        if key.escaped {
+                            let name = unescape(&p[key.start..key.end])?;
+                            self.specs.iter().position(|s| s.key == name.as_bytes())
+                        } else {
+                            self.lookup(p, key.start, key.end, hint)
+                        }
+                    }
                 };
                 match found {
                     Some(f) => {
@@ -200,6 +221,20 @@ impl RowParser {
             return Err(format!("missing required field {:?} (absent or null)", field_name(spec)));
         }
         Ok(())
+    }
+
+    /// If the string at `p[i]` is field `f`'s key immediately followed by `:`, the index
+    /// after the colon. Only for keys that hold neither a quote nor a backslash, so that
+    /// matching bytes mean the same string.
+    #[inline(always)]
+    fn expected(&self, p: &[u8], i: usize, f: usize) -> Option<usize> {
+        let words = (*self.words.get(f)?)?;
+        let end = i + 1 + words.len;
+        if self.plain[f] && words.matches(p, i + 1, words.len)? && p.get(end..end + 2)? == b"\":" {
+            Some(end + 2)
+        } else {
+            None
+        }
     }
 
     /// The field whose key is `p[start..end]`, trying `hint` first.
@@ -292,7 +327,7 @@ impl RowParser {
                     }
                     let str = scan_string(p, i)?;
                     let raw = &p[str.start..str.end];
-                    let ms = parse_iso8601(raw).ok_or_else(|| {
+                    let ms = s.dates.parse(raw).ok_or_else(|| {
                         format!(
                             "field {:?}: invalid ISO-8601 time {:?}",
                             field_name(spec),
@@ -404,29 +439,17 @@ fn bytes_equal(word: u64, byte: u8) -> u64 {
     x.wrapping_sub(LOW) & !x & HIGH
 }
 
-/// Scans the string whose opening quote is at `p[i]`, eight bytes at a time: JSON
-/// strings are most of a record, and each loop iteration costs an epoch check in WASM.
-#[inline]
+/// Scans the string whose opening quote is at `p[i]`, sixteen bytes at a time with WASM
+/// SIMD (eight with SWAR elsewhere): JSON strings are most of a record, and each loop
+/// iteration costs an epoch check in WASM.
+#[inline(always)]
 fn scan_string(p: &[u8], i: usize) -> Parsed<StrSpan> {
     let start = i + 1;
     let mut j = start;
     let mut escaped = false;
     let mut high = 0u64;
     loop {
-        while let Some(chunk) = p.get(j..j + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-            let stop = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
-            if stop == 0 {
-                high |= word;
-                j += 8;
-                continue;
-            }
-            let at = (stop.trailing_zeros() / 8) as usize;
-            // Only the bytes before the stop belong to the string.
-            high |= word & ((1u64 << (at * 8)) - 1);
-            j += at;
-            break;
-        }
+        j = scan_plain(p, j, &mut high);
         match p.get(j) {
             Some(b'"') => return Ok(StrSpan { start, end: j, escaped, ascii: high & HIGH == 0, next: j + 1 }),
             Some(b'\\') => {
@@ -440,6 +463,54 @@ fn scan_string(p: &[u8], i: usize) -> Parsed<StrSpan> {
             None => return Err(eof()),
         }
     }
+}
+
+/// The index of the first quote or backslash at or after `j`, or of the first byte too
+/// near the end to scan in bulk. Sets `HIGH` bits in `high` if a byte before it is not ASCII.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn scan_plain(p: &[u8], mut j: usize, high: &mut u64) -> usize {
+    use core::arch::wasm32::*;
+    while let Some(chunk) = p.get(j..j + 16) {
+        // SAFETY: `chunk` holds 16 readable bytes; v128_load has no alignment requirement.
+        let v = unsafe { v128_load(chunk.as_ptr().cast()) };
+        let stop = u8x16_bitmask(v128_or(u8x16_eq(v, u8x16_splat(b'"')), u8x16_eq(v, u8x16_splat(b'\\'))));
+        let wide = u8x16_bitmask(v);
+        if stop == 0 {
+            *high |= u64::from(wide != 0) << 7;
+            j += 16;
+            continue;
+        }
+        let at = stop.trailing_zeros();
+        // Only the bytes before the stop belong to the string.
+        *high |= u64::from(wide & ((1u16 << at) - 1) != 0) << 7;
+        return j + at as usize;
+    }
+    scan_plain_words(p, j, high)
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn scan_plain(p: &[u8], j: usize, high: &mut u64) -> usize {
+    scan_plain_words(p, j, high)
+}
+
+/// [`scan_plain`] eight bytes at a time (SWAR).
+#[inline(always)]
+fn scan_plain_words(p: &[u8], mut j: usize, high: &mut u64) -> usize {
+    while let Some(chunk) = p.get(j..j + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let stop = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
+        if stop == 0 {
+            *high |= word;
+            j += 8;
+            continue;
+        }
+        let at = (stop.trailing_zeros() / 8) as usize;
+        *high |= word & ((1u64 << (at * 8)) - 1);
+        return j + at;
+    }
+    j
 }
 
 /// Exact powers of ten as f64.
