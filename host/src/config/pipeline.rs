@@ -268,8 +268,9 @@ pub struct WatermarkConfig {
     #[serde(default = "default_idle_timeout", with = "serde_duration")]
     pub idle_timeout: Duration,
     /// How far (event time) a partition may run ahead of the slowest active one before
-    /// it is paused (default 1m). This keeps which events are late a property of the
-    /// stream, not of the order in which the broker hands partitions out.
+    /// it is held back (default 1m); it reads again once within a quarter of that. This
+    /// keeps which events are late a property of the stream, not of the order in which
+    /// the broker hands partitions out.
     #[serde(default = "default_max_skew", with = "serde_duration")]
     pub max_skew: Duration,
 }

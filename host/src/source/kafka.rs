@@ -106,8 +106,10 @@ impl KafkaSource {
             .set("message.max.bytes", "262144")
             // librdkafka waits a second (its default) before fetching again for a partition
             // whose prefetch queue was full. A partition held back by watermark alignment
-            // fills its queue, so each release would stall reading it for that second.
-            .set("fetch.queue.backoff.ms", "10");
+            // fills its queue, so each release would stall reading it for that second. While
+            // alignment leaves one partition to read, its queue lasts about 10 ms at full
+            // speed: a wait as long emptied it before every refill (2 ms: +9% on (b)).
+            .set("fetch.queue.backoff.ms", "2");
         for (key, value) in options {
             if FIXED.iter().any(|(k, _)| k == key) {
                 bail!("source.options.{key}: weir sets this itself (offsets are kept in the sink)");

@@ -42,6 +42,11 @@ impl Held {
         if kept.is_empty() {
             return;
         }
+        if self.next == self.released.len() {
+            // Nothing else waits to go out: deliver the kept records as they are.
+            (self.released, self.next) = (kept, 0);
+            return;
+        }
         let rest = self.next..self.released.len();
         let mut released = if self.next == 0 { std::mem::take(&mut self.released) } else { self.released.slice(rest) };
         for i in 0..kept.len() {
