@@ -62,10 +62,13 @@ fn parse_report(stdout: &str) -> Report {
 
 /// `weir run`, exiting once the source has been idle for `idle`.
 fn weir_run<V: AsRef<std::ffi::OsStr>>(pipeline: &Path, env: &[(&str, V)], cache: &Path, idle: &str) -> Command {
+    weir(&["run", pipeline.to_str().unwrap(), "--until-idle", idle, "--quiet"], env, cache)
+}
+
+/// The release `weir` with `args`, the built plugins, compile cache `cache` and `env`.
+fn weir<V: AsRef<std::ffi::OsStr>>(args: &[&str], env: &[(&str, V)], cache: &Path) -> Command {
     let mut cmd = Command::new(weir_release_bin());
-    cmd.args(["run", pipeline.to_str().unwrap(), "--until-idle", idle, "--quiet"])
-        .env("WEIR_PLUGIN_DIR", plugin_dir())
-        .env("WEIR_CACHE_DIR", cache);
+    cmd.args(args).env("WEIR_PLUGIN_DIR", plugin_dir()).env("WEIR_CACHE_DIR", cache);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -162,13 +165,8 @@ fn main() {
         let kafka = example("pipeline-kafka.toml", dir.path(), "1s");
         let out = produce(&broker, "bench", 0, None).output().unwrap(); // creates the topic
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let mut validate = Command::new(weir_release_bin());
-        validate.args(["validate", kafka.to_str().unwrap()]).env("WEIR_PLUGIN_DIR", plugin_dir());
-        validate.env("WEIR_CACHE_DIR", &warm_cache);
-        for (k, v) in kafka_env(&broker, pg.create_database("validate"), "bench") {
-            validate.env(k, v);
-        }
-        let out = validate.output().unwrap();
+        let env = kafka_env(&broker, pg.create_database("validate"), "bench");
+        let out = weir(&["validate", kafka.to_str().unwrap()], &env, &warm_cache).output().unwrap();
         assert!(out.status.success(), "weir validate: {}", String::from_utf8_lossy(&out.stdout));
         return kafka_case(&broker, &pg, dir.path(), &warm_cache);
     }

@@ -26,7 +26,9 @@ pub struct FieldSpec {
 /// The most fields a parser can extract (presence is a 64-bit mask).
 pub const MAX_FIELDS: usize = 64;
 
-/// A key as up to two little-endian words, for loop-free comparison.
+/// A key as up to two little-endian words, for loop-free comparison. Only for keys of at
+/// most 16 bytes with neither a quote nor a backslash, whose bytes in a JSON key read as
+/// themselves: then matching bytes mean the same key, and a match needs no scan.
 #[derive(Clone, Copy)]
 struct KeyWords {
     len: usize,
@@ -50,7 +52,7 @@ fn word_at(p: &[u8], at: usize) -> Option<u64> {
 
 impl KeyWords {
     fn new(key: &[u8]) -> Option<Self> {
-        if key.len() > 16 {
+        if key.len() > 16 || key.iter().any(|b| matches!(b, b'"' | b'\\')) {
             return None;
         }
         let mut padded = [0u8; 16];
@@ -99,8 +101,6 @@ pub struct Scratch {
 pub struct RowParser {
     specs: Vec<FieldSpec>,
     words: Vec<Option<KeyWords>>,
-    /// Whether each key holds neither a quote nor a backslash.
-    plain: Vec<bool>,
     required: u64,
 }
 
@@ -114,9 +114,8 @@ impl RowParser {
     /// Expects at most [`MAX_FIELDS`] specs (checked at init).
     pub fn new(specs: Vec<FieldSpec>) -> Self {
         let words = specs.iter().map(|s| KeyWords::new(&s.key)).collect();
-        let plain = specs.iter().map(|s| !s.key.iter().any(|b| matches!(b, b'"' | b'\\'))).collect();
         let required = specs.iter().enumerate().filter(|(_, s)| s.required).fold(0u64, |m, (i, _)| m | 1 << i);
-        RowParser { specs, words, plain, required }
+        RowParser { specs, words, required }
     }
 
     pub fn scratch(&self) -> Scratch {
@@ -171,8 +170,7 @@ impl RowParser {
                 }
                 // Usually the key is the expected one, followed by its colon: then it
                 // need not be scanned.
-                let expected = self.expected(p, i, hint);
-                let found = match expected {
+                let found = match self.expected(p, i, hint) {
                     Some(after) => {
                         i = skip_ws(p, after);
                         Some(hint)
@@ -224,13 +222,12 @@ impl RowParser {
     }
 
     /// If the string at `p[i]` is field `f`'s key immediately followed by `:`, the index
-    /// after the colon. Only for keys that hold neither a quote nor a backslash, so that
-    /// matching bytes mean the same string.
+    /// after the colon (only for keys with [`KeyWords`]).
     #[inline(always)]
     fn expected(&self, p: &[u8], i: usize, f: usize) -> Option<usize> {
         let words = (*self.words.get(f)?)?;
         let end = i + 1 + words.len;
-        if self.plain[f] && words.matches(p, i + 1, words.len)? && p.get(end..end + 2)? == b"\":" {
+        if words.matches(p, i + 1, words.len)? && p.get(end..end + 2)? == b"\":" {
             Some(end + 2)
         } else {
             None
