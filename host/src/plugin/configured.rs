@@ -12,10 +12,10 @@ use weir_sdk::{
     TransformOutput, Violation,
 };
 
-use super::bindings::types as wit;
+use super::bindings::{parser, types as wit};
 use super::bisect::bisect;
 use super::component::{PluginComponent, PluginKind};
-use super::convert::{self, check_batch, check_indices};
+use super::convert::{self, check_batch, check_indices, RawBatchRef};
 use super::failure::{PluginFailure, RecordFailure};
 use super::instance::{Exports, Limits, PluginInstance};
 use super::stage::{AggregatorStage, Parsed, ParserStage, TransformStage, Transformed, Validated, ValidatorStage};
@@ -228,7 +228,11 @@ impl ParserStage for Plugin {
             let part =
                 if range.len() == batch.len() { Cow::Borrowed(batch) } else { Cow::Owned(batch.slice(range.clone())) };
             let out = self.call(|exports, store| match exports {
-                Exports::Parser(g) => g.call_parse(store, &convert::raw_out(&part)),
+                Exports::Parser(g) => {
+                    // The bindgen signature, but lowering from borrowed buffers.
+                    let parse = g.func_parse().func().typed::<(RawBatchRef<'_>,), (parser::ParseOutput,)>(&*store)?;
+                    parse.call(&mut *store, (RawBatchRef::of(&part),)).map(|(out,)| out)
+                }
                 _ => unreachable!("Plugin::new checked the kind"),
             })?;
             Mapped::from_guest(out.events, out.sources, out.errors).checked(&outputs, part.len())
