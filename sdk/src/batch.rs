@@ -346,6 +346,17 @@ impl RawBatch {
         self.payloads.is_empty()
     }
 
+    /// Removes every record, keeping the allocations for the next fill.
+    pub fn clear(&mut self) {
+        for packed in [&mut self.payloads, &mut self.keys] {
+            packed.bytes.clear();
+            packed.ends.clear();
+        }
+        self.timestamps.clear();
+        self.partitions.clear();
+        self.offsets.clear();
+    }
+
     /// Appends one record.
     pub fn push(&mut self, payload: &[u8], key: &[u8], timestamp: i64, partition: i32, offset: i64) {
         self.payloads.push(payload);
@@ -458,6 +469,17 @@ mod tests {
         assert_eq!(picked.columns[0].values, ColumnValues::Int64(vec![3, 1, 3]));
         assert_eq!(picked.columns[1].values.str(1), Some("a"));
         assert_eq!(picked.columns[1].valid, vec![true, true, true]);
+    }
+
+    #[test]
+    fn a_cleared_raw_batch_is_empty_and_refills_as_new() {
+        let mut batch = RawBatch::from_payloads(["one", "two"]);
+        batch.clear();
+        assert!(batch.is_empty() && batch.keys.is_empty() && batch.offsets.is_empty());
+        batch.push(b"three", b"k", 7, 1, 9);
+        let mut fresh = RawBatch::default();
+        fresh.push(b"three", b"k", 7, 1, 9);
+        assert_eq!(batch, fresh);
     }
 
     #[test]

@@ -580,6 +580,9 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 }
             }
         }
+        if let Some(batch) = polled {
+            source.recycle(batch);
+        }
         settle(&mut committer, source.as_mut(), &mut timing, false)?;
         if !optimizing && timing.first_commit.is_some() {
             // Only now, so that compiling does not compete with the first results.

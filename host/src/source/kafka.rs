@@ -71,6 +71,8 @@ pub struct KafkaSource {
     positions: BTreeMap<i32, i64>,
     /// Partitions held back by watermark alignment, and what was taken for them.
     held: Held,
+    /// A delivered batch handed back, to be filled again.
+    spare: Option<RawBatch>,
 }
 
 /// Settings weir relies on; user options cannot override them.
@@ -133,6 +135,7 @@ impl KafkaSource {
             current: None,
             positions: BTreeMap::new(),
             held: Held::default(),
+            spare: None,
         })
     }
 
@@ -242,7 +245,8 @@ impl Source for KafkaSource {
     }
 
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
-        let mut batch = RawBatch::default();
+        let mut batch = self.spare.take().unwrap_or_default();
+        batch.clear();
         self.serve_events(Duration::ZERO, &mut batch)?;
         if self.next_pending().is_some() {
             return Ok(Some(batch));
@@ -263,6 +267,10 @@ impl Source for KafkaSource {
 
     fn rebalance(&mut self) -> Option<Rebalance> {
         self.next_pending()
+    }
+
+    fn recycle(&mut self, batch: RawBatch) {
+        self.spare = Some(batch);
     }
 
     fn complete(&mut self, offsets: &[(i32, i64)]) -> Result<()> {

@@ -35,6 +35,10 @@ pub trait Source {
     /// Up to `max` records. An empty batch means none are ready now; `None` means the
     /// source is exhausted for good.
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>>;
+    /// Takes back a polled batch the caller is done with, for the source to fill again.
+    /// Filling a fresh batch on every poll grew it by doubling, copying its payloads about
+    /// once more, and paid the page faults of new memory.
+    fn recycle(&mut self, _batch: RawBatch) {}
     /// A change of assignment waiting to be carried out. Until it is [`complete`](Self::complete)d,
     /// `poll` returns nothing and the source keeps its partitions.
     fn rebalance(&mut self) -> Option<Rebalance> {
