@@ -55,6 +55,66 @@ fn snapshot(db: &Path) -> (Vec<String>, Vec<String>, Vec<String>) {
     )
 }
 
+/// Per (window start, city): trips and fare sum, computed from the generator's events
+/// without weir, for the events `keep` lets through; and how many events the parser or a
+/// validator must turn into dead letters (unparsable, no city, a non-numeric or negative
+/// fare).
+fn independent(events: u64, keep: impl Fn(&serde_json::Map<String, serde_json::Value>) -> bool) -> Expected {
+    let mut generator = TripGenerator::new(TripOptions::default());
+    let mut windows: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
+    let mut dead = 0;
+    for _ in 0..events {
+        let raw = generator.next_event();
+        let Ok(serde_json::Value::Object(e)) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+            dead += 1;
+            continue;
+        };
+        let (Some(city), Some(fare)) = (e.get("city").and_then(|c| c.as_str()), e.get("fare").and_then(|f| f.as_f64()))
+        else {
+            dead += 1;
+            continue;
+        };
+        if fare < 0.0 {
+            dead += 1;
+            continue;
+        }
+        if !keep(&e) {
+            continue;
+        }
+        let ms = weir_sdk::time::parse_iso8601(e["event_time"].as_str().unwrap().as_bytes()).unwrap();
+        let start = weir_sdk::time::format_iso8601(ms.div_euclid(60_000) * 60_000);
+        let entry = windows.entry((start, city.to_string())).or_default();
+        entry.0 += 1;
+        entry.1 += fare;
+    }
+    Expected { windows, dead }
+}
+
+struct Expected {
+    windows: BTreeMap<(String, String), (i64, f64)>,
+    dead: i64,
+}
+
+/// Checks the table, the dead letters and the late lane of a run against `want`.
+fn assert_sink_equals(db: &Path, want: &Expected, extra_dead: i64) {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(&format!("SELECT window_start, city, trips, avg_fare FROM {TABLE}")).unwrap();
+    let got: BTreeMap<(String, String), (i64, f64)> = stmt
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get::<_, i64>(2)?, r.get::<_, f64>(3)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.windows.keys().collect::<Vec<_>>());
+    for (key, (n, sum)) in &want.windows {
+        let (got_n, got_avg) = got[key];
+        assert_eq!(got_n, *n, "{key:?}");
+        assert!((got_avg - sum / *n as f64).abs() < 1e-9, "{key:?}");
+    }
+    let dead: i64 = conn.query_row("SELECT count(*) FROM weir_dead_letters", [], |r| r.get(0)).unwrap();
+    let late: i64 = conn.query_row("SELECT count(*) FROM weir_late_events", [], |r| r.get(0)).unwrap();
+    assert_eq!((dead, late), (want.dead + extra_dead, 0));
+}
+
 #[test]
 fn the_table_equals_an_independent_computation() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,48 +122,46 @@ fn the_table_equals_an_independent_computation() {
     // Generated late events are at most 18 minutes late, so with 20 minutes of
     // lateness every valid event must land in its window.
     run(&pipeline(dir.path(), events, "20m"));
+    assert_sink_equals(&dir.path().join("rides.db"), &independent(events, |_| true), 0);
+}
 
-    let mut generator = TripGenerator::new(TripOptions::default());
-    let mut want: BTreeMap<(String, String), (i64, f64)> = BTreeMap::new();
-    let mut dropped = 0;
-    for _ in 0..events {
-        let raw = generator.next_event();
-        let Ok(serde_json::Value::Object(e)) = serde_json::from_slice::<serde_json::Value>(&raw) else {
-            dropped += 1;
-            continue;
-        };
-        let (Some(city), Some(fare)) = (e.get("city").and_then(|c| c.as_str()), e.get("fare").and_then(|f| f.as_f64()))
-        else {
-            dropped += 1;
-            continue;
-        };
-        if fare < 0.0 {
-            dropped += 1;
-            continue;
-        }
-        let ms = weir_sdk::time::parse_iso8601(e["event_time"].as_str().unwrap().as_bytes()).unwrap();
-        let start = weir_sdk::time::format_iso8601(ms.div_euclid(60_000) * 60_000);
-        let entry = want.entry((start, city.to_string())).or_default();
-        entry.0 += 1;
-        entry.1 += fare;
-    }
+#[test]
+fn each_stage_sees_only_the_rows_the_stages_before_it_let_through() {
+    // A second validator rejects long trips, and a transform drops trips not completed
+    // and keeps only the columns the windows need: each sees the rows left by the ones
+    // before it, however many of them dropped rows from the same batch.
+    let dir = tempfile::tempdir().unwrap();
+    let events = 30_000;
+    let stages = r#"[[validators]]
+plugin = "rules_validator"
+config.rules = [{ name = "short-trip", field = "distance_km", max = 20.0 }]
 
-    let conn = Connection::open(dir.path().join("rides.db")).unwrap();
-    let mut stmt = conn.prepare(&format!("SELECT window_start, city, trips, avg_fare FROM {TABLE}")).unwrap();
-    let got: BTreeMap<(String, String), (i64, f64)> = stmt
-        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), (r.get::<_, i64>(2)?, r.get::<_, f64>(3)?))))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
-    for (key, (n, sum)) in &want {
-        let (got_n, got_avg) = got[key];
-        assert_eq!(got_n, *n, "{key:?}");
-        assert!((got_avg - sum / *n as f64).abs() < 1e-9, "{key:?}");
-    }
-    let dead: i64 = conn.query_row("SELECT count(*) FROM weir_dead_letters", [], |r| r.get(0)).unwrap();
-    let late: i64 = conn.query_row("SELECT count(*) FROM weir_late_events", [], |r| r.get(0)).unwrap();
-    assert_eq!((dead, late), (dropped, 0));
+[[transforms]]
+plugin = "projection"
+config.columns = [
+  { name = "city", type = "text" },
+  { name = "fare", type = "float64" },
+  { name = "distance_km", type = "float64" },
+]
+config.filter = { column = "status", equals = "completed" }
+
+[aggregator]"#;
+    let path = rides_pipeline(
+        dir.path(),
+        &[
+            ("events = 1000000", &format!("events = {events}")),
+            ("lateness = \"10m\"", "lateness = \"20m\""),
+            ("interval = \"1s\"", "interval = \"100ms\""),
+            ("[aggregator]", stages),
+        ],
+    );
+    run(&path);
+    let long = |e: &serde_json::Map<String, serde_json::Value>| e["distance_km"].as_f64().unwrap() > 20.0;
+    let want = independent(events, |e| !long(e) && e["status"] == "completed");
+    // Long trips are rejected, so dead letters: those the first validator let through.
+    let rejected = independent(events, long).windows.values().map(|(n, _)| n).sum::<i64>();
+    assert!(rejected > 0 && want.windows.values().map(|(n, _)| n).sum::<i64>() > 0);
+    assert_sink_equals(&dir.path().join("rides.db"), &want, rejected);
 }
 
 #[test]

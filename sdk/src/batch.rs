@@ -303,6 +303,17 @@ impl EventBatch {
         let columns = self.columns.iter().map(|c| take_column(c, rows)).collect();
         EventBatch { len: rows.len() as u32, columns }
     }
+
+    /// `project(columns)`, then `take(rows)` if given, copying only the chosen columns.
+    pub fn select(&self, columns: &[usize], rows: Option<&[u32]>) -> EventBatch {
+        match rows {
+            None => self.project(columns),
+            Some(rows) => EventBatch {
+                len: rows.len() as u32,
+                columns: columns.iter().map(|&i| take_column(&self.columns[i], rows)).collect(),
+            },
+        }
+    }
 }
 
 fn take_column(column: &Column, rows: &[u32]) -> Column {
@@ -314,7 +325,14 @@ fn take_column(column: &Column, rows: &[u32]) -> Column {
         ColumnValues::Float64(v) => ColumnValues::Float64(pick(v, rows)),
         ColumnValues::Boolean(v) => ColumnValues::Boolean(pick(v, rows)),
         ColumnValues::TimestampMs(v) => ColumnValues::TimestampMs(pick(v, rows)),
-        ColumnValues::Text(v) => ColumnValues::Text(rows.iter().map(|&r| v.get(r as usize)).collect()),
+        ColumnValues::Text(v) => {
+            let size = rows.iter().map(|&r| v.get(r as usize).len()).sum();
+            let mut out = PackedBytes { bytes: Vec::with_capacity(size), ends: Vec::with_capacity(rows.len()) };
+            for &r in rows {
+                out.push(v.get(r as usize));
+            }
+            ColumnValues::Text(out)
+        }
     };
     let valid = if column.valid.is_empty() { Vec::new() } else { pick(&column.valid, rows) };
     Column { values, valid }
@@ -469,6 +487,22 @@ mod tests {
         assert_eq!(picked.columns[0].values, ColumnValues::Int64(vec![3, 1, 3]));
         assert_eq!(picked.columns[1].values.str(1), Some("a"));
         assert_eq!(picked.columns[1].valid, vec![true, true, true]);
+    }
+
+    #[test]
+    fn select_copies_only_the_chosen_columns_of_the_chosen_rows() {
+        let batch = EventBatch {
+            len: 3,
+            columns: vec![
+                Column::new(ColumnValues::Int64(vec![1, 2, 3])),
+                Column::new(ColumnValues::Text(["a", "b", "c"].into_iter().collect())),
+                Column::new(ColumnValues::Float64(vec![0.5, 1.5, 2.5])),
+            ],
+        };
+        assert_eq!(batch.select(&[2, 0], None), batch.project(&[2, 0]));
+        let picked = batch.select(&[1], Some(&[2, 0]));
+        assert_eq!(picked, batch.take(&[2, 0]).project(&[1]));
+        assert_eq!((picked.len, picked.columns[0].values.str(0)), (2, Some("c")));
     }
 
     #[test]

@@ -143,6 +143,9 @@ impl Pipeline {
         let identity: Vec<u32> = (0..batch.len() as u32).collect();
         push_failures(&mut self.dead_letters, batch, parsed.failures, &identity, &self.parser);
         let mut events = parsed.output.events;
+        // The rows of `events` still in play, once a validator has dropped some. Taking
+        // them out of every column copied columns no later stage reads.
+        let mut rows: Option<Vec<u32>> = None;
         let mut records = parsed.output.sources;
         let mut times: Vec<i64> =
             events.columns[self.time_column].values.i64_slice().map(<[i64]>::to_vec).unwrap_or_default();
@@ -151,11 +154,11 @@ impl Pipeline {
         }
 
         for i in 0..self.validators.len() {
-            let input = events.project(&self.validators[i].1);
+            let input = events.select(&self.validators[i].1, rows.as_deref());
             let started = Instant::now();
             let validated = self.validators[i].0.validate(&input);
             let took = started.elapsed();
-            let mut reasons: Vec<Option<String>> = vec![None; events.len()];
+            let mut reasons: Vec<Option<String>> = vec![None; input.len()];
             for v in &validated.violations {
                 if v.severity == Severity::Critical && self.critical.is_none() {
                     let r = records[v.row as usize] as usize;
@@ -192,21 +195,21 @@ impl Pipeline {
                 }
             }
             let kept: Vec<u32> =
-                (0..events.len() as u32).filter(|&r| reasons[r as usize].is_none() && !failed.contains(&r)).collect();
-            self.measured.call(1 + i, took, events.len(), kept.len());
-            if kept.len() != events.len() {
-                events = events.take(&kept);
+                (0..input.len() as u32).filter(|&r| reasons[r as usize].is_none() && !failed.contains(&r)).collect();
+            self.measured.call(1 + i, took, input.len(), kept.len());
+            if kept.len() != input.len() {
+                rows = Some(kept.iter().map(|&r| rows.as_ref().map_or(r, |rows| rows[r as usize])).collect());
                 records = kept.iter().map(|&r| records[r as usize]).collect();
                 times = kept.iter().map(|&r| times[r as usize]).collect();
             }
         }
 
         for i in 0..self.transforms.len() {
-            let input = events.project(&self.transforms[i].1);
+            let input = events.select(&self.transforms[i].1, rows.take().as_deref());
             let started = Instant::now();
             let out = self.transforms[i].0.apply(&input);
             let stage = 1 + self.validators.len() + i;
-            self.measured.call(stage, started.elapsed(), events.len(), out.output.events.len());
+            self.measured.call(stage, started.elapsed(), input.len(), out.output.events.len());
             for e in out.output.errors {
                 let plugin = &self.transforms[i].0;
                 push_dead(
@@ -224,7 +227,7 @@ impl Pipeline {
             events = out.output.events;
         }
 
-        self.fold(batch, &events, &records, &times, mark)?;
+        self.fold(batch, &events, rows.as_deref(), &records, &times, mark)?;
         // Advance after every batch, not on the checkpoint timer: which events are late
         // must depend only on the stream and its batch boundaries, never on wall-clock
         // timing, or a restart could judge lateness differently from the first run.
@@ -233,19 +236,24 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Folds the rows of `events` at `rows` (all of them if `None`), which came from
+    /// `records` of `batch` and have event times `times`.
     fn fold(
         &mut self,
         batch: &RawBatch,
         events: &EventBatch,
+        rows: Option<&[u32]>,
         records: &[u32],
         times: &[i64],
         mark: Option<i64>,
     ) -> Result<()> {
         // Each row's key id; a null key is a dead letter, marked `NO_KEY`.
         const NO_KEY: u32 = u32::MAX;
-        let mut keys: Vec<u32> = Vec::with_capacity(events.len());
+        let at = |row: usize| rows.map_or(row, |rows| rows[row] as usize);
+        let mut keys: Vec<u32> = Vec::with_capacity(records.len());
         let mut encoded = Vec::new();
-        for (row, &record) in records.iter().enumerate().take(events.len()) {
+        for (view_row, &record) in records.iter().enumerate() {
+            let row = at(view_row);
             if let Some(k) = self.key_columns.iter().position(|&c| !events.columns[c].is_valid(row)) {
                 let reason = format!("window key column {:?} is null", self.table.keys[k].name);
                 push_dead(&mut self.dead_letters, batch, record, DeadLetterKind::Rejected, &self.aggregator, reason);
@@ -266,9 +274,9 @@ impl Pipeline {
             _ => None,
         };
 
-        let mut fold_rows: Vec<u32> = Vec::with_capacity(events.len());
-        let mut fold_records: Vec<u32> = Vec::with_capacity(events.len());
-        let mut groups: Vec<u32> = Vec::with_capacity(events.len());
+        let mut fold_rows: Vec<u32> = Vec::with_capacity(records.len());
+        let mut fold_records: Vec<u32> = Vec::with_capacity(records.len());
+        let mut groups: Vec<u32> = Vec::with_capacity(records.len());
         let mut touched: Vec<usize> = Vec::new();
         let mut local_of = rustc_hash::FxHashMap::<usize, u32>::default();
         let mut windows = Vec::new();
@@ -302,7 +310,7 @@ impl Pipeline {
                     touched.push(group);
                     touched.len() as u32 - 1
                 });
-                fold_rows.push(row as u32);
+                fold_rows.push(at(row) as u32);
                 fold_records.push(record);
                 groups.push(local);
             }
@@ -310,9 +318,8 @@ impl Pipeline {
         if fold_rows.is_empty() {
             return Ok(());
         }
-        let input = events.project(&self.aggregator_columns);
         let identity = fold_rows.len() == events.len() && fold_rows.iter().enumerate().all(|(i, &r)| i as u32 == r);
-        let input = if identity { input } else { input.take(&fold_rows) };
+        let input = events.select(&self.aggregator_columns, (!identity).then_some(&fold_rows[..]));
         let mut states: Vec<Vec<u8>> =
             touched.iter().map(|&g| std::mem::take(&mut self.windows.groups[g].state)).collect();
         let started = Instant::now();
