@@ -22,6 +22,7 @@ use weir_sdk::RawBatch;
 
 use super::kafka_held::Held;
 use super::kafka_queue::{MessageQueue, Taken};
+use super::kafka_reader::{Chunk, Reader};
 use super::{Rebalance, Source};
 
 /// Records rebalances for the pipeline to carry out.
@@ -58,6 +59,14 @@ impl ConsumerContext for GroupContext {
 
 /// The Kafka source.
 pub struct KafkaSource {
+    /// Reads `messages` on a thread of its own while the source is polled; stopped (and
+    /// started again by the next poll) around whatever must see the queue at rest.
+    /// Declared before `messages`, so it stops before the queue goes.
+    reader: Option<Reader>,
+    /// What the reader read and the source has not routed yet, in order, with how far
+    /// into the first chunk routing got.
+    unread: VecDeque<Chunk>,
+    routed: usize,
     /// Where the assigned partitions' messages arrive. Declared before `consumer`, so it is
     /// dropped first.
     messages: MessageQueue,
@@ -128,6 +137,9 @@ impl KafkaSource {
         let topic_c = std::ffi::CString::new(topic).context("source.topic contains a NUL byte")?;
         let messages = MessageQueue::new(consumer.client().native_ptr())?;
         Ok(KafkaSource {
+            reader: None,
+            unread: VecDeque::new(),
+            routed: 0,
             messages,
             consumer,
             topic: topic.to_string(),
@@ -184,6 +196,85 @@ impl KafkaSource {
             self.messages.adopt(&self.topic_c, p)?;
         }
         Ok(())
+    }
+
+    /// Routes what the reader read into `batch`, up to `max` records: first what is left
+    /// from before, then what it reads now, waiting up to `wait` if there is nothing yet.
+    fn read(&mut self, wait: Duration, max: usize, batch: &mut RawBatch) -> Result<()> {
+        self.route_unread(max, batch);
+        if !self.unread.is_empty() {
+            return Ok(()); // The next chunk does not fit.
+        }
+        if self.reader.is_none() {
+            self.reader = Some(Reader::start(self.messages.handle(), max)?);
+        }
+        let mut wait = if batch.is_empty() { wait } else { Duration::ZERO };
+        while let Some(chunk) = self.reader.as_ref().map(|r| r.next(wait)).transpose()?.flatten() {
+            self.unread.push_back(chunk);
+            self.route_unread(max, batch);
+            if !self.unread.is_empty() || batch.len() >= max {
+                break;
+            }
+            wait = Duration::ZERO;
+        }
+        Ok(())
+    }
+
+    /// Routes what the reader read before into `batch`, chunk by chunk while each fits in
+    /// `max` records. A chunk is split only if `batch` is empty: when batches and chunks
+    /// line up, a chunk becomes the batch without a copy (`Held::route_all`).
+    fn route_unread(&mut self, max: usize, batch: &mut RawBatch) {
+        while let Some(chunk) = self.unread.front() {
+            let left = chunk.records.len() - self.routed;
+            if !batch.is_empty() && batch.len() + left > max {
+                break;
+            }
+            let Some(chunk) = self.unread.pop_front() else { break };
+            self.route_chunk(chunk, max, batch);
+        }
+    }
+
+    /// Routes a chunk into `batch` up to `max` records; keeps the rest for the next call.
+    fn route_chunk(&mut self, mut chunk: Chunk, max: usize, batch: &mut RawBatch) {
+        for code in chunk.errors.drain(..) {
+            retrying(code.into(), &self.topic);
+        }
+        let from = std::mem::take(&mut self.routed);
+        let to = self.held.route_all(&mut self.positions, batch, &mut chunk.records, from, max);
+        if to < chunk.records.len() {
+            self.routed = to;
+            self.unread.push_front(chunk);
+        } else if let Some(reader) = &self.reader {
+            reader.recycle(chunk.records);
+        }
+    }
+
+    /// Stops the reader, keeping what it read for routing: for what must see every
+    /// message taken so far (`idle`), or the assignment at rest (`complete`).
+    fn stop_reader(&mut self) -> Result<()> {
+        if let Some(reader) = self.reader.take() {
+            self.unread.extend(reader.stop()?);
+        }
+        Ok(())
+    }
+
+    /// Drops what the reader read of `partitions`: a revoked partition's records are no
+    /// longer ours, and a newly assigned one starts where the sink says. librdkafka drops
+    /// such records from its queues itself, but these were taken before.
+    fn forget_unread(&mut self, partitions: &[i32]) {
+        let from = std::mem::take(&mut self.routed);
+        for (i, chunk) in self.unread.iter_mut().enumerate() {
+            let records = &chunk.records;
+            let start = if i == 0 { from } else { 0 };
+            let mut kept = RawBatch::default();
+            for r in start..records.len() {
+                if !partitions.contains(&records.partitions[r]) {
+                    let (payload, key) = (records.payloads.get(r), records.keys.get(r));
+                    kept.push(payload, key, records.timestamps[r], records.partitions[r], records.offsets[r]);
+                }
+            }
+            chunk.records = kept;
+        }
     }
 
     /// Serves what waits on the consumer queue: rebalances (recorded by the context) and
@@ -255,13 +346,9 @@ impl Source for KafkaSource {
             return Ok(Some(batch));
         }
         self.route_back()?;
-        let KafkaSource { messages, positions, topic, held, .. } = self;
         // A rebalance arriving during the wait is served on the next call.
         let wait = if batch.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
-        messages.take(wait, max.saturating_sub(batch.len()), |m: Taken<'_>| match m.error {
-            None => held.route(positions, &mut batch, &m),
-            Some(code) => retrying(code.into(), topic),
-        })?;
+        self.read(wait, max, &mut batch)?;
         Ok(Some(batch))
     }
 
@@ -274,6 +361,11 @@ impl Source for KafkaSource {
     }
 
     fn complete(&mut self, offsets: &[(i32, i64)]) -> Result<()> {
+        self.stop_reader()?;
+        if let Some(Rebalance::Assigned(partitions) | Rebalance::Revoked(partitions)) = &self.current {
+            let partitions = partitions.clone();
+            self.forget_unread(&partitions);
+        }
         match self.current.take() {
             Some(Rebalance::Assigned(partitions)) => {
                 let mut tpl = TopicPartitionList::new();
@@ -341,6 +433,8 @@ impl Source for KafkaSource {
         let before = self.positions.clone();
         let mut fetched = RawBatch::default();
         self.serve_events(wait, &mut fetched)?;
+        self.stop_reader()?;
+        self.route_unread(usize::MAX, &mut fetched);
         let KafkaSource { messages, positions, held, .. } = self;
         while messages.take(Duration::ZERO, 1024, |m: Taken<'_>| {
             if m.error.is_none() {

@@ -91,6 +91,61 @@ impl Held {
         partitions
     }
 
+    /// Routes `records[from..]` like [`route`](Self::route) until `batch` holds `max`, and
+    /// returns where it stopped. When nothing is held, `batch` is empty and every record
+    /// follows its partition's position, `records` becomes `batch` whole, without a copy
+    /// (and `records` the emptied `batch`).
+    pub(super) fn route_all(
+        &mut self,
+        positions: &mut BTreeMap<i32, i64>,
+        batch: &mut RawBatch,
+        records: &mut RawBatch,
+        from: usize,
+        max: usize,
+    ) -> usize {
+        // Whether `accept` would take every record: each partition ours, each offset at or
+        // after the position the records before it leave.
+        let follows = || {
+            let mut next: Vec<(i32, i64)> = Vec::new();
+            records.partitions.iter().zip(&records.offsets).all(|(&p, &o)| {
+                let i = match next.iter().position(|(q, _)| *q == p) {
+                    Some(i) => i,
+                    None => match positions.get(&p) {
+                        Some(&at) => {
+                            next.push((p, at));
+                            next.len() - 1
+                        }
+                        None => return false,
+                    },
+                };
+                let follows = o >= next[i].1;
+                next[i].1 = o + 1;
+                follows
+            })
+        };
+        if from == 0 && batch.is_empty() && self.kept.is_empty() && records.len() <= max && follows() {
+            for (p, o) in records.partitions.iter().zip(&records.offsets) {
+                positions.insert(*p, o + 1);
+            }
+            std::mem::swap(batch, records);
+            return batch.len();
+        }
+        let mut i = from;
+        while i < records.len() && batch.len() < max {
+            let m = Taken {
+                partition: records.partitions[i],
+                offset: records.offsets[i],
+                timestamp: records.timestamps[i],
+                payload: records.payloads.get(i),
+                key: records.keys.get(i),
+                error: None,
+            };
+            self.route(positions, batch, &m);
+            i += 1;
+        }
+        i
+    }
+
     /// Delivers the record into `batch`, or keeps it if its partition is held.
     pub(super) fn route(&mut self, positions: &mut BTreeMap<i32, i64>, batch: &mut RawBatch, m: &Taken<'_>) {
         match self.kept.get_mut(&m.partition) {
@@ -194,6 +249,77 @@ mod tests {
         held.deliver(&mut positions, &mut batch, 8);
         assert_eq!(delivered(&batch), [(0, 0), (0, 1), (0, 2)]);
         assert_eq!(held.take_routable(), [0]);
+    }
+
+    fn records(list: &[(i32, i64)]) -> RawBatch {
+        let mut batch = RawBatch::default();
+        for &(partition, offset) in list {
+            batch.push(format!("{partition}:{offset}").as_bytes(), b"", -1, partition, offset);
+        }
+        batch
+    }
+
+    /// `route_all` over `list` must deliver, keep and advance exactly as routing each
+    /// record in turn does.
+    fn routes_like_route(held: &Held, positions: &BTreeMap<i32, i64>, list: &[(i32, i64)], max: usize) -> usize {
+        let (mut one_by_one, mut one_positions) = (Held { ..Default::default() }, positions.clone());
+        for &p in held.kept.keys() {
+            one_by_one.hold(p);
+        }
+        let mut expected = RawBatch::default();
+        let all = records(list);
+        for i in 0..all.len().min(max) {
+            let m = Taken {
+                partition: all.partitions[i],
+                offset: all.offsets[i],
+                timestamp: -1,
+                payload: all.payloads.get(i),
+                key: b"",
+                error: None,
+            };
+            one_by_one.route(&mut one_positions, &mut expected, &m);
+        }
+        let (mut held, mut positions, mut batch, mut input) = (
+            Held { kept: held.kept.clone(), ..Default::default() },
+            positions.clone(),
+            RawBatch::default(),
+            records(list),
+        );
+        let to = held.route_all(&mut positions, &mut batch, &mut input, 0, max);
+        assert_eq!((delivered(&batch), &positions), (delivered(&expected), &one_positions), "{list:?}");
+        assert_eq!(batch.payloads, expected.payloads);
+        assert_eq!(held.kept, one_by_one.kept);
+        to
+    }
+
+    #[test]
+    fn routing_a_whole_chunk_equals_routing_each_record() {
+        let positions = BTreeMap::from([(0, 10), (1, 0)]);
+        let free = Held::default();
+        // Taken whole: every record follows its position.
+        assert_eq!(routes_like_route(&free, &positions, &[(0, 10), (1, 0), (0, 11), (1, 5)], 8), 4);
+        // Read again after a seek, not ours, or stale then fresh: routed one by one.
+        assert_eq!(routes_like_route(&free, &positions, &[(0, 9), (0, 10)], 8), 2);
+        assert_eq!(routes_like_route(&free, &positions, &[(0, 10), (2, 0)], 8), 2);
+        assert_eq!(routes_like_route(&free, &positions, &[(0, 12), (0, 11), (0, 13)], 8), 3);
+        // A held partition's records are kept.
+        let mut holding = Held::default();
+        holding.hold(1);
+        assert_eq!(routes_like_route(&holding, &positions, &[(0, 10), (1, 0), (0, 11)], 8), 3);
+        // No more than `max` delivered: routing stops there.
+        assert_eq!(routes_like_route(&free, &positions, &[(0, 10), (0, 11), (0, 12)], 2), 2);
+    }
+
+    #[test]
+    fn a_whole_chunk_becomes_the_batch_without_a_copy() {
+        let mut positions = BTreeMap::from([(0, 0)]);
+        let mut input = records(&[(0, 0), (0, 1)]);
+        let address = input.payloads.bytes.as_ptr();
+        let mut batch = RawBatch::default();
+        assert_eq!(Held::default().route_all(&mut positions, &mut batch, &mut input, 0, 8), 2);
+        assert_eq!(batch.payloads.bytes.as_ptr(), address);
+        assert!(input.is_empty());
+        assert_eq!(positions[&0], 2);
     }
 
     #[test]

@@ -76,57 +76,94 @@ impl MessageQueue {
 
     /// Hands up to `max` messages to `each`: waits up to `wait` for the first, then takes
     /// only what is already there, so a slow stream is not held back to fill a batch.
-    pub(super) fn take(&mut self, wait: Duration, max: usize, mut each: impl FnMut(Taken<'_>)) -> Result<usize> {
-        if max == 0 {
-            return Ok(0);
-        }
-        self.slots.resize(max, std::ptr::null_mut());
-        let mut n = self.fill(0, 0, max)?;
-        if n == 0 && !wait.is_zero() {
-            let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-            n = self.fill(ms, 0, 1)?;
-            if n == 1 {
-                n += self.fill(0, 1, max)?;
-            }
-        }
-        for &message in &self.slots[..n] {
-            // SAFETY: librdkafka returned these messages to us; each is read, then
-            // destroyed exactly once, and no slice outlives `each`.
-            unsafe {
-                let m = &*message;
-                let bytes = |ptr: *mut std::ffi::c_void, len: usize| {
-                    if ptr.is_null() {
-                        &[][..]
-                    } else {
-                        std::slice::from_raw_parts(ptr as *const u8, len)
-                    }
-                };
-                let no_error = m.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
-                let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-                each(Taken {
-                    partition: m.partition,
-                    offset: m.offset,
-                    timestamp: rd::rd_kafka_message_timestamp(message, &mut kind),
-                    payload: if no_error { bytes(m.payload, m.len) } else { &[] },
-                    key: if no_error { bytes(m.key, m.key_len) } else { &[] },
-                    error: (!no_error).then_some(m.err),
-                });
-                rd::rd_kafka_message_destroy(message);
-            }
-        }
-        Ok(n)
+    pub(super) fn take(&mut self, wait: Duration, max: usize, each: impl FnMut(Taken<'_>)) -> Result<usize> {
+        consume(self.handle(), &mut self.slots, wait, max, each)
     }
 
-    fn fill(&mut self, timeout_ms: i32, from: usize, to: usize) -> Result<usize> {
-        let room = &mut self.slots[from..to];
-        // SAFETY: `room` has exactly `room.len()` writable slots.
-        let n =
-            unsafe { rd::rd_kafka_consume_batch_queue(self.queue.as_ptr(), timeout_ms, room.as_mut_ptr(), room.len()) };
-        if n < 0 {
-            bail!("reading from librdkafka's message queue failed");
-        }
-        Ok(n as usize)
+    /// The queue, for a [`Reader`](super::kafka_reader::Reader) thread: valid until this
+    /// `MessageQueue` is dropped, which the reader must not outlive.
+    pub(super) fn handle(&self) -> QueueHandle {
+        QueueHandle(self.queue)
     }
+}
+
+/// A librdkafka queue handle another thread may read: librdkafka's queues are thread-safe.
+#[derive(Clone, Copy)]
+pub(super) struct QueueHandle(NonNull<rd::rd_kafka_queue_t>);
+
+// SAFETY: librdkafka queues may be used from any thread; the owner keeps the queue alive.
+unsafe impl Send for QueueHandle {}
+
+impl QueueHandle {
+    /// Wakes a thread waiting on the queue.
+    pub(super) fn wake(self) {
+        // SAFETY: the queue is alive (see `MessageQueue::handle`).
+        unsafe { rd::rd_kafka_queue_yield(self.0.as_ptr()) };
+    }
+}
+
+/// [`MessageQueue::take`] on `queue`, with `slots` as room for the message pointers.
+pub(super) fn consume(
+    queue: QueueHandle,
+    slots: &mut Vec<*mut rd::rd_kafka_message_t>,
+    wait: Duration,
+    max: usize,
+    mut each: impl FnMut(Taken<'_>),
+) -> Result<usize> {
+    if max == 0 {
+        return Ok(0);
+    }
+    slots.resize(max, std::ptr::null_mut());
+    let mut n = fill(queue, slots, 0, 0, max)?;
+    if n == 0 && !wait.is_zero() {
+        let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+        n = fill(queue, slots, ms, 0, 1)?;
+        if n == 1 {
+            n += fill(queue, slots, 0, 1, max)?;
+        }
+    }
+    for &message in &slots[..n] {
+        // SAFETY: librdkafka returned these messages to us; each is read, then
+        // destroyed exactly once, and no slice outlives `each`.
+        unsafe {
+            let m = &*message;
+            let bytes = |ptr: *mut std::ffi::c_void, len: usize| {
+                if ptr.is_null() {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(ptr as *const u8, len)
+                }
+            };
+            let no_error = m.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+            let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+            each(Taken {
+                partition: m.partition,
+                offset: m.offset,
+                timestamp: rd::rd_kafka_message_timestamp(message, &mut kind),
+                payload: if no_error { bytes(m.payload, m.len) } else { &[] },
+                key: if no_error { bytes(m.key, m.key_len) } else { &[] },
+                error: (!no_error).then_some(m.err),
+            });
+            rd::rd_kafka_message_destroy(message);
+        }
+    }
+    Ok(n)
+}
+
+fn fill(
+    queue: QueueHandle,
+    slots: &mut [*mut rd::rd_kafka_message_t],
+    timeout_ms: i32,
+    from: usize,
+    to: usize,
+) -> Result<usize> {
+    let room = &mut slots[from..to];
+    // SAFETY: `room` has exactly `room.len()` writable slots; the queue is alive.
+    let n = unsafe { rd::rd_kafka_consume_batch_queue(queue.0.as_ptr(), timeout_ms, room.as_mut_ptr(), room.len()) };
+    if n < 0 {
+        bail!("reading from librdkafka's message queue failed");
+    }
+    Ok(n as usize)
 }
 
 impl Drop for MessageQueue {

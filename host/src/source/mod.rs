@@ -6,6 +6,7 @@ mod files;
 mod kafka;
 mod kafka_held;
 mod kafka_queue;
+mod kafka_reader;
 mod producer;
 
 pub use files::{FileOptions, FileSource};
