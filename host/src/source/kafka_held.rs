@@ -132,15 +132,7 @@ impl Held {
         }
         let mut i = from;
         while i < records.len() && batch.len() < max {
-            let m = Taken {
-                partition: records.partitions[i],
-                offset: records.offsets[i],
-                timestamp: records.timestamps[i],
-                payload: records.payloads.get(i),
-                key: records.keys.get(i),
-                error: None,
-            };
-            self.route(positions, batch, &m);
+            self.route(positions, batch, &record(records, i));
             i += 1;
         }
         i
@@ -162,16 +154,7 @@ impl Held {
         }
         let released = std::mem::take(&mut self.released);
         while self.next < released.len() && batch.len() < max {
-            let i = self.next;
-            let m = Taken {
-                partition: released.partitions[i],
-                offset: released.offsets[i],
-                timestamp: released.timestamps[i],
-                payload: released.payloads.get(i),
-                key: released.keys.get(i),
-                error: None,
-            };
-            self.route(positions, batch, &m);
+            self.route(positions, batch, &record(&released, self.next));
             self.next += 1;
         }
         if self.next < released.len() {
@@ -180,6 +163,18 @@ impl Held {
         }
         self.next = 0;
         false
+    }
+}
+
+/// Record `i` of `records`, as if taken from librdkafka.
+fn record(records: &RawBatch, i: usize) -> Taken<'_> {
+    Taken {
+        partition: records.partitions[i],
+        offset: records.offsets[i],
+        timestamp: records.timestamps[i],
+        payload: records.payloads.get(i),
+        key: records.keys.get(i),
+        error: None,
     }
 }
 
@@ -262,22 +257,14 @@ mod tests {
     /// `route_all` over `list` must deliver, keep and advance exactly as routing each
     /// record in turn does.
     fn routes_like_route(held: &Held, positions: &BTreeMap<i32, i64>, list: &[(i32, i64)], max: usize) -> usize {
-        let (mut one_by_one, mut one_positions) = (Held { ..Default::default() }, positions.clone());
+        let (mut one_by_one, mut one_positions) = (Held::default(), positions.clone());
         for &p in held.kept.keys() {
             one_by_one.hold(p);
         }
         let mut expected = RawBatch::default();
         let all = records(list);
         for i in 0..all.len().min(max) {
-            let m = Taken {
-                partition: all.partitions[i],
-                offset: all.offsets[i],
-                timestamp: -1,
-                payload: all.payloads.get(i),
-                key: b"",
-                error: None,
-            };
-            one_by_one.route(&mut one_positions, &mut expected, &m);
+            one_by_one.route(&mut one_positions, &mut expected, &record(&all, i));
         }
         let (mut held, mut positions, mut batch, mut input) = (
             Held { kept: held.kept.clone(), ..Default::default() },
