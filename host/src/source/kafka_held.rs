@@ -92,9 +92,9 @@ impl Held {
     }
 
     /// Routes `records[from..]` like [`route`](Self::route) until `batch` holds `max`, and
-    /// returns where it stopped. When nothing is held, `batch` is empty and every record
-    /// follows its partition's position, `records` becomes `batch` whole, without a copy
-    /// (and `records` the emptied `batch`).
+    /// returns where it stopped. When `batch` is empty and every record follows its
+    /// partition's position in a partition not held, `records` becomes `batch` whole,
+    /// without a copy (and `records` the emptied `batch`).
     pub(super) fn route_all(
         &mut self,
         positions: &mut BTreeMap<i32, i64>,
@@ -103,19 +103,19 @@ impl Held {
         from: usize,
         max: usize,
     ) -> usize {
-        // Whether `accept` would take every record: each partition ours, each offset at or
-        // after the position the records before it leave.
+        // Whether `accept` would take every record: each partition ours and not held, each
+        // offset at or after the position the records before it leave.
         let follows = || {
             let mut next: Vec<(i32, i64)> = Vec::new();
             records.partitions.iter().zip(&records.offsets).all(|(&p, &o)| {
                 let i = match next.iter().position(|(q, _)| *q == p) {
                     Some(i) => i,
                     None => match positions.get(&p) {
-                        Some(&at) => {
+                        Some(&at) if !self.kept.contains_key(&p) => {
                             next.push((p, at));
                             next.len() - 1
                         }
-                        None => return false,
+                        _ => return false,
                     },
                 };
                 let follows = o >= next[i].1;
@@ -123,7 +123,7 @@ impl Held {
                 follows
             })
         };
-        if from == 0 && batch.is_empty() && self.kept.is_empty() && records.len() <= max && follows() {
+        if from == 0 && batch.is_empty() && records.len() <= max && follows() {
             for (p, o) in records.partitions.iter().zip(&records.offsets) {
                 positions.insert(*p, o + 1);
             }
@@ -293,6 +293,7 @@ mod tests {
         let mut holding = Held::default();
         holding.hold(1);
         assert_eq!(routes_like_route(&holding, &positions, &[(0, 10), (1, 0), (0, 11)], 8), 3);
+        assert_eq!(routes_like_route(&holding, &positions, &[(0, 10), (0, 11)], 8), 2);
         // No more than `max` delivered: routing stops there.
         assert_eq!(routes_like_route(&free, &positions, &[(0, 10), (0, 11), (0, 12)], 2), 2);
     }
@@ -303,7 +304,9 @@ mod tests {
         let mut input = records(&[(0, 0), (0, 1)]);
         let address = input.payloads.bytes.as_ptr();
         let mut batch = RawBatch::default();
-        assert_eq!(Held::default().route_all(&mut positions, &mut batch, &mut input, 0, 8), 2);
+        let mut held = Held::default();
+        held.hold(1); // another partition held does not stand in the way
+        assert_eq!(held.route_all(&mut positions, &mut batch, &mut input, 0, 8), 2);
         assert_eq!(batch.payloads.bytes.as_ptr(), address);
         assert!(input.is_empty());
         assert_eq!(positions[&0], 2);
