@@ -393,11 +393,16 @@ impl RawBatch {
         batch
     }
 
+    /// Appends record `i` of `from`.
+    pub fn push_from(&mut self, from: &RawBatch, i: usize) {
+        self.push(from.payloads.get(i), from.keys.get(i), from.timestamps[i], from.partitions[i], from.offsets[i]);
+    }
+
     /// The records in `range`, renumbered from 0.
     pub fn slice(&self, range: std::ops::Range<usize>) -> RawBatch {
         let mut out = RawBatch::default();
         for i in range {
-            out.push(self.payloads.get(i), self.keys.get(i), self.timestamps[i], self.partitions[i], self.offsets[i]);
+            out.push_from(self, i);
         }
         out
     }

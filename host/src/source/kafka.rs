@@ -267,11 +267,8 @@ impl KafkaSource {
             let records = &chunk.records;
             let start = if i == 0 { from } else { 0 };
             let mut kept = RawBatch::default();
-            for r in start..records.len() {
-                if !partitions.contains(&records.partitions[r]) {
-                    let (payload, key) = (records.payloads.get(r), records.keys.get(r));
-                    kept.push(payload, key, records.timestamps[r], records.partitions[r], records.offsets[r]);
-                }
+            for r in (start..records.len()).filter(|&r| !partitions.contains(&records.partitions[r])) {
+                kept.push_from(records, r);
             }
             chunk.records = kept;
         }

@@ -50,7 +50,7 @@ impl Held {
         let rest = self.next..self.released.len();
         let mut released = if self.next == 0 { std::mem::take(&mut self.released) } else { self.released.slice(rest) };
         for i in 0..kept.len() {
-            released.push(kept.payloads.get(i), kept.keys.get(i), kept.timestamps[i], partition, kept.offsets[i]);
+            released.push_from(&kept, i);
         }
         (self.released, self.next) = (released, 0);
     }
