@@ -260,7 +260,15 @@ fn replay(pipeline: &Path, args: &[&str]) -> String {
 #[test]
 fn replays_move_late_events_and_fixed_dead_letters_into_the_table_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = pipeline(dir.path(), 30_000, "10m");
+    // 25 minutes of event time: events 15-18 minutes behind reach windows already final.
+    let path = rides_pipeline(
+        dir.path(),
+        &[
+            ("events = 1000000", "events = 30000"),
+            ("rate = 1000 ", "rate = 20 "),
+            ("interval = \"1s\"", "interval = \"100ms\""),
+        ],
+    );
     run(&path);
     let db = dir.path().join("rides.db");
     let count = |sql: &str| -> i64 { Connection::open(&db).unwrap().query_row(sql, [], |r| r.get(0)).unwrap() };

@@ -273,16 +273,29 @@ pub struct WatermarkConfig {
     /// the broker hands partitions out.
     #[serde(default = "default_max_skew", with = "serde_duration")]
     pub max_skew: Duration,
+    /// How far beyond the processing clock an event time may lie (default 1h). A record
+    /// further ahead is a dead letter: one bad clock would otherwise close every window.
+    #[serde(default = "default_max_ahead", with = "serde_duration")]
+    pub max_ahead: Duration,
 }
 
 impl Default for WatermarkConfig {
     fn default() -> Self {
-        WatermarkConfig { lateness: Duration::ZERO, idle_timeout: default_idle_timeout(), max_skew: default_max_skew() }
+        WatermarkConfig {
+            lateness: Duration::ZERO,
+            idle_timeout: default_idle_timeout(),
+            max_skew: default_max_skew(),
+            max_ahead: default_max_ahead(),
+        }
     }
 }
 
 fn default_max_skew() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_max_ahead() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_idle_timeout() -> Duration {

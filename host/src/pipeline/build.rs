@@ -84,6 +84,13 @@ pub struct Pipeline {
     pub(super) replaying: bool,
     pub(super) replayed_late: Vec<i64>,
     pub(super) replayed_dead: Vec<i64>,
+    /// During a replay of the late lane: the windows each record (by partition and
+    /// offset) was late for, the only ones it is folded into.
+    pub(super) replay_windows: Option<rustc_hash::FxHashMap<(i32, i64), Vec<Window>>>,
+    /// Reads final windows back from the sink, to correct them (see `reopen.rs`).
+    pub(super) lookup: Option<super::reopen::WindowLookup>,
+    /// The highest watermark the sink stored for this pipeline's partitions.
+    pub(super) stored_watermark: Option<i64>,
     /// The digest of the file the pipeline names for each stage.
     pub(super) configured: std::collections::HashMap<super::stages::StageId, String>,
     /// The state version of the aggregator that wrote the stored window states, if the
@@ -153,6 +160,9 @@ impl Pipeline {
             replaying: false,
             replayed_late: Vec::new(),
             replayed_dead: Vec::new(),
+            replay_windows: None,
+            lookup: None,
+            stored_watermark: None,
             deployments: Vec::new(),
             shadow: None,
             configured: plans.iter().map(|p| (p.id, p.component.digest.clone())).collect(),

@@ -33,7 +33,8 @@ struct InFlight {
 
 /// The sink, behind its thread.
 pub(super) struct Committer {
-    jobs: Option<Sender<Job>>,
+    /// Shared only weakly with window lookups, so that dropping the committer ends the thread.
+    jobs: Option<Arc<Sender<Job>>>,
     thread: Option<std::thread::JoinHandle<()>>,
     in_flight: Option<InFlight>,
 }
@@ -46,7 +47,7 @@ impl Committer {
                 job(sink.as_mut());
             }
         })?;
-        Ok(Committer { jobs: Some(jobs), thread: Some(thread), in_flight: None })
+        Ok(Committer { jobs: Some(Arc::new(jobs)), thread: Some(thread), in_flight: None })
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -60,6 +61,22 @@ impl Committer {
             let _ = reply.send(f(sink));
         }))?;
         answer.recv().map_err(|_| anyhow!("the sink thread stopped"))
+    }
+
+    /// Reads final windows back through the sink thread, behind any commit in flight, so
+    /// that a window a checkpoint has just written as final is read as written.
+    pub(super) fn window_lookup(&self, pipeline: String) -> Option<super::reopen::WindowLookup> {
+        let jobs = Arc::downgrade(self.jobs.as_ref()?);
+        Some(Box::new(move |wanted| {
+            let (reply, answer) = mpsc::channel();
+            let pipeline = pipeline.clone();
+            let jobs = jobs.upgrade().ok_or_else(|| anyhow!("the sink thread has stopped"))?;
+            jobs.send(Box::new(move |sink: &mut dyn Sink| {
+                let _ = reply.send(sink.windows_overlapping(&pipeline, &wanted));
+            }))
+            .map_err(|_| anyhow!("the sink thread has stopped"))?;
+            answer.recv().map_err(|_| anyhow!("the sink thread stopped"))?
+        }))
     }
 
     /// Hands `checkpoint` over to be committed, retrying transient failures; the caller

@@ -6,11 +6,10 @@ use anyhow::{Context, Result};
 use weir_sdk::{Column, ColumnValues, EventBatch, RawBatch, Severity};
 
 use super::build::Pipeline;
-use super::windows::Group;
 use crate::plugin::{AggregatorStage, ParserStage, Plugin, RecordFailure, TransformStage, ValidatorStage};
 use crate::sink::{Cell, Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, WindowRow, WindowState};
 use crate::source::Rejected;
-use crate::window::{session, Window, WindowSpec};
+use crate::window::{Window, WindowSpec};
 
 fn cell(column: &Column, row: usize) -> Cell {
     if !column.is_valid(row) {
@@ -131,8 +130,6 @@ impl Pipeline {
         for &partition in &batch.partitions {
             self.tracker.touch(partition, now_ms);
         }
-        // Lateness is judged against the watermark as it stood before this batch.
-        let mark = self.tracker.current();
 
         let started = Instant::now();
         let parsed = self.parser.parse(batch);
@@ -147,11 +144,9 @@ impl Pipeline {
         // them out of every column copied columns no later stage reads.
         let mut rows: Option<Vec<u32>> = None;
         let mut records = parsed.output.sources;
+        // Event time moves only with the records every stage accepted: see `judge`.
         let mut times: Vec<i64> =
             events.columns[self.time_column].values.i64_slice().map(<[i64]>::to_vec).unwrap_or_default();
-        for (&t, &r) in times.iter().zip(&records) {
-            self.tracker.observe(batch.partitions[r as usize], t, now_ms);
-        }
 
         for i in 0..self.validators.len() {
             let input = events.select(&self.validators[i].1, rows.as_deref());
@@ -227,17 +222,16 @@ impl Pipeline {
             events = out.output.events;
         }
 
-        self.fold(batch, &events, rows.as_deref(), &records, &times, mark)?;
-        // Advance after every batch, not on the checkpoint timer: which events are late
-        // must depend only on the stream and its batch boundaries, never on wall-clock
-        // timing, or a restart could judge lateness differently from the first run.
+        self.fold(batch, &events, rows.as_deref(), &records, &times, now_ms)?;
+        // The pipeline watermark decides only when windows are written as final.
         self.tracker.advance(now_ms);
         self.shadow_process(batch, now_ms);
         Ok(())
     }
 
     /// Folds the rows of `events` at `rows` (all of them if `None`), which came from
-    /// `records` of `batch` and have event times `times`.
+    /// `records` of `batch` and have event times `times`. Each row is judged late or not
+    /// by its own partition's watermark as its record left it (see `judge`).
     fn fold(
         &mut self,
         batch: &RawBatch,
@@ -245,7 +239,7 @@ impl Pipeline {
         rows: Option<&[u32]>,
         records: &[u32],
         times: &[i64],
-        mark: Option<i64>,
+        now_ms: i64,
     ) -> Result<()> {
         // Each row's key id; a null key is a dead letter, marked `NO_KEY`.
         const NO_KEY: u32 = u32::MAX;
@@ -269,8 +263,21 @@ impl Pipeline {
                 self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect()),
             );
         }
-        let sessions = match self.spec {
-            WindowSpec::Session { gap_ms } => Some(self.sessions(&keys, times, gap_ms, mark, NO_KEY)?),
+        let marks = self.judge(batch, records, times, &mut keys, now_ms, NO_KEY);
+        let spec = self.spec;
+        let replaying = self.replaying;
+        // For sessions, lateness is judged on the event's own span `[t, t + gap)`.
+        let judged = |row: usize, window: &Window| match spec {
+            WindowSpec::Session { gap_ms } => Window { start: times[row], end: times[row].saturating_add(gap_ms) },
+            _ => *window,
+        };
+        let late = |row: usize, window: &Window| !replaying && spec.is_late(&judged(row, window), marks[row]);
+        self.reopen(&keys, times, late, NO_KEY)?;
+        let sessions = match spec {
+            WindowSpec::Session { gap_ms } => {
+                let own_span_late = |row: usize| late(row, &Window { start: 0, end: 0 });
+                Some(self.sessions(&keys, times, gap_ms, own_span_late, NO_KEY)?)
+            }
             _ => None,
         };
 
@@ -285,6 +292,7 @@ impl Pipeline {
                 continue;
             }
             let record = records[row];
+            let r = record as usize;
             match &sessions {
                 Some(sessions) => {
                     windows.clear();
@@ -293,18 +301,23 @@ impl Pipeline {
                 None => self.spec.windows_of(times[row], &mut windows),
             }
             for &window in &windows {
-                if !self.replaying && mark.is_some_and(|m| window.end <= m) {
-                    let r = record as usize;
+                if late(row, &window) {
                     self.late_events.push(LateEvent {
                         partition: batch.partitions[r],
                         offset: batch.offsets[r],
                         event_ms: times[row],
-                        window,
+                        window: judged(row, &window),
                         raw: batch.payloads.get(r).to_vec(),
                     });
                     continue;
                 }
-                let partition = batch.partitions[record as usize];
+                if let Some(only) = self.replay_windows.as_ref().filter(|_| sessions.is_none()) {
+                    // A late record is folded again into exactly the windows it was late for.
+                    if !only.get(&(batch.partitions[r], batch.offsets[r])).is_some_and(|w| w.contains(&window)) {
+                        continue;
+                    }
+                }
+                let partition = batch.partitions[r];
                 let group = self.windows.group(window, key, partition, &self.empty_state);
                 let local = *local_of.entry(group).or_insert_with(|| {
                     touched.push(group);
@@ -336,62 +349,59 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Each row's session window. Sessions the batch joins or bridges are replaced by
-    /// one merged session whose state is the aggregator's merge of theirs; the rows of
-    /// the ones a checkpoint already wrote are retracted. A session the watermark has
-    /// closed is not reopened: an event it would have absorbed starts a new one, or is late.
-    fn sessions(
+    /// Decides, record by record in the order of their partition, what moves event time.
+    /// A row whose event time lies more than `watermark.max_ahead` beyond the processing
+    /// clock `now_ms` becomes a dead letter (its key set to `no_key`); every other row of
+    /// an accepted record moves its partition's clock. Returns each row's partition
+    /// watermark as its record left it, which decides whether the row is late: the same
+    /// for any batch size, since a clock depends only on its partition's records so far.
+    /// (A row's own event time cannot make it late: its windows end after it.)
+    fn judge(
         &mut self,
-        keys: &[u32],
+        batch: &RawBatch,
+        records: &[u32],
         times: &[i64],
-        gap_ms: i64,
-        mark: Option<i64>,
+        keys: &mut [u32],
+        now_ms: i64,
         no_key: u32,
-    ) -> Result<Vec<Window>> {
-        let mut by_key: rustc_hash::FxHashMap<u32, Vec<(i64, usize)>> = Default::default();
-        for (row, &key) in keys.iter().enumerate().filter(|(_, &k)| k != no_key) {
-            by_key.entry(key).or_default().push((times[row], row));
-        }
-        let mut out = vec![Window { start: 0, end: 0 }; keys.len()];
-        for (key, rows) in by_key {
-            let open: Vec<Window> = self
-                .windows
-                .of_key(key)
-                .iter()
-                .copied()
-                .filter(|w| self.replaying || mark.is_none_or(|m| w.end > m))
-                .collect();
-            for merged in session::merge(&open, &rows, gap_ms) {
-                for &row in &merged.rows {
-                    out[row] = merged.window;
-                }
-                if merged.absorbed.is_empty() || merged.absorbed == [merged.window] {
-                    continue;
-                }
-                let replaced: Vec<Group> =
-                    merged.absorbed.iter().filter_map(|w| self.windows.remove(*w, key)).collect();
-                let Some((first, rest)) = replaced.split_first() else { continue };
-                let mut state = first.state.clone();
-                for group in rest {
-                    state = self.aggregator.merge(&state, &group.state).map_err(|e| {
-                        anyhow::anyhow!(
-                            "aggregator {} failed to merge two sessions: {e}",
-                            self.aggregator.component().name
-                        )
-                    })?;
-                }
-                for group in replaced.iter().filter(|g| g.stored) {
-                    self.retracted.push((group.window, self.windows.keys[key as usize].clone()));
-                }
-                let revision = replaced.iter().map(|g| g.revision).max().unwrap_or(1);
-                let is_final = replaced.iter().any(|g| g.is_final);
-                let partition = first.partition;
-                let g = self.windows.group(merged.window, key, partition, &self.empty_state);
-                let group = &mut self.windows.groups[g];
-                (group.state, group.revision, group.is_final, group.dirty) = (state, revision, is_final, true);
+    ) -> Vec<Option<i64>> {
+        let max_ahead = self.config.watermark.max_ahead;
+        let limit = now_ms.saturating_add(max_ahead.as_millis() as i64);
+        let mut marks = Vec::with_capacity(keys.len());
+        for (row, key) in keys.iter_mut().enumerate() {
+            let (r, t) = (records[row] as usize, times[row]);
+            if *key == no_key {
+                marks.push(None);
+                continue;
             }
+            if t > limit {
+                self.dead_letters.push(DeadLetter {
+                    kind: DeadLetterKind::Rejected,
+                    reason: format!(
+                        "event time {} is more than watermark.max_ahead ({max_ahead:?}) beyond the processing clock ({})",
+                        weir_sdk::time::format_iso8601(t),
+                        weir_sdk::time::format_iso8601(now_ms)
+                    ),
+                    plugin: "watermark".into(),
+                    digest: String::new(),
+                    partition: batch.partitions[r],
+                    offset: batch.offsets[r],
+                    raw: batch.payloads.get(r).to_vec(),
+                });
+                *key = no_key;
+                marks.push(None);
+                continue;
+            }
+            if self.replaying {
+                // A replay judges nothing late and moves no clock: it writes no offsets.
+                marks.push(None);
+                continue;
+            }
+            let partition = batch.partitions[r];
+            self.tracker.observe(partition, t, now_ms);
+            marks.push(self.tracker.partition_watermark(partition));
         }
-        Ok(out)
+        marks
     }
 
     /// Takes `partitions` on at processing time `now_ms`, resuming whatever the sink
@@ -407,6 +417,7 @@ impl Pipeline {
             self.end_shadow("partitions with open windows were assigned to this host");
         }
         self.tracker.restore(&restored.clocks, restored.watermark);
+        self.stored_watermark = self.stored_watermark.max(restored.latest_watermark);
         for &p in partitions {
             self.tracker.assign(p, now_ms);
         }
@@ -436,17 +447,10 @@ impl Pipeline {
         self.windows.take_closed(|g| partitions.contains(&g.partition));
     }
 
-    /// Makes exactly `partitions` hold the watermark back, keeping the clocks of those
-    /// that already did. Windows are not touched: the partitions are still this host's.
+    /// Makes exactly `partitions` hold the pipeline watermark back; every partition keeps
+    /// its clock. Windows are not touched: the partitions are still this host's.
     pub fn hold(&mut self, partitions: &[i32], now_ms: i64) {
-        for (p, _) in self.tracker.snapshot().0 {
-            if !partitions.contains(&p) {
-                self.tracker.revoke(p);
-            }
-        }
-        for &p in partitions {
-            self.tracker.assign(p, now_ms);
-        }
+        self.tracker.hold(partitions, now_ms);
         self.shadow_hold(partitions, now_ms);
     }
 
@@ -469,7 +473,8 @@ impl Pipeline {
     /// fails the run (a transient sink failure is retried with exactly these rows).
     pub fn build_checkpoint(&mut self, positions: Vec<(i32, i64)>, now_ms: i64) -> Result<Checkpoint> {
         let mark = self.tracker.advance(now_ms);
-        let closes = |w: &Window| mark.is_some_and(|m| w.end <= m);
+        let spec = self.spec;
+        let closes = |w: &Window| mark.is_some_and(|m| spec.final_at(w) <= m);
         let emit: Vec<usize> = (0..self.windows.groups.len())
             .filter(|&g| {
                 let group = &self.windows.groups[g];

@@ -1,19 +1,24 @@
 //! `weir replay`: late events or dead letters back through the current plugins into the
 //! same sink. Each batch is one checkpoint that writes the corrected windows and removes
 //! the replayed rows from their lane in the same transaction, so a replay — even one
-//! interrupted and run again — counts every record exactly once. A closed window that
-//! receives a record gets a new `revision`.
+//! interrupted and run again — counts every record exactly once. A late record is folded
+//! into exactly the windows it was late for (a hopping event may have been on time for
+//! others), and a session it extends or bridges is merged with it; a final window that
+//! changes gets a new `revision`. Final windows are read back from the sink as records
+//! reach them.
 
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use rustc_hash::FxHashMap;
 use weir_sdk::RawBatch;
 
 use super::build::PipelineOptions;
-use super::process::encode_cells;
+use super::committer::Committer;
 use super::run::{now_ms, open, Opened};
 use crate::plugin::RuntimeOptions;
 use crate::sink::{Lane, Stored};
+use crate::window::Window;
 
 /// Which records to replay.
 #[derive(Clone, Debug)]
@@ -38,10 +43,40 @@ impl ReplaySelection {
 pub struct ReplaySummary {
     /// Records replayed.
     pub records: u64,
-    /// Of those, folded into windows.
+    /// Folds into windows (a hopping record may fold into several).
     pub windowed: u64,
-    /// Of those, refused again (now in the dead-letter store anew).
+    /// Of the records, refused again (now in the dead-letter store anew).
     pub dead_letters: u64,
+}
+
+/// One record to replay, with every stored row it stands for.
+struct Replayed {
+    partition: i32,
+    offset: i64,
+    raw: Vec<u8>,
+    ids: Vec<i64>,
+    windows: Vec<Window>,
+}
+
+/// The late lane holds a row per (record, window): one record per partition and offset.
+fn by_record(stored: Vec<Stored>) -> Vec<Replayed> {
+    let mut out: Vec<Replayed> = Vec::new();
+    let mut index: FxHashMap<(i32, i64), usize> = FxHashMap::default();
+    for s in stored {
+        let i = *index.entry((s.partition, s.offset)).or_insert_with(|| {
+            out.push(Replayed {
+                partition: s.partition,
+                offset: s.offset,
+                raw: s.raw,
+                ids: Vec::new(),
+                windows: Vec::new(),
+            });
+            out.len() - 1
+        });
+        out[i].ids.push(s.id);
+        out[i].windows.extend(s.window);
+    }
+    out
 }
 
 /// Replays `selection` of the pipeline at `path` into its sink.
@@ -58,30 +93,35 @@ pub fn replay(
     }
     let restored = sink.restore(&config.name, &partitions)?;
     pipeline.assign(&partitions, restored, now_ms())?;
-    for state in sink.all_windows(&config.name)?.into_iter().filter(|s| s.is_final) {
-        pipeline.windows.restore(state, encode_cells);
-    }
     pipeline.replaying = true;
     pipeline.source = "replay".into();
-
-    let records: Vec<Stored> =
+    let stored: Vec<Stored> =
         sink.stored(&config.name, selection.lane)?.into_iter().filter(|r| selection.wants(r)).collect();
+    let records = by_record(stored);
+    let mut committer = Committer::start(sink)?;
+    pipeline.lookup = committer.window_lookup(config.name.clone());
+
     let mut summary = ReplaySummary::default();
     for chunk in records.chunks(options.batch_size.max(1)) {
         let mut batch = RawBatch::default();
         for r in chunk {
             batch.push(&r.raw, b"", -1, r.partition, r.offset);
         }
-        let ids = chunk.iter().map(|r| r.id);
+        let ids = chunk.iter().flat_map(|r| r.ids.iter().copied());
         match selection.lane {
-            Lane::Late => pipeline.replayed_late.extend(ids),
+            Lane::Late => {
+                pipeline.replayed_late.extend(ids);
+                let only = chunk.iter().map(|r| ((r.partition, r.offset), r.windows.clone())).collect();
+                pipeline.replay_windows = Some(only);
+            }
             Lane::DeadLetters => pipeline.replayed_dead.extend(ids),
         }
         let before = pipeline.stats.clone();
         pipeline.process(&batch, now_ms())?;
         let name = config.name.clone();
         // No positions: a replay moves no source offset.
-        pipeline.checkpoint(Vec::new(), now_ms(), |checkpoint| sink.commit(&name, checkpoint))?;
+        let checkpoint = pipeline.build_checkpoint(Vec::new(), now_ms())?;
+        committer.with(move |sink| sink.commit(&name, &checkpoint))??;
         summary.records += chunk.len() as u64;
         summary.windowed += pipeline.stats.windowed - before.windowed;
         summary.dead_letters += pipeline.stats.dead_letters - before.dead_letters;

@@ -428,6 +428,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     }
 
     let mut committer = Committer::start(sink)?;
+    pipeline.lookup = committer.window_lookup(pipeline.name.clone());
     let mut pending: Option<Swap> = None;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

@@ -71,6 +71,11 @@ impl OpenWindows {
         })
     }
 
+    /// Whether memory holds `window` of `key`.
+    pub fn contains(&self, window: Window, key: u32) -> bool {
+        self.index.contains_key(&(window.start, window.end, key))
+    }
+
     /// The windows held for `key`.
     pub fn of_key(&self, key: u32) -> &[Window] {
         self.by_key.get(&key).map_or(&[], Vec::as_slice)

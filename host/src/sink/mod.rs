@@ -238,6 +238,8 @@ pub struct Stored {
     pub kind: String,
     /// For dead letters: the reason.
     pub reason: String,
+    /// For late events: the window the record was late for.
+    pub window: Option<Window>,
 }
 
 /// Which store to replay.
@@ -284,6 +286,9 @@ pub struct Restored {
     /// The lowest watermark any of these partitions was committed under: never judging
     /// an event later than its previous owner did keeps lateness deterministic.
     pub watermark: Option<i64>,
+    /// The highest watermark any of them was committed under: windows up to it may have
+    /// been written as final.
+    pub latest_watermark: Option<i64>,
     /// The partitions' clocks.
     pub clocks: Vec<(i32, PartitionClock)>,
     /// The open windows of these partitions.
@@ -298,6 +303,7 @@ impl Restored {
         Restored {
             offsets: stored.iter().map(|s| (s.partition, s.next_offset)).collect(),
             watermark: stored.iter().filter_map(|s| s.watermark).min(),
+            latest_watermark: stored.iter().filter_map(|s| s.watermark).max(),
             clocks: stored
                 .iter()
                 .filter_map(|s| {
@@ -330,6 +336,9 @@ pub trait Sink {
     fn stored_partitions(&mut self, pipeline: &str) -> Result<Vec<i32>>;
     /// Every window state of `pipeline`, final ones included (replays correct those).
     fn all_windows(&mut self, pipeline: &str) -> Result<Vec<WindowState>>;
+    /// The stored window states of each key that overlap its window, final ones included:
+    /// a final window that an on-time record reaches again is corrected from these.
+    fn windows_overlapping(&mut self, pipeline: &str, wanted: &[(Vec<Cell>, Window)]) -> Result<Vec<WindowState>>;
     /// The stored late events or dead letters of `pipeline`, oldest first.
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>>;
     /// Every version switched into a stage of `pipeline`, oldest first.

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS weir_window_state (
     is_final boolean NOT NULL,
     PRIMARY KEY (pipeline, window_start, window_end, key)
 );
+CREATE INDEX IF NOT EXISTS weir_window_state_by_key ON weir_window_state (pipeline, key, window_start);
 CREATE TABLE IF NOT EXISTS weir_dead_letters (
     id bigserial PRIMARY KEY,
     pipeline text NOT NULL,
@@ -587,10 +588,33 @@ impl Sink for PostgresSink {
         window_states(&rows, &table)
     }
 
+    fn windows_overlapping(&mut self, pipeline: &str, wanted: &[(Vec<Cell>, Window)]) -> Result<Vec<WindowState>> {
+        let table = self.table()?;
+        let keys: Vec<String> = wanted.iter().map(|(k, _)| super::key_json(k)).collect();
+        let starts: Vec<i64> = wanted.iter().map(|(_, w)| w.start).collect();
+        let ends: Vec<i64> = wanted.iter().map(|(_, w)| w.end).collect();
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(client.query(
+            &format!(
+                "{WINDOW_STATES} AND EXISTS (SELECT 1 FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS w(key, s, e) \
+                 WHERE w.key = weir_window_state.key AND weir_window_state.window_start < w.e AND weir_window_state.window_end > w.s)"
+            ),
+            &[&pipeline, &keys, &starts, &ends],
+        ))?;
+        window_states(&rows, &table)
+    }
+
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
         let sql = match lane {
-            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '' FROM weir_late_events WHERE pipeline = $1 ORDER BY id",
-            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason FROM weir_dead_letters WHERE pipeline = $1 ORDER BY id",
+            Lane::Late => {
+                "SELECT id, source_partition, source_offset, raw, '', '', \
+                (extract(epoch FROM window_start) * 1000)::bigint, (extract(epoch FROM window_end) * 1000)::bigint \
+                FROM weir_late_events WHERE pipeline = $1 ORDER BY id"
+            }
+            Lane::DeadLetters => {
+                "SELECT id, source_partition, source_offset, raw, kind, reason, NULL::bigint, NULL::bigint \
+                FROM weir_dead_letters WHERE pipeline = $1 ORDER BY id"
+            }
         };
         let (runtime, client) = self.session()?;
         let rows = runtime.block_on(client.query(sql, &[&pipeline]))?;
@@ -603,6 +627,10 @@ impl Sink for PostgresSink {
                 raw: r.get(3),
                 kind: r.get(4),
                 reason: r.get(5),
+                window: r
+                    .get::<_, Option<i64>>(6)
+                    .zip(r.get::<_, Option<i64>>(7))
+                    .map(|(start, end)| Window { start, end }),
             })
             .collect())
     }

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS weir_window_state (
     is_final INTEGER NOT NULL,
     PRIMARY KEY (pipeline, window_start, window_end, key)
 );
+CREATE INDEX IF NOT EXISTS weir_window_state_by_key ON weir_window_state (pipeline, key, window_start);
 CREATE TABLE IF NOT EXISTS weir_dead_letters (
     id INTEGER PRIMARY KEY,
     pipeline TEXT NOT NULL,
@@ -102,6 +103,12 @@ fn plan_on(conn: &Connection, table: &TableSchema) -> Result<Vec<String>> {
         .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
         .collect::<Result<_, _>>()?;
     schema::plan(table, &existing, &DIALECT)
+}
+
+/// A late event's window, stored as ISO 8601 text.
+fn stored_window(start: Option<String>, end: Option<String>) -> Option<Window> {
+    let parse = |s: Option<String>| weir_sdk::time::parse_iso8601(s?.as_bytes());
+    Some(Window { start: parse(start)?, end: parse(end)? })
 }
 
 fn iso(ms: i64) -> String {
@@ -374,10 +381,24 @@ impl Sink for SqliteSink {
         self.window_states("", params![pipeline], &table)
     }
 
+    fn windows_overlapping(&mut self, pipeline: &str, wanted: &[(Vec<Cell>, Window)]) -> Result<Vec<WindowState>> {
+        let table = self.table()?.clone();
+        let mut found = Vec::new();
+        for (key, w) in wanted {
+            let filter = "AND key = ?2 AND window_start < ?3 AND window_end > ?4";
+            found.extend(self.window_states(
+                filter,
+                params![pipeline, super::key_json(key), w.end, w.start],
+                &table,
+            )?);
+        }
+        Ok(found)
+    }
+
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
         let sql = match lane {
-            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '' FROM weir_late_events WHERE pipeline = ? ORDER BY id",
-            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason FROM weir_dead_letters WHERE pipeline = ? ORDER BY id",
+            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '', window_start, window_end FROM weir_late_events WHERE pipeline = ? ORDER BY id",
+            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason, NULL, NULL FROM weir_dead_letters WHERE pipeline = ? ORDER BY id",
         };
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map([pipeline], |r| {
@@ -388,6 +409,7 @@ impl Sink for SqliteSink {
                 raw: r.get(3)?,
                 kind: r.get(4)?,
                 reason: r.get(5)?,
+                window: stored_window(r.get(6)?, r.get(7)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -82,6 +82,23 @@ impl WindowSpec {
         }
     }
 
+    /// The watermark at which `window` is final: no event that is not late can change it
+    /// any more. A fixed window is final at its end. A session is final a `gap` later: an
+    /// event that is not late has `t + gap` past the watermark, and it extends a session
+    /// only if `t` falls before the session's end.
+    pub fn final_at(&self, window: &Window) -> i64 {
+        match *self {
+            WindowSpec::Session { gap_ms } => window.end.saturating_add(gap_ms),
+            _ => window.end,
+        }
+    }
+
+    /// Whether an event at `t` is late for `window` (one of its windows, or for sessions
+    /// its own span `[t, t + gap)`) under its partition's watermark `mark`.
+    pub fn is_late(&self, window: &Window, mark: Option<i64>) -> bool {
+        mark.is_some_and(|m| window.end <= m)
+    }
+
     /// The end of the latest window `t` can belong to; once the watermark passes it,
     /// an event at `t` is late everywhere.
     pub fn last_end(&self, t: i64) -> i64 {

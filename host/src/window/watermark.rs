@@ -1,12 +1,14 @@
-//! Watermarks. A partition's watermark is the largest event time it has seen minus the
-//! allowed lateness. The pipeline's watermark is the minimum over its active
-//! partitions; a partition that has been idle longer than the idle timeout stops
-//! holding it back. The pipeline's watermark never moves backwards.
+//! Watermarks. A partition's clock is the largest event time of the records it has
+//! delivered that were accepted; its watermark is that clock minus the allowed lateness,
+//! and it alone decides which of the partition's records are late. The pipeline's
+//! watermark, the minimum over the partitions that hold it (not idle longer than the
+//! idle timeout, not set aside by [`hold`](WatermarkTracker::hold)), only decides when
+//! a window is written as final. It never moves backwards.
 //!
 //! Processing time is passed in (`now_ms`) rather than read from a clock, so the
 //! tracker is deterministic and its checkpoints restore exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the tracker knows about one partition; this is what a checkpoint stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,13 +25,22 @@ pub struct WatermarkTracker {
     lateness_ms: i64,
     idle_timeout_ms: i64,
     partitions: BTreeMap<i32, PartitionClock>,
+    /// Partitions that keep their clock but do not hold the pipeline watermark back now
+    /// (files not being read).
+    resting: BTreeSet<i32>,
     emitted: Option<i64>,
 }
 
 impl WatermarkTracker {
     /// A tracker with no partitions.
     pub fn new(lateness_ms: i64, idle_timeout_ms: i64) -> Self {
-        WatermarkTracker { lateness_ms, idle_timeout_ms, partitions: BTreeMap::new(), emitted: None }
+        WatermarkTracker {
+            lateness_ms,
+            idle_timeout_ms,
+            partitions: BTreeMap::new(),
+            resting: BTreeSet::new(),
+            emitted: None,
+        }
     }
 
     /// The partition is now ours; until it delivers an event (or idles out) it holds the watermark.
@@ -40,6 +51,24 @@ impl WatermarkTracker {
     /// The partition is no longer ours.
     pub fn revoke(&mut self, partition: i32) {
         self.partitions.remove(&partition);
+        self.resting.remove(&partition);
+    }
+
+    /// Makes exactly `partitions` hold the pipeline watermark back; the others keep their
+    /// clocks, which still judge their records, but wait without holding anyone back.
+    pub fn hold(&mut self, partitions: &[i32], now_ms: i64) {
+        for &p in partitions {
+            self.assign(p, now_ms);
+        }
+        self.resting = self.partitions.keys().copied().filter(|p| !partitions.contains(p)).collect();
+    }
+
+    /// The partitions that hold the watermark back at processing time `now_ms`.
+    fn holding(&self, now_ms: i64) -> impl Iterator<Item = &PartitionClock> {
+        self.partitions
+            .iter()
+            .filter(move |(p, c)| !self.resting.contains(p) && now_ms - c.last_active_ms <= self.idle_timeout_ms)
+            .map(|(_, c)| c)
     }
 
     /// A record arrived from `partition` with event time `event_ms`.
@@ -58,7 +87,8 @@ impl WatermarkTracker {
         }
     }
 
-    /// One partition's watermark.
+    /// One partition's watermark: an event of the partition is late for every window
+    /// that ended at or before it.
     pub fn partition_watermark(&self, partition: i32) -> Option<i64> {
         self.partitions.get(&partition)?.max_event_ms.map(|m| m - self.lateness_ms)
     }
@@ -66,9 +96,8 @@ impl WatermarkTracker {
     /// Recomputes the pipeline watermark at processing time `now_ms` and returns it.
     /// `None` until every active partition has delivered an event or gone idle.
     pub fn advance(&mut self, now_ms: i64) -> Option<i64> {
-        let active = self.partitions.values().filter(|c| now_ms - c.last_active_ms <= self.idle_timeout_ms);
         let mut computed: Option<Option<i64>> = None;
-        for clock in active {
+        for clock in self.holding(now_ms) {
             let mark = clock.max_event_ms.map(|m| m - self.lateness_ms);
             computed = Some(match computed {
                 None => mark,
@@ -90,8 +119,9 @@ impl WatermarkTracker {
     /// Partitions whose event time runs more than `max_skew` ahead of the slowest active
     /// partition. One that is active but has delivered nothing yet is the slowest of all.
     pub fn ahead(&self, max_skew: i64, now_ms: i64) -> Vec<i32> {
-        let active = self.partitions.values().filter(|c| now_ms - c.last_active_ms <= self.idle_timeout_ms);
-        let Some(slowest) = active.map(|c| c.max_event_ms.unwrap_or(i64::MIN)).min() else { return Vec::new() };
+        let Some(slowest) = self.holding(now_ms).map(|c| c.max_event_ms.unwrap_or(i64::MIN)).min() else {
+            return Vec::new();
+        };
         self.partitions
             .iter()
             .filter(|(_, c)| c.max_event_ms.is_some_and(|m| m > slowest.saturating_add(max_skew)))

@@ -1,0 +1,298 @@
+//! Late data and replay, on SQLite: which events are late follows one per-record rule,
+//! whatever the batch size or where a run was killed, and a replay of the late lane
+//! leaves exactly the table of a run in which nothing was late. Every expectation is
+//! computed from the input by `weir_tests::lateness`, never from weir's counters.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use weir_tests::lateness::{self, file, lines, pipeline, truth, Line, Rng, Shape, Truth};
+use weir_tests::{plugin_dir, weir_bin, Reaped};
+
+/// A directory with the pipeline of `shape` over one file of `lines`, into SQLite.
+fn setup(shape: Shape, lines: &[Line]) -> tempfile::TempDir {
+    setup_into(shape, lines, "sqlite://out.db")
+}
+
+fn setup_into(shape: Shape, lines: &[Line], url: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("input")).unwrap();
+    std::fs::write(dir.path().join("input/trips.jsonl"), file(lines)).unwrap();
+    std::fs::write(dir.path().join("p.toml"), pipeline(shape, url, "20ms")).unwrap();
+    dir
+}
+
+fn weir(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(weir_bin());
+    cmd.current_dir(dir).args(args).env("WEIR_PLUGIN_DIR", plugin_dir());
+    cmd
+}
+
+fn run_args(batch: usize) -> Vec<String> {
+    ["run", "p.toml", "--until-idle", "200ms", "--quiet", "--no-admin", "--batch"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([batch.to_string()])
+        .collect()
+}
+
+/// Runs the pipeline to the end with `batch`.
+fn run(dir: &Path, batch: usize) {
+    let args = run_args(batch);
+    let out = weir(dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Starts a run with `batch`, kills it with SIGKILL once `committed()` has counted
+/// `checkpoints` checkpoints, then runs it to the end. Returns whether the kill came
+/// while the run was still going.
+fn run_killed(dir: &Path, batch: usize, checkpoints: i64, committed: impl Fn() -> i64) -> bool {
+    let args = run_args(batch);
+    let mut child = Reaped(
+        weir(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let killed = loop {
+        if child.0.try_wait().unwrap().is_some() {
+            break false;
+        }
+        if committed() >= checkpoints {
+            child.0.kill().unwrap();
+            break true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = child.0.wait();
+    run(dir, batch);
+    killed
+}
+
+/// Checkpoints committed into the SQLite sink in `dir` (0 before it exists).
+fn sqlite_checkpoints(dir: &Path) -> i64 {
+    let Ok(conn) = Connection::open_with_flags(dir.join("out.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
+    conn.query_row("SELECT count(*) FROM weir_checkpoint_log", [], |r| r.get(0)).unwrap_or(0)
+}
+
+fn replay_late(dir: &Path) -> String {
+    let out = weir(dir, &["replay", "p.toml", "--late", "--quiet"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the sink holds, in the shape of [`Truth`].
+fn read(dir: &Path) -> Truth {
+    let conn = Connection::open(dir.join("out.db")).unwrap();
+    let ms = |text: String| weir_sdk::time::parse_iso8601(text.as_bytes()).unwrap();
+    let mut out = Truth::default();
+    let mut stmt = conn.prepare("SELECT window_start, window_end, city, trips, sum_fare FROM trips").unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(((ms(r.get(0)?), ms(r.get(1)?), r.get::<_, String>(2)?), (r.get(3)?, r.get::<_, f64>(4)? as i64)))
+        })
+        .unwrap();
+    for row in rows {
+        let (key, value) = row.unwrap();
+        assert!(out.rows.insert(key.clone(), value).is_none(), "two rows for {key:?}");
+    }
+    let mut stmt = conn.prepare("SELECT source_offset, window_start FROM weir_late_events").unwrap();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, ms(r.get(1)?)))).unwrap() {
+        assert!(out.late.insert(row.unwrap()), "a late (record, window) stored twice");
+    }
+    let mut stmt = conn.prepare("SELECT source_offset FROM weir_dead_letters").unwrap();
+    for row in stmt.query_map([], |r| r.get::<_, i64>(0)).unwrap() {
+        assert!(out.dead.insert(row.unwrap()), "a dead letter stored twice");
+    }
+    out
+}
+
+fn assert_truth(got: &Truth, want: &Truth, what: &str) {
+    assert_eq!(got.dead, want.dead, "{what}: dead letters");
+    assert_eq!(got.late, want.late, "{what}: the late lane");
+    let differ: Vec<_> = want
+        .rows
+        .iter()
+        .filter(|(k, v)| got.rows.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k:?}: want {v:?}, got {:?}", got.rows.get(k)))
+        .chain(got.rows.keys().filter(|k| !want.rows.contains_key(*k)).map(|k| format!("{k:?}: not wanted")))
+        .take(10)
+        .collect();
+    assert!(differ.is_empty(), "{what}: {} rows differ, e.g. {differ:#?}", differ.len());
+}
+
+const T0: i64 = 1_714_550_400_000; // 08:00
+const MIN: i64 = 60_000;
+
+/// Defect 1: replaying the late lane multiplied hopping windows, folding each late record
+/// into all its windows once per stored row, including those that had counted it on time.
+#[test]
+fn replaying_hopping_windows_folds_each_record_once_into_the_windows_it_was_late_for() {
+    let input = lines(&[
+        Some(("Oslo", 10, T0 + 30_000)),
+        Some(("Oslo", 10, T0 + 10 * MIN)),
+        Some(("Oslo", 10, T0 + 5 * MIN + 30_000)),
+    ]);
+    let dir = setup(Shape::Hopping, &input);
+    run(dir.path(), 1);
+    assert_truth(&read(dir.path()), &truth(&input, Shape::Hopping, true), "before the replay");
+    let out = replay_late(dir.path());
+    assert!(out.starts_with("replayed 1 late events"), "{out}");
+    let got = read(dir.path());
+    for start in 1..=5 {
+        let key = (T0 + start * MIN, T0 + (start + 5) * MIN, "Oslo".to_string());
+        assert_eq!(got.rows[&key], (1, 10), "window starting 08:0{start}");
+    }
+    assert_truth(&got, &truth(&input, Shape::Hopping, false), "after the replay");
+}
+
+/// Defect 3: which events were late depended on the batch size. Defect 4: a rejected
+/// record (no city, event time in 2030) moved the watermark and made every later event late.
+#[test]
+fn lateness_is_the_same_for_every_batch_size_and_rejected_records_move_no_clock() {
+    let mut events: Vec<Option<(&str, i64, i64)>> = (0..50).map(|i| Some(("Oslo", 1, T0 + i * 6_000))).collect();
+    let future = "{\"fare\":1,\"event_time\":\"2030-01-01T00:00:00Z\"}\n";
+    events.extend((50..100).map(|i| Some(("Oslo", 1, T0 + i * 6_000))));
+    // 20 minutes behind: late with a lateness of 2 minutes, in any batch.
+    events.push(Some(("Oslo", 1, T0 - 15 * MIN)));
+    let mut input = lines(&events);
+    input.insert(50, Line { text: future.into(), offset: 0, event: None });
+    let mut offset = 0;
+    for line in &mut input {
+        line.offset = offset;
+        offset += line.text.len() as i64;
+    }
+    let want = truth(&input, Shape::Tumbling, true);
+    assert_eq!((want.late.len(), want.dead.len()), (1, 1));
+    for batch in [1, 10, 64, 8192] {
+        let dir = setup(Shape::Tumbling, &input);
+        run(dir.path(), batch);
+        assert_truth(&read(dir.path()), &want, &format!("--batch {batch}"));
+    }
+}
+
+/// `max_ahead`: an event time far beyond the processing clock is a dead letter that says
+/// why, and closes no window.
+#[test]
+fn an_event_time_beyond_max_ahead_is_a_dead_letter_with_the_reason() {
+    let input = lines(&[Some(("Oslo", 1, T0)), Some(("Oslo", 1, 1_900_000_000_000)), Some(("Oslo", 1, T0 + 1_000))]);
+    let dir = setup(Shape::Tumbling, &input);
+    run(dir.path(), 1);
+    let conn = Connection::open(dir.path().join("out.db")).unwrap();
+    let (plugin, reason): (String, String) =
+        conn.query_row("SELECT plugin, reason FROM weir_dead_letters", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(plugin, "watermark");
+    assert!(reason.contains("watermark.max_ahead") && reason.contains("2030-03-17"), "{reason}");
+    let trips: i64 = conn.query_row("SELECT trips FROM trips", [], |r| r.get(0)).unwrap();
+    assert_eq!(trips, 2, "both on-time events in the 08:00 window, nothing late");
+}
+
+/// Defect 5: sessions that a late-arriving but on-time event extended were written as two
+/// overlapping rows, and replays could not repair them.
+#[test]
+fn an_event_that_extends_a_final_session_merges_into_it() {
+    let input = lines(&[Some(("d1", 1, T0)), Some(("d1", 1, T0 + 7 * MIN)), Some(("d1", 1, T0 + 3 * MIN))]);
+    let dir = setup(Shape::Session, &input);
+    run(dir.path(), 1);
+    let got = read(dir.path());
+    let want = truth(&input, Shape::Session, true);
+    assert_eq!(want.rows.len(), 2, "[08:00, 08:07) and [08:07, 08:11)");
+    assert_truth(&got, &want, "sessions");
+}
+
+/// The property: random input with late, early and malformed records, run with random
+/// batch sizes and killed at random points, gives the windows, late lane and dead letters
+/// of one uninterrupted `--batch 1` run, which equal the rule's; after `replay --late` the
+/// table equals a run in which nothing was late.
+#[test]
+fn random_batches_and_kills_give_one_result_and_replay_reaches_the_no_lateness_truth() {
+    for (i, shape) in Shape::ALL.into_iter().enumerate() {
+        let seed = 7 + i as u64;
+        let input = lateness::random(seed, 1_200);
+        let want = truth(&input, shape, true);
+        assert!(want.late.len() > 20 && want.dead.len() > 20, "{shape:?}: the input has late and dead records");
+        let reference = setup(shape, &input);
+        run(reference.path(), 1);
+        assert_truth(&read(reference.path()), &want, &format!("{shape:?}, --batch 1"));
+
+        let mut rng = Rng(seed * 31 + 5);
+        let mut kills = 0;
+        for batch in [2 + rng.below(6) as usize, 40 + rng.below(60) as usize] {
+            let at = 1 + rng.below(4) as i64;
+            let dir = setup(shape, &input);
+            kills += usize::from(run_killed(dir.path(), batch, at, || sqlite_checkpoints(dir.path())));
+            assert_truth(
+                &read(dir.path()),
+                &want,
+                &format!("{shape:?}, --batch {batch}, killed after {at} checkpoints"),
+            );
+        }
+        assert!(kills > 0, "{shape:?}: no run was killed while it ran");
+        let dir = setup(shape, &input);
+        run(dir.path(), 8192);
+        assert_truth(&read(dir.path()), &want, &format!("{shape:?}, --batch 8192"));
+
+        replay_late(reference.path());
+        let replayed = read(reference.path());
+        let mut no_lateness = truth(&input, shape, false);
+        no_lateness.dead = want.dead.clone();
+        assert_truth(&replayed, &no_lateness, &format!("{shape:?}, after replay --late"));
+    }
+}
+
+/// What a PostgreSQL sink holds, in the shape of [`Truth`].
+fn read_postgres(client: &mut postgres::Client) -> Truth {
+    let mut out = Truth::default();
+    let ms = "(extract(epoch FROM window_start) * 1000)::bigint";
+    let sql = format!("SELECT {ms}, (extract(epoch FROM window_end) * 1000)::bigint, city, trips, sum_fare FROM trips");
+    for r in client.query(&sql, &[]).unwrap() {
+        let key = (r.get(0), r.get(1), r.get(2));
+        assert!(out.rows.insert(key, (r.get(3), r.get::<_, f64>(4) as i64)).is_none(), "two rows for a window");
+    }
+    for r in client.query(&format!("SELECT source_offset, {ms} FROM weir_late_events"), &[]).unwrap() {
+        assert!(out.late.insert((r.get(0), r.get(1))), "a late (record, window) stored twice");
+    }
+    for r in client.query("SELECT source_offset FROM weir_dead_letters", &[]).unwrap() {
+        assert!(out.dead.insert(r.get(0)), "a dead letter stored twice");
+    }
+    out
+}
+
+/// The property on PostgreSQL: per shape, a `--batch 1` run, a run killed after a few
+/// checkpoints and resumed, and then `replay --late`, each against the rule's truth.
+#[test]
+fn postgres_gives_the_same_late_lane_and_replays_to_the_no_lateness_truth() {
+    let pg = weir_tests::services::Postgres::start();
+    for (i, shape) in Shape::ALL.into_iter().enumerate() {
+        let seed = 11 + i as u64;
+        let input = lateness::random(seed, 1_000);
+        let want = truth(&input, shape, true);
+        for (n, batch) in [1usize, 5].into_iter().enumerate() {
+            let db = format!("late_{i}_{n}");
+            let url = pg.create_database(&db);
+            let dir = setup_into(shape, &input, &url);
+            let what = format!("{shape:?} into PostgreSQL, --batch {batch}");
+            if batch == 1 {
+                run(dir.path(), batch);
+            } else {
+                let committed = || {
+                    let mut client = pg.client(&db);
+                    client.query_one("SELECT count(*) FROM weir_checkpoint_log", &[]).map_or(0, |r| r.get(0))
+                };
+                assert!(run_killed(dir.path(), batch, 3, committed), "{what}: the kill came after the run");
+            }
+            assert_truth(&read_postgres(&mut pg.client(&db)), &want, &what);
+            if batch == 1 {
+                replay_late(dir.path());
+                let mut no_lateness = truth(&input, shape, false);
+                no_lateness.dead = want.dead.clone();
+                assert_truth(&read_postgres(&mut pg.client(&db)), &no_lateness, &format!("{what}, replayed"));
+            }
+        }
+    }
+}
