@@ -45,31 +45,41 @@ fn run(dir: &Path, batch: usize) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Starts a run with `batch`, kills it with SIGKILL once `committed()` has counted
-/// `checkpoints` checkpoints, then runs it to the end. Returns whether the kill came
-/// while the run was still going.
-fn run_killed(dir: &Path, batch: usize, checkpoints: i64, committed: impl Fn() -> i64) -> bool {
-    let args = run_args(batch);
+/// Feeds `lines` to a following run with `batch` in 20 appended chunks, kills the run
+/// with SIGKILL right after chunk `at` (wherever it then is), appends the rest, and runs
+/// the pipeline again until it has read everything. Only the killed run follows the
+/// directory; the file is whole before the second run starts.
+fn run_killed(dir: &Path, batch: usize, lines: &[Line], at: usize) {
+    let path = dir.join("input/trips.jsonl");
+    std::fs::write(&path, "").unwrap();
+    let text = std::fs::read_to_string(dir.join("p.toml")).unwrap();
+    std::fs::write(dir.join("follow.toml"), text.replace("path = \"input\"", "path = \"input\"\nfollow = true"))
+        .unwrap();
+    let size = batch.to_string();
     let mut child = Reaped(
-        weir(dir, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        weir(dir, &["run", "follow.toml", "--quiet", "--no-admin", "--batch", &size])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let killed = loop {
-        if child.0.try_wait().unwrap().is_some() {
-            break false;
-        }
-        if committed() >= checkpoints {
-            child.0.kill().unwrap();
-            break true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    let chunks: Vec<&[Line]> = lines.chunks(lines.len().div_ceil(20)).collect();
+    let append = |chunk: &[Line]| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut f, file(chunk).as_bytes()).unwrap();
     };
+    for chunk in &chunks[..=at] {
+        append(chunk);
+        // Spaced so that the run reads while input arrives, as it would from a live writer.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.0.try_wait().unwrap().is_none(), "a following run ended by itself");
+    child.0.kill().unwrap();
     let _ = child.0.wait();
+    for chunk in &chunks[at + 1..] {
+        append(chunk);
+    }
     run(dir, batch);
-    killed
 }
 
 /// Checkpoints committed into the SQLite sink in `dir` (0 before it exists).
@@ -221,18 +231,12 @@ fn random_batches_and_kills_give_one_result_and_replay_reaches_the_no_lateness_t
         assert_truth(&read(reference.path()), &want, &format!("{shape:?}, --batch 1"));
 
         let mut rng = Rng(seed * 31 + 5);
-        let mut kills = 0;
         for batch in [2 + rng.below(6) as usize, 40 + rng.below(60) as usize] {
-            let at = 1 + rng.below(4) as i64;
+            let at = rng.below(19) as usize;
             let dir = setup(shape, &input);
-            kills += usize::from(run_killed(dir.path(), batch, at, || sqlite_checkpoints(dir.path())));
-            assert_truth(
-                &read(dir.path()),
-                &want,
-                &format!("{shape:?}, --batch {batch}, killed after {at} checkpoints"),
-            );
+            run_killed(dir.path(), batch, &input, at);
+            assert_truth(&read(dir.path()), &want, &format!("{shape:?}, --batch {batch}, killed after chunk {at}"));
         }
-        assert!(kills > 0, "{shape:?}: no run was killed while it ran");
         let dir = setup(shape, &input);
         run(dir.path(), 8192);
         assert_truth(&read(dir.path()), &want, &format!("{shape:?}, --batch 8192"));
@@ -280,11 +284,7 @@ fn postgres_gives_the_same_late_lane_and_replays_to_the_no_lateness_truth() {
             if batch == 1 {
                 run(dir.path(), batch);
             } else {
-                let committed = || {
-                    let mut client = pg.client(&db);
-                    client.query_one("SELECT count(*) FROM weir_checkpoint_log", &[]).map_or(0, |r| r.get(0))
-                };
-                assert!(run_killed(dir.path(), batch, 3, committed), "{what}: the kill came after the run");
+                run_killed(dir.path(), batch, &input, 7 + i);
             }
             assert_truth(&read_postgres(&mut pg.client(&db)), &want, &what);
             if batch == 1 {
@@ -295,4 +295,68 @@ fn postgres_gives_the_same_late_lane_and_replays_to_the_no_lateness_truth() {
             }
         }
     }
+}
+
+/// Defect 2: a replay beside a running pipeline folded into the same windows and lost
+/// records. Now it is refused, naming the running host, while the run goes on; once the
+/// run has stopped (and given up its lease) the replay runs, and nothing is lost.
+#[test]
+fn a_replay_beside_a_running_pipeline_is_refused_and_loses_nothing() {
+    let mut first = lateness::random(3, 300);
+    let second = lateness::random(4, 300);
+    let dir = setup(Shape::Tumbling, &first);
+    let text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
+    std::fs::write(dir.path().join("p.toml"), text.replace("path = \"input\"", "path = \"input\"\nfollow = true"))
+        .unwrap();
+    let mut child = Reaped(
+        weir(dir.path(), &["run", "p.toml", "--quiet", "--no-admin", "--batch", "16"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    while sqlite_checkpoints(dir.path()) < 2 {
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = weir(dir.path(), &["replay", "p.toml", "--dead-letters", "--quiet"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a replay beside a run must be refused");
+    assert!(stderr.contains("is being processed by weir run") && stderr.contains("Stop it first"), "{stderr}");
+
+    // More input arrives after the refused replay; then the run stops cleanly.
+    let offset = first.last().map_or(0, |l| l.offset + l.text.len() as i64);
+    let mut appended = second.clone();
+    for line in &mut appended {
+        line.offset += offset;
+    }
+    let mut f = std::fs::OpenOptions::new().append(true).open(dir.path().join("input/trips.jsonl")).unwrap();
+    std::io::Write::write_all(&mut f, file(&appended).as_bytes()).unwrap();
+    first.extend(appended);
+    let want = truth(&first, Shape::Tumbling, true);
+    let wanted_offsets = want.dead.len() as i64;
+    loop {
+        let conn = Connection::open(dir.path().join("out.db")).unwrap();
+        let dead: i64 = conn.query_row("SELECT count(*) FROM weir_dead_letters", [], |r| r.get(0)).unwrap();
+        let read: i64 = conn
+            .query_row("SELECT max(next_offset) FROM weir_checkpoints", [], |r| r.get::<_, Option<i64>>(0))
+            .unwrap()
+            .unwrap_or(0);
+        if dead == wanted_offsets && read == file(&first).len() as i64 {
+            break;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = Command::new("kill").args(["-INT", &child.0.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    assert!(child.0.wait().unwrap().success(), "SIGINT ends the run cleanly");
+    let leases: i64 = Connection::open(dir.path().join("out.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM weir_leases", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(leases, 0, "a run that stops gives its lease up");
+
+    let out = weir(dir.path(), &["replay", "p.toml", "--dead-letters", "--quiet"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_truth(&read(dir.path()), &want, "after the run and the replay");
 }

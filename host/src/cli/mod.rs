@@ -210,6 +210,13 @@ pub(crate) fn read_config(config: Option<&str>) -> anyhow::Result<String> {
 /// Parses the arguments, runs the command, and reports an error with its causes.
 pub fn main() -> ExitCode {
     crate::pipeline::process_start();
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`weir run … | head -1`)
+    // panicked. With the default action a closed stdout ends the process quietly, as it
+    // does any Unix tool; every command prints its results after its last commit.
+    // SAFETY: called first thing, before any thread starts; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

@@ -10,6 +10,7 @@ use super::RuntimeArgs;
 use crate::config::{PipelineConfig, SourceConfig};
 use crate::pipeline::{open_sink, Pipeline, PipelineOptions};
 use crate::plugin::PluginRuntime;
+use crate::sink::{Sink, SqliteSink};
 use crate::source::{FileOptions, FileSource, KafkaSource};
 
 /// Arguments of `weir validate`.
@@ -93,8 +94,21 @@ pub fn run(args: ValidateArgs) -> Result<()> {
 
     report("source", source(&config, &base));
 
-    let sink = open_sink(&config, &base).and_then(|mut sink| match &table {
-        Some(table) => {
+    let sqlite = config.sink.url.strip_prefix("sqlite://").map(|path| base.join(path));
+    let opened = match &sqlite {
+        // Opening SQLite for writing creates the file and weir's tables: validation changes nothing.
+        Some(path) => SqliteSink::inspect(path).map(|sink| sink.map(|s| Box::new(s) as Box<dyn Sink + Send>)),
+        None => open_sink(&config, &base).map(Some),
+    };
+    let sink = opened.and_then(|sink| match (sink, &table) {
+        (None, Some(table)) => Ok(format!(
+            "{}: {} does not exist yet; `weir run` will create it with table {}",
+            config.sink.url,
+            sqlite.as_ref().map_or(String::new(), |p| p.display().to_string()),
+            table.name
+        )),
+        (None, None) => Ok(format!("{}: does not exist yet; `weir run` will create it", config.sink.url)),
+        (Some(mut sink), Some(table)) => {
             let plan = sink.plan(table)?;
             Ok(if plan.is_empty() {
                 format!("{}: table {} fits", config.sink.url, table.name)
@@ -102,7 +116,9 @@ pub fn run(args: ValidateArgs) -> Result<()> {
                 format!("{}: `weir run` will run: {}", config.sink.url, plan.join("; "))
             })
         }
-        None => Ok(format!("{}: reachable (the table is not checked without a wired pipeline)", config.sink.url)),
+        (Some(_), None) => {
+            Ok(format!("{}: reachable (the table is not checked without a wired pipeline)", config.sink.url))
+        }
     });
     report("sink", sink);
 

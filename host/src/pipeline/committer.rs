@@ -79,6 +79,16 @@ impl Committer {
         }))
     }
 
+    /// Renews this process's lease on `pipeline` without waiting; a failure only warns,
+    /// since the next renewal, or the next commit's error, follows soon.
+    pub(super) fn renew(&self, pipeline: String, lease: crate::sink::Lease) -> Result<()> {
+        self.send(Box::new(move |sink| {
+            if let Err(e) = sink.renew(&pipeline, &lease) {
+                tracing::warn!(pipeline, error = %format!("{e:#}"), "renewing the lease failed");
+            }
+        }))
+    }
+
     /// Hands `checkpoint` over to be committed, retrying transient failures; the caller
     /// must have settled the previous one.
     pub(super) fn commit(

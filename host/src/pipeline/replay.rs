@@ -91,6 +91,7 @@ pub fn replay(
     if partitions.is_empty() {
         bail!("{} holds no checkpoint of pipeline {:?}: nothing to replay", config.sink.url, config.name);
     }
+    super::lease::acquire(sink.as_mut(), &config.name, &super::lease::lease("replay", None, now_ms()), false)?;
     let restored = sink.restore(&config.name, &partitions)?;
     pipeline.assign(&partitions, restored, now_ms())?;
     pipeline.replaying = true;
@@ -121,7 +122,10 @@ pub fn replay(
         let name = config.name.clone();
         // No positions: a replay moves no source offset.
         let checkpoint = pipeline.build_checkpoint(Vec::new(), now_ms())?;
-        committer.with(move |sink| sink.commit(&name, &checkpoint))??;
+        committer.with(move |sink| {
+            sink.commit(&name, &checkpoint)?;
+            sink.renew(&name, &super::lease::lease("replay", None, now_ms()))
+        })??;
         summary.records += chunk.len() as u64;
         summary.windowed += pipeline.stats.windowed - before.windowed;
         summary.dead_letters += pipeline.stats.dead_letters - before.dead_letters;
@@ -132,5 +136,7 @@ pub fn replay(
     if options.progress && !records.is_empty() {
         eprintln!();
     }
+    let name = config.name.clone();
+    committer.with(move |sink| sink.give_up(&name, &super::lease::holder()))??;
     Ok(summary)
 }

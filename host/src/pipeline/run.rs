@@ -406,6 +406,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     history.extend(pipeline.deployments.iter().cloned());
     let (deployer, swaps) = Deployer::new(&pipeline, runtime, history);
     deployer.watch()?;
+    let shared = matches!(config.source, SourceConfig::Kafka { .. });
+    super::lease::acquire(sink.as_mut(), &config.name, &super::lease::lease("run", None, now_ms()), shared)?;
     let mut source = open_source(&config, &base, &pipeline)?;
     pipeline.source = source.describe();
     let partitions = source.partitions();
@@ -448,6 +450,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let (mut operator_paused, mut resume_requested, mut held) = (false, false, None::<String>);
     let mut optimizing = false;
     let mut last_publish = Instant::now();
+    let mut renewed = Instant::now();
+    let mut admin_addr = None;
     if let Some(admin) = &options.admin {
         let token = if admin.token.is_some() { "?token=<admin token>" } else { "" };
         let admin = crate::admin::start(admin)?;
@@ -456,11 +460,17 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
              POST /api/pipeline/pause|resume",
             admin.addr
         );
+        admin_addr = Some(admin.addr.to_string());
         admin.shared.attach(deployer.clone());
         admin.shared.show(&pipeline.table);
         timing.admin = Some(admin.shared);
     }
+    committer.renew(pipeline.name.clone(), super::lease::lease("run", admin_addr.clone(), now_ms()))?;
     while !stop.load(Ordering::SeqCst) {
+        if renewed.elapsed() >= super::lease::RENEW_EVERY {
+            renewed = Instant::now();
+            committer.renew(pipeline.name.clone(), super::lease::lease("run", admin_addr.clone(), now_ms()))?;
+        }
         if let Some(change) = source.rebalance() {
             // A new assignment starts unheld; what is held back is decided afresh.
             held_back.retain(|p| !matches!(&change, Rebalance::Revoked(gone) if gone.contains(p)));
@@ -558,6 +568,10 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 }
                 align(&mut pipeline, source.as_mut(), &mut held_back, max_skew)?;
             }
+            // A bounded input (files without `follow`, the producer) is done at its end,
+            // as Spark's availableNow and Flink's bounded sources are: the final
+            // checkpoint follows.
+            None => break,
             // A consumer group takes seconds to hand out partitions, and a watched
             // directory may start empty: a source that has none yet has not been
             // drained, unless the wait itself is unreasonably long.
@@ -623,6 +637,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)
         .and_then(|()| settle(&mut committer, source.as_mut(), &mut timing, true))
         .context("writing the final checkpoint")?;
+    let name = pipeline.name.clone();
+    committer.with(move |sink| sink.give_up(&name, &super::lease::holder()))??;
     if options.progress {
         show(&pipeline, source.as_mut(), started, &mut last_progress, &breaker);
         eprintln!();

@@ -64,7 +64,19 @@ impl Sharing {
             let name = reference.name().to_string();
             return Ok(PluginBytes { name, bytes: artifact.bytes, path: artifact.path, reference: Some(reference) });
         }
-        let bytes = std::fs::read(file).with_context(|| format!("reading plugin {}", file.display()))?;
+        let bytes = std::fs::read(file).with_context(|| {
+            if file.exists() || plugin.ends_with(".wasm") {
+                format!("reading plugin {}", file.display())
+            } else {
+                // A bare name is looked up in the plugin directory: say where that is set.
+                format!(
+                    "plugin {plugin:?} is not in the plugin directory: {} does not exist. Point `--plugins DIR` \
+                     or $WEIR_PLUGIN_DIR at the directory of built plugins (`cargo xtask plugins` builds the \
+                     reference ones into target/plugins/)",
+                    file.display()
+                )
+            }
+        })?;
         let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
         Ok(PluginBytes { name, bytes, path: file.to_path_buf(), reference: None })
     }

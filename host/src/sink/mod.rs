@@ -242,6 +242,19 @@ pub struct Stored {
     pub window: Option<Window>,
 }
 
+/// A process's claim to work on a pipeline, renewed as a heartbeat (`weir_leases`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Who: `hostname:pid`.
+    pub holder: String,
+    /// `run` or `replay`.
+    pub role: String,
+    /// The holder's admin API, if it serves one.
+    pub admin: Option<String>,
+    /// The last renewal, ms since the epoch.
+    pub heartbeat_ms: i64,
+}
+
 /// Which store to replay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
@@ -339,6 +352,12 @@ pub trait Sink {
     /// The stored window states of each key that overlap its window, final ones included:
     /// a final window that an on-time record reaches again is corrected from these.
     fn windows_overlapping(&mut self, pipeline: &str, wanted: &[(Vec<Cell>, Window)]) -> Result<Vec<WindowState>>;
+    /// Takes or renews `lease` on `pipeline`.
+    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()>;
+    /// Every lease on `pipeline`, stale ones included.
+    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>>;
+    /// Gives up `holder`'s lease on `pipeline`.
+    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()>;
     /// The stored late events or dead letters of `pipeline`, oldest first.
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>>;
     /// Every version switched into a stage of `pipeline`, oldest first.

@@ -12,7 +12,8 @@ use weir_sdk::{ColumnDef, ColumnType};
 
 use super::schema::{self, quote, Dialect, Existing, Upsert};
 use super::{
-    Cell, Checkpoint, Deployment, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowRow, WindowState,
+    Cell, Checkpoint, Deployment, Lane, Lease, Restored, Sink, Stored, StoredPartition, TableSchema, WindowRow,
+    WindowState,
 };
 use crate::window::Window;
 
@@ -41,6 +42,14 @@ CREATE TABLE IF NOT EXISTS weir_window_state (
     PRIMARY KEY (pipeline, window_start, window_end, key)
 );
 CREATE INDEX IF NOT EXISTS weir_window_state_by_key ON weir_window_state (pipeline, key, window_start);
+CREATE TABLE IF NOT EXISTS weir_leases (
+    pipeline text NOT NULL,
+    holder text NOT NULL,
+    role text NOT NULL,
+    admin text,
+    heartbeat_ms bigint NOT NULL,
+    PRIMARY KEY (pipeline, holder)
+);
 CREATE TABLE IF NOT EXISTS weir_dead_letters (
     id bigserial PRIMARY KEY,
     pipeline text NOT NULL,
@@ -602,6 +611,36 @@ impl Sink for PostgresSink {
             &[&pipeline, &keys, &starts, &ends],
         ))?;
         window_states(&rows, &table)
+    }
+
+    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
+        let (runtime, client) = self.session()?;
+        runtime.block_on(client.execute(
+            "INSERT INTO weir_leases (pipeline, holder, role, admin, heartbeat_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (pipeline, holder) DO UPDATE SET role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms",
+            &[&pipeline, &lease.holder, &lease.role, &lease.admin, &lease.heartbeat_ms],
+        ))?;
+        Ok(())
+    }
+
+    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>> {
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(client.query(
+            "SELECT holder, role, admin, heartbeat_ms FROM weir_leases WHERE pipeline = $1 ORDER BY holder",
+            &[&pipeline],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| Lease { holder: r.get(0), role: r.get(1), admin: r.get(2), heartbeat_ms: r.get(3) })
+            .collect())
+    }
+
+    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
+        let (runtime, client) = self.session()?;
+        runtime.block_on(
+            client.execute("DELETE FROM weir_leases WHERE pipeline = $1 AND holder = $2", &[&pipeline, &holder]),
+        )?;
+        Ok(())
     }
 
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {

@@ -10,7 +10,8 @@ use weir_sdk::ColumnType;
 
 use super::schema::{self, quote, Dialect, Existing, Upsert};
 use super::{
-    Cell, Checkpoint, Deployment, Lane, Restored, Sink, Stored, StoredPartition, TableSchema, WindowRow, WindowState,
+    Cell, Checkpoint, Deployment, Lane, Lease, Restored, Sink, Stored, StoredPartition, TableSchema, WindowRow,
+    WindowState,
 };
 use crate::window::Window;
 
@@ -39,6 +40,14 @@ CREATE TABLE IF NOT EXISTS weir_window_state (
     PRIMARY KEY (pipeline, window_start, window_end, key)
 );
 CREATE INDEX IF NOT EXISTS weir_window_state_by_key ON weir_window_state (pipeline, key, window_start);
+CREATE TABLE IF NOT EXISTS weir_leases (
+    pipeline TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    role TEXT NOT NULL,
+    admin TEXT,
+    heartbeat_ms INTEGER NOT NULL,
+    PRIMARY KEY (pipeline, holder)
+);
 CREATE TABLE IF NOT EXISTS weir_dead_letters (
     id INTEGER PRIMARY KEY,
     pipeline TEXT NOT NULL,
@@ -156,6 +165,18 @@ impl SqliteSink {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(BOOKKEEPING).context("creating weir's bookkeeping tables")?;
         Ok(SqliteSink { conn, table: None })
+    }
+
+    /// Opens the database at `path` read-only, to check it without changing it (`weir
+    /// validate`): `None` if it does not exist yet.
+    pub fn inspect(path: &Path) -> Result<Option<Self>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .with_context(|| format!("opening SQLite database {} read-only", path.display()))?;
+        Ok(Some(SqliteSink { conn, table: None }))
     }
 
     /// The connection, for tests and `weir replay`.
@@ -393,6 +414,30 @@ impl Sink for SqliteSink {
             )?);
         }
         Ok(found)
+    }
+
+    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO weir_leases (pipeline, holder, role, admin, heartbeat_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (pipeline, holder) DO UPDATE SET role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms",
+            params![pipeline, lease.holder, lease.role, lease.admin, lease.heartbeat_ms],
+        )?;
+        Ok(())
+    }
+
+    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT holder, role, admin, heartbeat_ms FROM weir_leases WHERE pipeline = ? ORDER BY holder")?;
+        let rows = stmt.query_map([pipeline], |r| {
+            Ok(Lease { holder: r.get(0)?, role: r.get(1)?, admin: r.get(2)?, heartbeat_ms: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM weir_leases WHERE pipeline = ? AND holder = ?", params![pipeline, holder])?;
+        Ok(())
     }
 
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {

@@ -19,6 +19,9 @@ use weir_sdk::{ColumnType, RawBatch};
 
 use super::csv::{self, Header};
 use super::{Rebalance, Rejected, Source};
+
+/// The UTF-8 byte-order mark some editors write first.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 use crate::config::FileFormat;
 
 /// How often follow mode lists the directory while it has nothing to read.
@@ -179,7 +182,14 @@ impl FileSource {
     fn open_current(&mut self) -> Result<bool> {
         let file = &self.files[self.current];
         let handle = File::open(&file.path).with_context(|| format!("opening {}", file.path.display()))?;
-        self.reader = Some(BufReader::with_capacity(1 << 20, handle));
+        let mut reader = BufReader::with_capacity(1 << 20, handle);
+        // Editors on Windows start UTF-8 files with a byte-order mark; it is no part of
+        // the first record, or of the CSV header's first column name.
+        let start = if reader.fill_buf()?.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
+        reader.consume(start);
+        let file = &mut self.files[self.current];
+        file.position = file.position.max(start as u64);
+        self.reader = Some(reader);
         if self.options.format == FileFormat::Csv && self.files[self.current].header.is_none() {
             let Some(len) = self.read_record()? else { return Ok(false) };
             let row = trim_newline(&self.record);
@@ -187,7 +197,7 @@ impl FileSource {
             let header = Header::parse(row, &self.options.columns)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))?;
             file.header = Some(header);
-            file.position = file.position.max(len as u64);
+            file.position = file.position.max((start + len) as u64);
         }
         let file = &self.files[self.current];
         self.reader.as_mut().expect("just opened").seek(SeekFrom::Start(file.position))?;
@@ -305,6 +315,25 @@ mod tests {
 
     fn jsonl() -> FileOptions {
         FileOptions::default()
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_in_json_lines_and_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), "\u{feff}{\"n\":1}\n{\"n\":2}\n").unwrap();
+        let mut source = FileSource::open(dir.path(), jsonl()).unwrap();
+        let batch = source.poll(10).unwrap().unwrap();
+        assert_eq!(payloads(&batch), ["{\"n\":1}", "{\"n\":2}"]);
+        assert_eq!(batch.offsets, vec![3, 11], "offsets stay byte positions in the file");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "\u{feff}city,fare\nOslo,12\n").unwrap();
+        let columns = [("city".to_string(), ColumnType::Text), ("fare".to_string(), ColumnType::Float64)];
+        let options = FileOptions { format: FileFormat::Csv, columns: columns.into_iter().collect(), ..jsonl() };
+        let mut source = FileSource::open(dir.path(), options).unwrap();
+        let batch = source.poll(10).unwrap().unwrap();
+        assert_eq!(payloads(&batch), ["{\"city\":\"Oslo\",\"fare\":12}"]);
+        assert!(source.rejected().is_empty());
     }
 
     #[test]

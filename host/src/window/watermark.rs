@@ -122,8 +122,10 @@ impl WatermarkTracker {
         let Some(slowest) = self.holding(now_ms).map(|c| c.max_event_ms.unwrap_or(i64::MIN)).min() else {
             return Vec::new();
         };
+        // A resting partition (a file already read) is not read, so there is nothing to hold.
         self.partitions
             .iter()
+            .filter(|(p, _)| !self.resting.contains(p))
             .filter(|(_, c)| c.max_event_ms.is_some_and(|m| m > slowest.saturating_add(max_skew)))
             .map(|(p, _)| *p)
             .collect()
