@@ -153,7 +153,7 @@ pub fn wait_status(
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the host exited with {status} while waiting");
         }
-        let (ok, out, _) = weir_cli(addr, &["pipeline", "status"]);
+        let (ok, out, _) = weir_cli(addr, &["pipeline", "status", "--json"]);
         if ok {
             if let Ok(status) = serde_json::from_str::<serde_json::Value>(&out) {
                 if done(&status) {

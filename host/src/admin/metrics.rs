@@ -55,7 +55,14 @@ pub fn render(status: &Status, now_ms: i64) -> String {
     let seconds_since = |ms: Option<i64>| ms.map(|ms| (now_ms - ms) as f64 / 1000.0);
     let mut f = Families { out: String::new(), pipeline: label(&status.pipeline) };
     f.single("weir_records_in_total", "counter", "Raw records read from the source.", Some(status.records));
-    f.single("weir_events_windowed_total", "counter", "Events folded into windows.", Some(status.windowed));
+    f.single(
+        "weir_events_windowed_total",
+        "counter",
+        "Events folded into at least one window.",
+        Some(status.events_windowed),
+    );
+    let folds = "Folds into windows: an event once per window it counts in (several for hopping windows).";
+    f.single("weir_window_folds_total", "counter", folds, Some(status.windowed));
     f.single("weir_checkpoints_total", "counter", "Checkpoints committed to the sink.", Some(status.checkpoints));
     f.single("weir_breaker_trips_total", "counter", "Times the circuit breaker opened.", Some(status.breaker_trips));
     f.single("weir_plugin_swaps_total", "counter", "Plugin versions switched in while running.", Some(status.swaps));

@@ -27,7 +27,9 @@ pub struct Status {
     pub pipeline: String,
     /// Raw records read.
     pub records: u64,
-    /// Events folded into windows.
+    /// Events folded into at least one window.
+    pub events_windowed: u64,
+    /// Folds into windows (an event once per window it counts in).
     pub windowed: u64,
     /// Dead letters, committed and pending.
     pub dead_letters: u64,

@@ -1,6 +1,7 @@
 //! The command line. Pipeline meaning lives in files; process behaviour in flags.
 
 mod bench;
+mod lanes;
 mod pipeline;
 mod plugin_build;
 mod plugin_deploy;
@@ -37,6 +38,12 @@ enum Command {
     Run(run::RunArgs),
     /// Run late events or dead letters through the current plugins into the same sink, exactly once.
     Replay(replay::ReplayArgs),
+    /// The dead-letter store: list, show or purge what was refused and why.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+    /// The late lane: list the events that came later than the lateness allows.
+    #[command(subcommand)]
+    Late(LateCommand),
     /// Check a pipeline file: plugins, wiring and schemas, source and sink; report every problem.
     Validate(validate::ValidateArgs),
     /// Talk to a running host through its admin API: status, pause, resume.
@@ -47,6 +54,51 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum DeadLetterCommand {
+    /// One line per dead letter (id, kind, plugin, when, where, reason), oldest first.
+    List {
+        #[command(flatten)]
+        filter: lanes::Filter,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// As JSON, raw bytes included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter whole, with its raw bytes.
+    Show {
+        #[command(flatten)]
+        filter: lanes::Filter,
+        /// Its id, as `list` shows it.
+        id: i64,
+    },
+    /// Delete dead letters for good (to fix and reprocess them, use `weir replay --dead-letters`).
+    Purge {
+        #[command(flatten)]
+        filter: lanes::Filter,
+        /// Every dead letter of the pipeline, when no filter is given.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LateCommand {
+    /// One line per late (event, window): id, event time, window, where; `--since`/`--until` filter by event time.
+    List {
+        #[command(flatten)]
+        filter: lanes::Filter,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// As JSON, raw bytes included.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +295,16 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::DeadLetters(DeadLetterCommand::List { filter, limit, json }) => {
+            lanes::list(&filter, crate::sink::Lane::DeadLetters, limit, json)
+        }
+        Command::DeadLetters(DeadLetterCommand::Show { filter, id }) => lanes::show(&filter, id),
+        Command::DeadLetters(DeadLetterCommand::Purge { filter, all }) => {
+            lanes::purge(&filter, crate::sink::Lane::DeadLetters, all)
+        }
+        Command::Late(LateCommand::List { filter, limit, json }) => {
+            lanes::list(&filter, crate::sink::Lane::Late, limit, json)
+        }
         Command::Bench(command) => bench::run(command),
     };
     match result {

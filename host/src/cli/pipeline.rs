@@ -5,12 +5,22 @@ use anyhow::{bail, Context, Result};
 /// Commands for a running host.
 #[derive(clap::Subcommand)]
 pub enum PipelineCommand {
-    /// Print the host's status as JSON: counters, watermark, and why reading is held.
-    Status(Target),
+    /// Print the host's status: counters, watermark, lag, stages, and why reading is held.
+    Status(StatusArgs),
     /// Checkpoint and stop reading until resumed.
     Pause(Target),
     /// Read again: ends a pause, or closes an open circuit breaker.
     Resume(Target),
+}
+
+/// Arguments of `weir pipeline status`.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The status as the admin API answers it, JSON, for scripts.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Which host.
@@ -66,9 +76,68 @@ impl Target {
     }
 }
 
+/// The status as a person reads it, one line per topic.
+fn table(status: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let n = |key: &str| status[key].as_u64().unwrap_or(0);
+    let time = |key: &str| status[key].as_i64().map_or("-".to_string(), weir_sdk::time::format_iso8601);
+    let mut lines = vec![("pipeline", status["pipeline"].as_str().unwrap_or("-").to_string())];
+    let state = match (status["held"].as_str(), status["sink_error"].as_str()) {
+        (_, Some(error)) => format!("sink failing, retrying: {error}"),
+        (Some(held), None) => format!("held: {held}"),
+        (None, None) => "running".into(),
+    };
+    lines.push(("state", state));
+    let (records, events, dead, late) = (n("records"), n("events_windowed"), n("dead_letters"), n("late"));
+    let folds = n("windowed");
+    lines.push((
+        "records",
+        format!("{records} read: {events} windowed ({folds} folds), {dead} dead letters, {late} late"),
+    ));
+    lines.push(("watermark", time("watermark_ms")));
+    lines.push(("checkpoints", format!("{}, the last committed at {}", n("checkpoints"), time("last_checkpoint_ms"))));
+    if let Some([p50, p99]) = status["latency_ms"].as_array().map(|l| [l[0].clone(), l[1].clone()]) {
+        lines.push(("latency", format!("p50 {p50} ms, p99 {p99} ms (source to sink)")));
+    }
+    if let Some(lags) = status["lags"].as_array().filter(|l| !l.is_empty()) {
+        let total: u64 = lags.iter().filter_map(|l| l[1].as_u64()).sum();
+        let each: Vec<String> = lags.iter().map(|l| format!("{} {}", l[0].as_str().unwrap_or("?"), l[1])).collect();
+        lines.push(("lag", format!("{total} records not yet read ({})", each.join(", "))));
+    }
+    if n("breaker_trips") > 0 {
+        lines.push(("breaker", format!("opened {} time(s)", n("breaker_trips"))));
+    }
+    for stage in status["measured"]["stages"].as_array().into_iter().flatten() {
+        let calls = &stage["calls"];
+        let mean = match (calls["sum"].as_f64(), calls["count"].as_u64()) {
+            (Some(sum), Some(count)) if count > 0 => format!("{:.2} ms a call", sum * 1000.0 / count as f64),
+            _ => "no calls yet".into(),
+        };
+        let name = stage["stage"].as_str().unwrap_or("?");
+        let version = stage["version"].as_str().unwrap_or("?");
+        let short = version
+            .split_once("@sha256:")
+            .map_or(version.to_string(), |(n, d)| format!("{n}@{}", &d[..d.len().min(12)]));
+        lines.push((
+            "stage",
+            format!("{name}: {short}, {} in, {} out, {mean}", stage["events_in"], stage["events_out"]),
+        ));
+    }
+    if let Some(Value::Array(shadow)) = status.get("shadow") {
+        lines.push(("shadow", format!("{} in the shadow of {}", shadow[1], shadow[0])));
+    }
+    lines.iter().map(|(k, v)| format!("{k:<12} {v}")).collect::<Vec<_>>().join("\n")
+}
+
 pub fn run(command: PipelineCommand) -> Result<()> {
     let out = match &command {
-        PipelineCommand::Status(target) => target.call("GET", "/api/status", None)?,
+        PipelineCommand::Status(args) if args.json => args.target.call("GET", "/api/status", None)?,
+        PipelineCommand::Status(args) => {
+            let text = args.target.call("GET", "/api/status", None)?;
+            let status: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("the host's status is not JSON: {text}"))?;
+            table(&status)
+        }
         PipelineCommand::Pause(target) => target.call("POST", "/api/pipeline/pause", None)?,
         PipelineCommand::Resume(target) => target.call("POST", "/api/pipeline/resume", None)?,
     };

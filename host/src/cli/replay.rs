@@ -41,8 +41,8 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let summary = replay(&args.pipeline, &selection, &options, args.chain.runtime.options())?;
     let what = if args.late { "late events" } else { "dead letters" };
     println!(
-        "replayed {} {what}: {} folded into their windows, {} refused again (back in weir_dead_letters)",
-        summary.records, summary.windowed, summary.dead_letters
+        "replayed {} {what}: {} folded into their windows ({} folds), {} refused again (back in weir_dead_letters)",
+        summary.records, summary.events_windowed, summary.windowed, summary.dead_letters
     );
     Ok(())
 }

@@ -40,11 +40,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     let summary = run_pipeline(&args.pipeline, &options, args.chain.runtime.options())?;
     let s = &summary.stats;
     let mark = summary.watermark.map_or("-".to_string(), weir_sdk::time::format_iso8601);
+    // Hopping windows count an event in several windows: say both.
+    let folds =
+        if s.windowed != s.events_windowed { format!(" ({} folds into windows)", s.windowed) } else { String::new() };
     println!(
-        "{} events in {:.2}s: {} windowed, {} dead letters, {} late; {} checkpoints; watermark {mark}",
+        "{} events in {:.2}s: {} windowed{folds}, {} dead letters, {} late; {} checkpoints; watermark {mark}",
         s.records,
         summary.elapsed.as_secs_f64(),
-        s.windowed,
+        s.events_windowed,
         s.dead_letters,
         s.late,
         s.checkpoints

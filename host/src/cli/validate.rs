@@ -31,7 +31,7 @@ fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
             let partitions = KafkaSource::check(brokers, topic, options)?;
             format!("kafka topic {topic} on {brokers}: {partitions} partitions")
         }
-        SourceConfig::Files { path, format, follow } => {
+        SourceConfig::Files { path, format, follow, .. } => {
             use crate::source::Source;
             let options = FileOptions { format: *format, follow: *follow, ..FileOptions::default() };
             let files = FileSource::open(&base.join(path), options)?;

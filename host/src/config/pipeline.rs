@@ -86,6 +86,10 @@ pub enum SourceConfig {
         /// Keep watching the directory for new files.
         #[serde(default)]
         follow: bool,
+        /// The largest record, in bytes (default 4 MiB): a longer one is a dead letter
+        /// with its size, its first KiB and its digest, read in bounded memory.
+        #[serde(default = "default_max_record_bytes")]
+        max_record_bytes: u64,
     },
     /// The built-in synthetic trip producer.
     Producer {
@@ -292,6 +296,10 @@ impl Default for WatermarkConfig {
 
 fn default_max_skew() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_max_record_bytes() -> u64 {
+    4 << 20
 }
 
 fn default_max_ahead() -> Duration {

@@ -35,7 +35,9 @@ pub struct PipelineOptions {
 pub struct RunStats {
     /// Raw records in.
     pub records: u64,
-    /// Events folded into windows (once per window for hopping windows).
+    /// Events folded into at least one window.
+    pub events_windowed: u64,
+    /// Folds into windows: an event once per window it counts in (several for hopping windows).
     pub windowed: u64,
     /// Dead letters written.
     pub dead_letters: u64,

@@ -340,6 +340,11 @@ impl Pipeline {
         let last = self.measured.stages.len().saturating_sub(1);
         self.measured.call(last, started.elapsed(), fold_rows.len(), 0);
         self.stats.windowed += (fold_rows.len() - failures.len()) as u64;
+        // A row's folds are consecutive in `fold_rows`; it counts once unless one of them failed.
+        let failed: rustc_hash::FxHashSet<u32> = failures.iter().map(|f| fold_rows[f.index as usize]).collect();
+        let mut events = fold_rows.iter().filter(|r| !failed.contains(r)).collect::<Vec<_>>();
+        events.dedup();
+        self.stats.events_windowed += events.len() as u64;
         push_failures(&mut self.dead_letters, batch, failures, &fold_records, &self.aggregator);
         for (g, state) in touched.into_iter().zip(states) {
             let group = &mut self.windows.groups[g];

@@ -43,6 +43,8 @@ impl ReplaySelection {
 pub struct ReplaySummary {
     /// Records replayed.
     pub records: u64,
+    /// Of the records, folded into windows.
+    pub events_windowed: u64,
     /// Folds into windows (a hopping record may fold into several).
     pub windowed: u64,
     /// Of the records, refused again (now in the dead-letter store anew).
@@ -128,6 +130,7 @@ pub fn replay(
         })??;
         summary.records += chunk.len() as u64;
         summary.windowed += pipeline.stats.windowed - before.windowed;
+        summary.events_windowed += pipeline.stats.events_windowed - before.events_windowed;
         summary.dead_letters += pipeline.stats.dead_letters - before.dead_letters;
         if options.progress {
             eprint!("\rreplayed {} of {}", summary.records, records.len());

@@ -98,8 +98,13 @@ fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipeline) -> Res
             };
             Box::new(ProducerSource::new(options, *events).paced(*pace))
         }
-        SourceConfig::Files { path, format, follow } => {
-            let options = FileOptions { format: *format, follow: *follow, columns: pipeline.parser_columns() };
+        SourceConfig::Files { path, format, follow, max_record_bytes } => {
+            let options = FileOptions {
+                format: *format,
+                follow: *follow,
+                columns: pipeline.parser_columns(),
+                max_record_bytes: *max_record_bytes,
+            };
             Box::new(FileSource::open(&base.join(path), options)?)
         }
         SourceConfig::Kafka { brokers, topic, group, options } => {
@@ -349,6 +354,7 @@ fn publish(
     status.pipeline.clone_from(&pipeline.name);
     status.records = pipeline.stats.records;
     status.windowed = pipeline.stats.windowed;
+    status.events_windowed = pipeline.stats.events_windowed;
     status.dead_letters = pipeline.stats.dead_letters + pipeline.dead_letters.len() as u64;
     status.late = pipeline.stats.late + pipeline.late_events.len() as u64;
     status.checkpoints = pipeline.stats.checkpoints;

@@ -240,6 +240,12 @@ pub struct Stored {
     pub reason: String,
     /// For late events: the window the record was late for.
     pub window: Option<Window>,
+    /// For dead letters: the plugin that refused it (or `source`, `watermark`).
+    pub plugin: String,
+    /// When it was stored, ms since the epoch.
+    pub stored_ms: i64,
+    /// For late events: the event time.
+    pub event_ms: Option<i64>,
 }
 
 /// A process's claim to work on a pipeline, renewed as a heartbeat (`weir_leases`).
@@ -356,6 +362,8 @@ pub trait Sink {
     fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()>;
     /// Every lease on `pipeline`, stale ones included.
     fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>>;
+    /// Deletes the rows `ids` of `lane`; returns how many were there.
+    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64>;
     /// Gives up `holder`'s lease on `pipeline`.
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()>;
     /// The stored late events or dead letters of `pipeline`, oldest first.

@@ -635,6 +635,16 @@ impl Sink for PostgresSink {
             .collect())
     }
 
+    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64> {
+        let table = match lane {
+            Lane::Late => "weir_late_events",
+            Lane::DeadLetters => "weir_dead_letters",
+        };
+        let (runtime, client) = self.session()?;
+        let sql = format!("DELETE FROM {table} WHERE pipeline = $1 AND id = ANY($2)");
+        Ok(runtime.block_on(client.execute(&sql, &[&pipeline, &ids]))?)
+    }
+
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
         let (runtime, client) = self.session()?;
         runtime.block_on(
@@ -647,11 +657,13 @@ impl Sink for PostgresSink {
         let sql = match lane {
             Lane::Late => {
                 "SELECT id, source_partition, source_offset, raw, '', '', \
-                (extract(epoch FROM window_start) * 1000)::bigint, (extract(epoch FROM window_end) * 1000)::bigint \
+                (extract(epoch FROM window_start) * 1000)::bigint, (extract(epoch FROM window_end) * 1000)::bigint, '', \
+                (extract(epoch FROM created_at) * 1000)::bigint, (extract(epoch FROM event_time) * 1000)::bigint \
                 FROM weir_late_events WHERE pipeline = $1 ORDER BY id"
             }
             Lane::DeadLetters => {
-                "SELECT id, source_partition, source_offset, raw, kind, reason, NULL::bigint, NULL::bigint \
+                "SELECT id, source_partition, source_offset, raw, kind, reason, NULL::bigint, NULL::bigint, plugin, \
+                (extract(epoch FROM created_at) * 1000)::bigint, NULL::bigint \
                 FROM weir_dead_letters WHERE pipeline = $1 ORDER BY id"
             }
         };
@@ -670,6 +682,9 @@ impl Sink for PostgresSink {
                     .get::<_, Option<i64>>(6)
                     .zip(r.get::<_, Option<i64>>(7))
                     .map(|(start, end)| Window { start, end }),
+                plugin: r.get(8),
+                stored_ms: r.get(9),
+                event_ms: r.get(10),
             })
             .collect())
     }

@@ -435,6 +435,23 @@ impl Sink for SqliteSink {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64> {
+        let table = match lane {
+            Lane::Late => "weir_late_events",
+            Lane::DeadLetters => "weir_dead_letters",
+        };
+        let tx = self.conn.transaction()?;
+        let mut removed = 0;
+        {
+            let mut delete = tx.prepare_cached(&format!("DELETE FROM {table} WHERE pipeline = ? AND id = ?"))?;
+            for id in ids {
+                removed += delete.execute(params![pipeline, id])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
         self.conn.execute("DELETE FROM weir_leases WHERE pipeline = ? AND holder = ?", params![pipeline, holder])?;
         Ok(())
@@ -442,8 +459,10 @@ impl Sink for SqliteSink {
 
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
         let sql = match lane {
-            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '', window_start, window_end FROM weir_late_events WHERE pipeline = ? ORDER BY id",
-            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason, NULL, NULL FROM weir_dead_letters WHERE pipeline = ? ORDER BY id",
+            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '', window_start, window_end, '', created_at, event_time \
+                FROM weir_late_events WHERE pipeline = ? ORDER BY id",
+            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason, NULL, NULL, plugin, created_at, NULL \
+                FROM weir_dead_letters WHERE pipeline = ? ORDER BY id",
         };
         let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map([pipeline], |r| {
@@ -455,6 +474,9 @@ impl Sink for SqliteSink {
                 kind: r.get(4)?,
                 reason: r.get(5)?,
                 window: stored_window(r.get(6)?, r.get(7)?),
+                plugin: r.get(8)?,
+                stored_ms: weir_sdk::time::parse_iso8601(r.get::<_, String>(9)?.as_bytes()).unwrap_or(0),
+                event_ms: r.get::<_, Option<String>>(10)?.and_then(|t| weir_sdk::time::parse_iso8601(t.as_bytes())),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -36,6 +36,28 @@ pub struct FileOptions {
     pub follow: bool,
     /// The columns the parser declares, which type CSV cells (see [`csv`]).
     pub columns: HashMap<String, ColumnType>,
+    /// The largest record in bytes; 0 means the default (4 MiB).
+    pub max_record_bytes: u64,
+}
+
+impl FileOptions {
+    /// `max_record_bytes`, or its default.
+    fn max_record(&self) -> u64 {
+        if self.max_record_bytes == 0 {
+            4 << 20
+        } else {
+            self.max_record_bytes
+        }
+    }
+}
+
+/// How much of an oversize record its dead letter keeps.
+const OVERSIZE_PREFIX: usize = 1024;
+
+/// A record longer than `max_record_bytes`, consumed without being held in memory.
+struct Oversize {
+    bytes: u64,
+    digest: String,
 }
 
 struct Tracked {
@@ -58,6 +80,9 @@ pub struct FileSource {
     announced: Vec<i32>,
     last_scan: Option<Instant>,
     rejected: Vec<Rejected>,
+    /// Set by `read_record` when the record it consumed was too long; `record` then
+    /// holds only its first bytes.
+    oversize: Option<Oversize>,
 }
 
 /// A partition id from a file name: FNV-1a, kept non-negative.
@@ -84,6 +109,7 @@ impl FileSource {
             announced: Vec::new(),
             last_scan: None,
             rejected: Vec::new(),
+            oversize: None,
         };
         if meta.is_dir() {
             source.scan()?;
@@ -156,25 +182,60 @@ impl FileSource {
 
     /// Reads one whole record (a line, or for CSV as many lines as its quotes span) into
     /// `self.record`. Returns the bytes consumed, or `None` at the end of what is readable.
+    /// A record longer than `max_record_bytes` is consumed to its end without being kept:
+    /// `record` holds its first bytes and `oversize` says how long it was.
     fn read_record(&mut self) -> Result<Option<usize>> {
+        use sha2::Digest;
         let may_grow = self.may_grow();
         let csv = self.options.format == FileFormat::Csv;
+        let max = self.options.max_record() as usize;
         let path = &self.files[self.current].path;
         let reader = self.reader.as_mut().expect("the current file is open");
         self.record.clear();
+        self.oversize = None;
+        let mut consumed = 0usize;
+        let mut skipped: Option<sha2::Sha256> = None;
         loop {
-            let read =
-                reader.read_until(b'\n', &mut self.record).with_context(|| format!("reading {}", path.display()))?;
-            let ended = self.record.last() == Some(&b'\n');
-            if read == 0 || !ended {
+            let buf = reader.fill_buf().with_context(|| format!("reading {}", path.display()))?;
+            if buf.is_empty() {
                 // The end of the file: a trailing record without a newline is whole,
                 // unless the file may still be growing.
-                return Ok(if self.record.is_empty() || may_grow { None } else { Some(self.record.len()) });
+                return Ok(if consumed == 0 || may_grow { None } else { Some(self.finish(consumed, 0, skipped)) });
             }
-            if !csv || csv::is_complete(&self.record) {
-                return Ok(Some(self.record.len()));
+            let end = memchr::memchr(b'\n', buf);
+            let chunk = &buf[..end.map_or(buf.len(), |i| i + 1)];
+            // The digest covers the record as its dead letter would, without the newline.
+            let content = &chunk[..end.map_or(chunk.len(), |i| i)];
+            match &mut skipped {
+                Some(hash) => hash.update(content),
+                None => {
+                    self.record.extend_from_slice(chunk);
+                    if self.record.len() > max {
+                        let mut hash = sha2::Sha256::new();
+                        hash.update(&self.record[..self.record.len() - usize::from(end.is_some())]);
+                        self.record.truncate(OVERSIZE_PREFIX);
+                        skipped = Some(hash);
+                    }
+                }
+            }
+            let n = chunk.len();
+            consumed += n;
+            reader.consume(n);
+            // A CSV record's quotes may span lines; an oversize one ends at its line.
+            if end.is_some() && (!csv || skipped.is_some() || csv::is_complete(&self.record)) {
+                return Ok(Some(self.finish(consumed, 1, skipped)));
             }
         }
+    }
+
+    /// Notes an oversize record's size (without its `newline`) and digest; returns `consumed`.
+    fn finish(&mut self, consumed: usize, newline: usize, skipped: Option<sha2::Sha256>) -> usize {
+        use sha2::Digest;
+        self.oversize = skipped.map(|hash| Oversize {
+            bytes: (consumed - newline) as u64,
+            digest: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        });
+        consumed
     }
 
     /// Opens the current file at its position; for CSV, reads its header first.
@@ -283,6 +344,18 @@ impl Source for FileSource {
             let file = &mut self.files[self.current];
             let offset = file.position as i64;
             file.position += read as u64;
+            if let Some(big) = self.oversize.take() {
+                let max = self.options.max_record();
+                let reason = format!(
+                    "record of {} bytes is longer than source.max_record_bytes ({max}); its first {} bytes are kept, \
+                     sha256 of the whole {}",
+                    big.bytes,
+                    self.record.len(),
+                    big.digest
+                );
+                self.rejected.push(Rejected { partition: file.id, offset, raw: self.record.clone(), reason });
+                continue;
+            }
             let record = trim_newline(&self.record);
             if record.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -315,6 +388,24 @@ mod tests {
 
     fn jsonl() -> FileOptions {
         FileOptions::default()
+    }
+
+    #[test]
+    fn an_oversize_record_is_rejected_with_its_size_prefix_and_digest_and_the_next_is_read() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let big = format!("{{\"city\":\"{}\"}}", "x".repeat(10_000));
+        std::fs::write(dir.path().join("a.jsonl"), format!("{{\"n\":1}}\n{big}\n{{\"n\":2}}\n{big}")).unwrap();
+        let mut source = FileSource::open(dir.path(), FileOptions { max_record_bytes: 5_000, ..jsonl() }).unwrap();
+        let batch = source.poll(10).unwrap().unwrap();
+        assert_eq!(payloads(&batch), ["{\"n\":1}", "{\"n\":2}"]);
+        let rejected = source.rejected();
+        assert_eq!(rejected.len(), 2, "the one without a final newline too");
+        let whole: String = sha2::Sha256::digest(&big).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!((rejected[0].offset, rejected[0].raw.len()), (8, OVERSIZE_PREFIX));
+        assert!(rejected[0].reason.contains("record of 10011 bytes"), "{}", rejected[0].reason);
+        assert!(rejected[0].reason.contains(&whole), "{}", rejected[0].reason);
+        assert_eq!(rejected[1].reason, rejected[0].reason, "the same record without its newline");
     }
 
     #[test]
@@ -376,7 +467,7 @@ mod tests {
         std::fs::write(dir.path().join("trips.csv"), text).unwrap();
         let columns = [("city", ColumnType::Text), ("fare", ColumnType::Float64), ("note", ColumnType::Text)];
         let columns = columns.into_iter().map(|(n, t)| (n.to_string(), t)).collect();
-        let options = FileOptions { format: FileFormat::Csv, follow: false, columns };
+        let options = FileOptions { format: FileFormat::Csv, follow: false, columns, ..FileOptions::default() };
         let mut source = FileSource::open(dir.path(), options.clone()).unwrap();
         let batch = source.poll(10).unwrap().unwrap();
         assert_eq!(
