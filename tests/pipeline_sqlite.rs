@@ -425,7 +425,9 @@ fn the_admin_api_reports_an_open_breaker_and_resumes_on_command() {
         .spawn()
         .unwrap();
     let pipeline_cli = |verb: &str| {
-        let out = Command::new(weir_bin()).args(["pipeline", verb, "--admin", &addr]).output().unwrap();
+        let json = if verb == "status" { "--json" } else { "" };
+        let args = ["pipeline", verb, "--admin", &addr, json];
+        let out = Command::new(weir_bin()).args(args.iter().filter(|a| !a.is_empty())).output().unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -372,7 +372,11 @@ impl Pipeline {
     ) -> Vec<Option<i64>> {
         let max_ahead = self.config.watermark.max_ahead;
         let limit = now_ms.saturating_add(max_ahead.as_millis() as i64);
+        let lateness = self.config.watermark.lateness.as_millis() as i64;
         let mut marks = Vec::with_capacity(keys.len());
+        // Rows of one partition come in runs: its clock is kept here for the run and
+        // written back when the partition changes, not looked up for every row.
+        let mut run: Option<(i32, Option<i64>)> = None;
         for (row, key) in keys.iter_mut().enumerate() {
             let (r, t) = (records[row] as usize, times[row]);
             if *key == no_key {
@@ -403,8 +407,21 @@ impl Pipeline {
                 continue;
             }
             let partition = batch.partitions[r];
-            self.tracker.observe(partition, t, now_ms);
-            marks.push(self.tracker.partition_watermark(partition));
+            let clock = match &mut run {
+                Some((p, clock)) if *p == partition => clock,
+                _ => {
+                    if let Some((p, Some(max))) = run {
+                        self.tracker.observe(p, max, now_ms);
+                    }
+                    let clock = self.tracker.partition_watermark(partition).map(|m| m + lateness);
+                    &mut run.insert((partition, clock)).1
+                }
+            };
+            *clock = Some(clock.map_or(t, |c| c.max(t)));
+            marks.push(clock.map(|c| c - lateness));
+        }
+        if let Some((p, Some(max))) = run {
+            self.tracker.observe(p, max, now_ms);
         }
         marks
     }

@@ -574,10 +574,9 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 }
                 align(&mut pipeline, source.as_mut(), &mut held_back, max_skew)?;
             }
-            // A bounded input (files without `follow`, the producer) is done at its end,
-            // as Spark's availableNow and Flink's bounded sources are: the final
-            // checkpoint follows.
-            None => break,
+            // A bounded input (files without `follow`) is done at its end, as Spark's
+            // availableNow and Flink's bounded sources are: the final checkpoint follows.
+            None if source.bounded() => break,
             // A consumer group takes seconds to hand out partitions, and a watched
             // directory may start empty: a source that has none yet has not been
             // drained, unless the wait itself is unreasonably long.

@@ -85,8 +85,10 @@ impl Header {
         Ok(Header { columns })
     }
 
-    /// Writes `row` as a JSON object into `out`. Empty cells are left out (null), and so
-    /// are columns the parser does not read.
+    /// Writes `row` as a JSON object into `out`. Empty cells are left out (null). Columns
+    /// the parser does not declare are kept, as strings: a dead letter holds this object,
+    /// and a fixed parser (one that reads `City` where the old one wanted `city`) must
+    /// find every column in it when the dead letter is replayed.
     pub fn to_json(&self, row: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let cells = split(row)?;
         if cells.len() != self.columns.len() {
@@ -95,7 +97,6 @@ impl Header {
         out.clear();
         out.push(b'{');
         for ((name, ty), cell) in self.columns.iter().zip(&cells) {
-            let Some(ty) = ty else { continue };
             if cell.is_empty() {
                 continue;
             }
@@ -105,7 +106,7 @@ impl Header {
             serde_json::to_writer(&mut *out, name).expect("writing to a Vec");
             out.push(b':');
             let trimmed = cell.trim();
-            let number = match ty {
+            let number = match ty.unwrap_or(ColumnType::Text) {
                 ColumnType::Int64 | ColumnType::TimestampMs => trimmed.parse::<i64>().ok().map(|n| n.to_string()),
                 ColumnType::Float64 => trimmed.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| f.to_string()),
                 ColumnType::Boolean => match trimmed.to_ascii_lowercase().as_str() {
@@ -158,7 +159,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"city": "Lisbon", "driver_id": "0042", "fare": 12.5, "n": 7, "ok": true, "at": "2024-05-01T00:00:00Z"})
+            serde_json::json!({"city": "Lisbon", "driver_id": "0042", "fare": 12.5, "n": 7, "ok": true, "at": "2024-05-01T00:00:00Z", "ignored": "x"})
         );
         // A cell that does not read as the column's type stays a string for the parser
         // to refuse; an empty cell is null.

@@ -302,6 +302,10 @@ impl Source for FileSource {
         self.rewind()
     }
 
+    fn bounded(&self) -> bool {
+        !self.options.follow
+    }
+
     fn active(&self) -> Option<Vec<i32>> {
         Some(self.files.get(self.current).map(|f| vec![f.id]).unwrap_or_default())
     }

@@ -82,6 +82,12 @@ pub trait Source {
         std::thread::sleep(wait);
         Ok(())
     }
+    /// Whether the input is bounded: once `poll` says the source is exhausted, the run
+    /// ends (files without `follow`). The producer is not: it is a demo and a load
+    /// generator whose host stays up, serving its dashboard, until stopped or idle.
+    fn bounded(&self) -> bool {
+        false
+    }
     /// Whether `poll` itself waits for records when none are ready, so the caller need not.
     fn waits(&self) -> bool {
         false

@@ -203,6 +203,18 @@ mod tests {
     }
 
     #[test]
+    fn a_resting_partition_keeps_its_clock_but_holds_nothing_back() {
+        let mut w = WatermarkTracker::new(10, 1_000);
+        w.observe(0, 5_000, 0);
+        w.observe(1, 100, 0);
+        w.hold(&[1], 0);
+        assert_eq!(w.advance(0), Some(90), "only partition 1 holds the watermark");
+        assert_eq!(w.partition_watermark(0), Some(4_990), "partition 0 still judges its own records");
+        assert_eq!(w.ahead(1_000, 0), Vec::<i32>::new(), "a resting partition is never held");
+        assert!(w.snapshot().0.iter().any(|(p, c)| *p == 0 && c.max_event_ms == Some(5_000)), "and is checkpointed");
+    }
+
+    #[test]
     fn snapshot_restores_exactly() {
         let mut w = WatermarkTracker::new(5, 100);
         w.observe(3, 77, 1);
