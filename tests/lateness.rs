@@ -447,3 +447,52 @@ fn a_bom_file_runs_to_its_end_validate_writes_nothing_and_a_closed_stdout_is_qui
     let dead: i64 = conn.query_row("SELECT count(*) FROM weir_dead_letters", [], |r| r.get(0)).unwrap();
     assert_eq!(dead, 0);
 }
+
+/// Defect 7: a CSV dead letter stored a JSON re-encoding without the undeclared columns.
+/// Dead letters and late events of a CSV file keep the row as read; a replay converts it
+/// through the file's header with the columns the (fixed) parser declares now.
+#[test]
+fn csv_dead_letters_and_late_events_keep_the_row_as_read_and_replay_through_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("input")).unwrap();
+    let at = |s: i64| weir_sdk::time::format_iso8601(T0 + s * 1_000);
+    let mut rows = vec!["city,fare,event_time,note".to_string()];
+    let mut want: std::collections::BTreeMap<(i64, String), i64> = Default::default();
+    for i in 0..60i64 {
+        let (city, fare) = (["Oslo", "Lima"][i as usize % 2], if i % 10 == 3 { 250 } else { 10 + i });
+        rows.push(format!("{city},{fare},{},\"note {i}, with a comma\"", at(i * 20)));
+        *want.entry(((T0 + i * 20_000).div_euclid(MIN) * MIN, city.to_string())).or_default() += 1;
+    }
+    rows.push(format!("Pune,5,{},late", at(-600))); // ten minutes behind: late
+    *want.entry((T0 - 10 * MIN, "Pune".to_string())).or_default() += 1;
+    std::fs::write(dir.path().join("input/trips.csv"), rows.join("\r\n") + "\r\n").unwrap();
+    let text = pipeline(Shape::Tumbling, "sqlite://out.db", "1s")
+        .replace("path = \"input\"", "path = \"input\"\nformat = \"csv\"")
+        .replace("[aggregator]", "[[validators]]\nplugin = \"rules_validator\"\nconfig.rules = [{ name = \"fare-max\", field = \"fare\", max = 100.0 }]\n\n[aggregator]");
+    std::fs::write(dir.path().join("p.toml"), &text).unwrap();
+    std::fs::write(dir.path().join("fixed.toml"), text.replace("max = 100.0", "max = 1000.0")).unwrap();
+    run(dir.path(), 7);
+
+    let conn = Connection::open(dir.path().join("out.db")).unwrap();
+    let stored = |sql: &str| -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([], |r| Ok(String::from_utf8(r.get::<_, Vec<u8>>(0)?).unwrap()))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let dead = stored("SELECT raw FROM weir_dead_letters ORDER BY source_offset");
+    let wanted: Vec<&String> = rows.iter().filter(|r| r.contains(",250,")).collect();
+    assert_eq!(dead.iter().collect::<Vec<_>>(), wanted, "dead letters hold the rows as read");
+    assert_eq!(stored("SELECT raw FROM weir_late_events"), [rows.last().unwrap().clone()]);
+
+    replay_late(dir.path());
+    let out = weir(dir.path(), &["replay", "fixed.toml", "--dead-letters", "--quiet"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 6 dead letters: 6 folded"), "{out:?}");
+    let mut stmt = conn.prepare("SELECT window_start, city, trips FROM trips").unwrap();
+    let ms = |text: String| weir_sdk::time::parse_iso8601(text.as_bytes()).unwrap();
+    let got: std::collections::BTreeMap<(i64, String), i64> =
+        stmt.query_map([], |r| Ok(((ms(r.get(0)?), r.get(1)?), r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    assert_eq!(got, want, "every row counted once after both replays");
+}

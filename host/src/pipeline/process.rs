@@ -118,6 +118,27 @@ impl Pipeline {
         }));
     }
 
+    /// Gives the dead letters from `dead_from` on (but the source's own, which are as
+    /// read already) and the late events from `late_from` on the bytes `as_read` finds
+    /// for their record, where the parser saw a conversion of them (a CSV row as JSON).
+    pub(super) fn keep_as_read(
+        &mut self,
+        dead_from: usize,
+        late_from: usize,
+        mut as_read: impl FnMut(i32, i64) -> Option<Vec<u8>>,
+    ) {
+        for d in self.dead_letters.iter_mut().skip(dead_from).filter(|d| d.plugin != "source") {
+            if let Some(raw) = as_read(d.partition, d.offset) {
+                d.raw = raw;
+            }
+        }
+        for l in self.late_events.iter_mut().skip(late_from) {
+            if let Some(raw) = as_read(l.partition, l.offset) {
+                l.raw = raw;
+            }
+        }
+    }
+
     /// The first critical rule violation since the last call, if any.
     pub fn take_critical(&mut self) -> Option<String> {
         self.critical.take()

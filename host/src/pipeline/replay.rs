@@ -16,8 +16,10 @@ use weir_sdk::RawBatch;
 use super::build::PipelineOptions;
 use super::committer::Committer;
 use super::run::{now_ms, open, Opened};
+use crate::config::SourceConfig;
 use crate::plugin::RuntimeOptions;
 use crate::sink::{Lane, Stored};
+use crate::source::{FileOptions, FileSource, Rejected, Source};
 use crate::window::Window;
 
 /// Which records to replay.
@@ -88,7 +90,7 @@ pub fn replay(
     options: &PipelineOptions,
     runtime_options: RuntimeOptions,
 ) -> Result<ReplaySummary> {
-    let Opened { config, mut pipeline, mut sink, .. } = open(path, options, runtime_options, false)?;
+    let Opened { config, base, mut pipeline, mut sink, .. } = open(path, options, runtime_options, false)?;
     let partitions = sink.stored_partitions(&config.name)?;
     if partitions.is_empty() {
         bail!("{} holds no checkpoint of pipeline {:?}: nothing to replay", config.sink.url, config.name);
@@ -101,15 +103,34 @@ pub fn replay(
     let stored: Vec<Stored> =
         sink.stored(&config.name, selection.lane)?.into_iter().filter(|r| selection.wants(r)).collect();
     let records = by_record(stored);
+    // A CSV file's records are stored as read; the parser takes them as JSON objects,
+    // typed by the columns the (perhaps fixed) parser now declares.
+    let mut files = match &config.source {
+        SourceConfig::Files { path, format, max_record_bytes, .. } => {
+            let columns = pipeline.parser_columns();
+            let options =
+                FileOptions { format: *format, columns, max_record_bytes: *max_record_bytes, ..Default::default() };
+            FileSource::open(&base.join(path), options).ok()
+        }
+        _ => None,
+    };
     let mut committer = Committer::start(sink)?;
     pipeline.lookup = committer.window_lookup(config.name.clone());
 
     let mut summary = ReplaySummary::default();
     for chunk in records.chunks(options.batch_size.max(1)) {
         let mut batch = RawBatch::default();
+        let mut refused = Vec::new();
         for r in chunk {
-            batch.push(&r.raw, b"", -1, r.partition, r.offset);
+            match files.as_mut().map_or_else(|| Ok(r.raw.clone()), |f| f.payload_of(r.partition, &r.raw)) {
+                Ok(payload) => batch.push(&payload, b"", -1, r.partition, r.offset),
+                Err(reason) => {
+                    refused.push(Rejected { partition: r.partition, offset: r.offset, raw: r.raw.clone(), reason })
+                }
+            }
         }
+        let (dead_from, late_from) = (pipeline.dead_letters.len(), pipeline.late_events.len());
+        pipeline.reject(refused);
         let ids = chunk.iter().flat_map(|r| r.ids.iter().copied());
         match selection.lane {
             Lane::Late => {
@@ -121,6 +142,10 @@ pub fn replay(
         }
         let before = pipeline.stats.clone();
         pipeline.process(&batch, now_ms())?;
+        // What fails again is stored as it was, not as the parser saw it.
+        let as_read: FxHashMap<(i32, i64), &[u8]> =
+            chunk.iter().map(|r| ((r.partition, r.offset), r.raw.as_slice())).collect();
+        pipeline.keep_as_read(dead_from, late_from, |p, o| as_read.get(&(p, o)).map(|raw| raw.to_vec()));
         let name = config.name.clone();
         // No positions: a replay moves no source offset.
         let checkpoint = pipeline.build_checkpoint(Vec::new(), now_ms())?;

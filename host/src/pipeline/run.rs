@@ -539,7 +539,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             let gaps = if switched { &mut timing.stalls } else { &mut timing.checkpoint_gaps };
             gaps.push(since.elapsed());
         }
-        let dead_before = pipeline.dead_letters.len();
+        let (dead_before, late_before) = (pipeline.dead_letters.len(), pipeline.late_events.len());
         let polled = source.poll(options.batch_size)?;
         let rejected = source.rejected();
         if !rejected.is_empty() {
@@ -556,6 +556,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                     pipeline.hold(&active, now_ms());
                 }
                 pipeline.process(batch, now_ms())?;
+                pipeline.keep_as_read(dead_before, late_before, |p, o| source.as_read(p, o));
                 timing.processed = Some(Instant::now());
                 deployer.observe(batch, &pipeline);
                 let dead = pipeline.dead_letters.len().saturating_sub(dead_before) as u64;

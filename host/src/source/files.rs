@@ -306,6 +306,29 @@ impl Source for FileSource {
         !self.options.follow
     }
 
+    fn as_read(&mut self, partition: i32, offset: i64) -> Option<Vec<u8>> {
+        if self.options.format != FileFormat::Csv {
+            return None;
+        }
+        let file = self.files.iter().find(|f| f.id == partition)?;
+        csv::row_at(&file.path, offset.max(0) as u64, self.options.max_record()).ok()
+    }
+
+    fn payload_of(&mut self, partition: i32, raw: &[u8]) -> Result<Vec<u8>, String> {
+        if self.options.format != FileFormat::Csv {
+            return Ok(raw.to_vec());
+        }
+        let Some(file) = self.files.iter_mut().find(|f| f.id == partition) else {
+            return Err(format!("the CSV file of partition {partition} is gone: its header cannot be read"));
+        };
+        if file.header.is_none() {
+            file.header = Some(csv::header_of(&file.path, &self.options.columns)?);
+        }
+        let mut json = Vec::new();
+        file.header.as_ref().expect("read above").to_json(raw, &mut json)?;
+        Ok(json)
+    }
+
     fn active(&self) -> Option<Vec<i32>> {
         Some(self.files.get(self.current).map(|f| vec![f.id]).unwrap_or_default())
     }

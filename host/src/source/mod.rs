@@ -92,6 +92,17 @@ pub trait Source {
     fn waits(&self) -> bool {
         false
     }
+    /// A record's bytes as read, when the payload handed to the parser is a conversion of
+    /// them (a CSV row becomes a JSON object): what dead letters and late events keep, so
+    /// that nothing of the row is lost and a fixed pipeline can read it again.
+    fn as_read(&mut self, _partition: i32, _offset: i64) -> Option<Vec<u8>> {
+        None
+    }
+    /// The payload for the parser of a stored record `raw` (as [`as_read`](Self::as_read)
+    /// gave it), for a replay; the error says why it cannot be converted.
+    fn payload_of(&mut self, _partition: i32, raw: &[u8]) -> Result<Vec<u8>, String> {
+        Ok(raw.to_vec())
+    }
     /// Records the source itself could not frame (a CSV row with the wrong number of
     /// fields), taken once each, for the dead-letter store.
     fn rejected(&mut self) -> Vec<Rejected> {
