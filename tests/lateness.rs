@@ -1,49 +1,18 @@
-//! Late data and replay, on SQLite: which events are late follows one per-record rule,
-//! whatever the batch size or where a run was killed, and a replay of the late lane
-//! leaves exactly the table of a run in which nothing was late. Every expectation is
-//! computed from the input by `weir_tests::lateness`, never from weir's counters.
+//! Late data and replay, on SQLite and PostgreSQL: which events are late follows one
+//! per-record rule, whatever the batch size or where a run was killed; a replay of the
+//! late lane leaves exactly the table of a run in which nothing was late; and a replay is
+//! refused beside a running pipeline. Every expectation is computed from the input by
+//! `weir_tests::lateness`, never from weir's counters.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use rusqlite::Connection;
-use weir_tests::lateness::{self, file, lines, pipeline, truth, Line, Rng, Shape, Truth};
-use weir_tests::{plugin_dir, weir_bin, Reaped};
-
-/// A directory with the pipeline of `shape` over one file of `lines`, into SQLite.
-fn setup(shape: Shape, lines: &[Line]) -> tempfile::TempDir {
-    setup_into(shape, lines, "sqlite://out.db")
-}
-
-fn setup_into(shape: Shape, lines: &[Line], url: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("input")).unwrap();
-    std::fs::write(dir.path().join("input/trips.jsonl"), file(lines)).unwrap();
-    std::fs::write(dir.path().join("p.toml"), pipeline(shape, url, "20ms")).unwrap();
-    dir
-}
-
-fn weir(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(weir_bin());
-    cmd.current_dir(dir).args(args).env("WEIR_PLUGIN_DIR", plugin_dir());
-    cmd
-}
-
-fn run_args(batch: usize) -> Vec<String> {
-    ["run", "p.toml", "--until-idle", "200ms", "--quiet", "--no-admin", "--batch"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([batch.to_string()])
-        .collect()
-}
-
-/// Runs the pipeline to the end with `batch`.
-fn run(dir: &Path, batch: usize) {
-    let args = run_args(batch);
-    let out = weir(dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
+use weir_tests::lateness::{
+    self, assert_truth, file, lines, read, replay_late, run, setup, setup_into, truth, weir, Line, Rng, Shape, Truth,
+};
+use weir_tests::Reaped;
 
 /// Feeds `lines` to a following run with `batch` in 20 appended chunks, kills the run
 /// with SIGKILL right after chunk `at` (wherever it then is), appends the rest, and runs
@@ -88,52 +57,6 @@ fn sqlite_checkpoints(dir: &Path) -> i64 {
         return 0;
     };
     conn.query_row("SELECT count(*) FROM weir_checkpoint_log", [], |r| r.get(0)).unwrap_or(0)
-}
-
-fn replay_late(dir: &Path) -> String {
-    let out = weir(dir, &["replay", "p.toml", "--late", "--quiet"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// What the sink holds, in the shape of [`Truth`].
-fn read(dir: &Path) -> Truth {
-    let conn = Connection::open(dir.join("out.db")).unwrap();
-    let ms = |text: String| weir_sdk::time::parse_iso8601(text.as_bytes()).unwrap();
-    let mut out = Truth::default();
-    let mut stmt = conn.prepare("SELECT window_start, window_end, city, trips, sum_fare FROM trips").unwrap();
-    let rows = stmt
-        .query_map([], |r| {
-            Ok(((ms(r.get(0)?), ms(r.get(1)?), r.get::<_, String>(2)?), (r.get(3)?, r.get::<_, f64>(4)? as i64)))
-        })
-        .unwrap();
-    for row in rows {
-        let (key, value) = row.unwrap();
-        assert!(out.rows.insert(key.clone(), value).is_none(), "two rows for {key:?}");
-    }
-    let mut stmt = conn.prepare("SELECT source_offset, window_start FROM weir_late_events").unwrap();
-    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, ms(r.get(1)?)))).unwrap() {
-        assert!(out.late.insert(row.unwrap()), "a late (record, window) stored twice");
-    }
-    let mut stmt = conn.prepare("SELECT source_offset FROM weir_dead_letters").unwrap();
-    for row in stmt.query_map([], |r| r.get::<_, i64>(0)).unwrap() {
-        assert!(out.dead.insert(row.unwrap()), "a dead letter stored twice");
-    }
-    out
-}
-
-fn assert_truth(got: &Truth, want: &Truth, what: &str) {
-    assert_eq!(got.dead, want.dead, "{what}: dead letters");
-    assert_eq!(got.late, want.late, "{what}: the late lane");
-    let differ: Vec<_> = want
-        .rows
-        .iter()
-        .filter(|(k, v)| got.rows.get(*k) != Some(*v))
-        .map(|(k, v)| format!("{k:?}: want {v:?}, got {:?}", got.rows.get(k)))
-        .chain(got.rows.keys().filter(|k| !want.rows.contains_key(*k)).map(|k| format!("{k:?}: not wanted")))
-        .take(10)
-        .collect();
-    assert!(differ.is_empty(), "{what}: {} rows differ, e.g. {differ:#?}", differ.len());
 }
 
 const T0: i64 = 1_714_550_400_000; // 08:00
@@ -359,140 +282,4 @@ fn a_replay_beside_a_running_pipeline_is_refused_and_loses_nothing() {
     let out = weir(dir.path(), &["replay", "p.toml", "--dead-letters", "--quiet"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_truth(&read(dir.path()), &want, "after the run and the replay");
-}
-
-/// `weir dead-letters list|show|purge` and `weir late list` show what the sink holds,
-/// with each record's file and line, without SQL.
-#[test]
-fn dead_letters_and_late_events_are_listed_shown_and_purged_from_the_command_line() {
-    let input = lateness::random(21, 400);
-    let want = truth(&input, Shape::Hopping, true);
-    let dir = setup(Shape::Hopping, &input);
-    run(dir.path(), 64);
-    let json = |args: &[&str]| -> Vec<serde_json::Value> {
-        let out = weir(dir.path(), args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
-    let line_of = |offset: i64| input.iter().position(|l| l.offset == offset).unwrap();
-
-    let dead = json(&["dead-letters", "list", "p.toml", "--json", "--limit", "100000"]);
-    let offsets: std::collections::BTreeSet<i64> = dead.iter().map(|d| d["offset"].as_i64().unwrap()).collect();
-    assert_eq!(offsets, want.dead);
-    for d in &dead {
-        let offset = d["offset"].as_i64().unwrap();
-        let n = line_of(offset);
-        let place = d["place"].as_str().unwrap();
-        assert!(place.ends_with(&format!("trips.jsonl line {} (byte {offset})", n + 1)), "{place}");
-        assert_eq!(d["raw"].as_str().unwrap(), input[n].text.trim_end());
-    }
-    let late = json(&["late", "list", "p.toml", "--json", "--limit", "100000"]);
-    let pairs: std::collections::BTreeSet<(i64, i64)> = late
-        .iter()
-        .map(|l| {
-            let start = weir_sdk::time::parse_iso8601(l["window"][0].as_str().unwrap().as_bytes()).unwrap();
-            (l["offset"].as_i64().unwrap(), start)
-        })
-        .collect();
-    assert_eq!(pairs, want.late);
-
-    let id = dead[0]["id"].as_i64().unwrap().to_string();
-    let out = weir(dir.path(), &["dead-letters", "show", "p.toml", &id]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(dead[0]["reason"].as_str().unwrap()) && text.contains(dead[0]["raw"].as_str().unwrap()));
-
-    let refused = weir(dir.path(), &["dead-letters", "purge", "p.toml"]).output().unwrap();
-    assert!(!refused.status.success(), "purging everything needs --all");
-    let malformed = dead.iter().filter(|d| d["kind"] == "malformed").count();
-    assert!(malformed > 0 && malformed < dead.len());
-    let out = weir(dir.path(), &["dead-letters", "purge", "p.toml", "--kind", "malformed"]).output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("purged {malformed} record(s) of the dead letters in pipeline \"late-trips\"")
-    );
-    let left = json(&["dead-letters", "list", "p.toml", "--json", "--limit", "100000"]);
-    assert_eq!(left.len(), dead.len() - malformed);
-    assert!(left.iter().all(|d| d["kind"] != "malformed"));
-}
-
-/// Input as users have it, and the command line around it: a byte-order mark is skipped,
-/// a bounded input ends the run at its end without `--until-idle`, `weir validate`
-/// creates nothing, and a closed stdout ends `weir run` without a panic.
-#[test]
-fn a_bom_file_runs_to_its_end_validate_writes_nothing_and_a_closed_stdout_is_quiet() {
-    let input = lines(&[Some(("Oslo", 3, T0)), Some(("Oslo", 4, T0 + 1_000))]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("input")).unwrap();
-    std::fs::write(dir.path().join("input/trips.jsonl"), format!("\u{feff}{}", file(&input))).unwrap();
-    std::fs::write(dir.path().join("p.toml"), pipeline(Shape::Tumbling, "sqlite://data/out.db", "1s")).unwrap();
-
-    let out = weir(dir.path(), &["validate", "p.toml"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dir.path().join("data").exists(), "validate created the database's directory");
-
-    // No --until-idle: the files are read to their end, checkpointed, and the run exits.
-    let mut child = weir(dir.path(), &["run", "p.toml", "--quiet", "--no-admin"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take()); // as `| head -0` would: nobody reads the summary
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let conn = Connection::open(dir.path().join("data/out.db")).unwrap();
-    let (trips, sum): (i64, f64) =
-        conn.query_row("SELECT trips, sum_fare FROM trips", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-    assert_eq!((trips, sum), (2, 7.0), "the first line, behind the byte-order mark, counts");
-    let dead: i64 = conn.query_row("SELECT count(*) FROM weir_dead_letters", [], |r| r.get(0)).unwrap();
-    assert_eq!(dead, 0);
-}
-
-/// Defect 7: a CSV dead letter stored a JSON re-encoding without the undeclared columns.
-/// Dead letters and late events of a CSV file keep the row as read; a replay converts it
-/// through the file's header with the columns the (fixed) parser declares now.
-#[test]
-fn csv_dead_letters_and_late_events_keep_the_row_as_read_and_replay_through_the_header() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("input")).unwrap();
-    let at = |s: i64| weir_sdk::time::format_iso8601(T0 + s * 1_000);
-    let mut rows = vec!["city,fare,event_time,note".to_string()];
-    let mut want: std::collections::BTreeMap<(i64, String), i64> = Default::default();
-    for i in 0..60i64 {
-        let (city, fare) = (["Oslo", "Lima"][i as usize % 2], if i % 10 == 3 { 250 } else { 10 + i });
-        rows.push(format!("{city},{fare},{},\"note {i}, with a comma\"", at(i * 20)));
-        *want.entry(((T0 + i * 20_000).div_euclid(MIN) * MIN, city.to_string())).or_default() += 1;
-    }
-    rows.push(format!("Pune,5,{},late", at(-600))); // ten minutes behind: late
-    *want.entry((T0 - 10 * MIN, "Pune".to_string())).or_default() += 1;
-    std::fs::write(dir.path().join("input/trips.csv"), rows.join("\r\n") + "\r\n").unwrap();
-    let text = pipeline(Shape::Tumbling, "sqlite://out.db", "1s")
-        .replace("path = \"input\"", "path = \"input\"\nformat = \"csv\"")
-        .replace("[aggregator]", "[[validators]]\nplugin = \"rules_validator\"\nconfig.rules = [{ name = \"fare-max\", field = \"fare\", max = 100.0 }]\n\n[aggregator]");
-    std::fs::write(dir.path().join("p.toml"), &text).unwrap();
-    std::fs::write(dir.path().join("fixed.toml"), text.replace("max = 100.0", "max = 1000.0")).unwrap();
-    run(dir.path(), 7);
-
-    let conn = Connection::open(dir.path().join("out.db")).unwrap();
-    let stored = |sql: &str| -> Vec<String> {
-        let mut stmt = conn.prepare(sql).unwrap();
-        stmt.query_map([], |r| Ok(String::from_utf8(r.get::<_, Vec<u8>>(0)?).unwrap()))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
-    let dead = stored("SELECT raw FROM weir_dead_letters ORDER BY source_offset");
-    let wanted: Vec<&String> = rows.iter().filter(|r| r.contains(",250,")).collect();
-    assert_eq!(dead.iter().collect::<Vec<_>>(), wanted, "dead letters hold the rows as read");
-    assert_eq!(stored("SELECT raw FROM weir_late_events"), [rows.last().unwrap().clone()]);
-
-    replay_late(dir.path());
-    let out = weir(dir.path(), &["replay", "fixed.toml", "--dead-letters", "--quiet"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 6 dead letters: 6 folded"), "{out:?}");
-    let mut stmt = conn.prepare("SELECT window_start, city, trips FROM trips").unwrap();
-    let ms = |text: String| weir_sdk::time::parse_iso8601(text.as_bytes()).unwrap();
-    let got: std::collections::BTreeMap<(i64, String), i64> =
-        stmt.query_map([], |r| Ok(((ms(r.get(0)?), r.get(1)?), r.get(2)?))).unwrap().map(Result::unwrap).collect();
-    assert_eq!(got, want, "every row counted once after both replays");
 }

@@ -6,6 +6,12 @@
 //! minus the lateness. Only accepted records move the clock.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use rusqlite::Connection;
+
+use crate::{plugin_dir, weir_bin};
 
 /// The lateness every pipeline of this workload allows.
 pub const LATENESS_MS: i64 = 2 * 60_000;
@@ -239,4 +245,90 @@ pub fn truth(lines: &[Line], shape: Shape, lateness: bool) -> Truth {
         }
     }
     out
+}
+
+// Running the workload: a directory holding `input/trips.jsonl` and `p.toml`.
+
+/// A directory with the pipeline of `shape` over one file of `lines`, into SQLite.
+pub fn setup(shape: Shape, lines: &[Line]) -> tempfile::TempDir {
+    setup_into(shape, lines, "sqlite://out.db")
+}
+
+/// The same into the sink at `url`.
+pub fn setup_into(shape: Shape, lines: &[Line], url: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("input")).unwrap();
+    std::fs::write(dir.path().join("input/trips.jsonl"), file(lines)).unwrap();
+    std::fs::write(dir.path().join("p.toml"), pipeline(shape, url, "20ms")).unwrap();
+    dir
+}
+
+/// `weir ARGS` in `dir`, with the built plugins.
+pub fn weir(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(weir_bin());
+    cmd.current_dir(dir).args(args).env("WEIR_PLUGIN_DIR", plugin_dir());
+    cmd
+}
+
+fn run_args(batch: usize) -> Vec<String> {
+    ["run", "p.toml", "--until-idle", "200ms", "--quiet", "--no-admin", "--batch"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([batch.to_string()])
+        .collect()
+}
+
+/// Runs the pipeline to the end with `batch`.
+pub fn run(dir: &Path, batch: usize) {
+    let args = run_args(batch);
+    let out = weir(dir, &args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `weir replay p.toml --late` in `dir`; its summary.
+pub fn replay_late(dir: &Path) -> String {
+    let out = weir(dir, &["replay", "p.toml", "--late", "--quiet"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the sink holds, in the shape of [`Truth`].
+pub fn read(dir: &Path) -> Truth {
+    let conn = Connection::open(dir.join("out.db")).unwrap();
+    let ms = |text: String| weir_sdk::time::parse_iso8601(text.as_bytes()).unwrap();
+    let mut out = Truth::default();
+    let mut stmt = conn.prepare("SELECT window_start, window_end, city, trips, sum_fare FROM trips").unwrap();
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(((ms(r.get(0)?), ms(r.get(1)?), r.get::<_, String>(2)?), (r.get(3)?, r.get::<_, f64>(4)? as i64)))
+        })
+        .unwrap();
+    for row in rows {
+        let (key, value) = row.unwrap();
+        assert!(out.rows.insert(key.clone(), value).is_none(), "two rows for {key:?}");
+    }
+    let mut stmt = conn.prepare("SELECT source_offset, window_start FROM weir_late_events").unwrap();
+    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, ms(r.get(1)?)))).unwrap() {
+        assert!(out.late.insert(row.unwrap()), "a late (record, window) stored twice");
+    }
+    let mut stmt = conn.prepare("SELECT source_offset FROM weir_dead_letters").unwrap();
+    for row in stmt.query_map([], |r| r.get::<_, i64>(0)).unwrap() {
+        assert!(out.dead.insert(row.unwrap()), "a dead letter stored twice");
+    }
+    out
+}
+
+/// Panics, naming the first differences, unless `got` is `want`.
+pub fn assert_truth(got: &Truth, want: &Truth, what: &str) {
+    assert_eq!(got.dead, want.dead, "{what}: dead letters");
+    assert_eq!(got.late, want.late, "{what}: the late lane");
+    let differ: Vec<_> = want
+        .rows
+        .iter()
+        .filter(|(k, v)| got.rows.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k:?}: want {v:?}, got {:?}", got.rows.get(k)))
+        .chain(got.rows.keys().filter(|k| !want.rows.contains_key(*k)).map(|k| format!("{k:?}: not wanted")))
+        .take(10)
+        .collect();
+    assert!(differ.is_empty(), "{what}: {} rows differ, e.g. {differ:#?}", differ.len());
 }

@@ -6,6 +6,7 @@ mod build;
 mod committer;
 mod deploy;
 mod latency;
+mod lateness;
 mod lease;
 mod metrics;
 mod process;
