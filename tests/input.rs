@@ -144,3 +144,37 @@ fn csv_dead_letters_and_late_events_keep_the_row_as_read_and_replay_through_the_
         stmt.query_map([], |r| Ok(((ms(r.get(0)?), r.get(1)?), r.get(2)?))).unwrap().map(Result::unwrap).collect();
     assert_eq!(got, want, "every row counted once after both replays");
 }
+
+/// Defect 10: a 300 MB line was read whole and stored whole, at 1.45 GB peak memory. Now a
+/// record past `max_record_bytes` (default 4 MiB) is a dead letter with its size, its
+/// first KiB and its digest, read in bounded memory, and the records after it count.
+#[test]
+fn an_oversize_record_is_a_dead_letter_read_in_bounded_memory() {
+    use std::io::Write;
+    let dir = setup(Shape::Tumbling, &lines(&[Some(("Oslo", 1, T0))]));
+    let path = dir.path().join("input/trips.jsonl");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let huge = 200usize << 20;
+    let chunk = vec![b'x'; 1 << 20];
+    f.write_all(b"{\"city\":\"").unwrap();
+    for _ in 0..huge >> 20 {
+        f.write_all(&chunk).unwrap();
+    }
+    f.write_all(b"\"}\n").unwrap();
+    f.write_all(file(&lines(&[Some(("Oslo", 2, T0 + 1_000))])).as_bytes()).unwrap();
+    drop(f);
+
+    let out = weir(dir.path(), &["run", "p.toml", "--no-admin", "--quiet"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let rss: f64 = summary.split("peak RSS ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    assert!(rss < 150.0, "peak RSS {rss} MiB for a {} MiB record: {summary}", huge >> 20);
+    let conn = Connection::open(dir.path().join("out.db")).unwrap();
+    let (reason, raw): (String, Vec<u8>) =
+        conn.query_row("SELECT reason, raw FROM weir_dead_letters", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert!(reason.contains(&format!("record of {} bytes", huge + 11)) && reason.contains("sha256"), "{reason}");
+    assert_eq!(raw.len(), 1024);
+    let (trips, sum): (i64, f64) =
+        conn.query_row("SELECT trips, sum_fare FROM trips", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((trips, sum), (2, 3.0), "the records on both sides count");
+}
