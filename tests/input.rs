@@ -61,6 +61,12 @@ fn dead_letters_and_late_events_are_listed_shown_and_purged_from_the_command_lin
     let left = json(&["dead-letters", "list", "p.toml", "--json", "--limit", "100000"]);
     assert_eq!(left.len(), dead.len() - malformed);
     assert!(left.iter().all(|d| d["kind"] != "malformed"));
+
+    // The file is gone: the sink still knows which file the partition's hash stood for.
+    std::fs::rename(dir.path().join("input/trips.jsonl"), dir.path().join("moved.jsonl")).unwrap();
+    let gone = json(&["dead-letters", "list", "p.toml", "--json", "--limit", "1"]);
+    let place = gone[0]["place"].as_str().unwrap();
+    assert!(place.contains("trips.jsonl byte "), "{place}");
 }
 
 /// Input as users have it, and the command line around it: a byte-order mark is skipped,

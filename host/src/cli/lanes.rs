@@ -63,6 +63,14 @@ struct Selected {
     records: Vec<Stored>,
 }
 
+impl Selected {
+    /// Where the selected records are; a sink from before `weir_partitions` has no labels.
+    fn places(&mut self) -> Places {
+        let recorded = self.sink.labels(&self.config.name).unwrap_or_default();
+        Places::new(&self.config, &self.base, &self.records, recorded)
+    }
+}
+
 fn select(filter: &Filter, lane: Lane, write: bool) -> Result<Selected> {
     let config = PipelineConfig::load(&filter.pipeline)?;
     let base = base_dir(&filter.pipeline);
@@ -92,42 +100,46 @@ fn lane_name(lane: Lane) -> &'static str {
 
 /// Where records are, as a person reads it: for a files source, the file and line.
 struct Places {
-    files: Option<FileSource>,
+    /// Each file's path: as the directory lists it now, else as the sink recorded it.
+    files: Option<HashMap<i32, String>>,
     lines: HashMap<(i32, i64), u64>,
 }
 
 impl Places {
-    fn new(config: &PipelineConfig, base: &Path, records: &[Stored]) -> Self {
-        let files = match &config.source {
-            SourceConfig::Files { path, format, .. } => {
-                FileSource::open(&base.join(path), FileOptions { format: *format, ..Default::default() }).ok()
-            }
-            _ => None,
+    fn new(config: &PipelineConfig, base: &Path, records: &[Stored], recorded: Vec<(i32, String)>) -> Self {
+        let SourceConfig::Files { path, format, .. } = &config.source else {
+            return Places { files: None, lines: HashMap::new() };
         };
+        let mut files: HashMap<i32, String> = recorded.into_iter().collect();
+        if let Ok(listed) = FileSource::open(&base.join(path), FileOptions { format: *format, ..Default::default() }) {
+            files.extend(listed.partitions().into_iter().map(|p| (p, listed.label(p))));
+        }
         let mut lines = HashMap::new();
-        if let Some(files) = &files {
-            for p in files.partitions() {
-                let mut offsets: Vec<i64> = records.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
-                offsets.sort_unstable();
-                let Ok(bytes) = std::fs::read(files.label(p)) else { continue };
-                // One pass per file: the line of each offset is one more than the newlines before it.
-                let (mut line, mut at) = (1u64, 0usize);
-                for offset in offsets {
-                    let to = (offset.max(0) as usize).min(bytes.len());
-                    line += memchr::memchr_iter(b'\n', &bytes[at.min(to)..to]).count() as u64;
-                    at = at.max(to);
-                    lines.insert((p, offset), line);
-                }
+        for (&p, name) in &files {
+            let mut offsets: Vec<i64> = records.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
+            if offsets.is_empty() {
+                continue;
+            }
+            offsets.sort_unstable();
+            let Ok(bytes) = std::fs::read(name) else { continue };
+            // One pass per file: the line of each offset is one more than the newlines before it.
+            let (mut line, mut at) = (1u64, 0usize);
+            for offset in offsets {
+                let to = (offset.max(0) as usize).min(bytes.len());
+                line += memchr::memchr_iter(b'\n', &bytes[at.min(to)..to]).count() as u64;
+                at = at.max(to);
+                lines.insert((p, offset), line);
             }
         }
-        Places { files, lines }
+        Places { files: Some(files), lines }
     }
 
     fn of(&self, r: &Stored) -> String {
-        match (&self.files, self.lines.get(&(r.partition, r.offset))) {
-            (Some(files), Some(line)) => format!("{} line {line} (byte {})", files.label(r.partition), r.offset),
-            (Some(files), None) => format!("{} byte {}", files.label(r.partition), r.offset),
-            (None, _) => format!("partition {} offset {}", r.partition, r.offset),
+        let Some(files) = &self.files else { return format!("partition {} offset {}", r.partition, r.offset) };
+        let name = files.get(&r.partition).cloned().unwrap_or_else(|| format!("file #{}", r.partition));
+        match self.lines.get(&(r.partition, r.offset)) {
+            Some(line) => format!("{name} line {line} (byte {})", r.offset),
+            None => format!("{name} byte {}", r.offset),
         }
     }
 }
@@ -146,8 +158,9 @@ fn clipped(text: &str, max: usize) -> String {
 
 /// `list`: one line per record, or JSON.
 pub fn list(filter: &Filter, lane: Lane, limit: usize, json: bool) -> Result<()> {
-    let Selected { config, base, records, .. } = select(filter, lane, false)?;
-    let places = Places::new(&config, &base, &records);
+    let mut selected = select(filter, lane, false)?;
+    let places = selected.places();
+    let Selected { config, records, .. } = selected;
     if json {
         let rows: Vec<serde_json::Value> = records.iter().take(limit).map(|r| as_json(r, &places)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -197,11 +210,13 @@ fn as_json(r: &Stored, places: &Places) -> serde_json::Value {
 
 /// `show`: one dead letter whole, its raw bytes included.
 pub fn show(filter: &Filter, id: i64) -> Result<()> {
-    let Selected { config, base, records, .. } = select(filter, Lane::DeadLetters, false)?;
-    let Some(r) = records.iter().find(|r| r.id == id) else {
+    let mut selected = select(filter, Lane::DeadLetters, false)?;
+    selected.records.retain(|r| r.id == id);
+    let places = selected.places();
+    let Selected { config, records, .. } = selected;
+    let Some(r) = records.first() else {
         bail!("pipeline {:?} has no dead letter #{id} (weir dead-letters list shows their ids)", config.name)
     };
-    let places = Places::new(&config, &base, std::slice::from_ref(r));
     println!("dead letter #{id} of pipeline {:?}", config.name);
     println!("kind:    {}", r.kind);
     println!("plugin:  {}", r.plugin);

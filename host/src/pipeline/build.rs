@@ -89,6 +89,8 @@ pub struct Pipeline {
     /// During a replay of the late lane: the windows each record (by partition and
     /// offset) was late for, the only ones it is folded into.
     pub(super) replay_windows: Option<rustc_hash::FxHashMap<(i32, i64), Vec<Window>>>,
+    /// Partitions assigned since the last checkpoint, with what they stand for.
+    pub(super) labels: Vec<(i32, String)>,
     /// Reads final windows back from the sink, to correct them (see `reopen.rs`).
     pub(super) lookup: Option<super::reopen::WindowLookup>,
     /// The highest watermark the sink stored for this pipeline's partitions.
@@ -164,6 +166,7 @@ impl Pipeline {
             replayed_dead: Vec::new(),
             replay_windows: None,
             lookup: None,
+            labels: Vec::new(),
             stored_watermark: None,
             deployments: Vec::new(),
             shadow: None,

@@ -501,6 +501,7 @@ impl Pipeline {
             });
         }
         checkpoint.retracted = std::mem::take(&mut self.retracted);
+        checkpoint.labels = std::mem::take(&mut self.labels);
         checkpoint.offsets = positions;
         checkpoint.clocks = self.tracker.snapshot().0;
         checkpoint.dead_letters = std::mem::take(&mut self.dead_letters);

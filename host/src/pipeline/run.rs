@@ -217,6 +217,7 @@ fn rebalance(
             same_source(restored.as_ref(), &pipeline.name, &pipeline.source)?;
             let offsets = restored.as_ref().map(|r| r.offsets.clone()).unwrap_or_default();
             pipeline.assign(&partitions, restored, now_ms())?;
+            pipeline.labels.extend(partitions.iter().map(|&p| (p, source.label(p))));
             source.complete(&offsets)?;
             let at: Vec<String> = offsets.iter().map(|(p, o)| format!("{} at {o}", source.label(*p))).collect();
             let at = if at.is_empty() { "the beginning".to_string() } else { at.join(", ") };
@@ -433,6 +434,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             source.seek(&restored.offsets)?;
         }
         pipeline.assign(&partitions, restored, now_ms())?;
+        pipeline.labels.extend(partitions.iter().map(|&p| (p, source.label(p))));
     }
 
     let mut committer = Committer::start(sink)?;

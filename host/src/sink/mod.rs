@@ -135,6 +135,9 @@ pub struct LateEvent {
 /// Everything one checkpoint commits.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Checkpoint {
+    /// What newly assigned partitions stand for (a file's path), for people reading the
+    /// lanes: a file's partition is a hash of its name.
+    pub labels: Vec<(i32, String)>,
     /// Session windows a merged session replaced: their rows and state are deleted,
     /// before `rows` are written.
     pub retracted: Vec<(Window, Vec<Cell>)>,
@@ -364,6 +367,8 @@ pub trait Sink {
     fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>>;
     /// Deletes the rows `ids` of `lane`; returns how many were there.
     fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64>;
+    /// What each partition of `pipeline` stands for, as recorded when it was assigned.
+    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>>;
     /// Gives up `holder`'s lease on `pipeline`.
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()>;
     /// The stored late events or dead letters of `pipeline`, oldest first.

@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS weir_window_state (
     PRIMARY KEY (pipeline, window_start, window_end, key)
 );
 CREATE INDEX IF NOT EXISTS weir_window_state_by_key ON weir_window_state (pipeline, key, window_start);
+CREATE TABLE IF NOT EXISTS weir_partitions (
+    pipeline text NOT NULL,
+    source_partition integer NOT NULL,
+    label text NOT NULL,
+    PRIMARY KEY (pipeline, source_partition)
+);
 CREATE TABLE IF NOT EXISTS weir_leases (
     pipeline text NOT NULL,
     holder text NOT NULL,
@@ -307,6 +313,16 @@ impl PostgresSink {
         checkpoint: &Checkpoint,
     ) -> Result<()> {
         let now = SystemTime::now();
+        if !checkpoint.labels.is_empty() {
+            let (partitions, labels): (Vec<i32>, Vec<String>) = checkpoint.labels.iter().cloned().unzip();
+            tx.execute(
+                "INSERT INTO weir_partitions (pipeline, source_partition, label) SELECT $1, * FROM unnest($2::integer[], $3::text[]) \
+                 ON CONFLICT (pipeline, source_partition) DO UPDATE SET label = EXCLUDED.label",
+                &[&pipeline, &partitions, &labels],
+            )
+            .await
+            .context("recording partition labels")?;
+        }
         // Replayed records leave their lane first; one that fails again is written back below.
         if !checkpoint.replayed_late.is_empty() {
             tx.execute("DELETE FROM weir_late_events WHERE id = ANY($1)", &[&checkpoint.replayed_late])
@@ -643,6 +659,14 @@ impl Sink for PostgresSink {
         let (runtime, client) = self.session()?;
         let sql = format!("DELETE FROM {table} WHERE pipeline = $1 AND id = ANY($2)");
         Ok(runtime.block_on(client.execute(&sql, &[&pipeline, &ids]))?)
+    }
+
+    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>> {
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(
+            client.query("SELECT source_partition, label FROM weir_partitions WHERE pipeline = $1", &[&pipeline]),
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {

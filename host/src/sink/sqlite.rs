@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS weir_window_state (
     PRIMARY KEY (pipeline, window_start, window_end, key)
 );
 CREATE INDEX IF NOT EXISTS weir_window_state_by_key ON weir_window_state (pipeline, key, window_start);
+CREATE TABLE IF NOT EXISTS weir_partitions (
+    pipeline TEXT NOT NULL,
+    source_partition INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    PRIMARY KEY (pipeline, source_partition)
+);
 CREATE TABLE IF NOT EXISTS weir_leases (
     pipeline TEXT NOT NULL,
     holder TEXT NOT NULL,
@@ -334,6 +340,13 @@ impl SqliteSink {
             "INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at) VALUES (?, ?, ?, ?)",
         )?
         .execute(params![pipeline, checkpoint.plugins, serde_json::to_string(&checkpoint.offsets)?, now])?;
+        let mut label = tx.prepare_cached(
+            "INSERT INTO weir_partitions (pipeline, source_partition, label) VALUES (?, ?, ?) \
+             ON CONFLICT (pipeline, source_partition) DO UPDATE SET label = excluded.label",
+        )?;
+        for (p, name) in &checkpoint.labels {
+            label.execute(params![pipeline, p, name])?;
+        }
         for (p, offset, clock) in checkpoint.partitions() {
             partition.execute(params![
                 pipeline,
@@ -450,6 +463,12 @@ impl Sink for SqliteSink {
         }
         tx.commit()?;
         Ok(removed)
+    }
+
+    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>> {
+        let mut stmt = self.conn.prepare("SELECT source_partition, label FROM weir_partitions WHERE pipeline = ?")?;
+        let rows = stmt.query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
