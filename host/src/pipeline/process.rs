@@ -295,10 +295,7 @@ impl Pipeline {
         let late = |row: usize, window: &Window| !replaying && spec.is_late(&judged(row, window), marks[row]);
         self.reopen(&keys, times, late, NO_KEY)?;
         let sessions = match spec {
-            WindowSpec::Session { gap_ms } => {
-                let own_span_late = |row: usize| late(row, &Window { start: 0, end: 0 });
-                Some(self.sessions(&keys, times, gap_ms, own_span_late, NO_KEY)?)
-            }
+            WindowSpec::Session { gap_ms } => Some(self.sessions(&keys, times, gap_ms, late, NO_KEY)?),
             _ => None,
         };
 
@@ -363,9 +360,8 @@ impl Pipeline {
         self.stats.windowed += (fold_rows.len() - failures.len()) as u64;
         // A row's folds are consecutive in `fold_rows`; it counts once unless one of them failed.
         let failed: rustc_hash::FxHashSet<u32> = failures.iter().map(|f| fold_rows[f.index as usize]).collect();
-        let mut events = fold_rows.iter().filter(|r| !failed.contains(r)).collect::<Vec<_>>();
-        events.dedup();
-        self.stats.events_windowed += events.len() as u64;
+        let starts = fold_rows.iter().enumerate().filter(|&(i, r)| i == 0 || fold_rows[i - 1] != *r);
+        self.stats.events_windowed += starts.filter(|(_, r)| !failed.contains(r)).count() as u64;
         push_failures(&mut self.dead_letters, batch, failures, &fold_records, &self.aggregator);
         for (g, state) in touched.into_iter().zip(states) {
             let group = &mut self.windows.groups[g];

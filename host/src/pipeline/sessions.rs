@@ -11,8 +11,8 @@ use crate::plugin::AggregatorStage;
 use crate::window::{session, Window};
 
 impl Pipeline {
-    /// Each row's session window. Late rows (`late(row)`) keep their own span
-    /// `[t, t + gap)` and touch nothing. The others are merged into every session of
+    /// Each row's session window. Late rows (`late(row, span)` for their own span
+    /// `[t, t + gap)`) keep that span and touch nothing. The others are merged into every session of
     /// their key that memory holds, final ones included: [`reopen`](Pipeline::reopen)
     /// has brought back the final sessions they reach, so the result is that of merging
     /// every on-time event there is, in any order.
@@ -21,12 +21,12 @@ impl Pipeline {
         keys: &[u32],
         times: &[i64],
         gap_ms: i64,
-        late: impl Fn(usize) -> bool,
+        late: impl Fn(usize, &Window) -> bool,
         no_key: u32,
     ) -> Result<Vec<Window>> {
         let mut by_key: rustc_hash::FxHashMap<u32, Vec<(i64, usize)>> = Default::default();
         let mut out: Vec<Window> = times.iter().map(|&t| Window { start: t, end: t.saturating_add(gap_ms) }).collect();
-        for (row, &key) in keys.iter().enumerate().filter(|&(row, &k)| k != no_key && !late(row)) {
+        for (row, &key) in keys.iter().enumerate().filter(|&(row, &k)| k != no_key && !late(row, &out[row])) {
             by_key.entry(key).or_default().push((times[row], row));
         }
         for (key, rows) in by_key {
