@@ -184,3 +184,42 @@ fn an_oversize_record_is_a_dead_letter_read_in_bounded_memory() {
         conn.query_row("SELECT trips, sum_fare FROM trips", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!((trips, sum), (2, 3.0), "the records on both sides count");
 }
+
+/// Part of #27: a value the sink cannot hold costs its record, never the pipeline. A NUL
+/// in a key (escaped or raw) and a 300 kB key are dead letters that say why; a reason
+/// that quotes a NUL is stored. On PostgreSQL, where each of these stopped the pipeline
+/// for good (`invalid byte sequence for encoding "UTF8": 0x00`, `index row size`).
+#[test]
+fn a_key_the_sink_cannot_hold_is_a_dead_letter_on_postgres() {
+    let pg = weir_tests::services::Postgres::start();
+    let url = pg.create_database("keys");
+    let dir = setup(Shape::Tumbling, &[]);
+    let at = |s: i64| weir_sdk::time::format_iso8601(T0 + s * 1_000);
+    let big = "x".repeat(300_000);
+    let input = [
+        format!("{{\"city\":\"Oslo\",\"fare\":1,\"event_time\":\"{}\"}}", at(0)),
+        format!("{{\"city\":\"Nul\\u0000City\",\"fare\":2,\"event_time\":\"{}\"}}", at(1)),
+        format!("{{\"city\":\"{big}\",\"fare\":3,\"event_time\":\"{}\"}}", at(2)),
+        format!("{{\"city\":\"Lima\",\"fare\":4,\"event_time\":\"{}\"}}", at(3)),
+    ];
+    std::fs::write(dir.path().join("input/trips.jsonl"), input.join("\n") + "\n").unwrap();
+    std::fs::write(dir.path().join("p.toml"), pipeline(Shape::Tumbling, &url, "1s")).unwrap();
+    run(dir.path(), 2);
+    let mut client = pg.client("keys");
+    let rows: Vec<(String, i64)> = client
+        .query("SELECT city, trips FROM trips ORDER BY city", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, [("Lima".to_string(), 1), ("Oslo".to_string(), 1)]);
+    let dead: Vec<(String, String)> = client
+        .query("SELECT plugin, reason FROM weir_dead_letters ORDER BY source_offset", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(dead[0].1.contains("NUL byte") && dead[0].0 == "window", "{dead:?}");
+    assert!(dead[1].1.contains("300000 bytes long") && dead[1].1.contains("window.max_key_bytes"), "{dead:?}");
+}

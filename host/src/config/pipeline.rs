@@ -205,6 +205,15 @@ pub struct WindowConfig {
     pub gap: Option<Duration>,
     /// The event columns that key a window, e.g. `["city"]`.
     pub key: Vec<String>,
+    /// The longest text a key column may hold, in bytes (default 1024). A record with a
+    /// longer key, or a NUL byte in one, is a dead letter: PostgreSQL cannot index
+    /// a key past about 2.7 kB, nor store a NUL in text.
+    #[serde(default = "default_max_key_bytes")]
+    pub max_key_bytes: usize,
+}
+
+fn default_max_key_bytes() -> usize {
+    1024
 }
 
 fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
@@ -226,6 +235,9 @@ pub enum WindowKind {
 impl WindowConfig {
     /// The window this config describes; errors name the missing or stray key.
     pub fn spec(&self) -> Result<WindowSpec> {
+        if self.max_key_bytes == 0 {
+            bail!("window.max_key_bytes must be positive: every key would be refused");
+        }
         let ms = |d: Duration| d.as_millis() as i64;
         let required = |value: Option<Duration>, key: &str, kind: &str| {
             value.map(ms).with_context(|| format!("window.{key} is required for {kind} windows"))

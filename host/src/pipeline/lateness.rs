@@ -7,7 +7,7 @@
 use weir_sdk::RawBatch;
 
 use super::build::Pipeline;
-use crate::sink::{DeadLetter, DeadLetterKind};
+use super::process::push_dead_from;
 
 impl Pipeline {
     /// Decides, record by record in the order of their partition, what moves event time.
@@ -40,19 +40,12 @@ impl Pipeline {
                 continue;
             }
             if t > limit {
-                self.dead_letters.push(DeadLetter {
-                    kind: DeadLetterKind::Rejected,
-                    reason: format!(
-                        "event time {} is more than watermark.max_ahead ({max_ahead:?}) beyond the processing clock ({})",
-                        weir_sdk::time::format_iso8601(t),
-                        weir_sdk::time::format_iso8601(now_ms)
-                    ),
-                    plugin: "watermark".into(),
-                    digest: String::new(),
-                    partition: batch.partitions[r],
-                    offset: batch.offsets[r],
-                    raw: batch.payloads.get(r).to_vec(),
-                });
+                let reason = format!(
+                    "event time {} is more than watermark.max_ahead ({max_ahead:?}) beyond the processing clock ({})",
+                    weir_sdk::time::format_iso8601(t),
+                    weir_sdk::time::format_iso8601(now_ms)
+                );
+                push_dead_from(&mut self.dead_letters, batch, records[row], "watermark", reason);
                 *key = no_key;
                 marks.push(None);
                 continue;

@@ -91,6 +91,20 @@ fn push_dead(
     });
 }
 
+/// Records `record` of `batch` as a rejected dead letter from the host's own `stage`.
+pub(super) fn push_dead_from(out: &mut Vec<DeadLetter>, batch: &RawBatch, record: u32, stage: &str, reason: String) {
+    let r = record as usize;
+    out.push(DeadLetter {
+        kind: DeadLetterKind::Rejected,
+        reason,
+        plugin: stage.into(),
+        digest: String::new(),
+        partition: batch.partitions[r],
+        offset: batch.offsets[r],
+        raw: batch.payloads.get(r).to_vec(),
+    });
+}
+
 /// Records the rows a plugin failed on; `records` maps the stage's rows to raw records.
 fn push_failures(
     out: &mut Vec<DeadLetter>,
@@ -279,6 +293,14 @@ impl Pipeline {
             for &c in &self.key_columns {
                 encode_cell(&mut encoded, &events.columns[c], row);
             }
+            if self.windows.known(&encoded).is_none() {
+                // A new key is checked once: one the sink cannot hold costs its record only.
+                if let Some(reason) = self.unstorable_key(events, row) {
+                    push_dead_from(&mut self.dead_letters, batch, record, "window", reason);
+                    keys.push(NO_KEY);
+                    continue;
+                }
+            }
             let key_columns = &self.key_columns;
             keys.push(
                 self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect()),
@@ -369,6 +391,30 @@ impl Pipeline {
             group.dirty = true;
         }
         Ok(())
+    }
+
+    /// Why the key of `row` cannot be stored, if it cannot: a text key column with a NUL
+    /// byte (PostgreSQL text cannot hold one), or longer than `window.max_key_bytes` (its
+    /// index could not). Both sinks refuse the same keys, so they hold the same windows.
+    fn unstorable_key(&self, events: &EventBatch, row: usize) -> Option<String> {
+        let max = self.config.window.max_key_bytes;
+        for (k, &c) in self.key_columns.iter().enumerate() {
+            let ColumnValues::Text(values) = &events.columns[c].values else { continue };
+            let text = values.get(row);
+            let name = &self.table.keys[k].name;
+            if text.contains(&0) {
+                return Some(format!(
+                    "window key column {name:?} holds a NUL byte, which PostgreSQL text cannot store"
+                ));
+            }
+            if text.len() > max {
+                return Some(format!(
+                    "window key column {name:?} is {} bytes long, more than window.max_key_bytes ({max})",
+                    text.len()
+                ));
+            }
+        }
+        None
     }
 
     /// Takes `partitions` on at processing time `now_ms`, resuming whatever the sink

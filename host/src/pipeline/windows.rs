@@ -42,6 +42,11 @@ pub struct OpenWindows {
 }
 
 impl OpenWindows {
+    /// The id of the key encoded as `encoded`, if it was seen before.
+    pub fn known(&self, encoded: &[u8]) -> Option<u32> {
+        self.key_ids.get(encoded).copied()
+    }
+
     /// The id of the key encoded as `encoded`, interning `cells()` if new.
     pub fn key_id(&mut self, encoded: &[u8], cells: impl FnOnce() -> Vec<Cell>) -> u32 {
         if let Some(&id) = self.key_ids.get(encoded) {

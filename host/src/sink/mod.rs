@@ -382,6 +382,16 @@ pub trait Sink {
     }
 }
 
+/// Text as a sink can store it: a reason may quote a record's bytes, and PostgreSQL text
+/// cannot hold a NUL, so it is written `\0` (in both sinks, which then hold the same).
+pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\\0"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// A cell as JSON: timestamps as ms since the epoch, non-finite floats as null.
 pub(crate) fn cell_json(cell: &Cell) -> serde_json::Value {
     match cell {
@@ -418,6 +428,15 @@ pub(crate) fn key_from_json(text: &str, keys: &[ColumnDef]) -> Result<Vec<Cell>>
 
 /// A one-key (`city`), one-value (`trips`) table and its rows, for tests of what reads
 /// committed rows.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_nul_in_text_is_stored_escaped_and_other_text_as_it_is() {
+        assert_eq!(super::storable("bad \0 city"), "bad \\0 city");
+        assert!(matches!(super::storable("Oslo"), std::borrow::Cow::Borrowed("Oslo")));
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::{Cell, TableSchema, WindowRow};

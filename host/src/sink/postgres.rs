@@ -402,7 +402,7 @@ impl PostgresSink {
         if !checkpoint.dead_letters.is_empty() {
             let d = &checkpoint.dead_letters;
             let kinds: Vec<&str> = d.iter().map(|x| x.kind.name()).collect();
-            let reasons: Vec<&str> = d.iter().map(|x| x.reason.as_str()).collect();
+            let reasons: Vec<std::borrow::Cow<str>> = d.iter().map(|x| super::storable(&x.reason)).collect();
             let plugins: Vec<&str> = d.iter().map(|x| x.plugin.as_str()).collect();
             let digests: Vec<&str> = d.iter().map(|x| x.digest.as_str()).collect();
             let partitions: Vec<i32> = d.iter().map(|x| x.partition).collect();

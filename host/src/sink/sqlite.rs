@@ -285,7 +285,7 @@ impl SqliteSink {
             dead.execute(params![
                 pipeline,
                 d.kind.name(),
-                d.reason,
+                super::storable(&d.reason),
                 d.plugin,
                 d.digest,
                 d.partition,
