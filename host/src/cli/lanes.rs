@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::config::{base_dir, PipelineConfig, SourceConfig};
-use crate::pipeline::open_sink;
-use crate::sink::{Lane, Sink, SqliteSink, Stored};
+use crate::pipeline::{inspect_sink, open_sink};
+use crate::sink::{Lane, Sink, Stored};
 use crate::source::{FileOptions, FileSource, Source};
 use weir_sdk::time::{format_iso8601, parse_iso8601};
 
@@ -74,13 +74,13 @@ impl Selected {
 fn select(filter: &Filter, lane: Lane, write: bool) -> Result<Selected> {
     let config = PipelineConfig::load(&filter.pipeline)?;
     let base = base_dir(&filter.pipeline);
-    let mut sink: Box<dyn Sink + Send> = match config.sink.url.strip_prefix("sqlite://") {
-        // Reading opens SQLite read-only, so that looking never creates a database.
-        Some(path) if !write => match SqliteSink::inspect(&base.join(path))? {
-            Some(sink) => Box::new(sink),
+    // Looking never creates a database.
+    let mut sink = match write {
+        true => open_sink(&config, &base)?,
+        false => match inspect_sink(&config, &base)? {
+            Some(sink) => sink,
             None => bail!("{}: no database yet; `weir run` creates it", config.sink.url),
         },
-        _ => open_sink(&config, &base)?,
     };
     let records = sink
         .stored(&config.name, lane)

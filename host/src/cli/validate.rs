@@ -8,9 +8,8 @@ use anyhow::{bail, Result};
 
 use super::RuntimeArgs;
 use crate::config::{PipelineConfig, SourceConfig};
-use crate::pipeline::{open_sink, Pipeline, PipelineOptions};
+use crate::pipeline::{inspect_sink, Pipeline, PipelineOptions};
 use crate::plugin::PluginRuntime;
-use crate::sink::{Sink, SqliteSink};
 use crate::source::{FileOptions, FileSource, KafkaSource};
 
 /// Arguments of `weir validate`.
@@ -94,19 +93,11 @@ pub fn run(args: ValidateArgs) -> Result<()> {
 
     report("source", source(&config, &base));
 
-    let sqlite = config.sink.url.strip_prefix("sqlite://").map(|path| base.join(path));
-    let opened = match &sqlite {
-        // Opening SQLite for writing creates the file and weir's tables: validation changes nothing.
-        Some(path) => SqliteSink::inspect(path).map(|sink| sink.map(|s| Box::new(s) as Box<dyn Sink + Send>)),
-        None => open_sink(&config, &base).map(Some),
-    };
-    let sink = opened.and_then(|sink| match (sink, &table) {
-        (None, Some(table)) => Ok(format!(
-            "{}: {} does not exist yet; `weir run` will create it with table {}",
-            config.sink.url,
-            sqlite.as_ref().map_or(String::new(), |p| p.display().to_string()),
-            table.name
-        )),
+    // Validation changes nothing: not even the SQLite file is created.
+    let sink = inspect_sink(&config, &base).and_then(|sink| match (sink, &table) {
+        (None, Some(table)) => {
+            Ok(format!("{}: does not exist yet; `weir run` will create it with table {}", config.sink.url, table.name))
+        }
         (None, None) => Ok(format!("{}: does not exist yet; `weir run` will create it", config.sink.url)),
         (Some(mut sink), Some(table)) => {
             let plan = sink.plan(table)?;

@@ -24,7 +24,7 @@ pub use build::{Pipeline, PipelineOptions};
 pub use deploy::{DeployReport, Deployer, Switched, Trial, MAX_ERROR_INCREASE};
 pub use metrics::{Histogram, Measured, StageMetrics, BUCKETS};
 pub use replay::{replay, ReplaySelection, ReplaySummary};
-pub use run::{now_ms, open_sink, process_start, run, RunSummary};
+pub use run::{inspect_sink, now_ms, open_sink, process_start, run, RunSummary};
 pub use shadow::shadow_table;
 pub use stages::{wire, StageId, StagePlan};
 pub use swap::How;

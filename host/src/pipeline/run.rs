@@ -126,6 +126,16 @@ pub fn open_sink(config: &PipelineConfig, base: &Path) -> Result<Box<dyn Sink + 
     bail!("sink.url {url:?}: expected sqlite://PATH or postgres://USER@HOST/DB")
 }
 
+/// Opens the sink named by `sink.url` to look at, changing nothing: SQLite read-only, and
+/// `None` while its file does not exist (opening it for writing would create the file and
+/// weir's tables); PostgreSQL as [`open_sink`] does, which creates nothing.
+pub fn inspect_sink(config: &PipelineConfig, base: &Path) -> Result<Option<Box<dyn Sink + Send>>> {
+    match config.sink.url.strip_prefix("sqlite://") {
+        Some(path) => Ok(SqliteSink::inspect(&base.join(path))?.map(|s| Box::new(s) as Box<dyn Sink + Send>)),
+        None => open_sink(config, base).map(Some),
+    }
+}
+
 /// Takes a checkpoint and hands it to the sink thread, once the previous one has landed.
 /// The source's positions stand just after the last processed batch.
 fn checkpoint(
