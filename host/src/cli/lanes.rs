@@ -37,6 +37,19 @@ pub struct Filter {
     until: Option<i64>,
 }
 
+/// Arguments of `list`, in either lane.
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    filter: Filter,
+    /// Show at most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// As JSON, raw bytes included.
+    #[arg(long)]
+    json: bool,
+}
+
 fn parse_time(text: &str) -> Result<i64, String> {
     parse_iso8601(text.as_bytes()).ok_or_else(|| format!("{text:?} is not an ISO 8601 time (2024-05-01T08:00:00Z)"))
 }
@@ -157,7 +170,9 @@ fn clipped(text: &str, max: usize) -> String {
 }
 
 /// `list`: one line per record, or JSON.
-pub fn list(filter: &Filter, lane: Lane, limit: usize, json: bool) -> Result<()> {
+pub fn list(args: &ListArgs, lane: Lane) -> Result<()> {
+    let ListArgs { filter, limit, json } = args;
+    let (limit, json) = (*limit, *json);
     let mut selected = select(filter, lane, false)?;
     let places = selected.places();
     let Selected { config, records, .. } = selected;

@@ -59,16 +59,7 @@ enum Command {
 #[derive(Subcommand)]
 enum DeadLetterCommand {
     /// One line per dead letter (id, kind, plugin, when, where, reason), oldest first.
-    List {
-        #[command(flatten)]
-        filter: lanes::Filter,
-        /// Show at most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// As JSON, raw bytes included.
-        #[arg(long)]
-        json: bool,
-    },
+    List(lanes::ListArgs),
     /// One dead letter whole, with its raw bytes.
     Show {
         #[command(flatten)]
@@ -89,16 +80,7 @@ enum DeadLetterCommand {
 #[derive(Subcommand)]
 enum LateCommand {
     /// One line per late (event, window): id, event time, window, where; `--since`/`--until` filter by event time.
-    List {
-        #[command(flatten)]
-        filter: lanes::Filter,
-        /// Show at most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// As JSON, raw bytes included.
-        #[arg(long)]
-        json: bool,
-    },
+    List(lanes::ListArgs),
 }
 
 #[derive(Subcommand)]
@@ -295,16 +277,12 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Replay(args) => replay::run(args),
-        Command::DeadLetters(DeadLetterCommand::List { filter, limit, json }) => {
-            lanes::list(&filter, crate::sink::Lane::DeadLetters, limit, json)
-        }
+        Command::DeadLetters(DeadLetterCommand::List(args)) => lanes::list(&args, crate::sink::Lane::DeadLetters),
         Command::DeadLetters(DeadLetterCommand::Show { filter, id }) => lanes::show(&filter, id),
         Command::DeadLetters(DeadLetterCommand::Purge { filter, all }) => {
             lanes::purge(&filter, crate::sink::Lane::DeadLetters, all)
         }
-        Command::Late(LateCommand::List { filter, limit, json }) => {
-            lanes::list(&filter, crate::sink::Lane::Late, limit, json)
-        }
+        Command::Late(LateCommand::List(args)) => lanes::list(&args, crate::sink::Lane::Late),
         Command::Bench(command) => bench::run(command),
     };
     match result {
