@@ -15,8 +15,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3_600_000,
         other => return Err(format!("{text:?}: unknown unit {other:?}; use ms, s, m or h")),
     };
-    n.checked_mul(ms).map(Duration::from_millis).ok_or_else(|| format!("{text:?} is too long"))
+    // Event times are ms since the epoch in an i64; a longer duration would wrap when added.
+    n.checked_mul(ms)
+        .filter(|&total| total <= MAX_MS)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long: at most 100 years ({MAX_MS}ms)"))
 }
+
+/// The longest duration a setting may have: 100 years, far from any overflow when added
+/// to an event time.
+const MAX_MS: u64 = 100 * 365 * 24 * 3_600_000;
 
 /// Serde adapter: a duration field written as a string.
 pub mod serde_duration {

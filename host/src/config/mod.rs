@@ -2,6 +2,7 @@
 //! names the file and the key, and `${VAR}` / `${VAR:-default}` come from the
 //! environment so that secrets never live in the file.
 
+mod check;
 mod duration;
 mod interpolate;
 mod pipeline;

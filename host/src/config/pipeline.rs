@@ -417,8 +417,13 @@ impl PipelineConfig {
 
     /// Reads, interpolates and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading pipeline file {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading pipeline file {}", path.display()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = at.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = at.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            anyhow::anyhow!("pipeline file {}: line {line}, column {column}: not UTF-8", path.display())
+        })?;
         Self::parse(&text, |name| std::env::var(name).ok()).with_context(|| format!("pipeline file {}", path.display()))
     }
 
@@ -428,41 +433,6 @@ impl PipelineConfig {
         let config: PipelineConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
         config.check()?;
         Ok(config)
-    }
-
-    /// The checks serde cannot express; the first problem is reported with its key.
-    fn check(&self) -> Result<()> {
-        self.window.spec()?;
-        if !(self.sink.url.starts_with("sqlite://")
-            || self.sink.url.starts_with("postgres://")
-            || self.sink.url.starts_with("postgresql://"))
-        {
-            bail!("sink.url {:?}: use sqlite://PATH or postgres://…", self.sink.url);
-        }
-        let valid_table =
-            !self.sink.table.is_empty() && self.sink.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_table {
-            bail!("sink.table {:?}: use letters, digits and underscores", self.sink.table);
-        }
-        if !(self.breaker.dead_letter_rate > 0.0 && self.breaker.dead_letter_rate <= 1.0) {
-            bail!("breaker.dead_letter_rate must be in (0, 1], got {}", self.breaker.dead_letter_rate);
-        }
-        if self.checkpoint.interval.is_zero() {
-            bail!("checkpoint.interval must be positive");
-        }
-        if self.trust.require_signatures && self.trust.team.is_none() {
-            bail!("trust.require_signatures needs trust.team: the team whose keys sign this pipeline's plugins");
-        }
-        for (id, stage) in self.stages() {
-            if stage.watch && crate::share::OciRef::is_reference(&stage.plugin) {
-                bail!(
-                    "{id}.watch: {} is a registry reference, not a file to watch; deploy new versions with \
-                     `weir plugin deploy`",
-                    stage.plugin
-                );
-            }
-        }
-        Ok(())
     }
 }
 
