@@ -223,3 +223,25 @@ fn a_key_the_sink_cannot_hold_is_a_dead_letter_on_postgres() {
     assert!(dead[0].1.contains("NUL byte") && dead[0].0 == "window", "{dead:?}");
     assert!(dead[1].1.contains("300000 bytes long") && dead[1].1.contains("window.max_key_bytes"), "{dead:?}");
 }
+
+/// #27, item 3: one time with the offset `-99:99` was read as four days ahead and sent
+/// the next 13,616 good records to the late lane. It is no time: that record alone is a
+/// dead letter, and nothing is late.
+#[test]
+fn an_offset_out_of_range_costs_its_record_and_makes_nothing_late() {
+    let dir = setup(Shape::Tumbling, &[]);
+    let text: String = (0..30_000i64)
+        .map(|i| {
+            let time = weir_sdk::time::format_iso8601(T0 + i * 100);
+            let time = if i == 10_000 { time.replace('Z', "-99:99") } else { time };
+            format!("{{\"city\":\"Oslo\",\"fare\":1,\"event_time\":\"{time}\"}}\n")
+        })
+        .collect();
+    std::fs::write(dir.path().join("input/trips.jsonl"), text).unwrap();
+    run(dir.path(), 8192);
+    let conn = Connection::open(dir.path().join("out.db")).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT sum(trips) FROM trips"), 29_999);
+    assert_eq!(count("SELECT count(*) FROM weir_dead_letters"), 1);
+    assert_eq!(count("SELECT count(*) FROM weir_late_events"), 0);
+}

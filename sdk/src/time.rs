@@ -53,6 +53,11 @@ impl DateCache {
                     2 => (digits(s, i + 1..i + 3)?, 0),
                     _ => return None,
                 };
+                // RFC 3339: the offset's hour is 00-23 and its minute 00-59. `+99:99` is no
+                // offset, and read as one it moved a record four days from its time.
+                if h > 23 || m > 59 {
+                    return None;
+                }
                 let total = h * 60 + m;
                 if sign == b'+' {
                     total
@@ -159,6 +164,7 @@ mod tests {
     #[test]
     fn known_instants() {
         assert_eq!(parse_iso8601(b"1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_iso8601(b"1970-01-01T23:59:00+23:59"), Some(0), "the largest offset there is");
         assert_eq!(parse_iso8601(b"2024-05-01T07:59:56.722Z"), Some(1_714_550_396_722));
         assert_eq!(parse_iso8601(b"2024-05-01T07:59:56.7Z"), Some(1_714_550_396_700));
         assert_eq!(parse_iso8601(b"2024-05-01T09:59:56.722+02:00"), Some(1_714_550_396_722));
@@ -175,6 +181,11 @@ mod tests {
             "2023-02-29T00:00:00Z",
             "2024-05-01T07:59:56.Z",
             "2024-05-01T07:59:56Zjunk",
+            "2024-05-01T07:59:56+99:99",
+            "2024-05-01T07:59:56-99:99",
+            "2024-05-01T07:59:56+24:00",
+            "2024-05-01T07:59:56+01:60",
+            "2024-05-01T07:59:56+2400",
         ] {
             assert_eq!(parse_iso8601(bad.as_bytes()), None, "{bad}");
         }
