@@ -100,6 +100,12 @@ pub fn render(status: &Status, now_ms: i64) -> String {
     }
     f.family("weir_late_events_total", "counter", "Events sent to the late lane, by reason.");
     f.sample("weir_late_events_total", &[("reason", "window_closed")], status.late);
+    f.single(
+        "weir_late_records_total",
+        "counter",
+        "Records late for every window they belong to: records in = windowed + dead letters + late records.",
+        Some(status.late_records),
+    );
     f.family("weir_stage_events_in_total", "counter", "Events handed to a stage (raw records for the parser).");
     for s in &m.stages {
         f.sample("weir_stage_events_in_total", &[("stage", &s.stage)], s.events_in);

@@ -33,8 +33,10 @@ pub struct Status {
     pub windowed: u64,
     /// Dead letters, committed and pending.
     pub dead_letters: u64,
-    /// Late events, committed and pending.
+    /// Late events, committed and pending: a row per (record, window).
     pub late: u64,
+    /// Records late for every window they belong to.
+    pub late_records: u64,
     /// Checkpoints committed.
     pub checkpoints: u64,
     /// The watermark, ms since the epoch.

@@ -88,11 +88,13 @@ fn table(status: &serde_json::Value) -> String {
         (None, None) => "running".into(),
     };
     lines.push(("state", state));
-    let (records, events, dead, late) = (n("records"), n("events_windowed"), n("dead_letters"), n("late"));
-    let folds = n("windowed");
+    let (records, events, dead, late) = (n("records"), n("events_windowed"), n("dead_letters"), n("late_records"));
+    let (folds, pairs) = (n("windowed"), n("late"));
     lines.push((
         "records",
-        format!("{records} read: {events} windowed ({folds} folds), {dead} dead letters, {late} late"),
+        format!(
+            "{records} read: {events} windowed ({folds} folds), {dead} dead letters, {late} late ({pairs} late pairs)"
+        ),
     ));
     lines.push(("watermark", time("watermark_ms")));
     lines.push(("checkpoints", format!("{}, the last committed at {}", n("checkpoints"), time("last_checkpoint_ms"))));

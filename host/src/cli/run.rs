@@ -43,13 +43,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Hopping windows count an event in several windows: say both.
     let folds =
         if s.windowed != s.events_windowed { format!(" ({} folds into windows)", s.windowed) } else { String::new() };
+    let pairs =
+        if s.late != s.late_records { format!(" ({} late (record, window) pairs)", s.late) } else { String::new() };
+    // Every record read is windowed, a dead letter or late.
     println!(
-        "{} events in {:.2}s: {} windowed{folds}, {} dead letters, {} late; {} checkpoints; watermark {mark}",
+        "{} events in {:.2}s: {} windowed{folds}, {} dead letters, {} late{pairs}; {} checkpoints; watermark {mark}",
         s.records,
         summary.elapsed.as_secs_f64(),
         s.events_windowed,
         s.dead_letters,
-        s.late,
+        s.late_records,
         s.checkpoints
     );
     let first = summary.first_commit.map_or("-".into(), |d| format!("{} ms", d.as_millis()));

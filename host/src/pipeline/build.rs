@@ -41,8 +41,12 @@ pub struct RunStats {
     pub windowed: u64,
     /// Dead letters written.
     pub dead_letters: u64,
-    /// Late events written.
+    /// Late events written: a row per (record, window) it was late for.
     pub late: u64,
+    /// Records late for every window they belong to, so folded nowhere. Every record read
+    /// is windowed, a dead letter or late: `records = events_windowed + dead_letters +
+    /// late_records` (plus any a transform filtered out).
+    pub late_records: u64,
     /// Checkpoints committed.
     pub checkpoints: u64,
     /// Times the circuit breaker opened.

@@ -121,6 +121,8 @@ fn push_failures(
 impl Pipeline {
     /// Records what the source could not frame as malformed dead letters.
     pub fn reject(&mut self, rejected: Vec<Rejected>) {
+        // A record the source could not frame was read all the same: it counts.
+        self.stats.records += rejected.len() as u64;
         self.dead_letters.extend(rejected.into_iter().map(|r| DeadLetter {
             kind: DeadLetterKind::Malformed,
             reason: r.reason,
@@ -340,8 +342,10 @@ impl Pipeline {
                 }
                 None => self.spec.windows_of(times[row], &mut windows),
             }
+            let mut late_for = 0;
             for &window in &windows {
                 if late(row, &window) {
+                    late_for += 1;
                     self.late_events.push(LateEvent {
                         partition: batch.partitions[r],
                         offset: batch.offsets[r],
@@ -366,6 +370,9 @@ impl Pipeline {
                 fold_rows.push(at(row) as u32);
                 fold_records.push(record);
                 groups.push(local);
+            }
+            if late_for == windows.len() && late_for > 0 {
+                self.stats.late_records += 1;
             }
         }
         if fold_rows.is_empty() {

@@ -368,6 +368,7 @@ fn publish(
     status.events_windowed = pipeline.stats.events_windowed;
     status.dead_letters = pipeline.stats.dead_letters + pipeline.dead_letters.len() as u64;
     status.late = pipeline.stats.late + pipeline.late_events.len() as u64;
+    status.late_records = pipeline.stats.late_records;
     status.checkpoints = pipeline.stats.checkpoints;
     status.watermark_ms = pipeline.watermark();
     status.last_checkpoint_ms = last_commit;
