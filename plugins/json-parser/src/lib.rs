@@ -15,6 +15,7 @@
 //! trailing garbage makes the record a per-record error that names the field. Fields
 //! not in the config are skipped.
 
+mod grammar;
 mod scan;
 
 use serde::Deserialize;
@@ -167,6 +168,45 @@ mod tests {
             assert_eq!(out.events.len, 0, "{input}");
             assert!(out.errors[0].reason.contains(expected), "{input}: {}", out.errors[0].reason);
         }
+    }
+
+    /// Records that are not JSON (RFC 8259) or that the parser must not read as it would
+    /// like to, each with what its error names: the issue's hostile kinds.
+    const NOT_JSON: &[(&str, &str)] = &[
+        (r#"{"city":"Oslo","fare":01,"event_time":"2024-05-01T08:00:00Z"}"#, "invalid number \"01\""),
+        (r#"{"city":"Oslo","fare":1.,"event_time":"2024-05-01T08:00:00Z"}"#, "invalid number"),
+        (r#"{"city":"Oslo","fare":2.e0,"event_time":"2024-05-01T08:00:00Z"}"#, "invalid number"),
+        (r#"{"city":"Oslo","fare":1e999,"event_time":"2024-05-01T08:00:00Z"}"#, "out of the range"),
+        (r#"{"city":"Oslo","fare":1,"extra":[1,2},"event_time":"2024-05-01T08:00:00Z"}"#, "container's end"),
+        (r#"{"city":"Oslo","fare":1,"extra":tru,"event_time":"2024-05-01T08:00:00Z"}"#, "unexpected character"),
+        (r#"{"city":"Oslo","fare":1,"extra":01,"event_time":"2024-05-01T08:00:00Z"}"#, "invalid number"),
+        (r#"{"city":"Lima\ud800\u0041","fare":1,"event_time":"2024-05-01T08:00:00Z"}"#, "unpaired surrogate"),
+        (r#"{"city":"Lima","note":"\udc00","fare":1,"event_time":"2024-05-01T08:00:00Z"}"#, "unpaired surrogate"),
+        (r#"{"city":"Lima","note":"bad \q escape","fare":1,"event_time":"2024-05-01T08:00:00Z"}"#, "invalid escape"),
+        ("{\"city\":\"a long city name with a\u{1}control character\",\"fare\":1,\"event_time\":\"2024-05-01T08:00:00Z\"}", "control character"),
+        ("{\"city\":\"Raw\u{0}Nul\",\"fare\":1,\"event_time\":\"2024-05-01T08:00:00Z\"}", "control character"),
+        ("{\"city\":\"Oslo\",\"note\":\"tab\tinside a skipped string, long enough\",\"event_time\":\"2024-05-01T08:00:00Z\"}", "control character"),
+        (r#"{"city":"Oslo","city":"Lima","fare":1,"event_time":"2024-05-01T08:00:00Z"}"#, "appears twice"),
+        (r#"{"city":"Oslo","fare":1,"event_time":"2024-05-01T08:00:00+99:99"}"#, "invalid ISO-8601"),
+    ];
+
+    #[test]
+    fn records_that_are_not_json_are_errors_that_say_why() {
+        let parser = rides();
+        for (input, expected) in NOT_JSON {
+            let out = parser.parse(&RawBatch::from_payloads([input]));
+            assert_eq!(out.events.len, 0, "{input}");
+            assert!(out.errors[0].reason.contains(expected), "{input}: {}", out.errors[0].reason);
+        }
+        // Invalid UTF-8 where the parser reads nothing is no more JSON than where it does.
+        let mut bytes = br#"{"city":"Oslo","note":"x"#.to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe]);
+        bytes.extend_from_slice(br#"","event_time":"2024-05-01T08:00:00Z"}"#);
+        let out = parser.parse(&RawBatch::from_payloads([bytes]));
+        assert!(out.errors[0].reason.contains("invalid UTF-8"), "{}", out.errors[0].reason);
+        // Duplicates of keys the parser does not read are left alone.
+        let fine = r#"{"x":1,"x":2,"city":"Oslo","event_time":"2024-05-01T08:00:00Z"}"#;
+        assert_eq!(parser.parse(&RawBatch::from_payloads([fine])).errors, vec![]);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use weir_sdk::{Column, ColumnType, ColumnValues, EventBatch};
 
+use crate::grammar::{check_escape, eof, skip_value, unescape};
 use crate::TimeFormat;
 use weir_sdk::time::DateCache;
 
@@ -104,11 +105,7 @@ pub struct RowParser {
     required: u64,
 }
 
-type Parsed<T> = Result<T, String>;
-
-fn eof() -> String {
-    "unexpected end of input (truncated JSON?)".to_string()
-}
+pub(crate) type Parsed<T> = Result<T, String>;
 
 impl RowParser {
     /// Expects at most [`MAX_FIELDS`] specs (checked at init).
@@ -164,6 +161,7 @@ impl RowParser {
             // Records usually list their keys in the same order, so try the field after
             // the last match first.
             let mut hint = 0;
+            let mut seen = 0u64;
             loop {
                 if p.get(i) != Some(&b'"') {
                     return Err(if i >= p.len() { eof() } else { format!("expected a key at byte {i}") });
@@ -193,6 +191,12 @@ impl RowParser {
                 };
                 match found {
                     Some(f) => {
+                        // One rule for duplicate keys: a field the parser extracts may
+                        // appear once (RFC 8259 leaves the meaning of a second to parsers).
+                        if seen & (1 << f) != 0 {
+                            return Err(format!("field {:?} appears twice", field_name(&self.specs[f])));
+                        }
+                        seen |= 1 << f;
                         i = self.value(f, p, i, s)?;
                         hint = f + 1;
                     }
@@ -280,21 +284,20 @@ impl RowParser {
                     s.unescaped.push(unescape(&p[str.start..str.end])?);
                     Slot::Unescaped(s.unescaped.len() as u32 - 1)
                 } else {
-                    if !str.ascii && std::str::from_utf8(&p[str.start..str.end]).is_err() {
-                        return Err(format!("field {:?}: invalid UTF-8", field_name(spec)));
-                    }
                     Slot::Text(str.start as u32, str.end as u32)
                 };
                 (slot, str.next)
             }
             ColumnType::Float64 => {
-                let (simple, next) = scan_number(p, i).ok_or_else(|| wrong("a number"))?;
+                let (simple, next) = scan_number(p, i).ok_or_else(|| number_error(spec, p, i, wrong("a number")))?;
                 let v = match simple {
                     Some(v) => v,
                     None => {
                         let text = std::str::from_utf8(&p[i..next]).unwrap_or_default();
-                        text.parse::<f64>()
-                            .map_err(|_| format!("field {:?}: invalid number {text:?}", field_name(spec)))?
+                        // A float64 holds no infinity: `1e999` is out of its range, not a value.
+                        text.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                            format!("field {:?}: number {text} is out of the range of a float64", field_name(spec))
+                        })?
                     }
                 };
                 (Slot::Float(v), next)
@@ -342,13 +345,25 @@ impl RowParser {
 
     /// An integer value; `Err(None)` means "not a number at all".
     fn integer(&self, spec: &FieldSpec, p: &[u8], i: usize) -> Result<(i64, usize), Option<String>> {
-        let (_, next) = scan_number(p, i).ok_or(None)?;
+        let (_, next) = scan_number(p, i).ok_or_else(|| {
+            p.get(i).filter(|b| matches!(b, b'-' | b'0'..=b'9')).map(|_| number_error(spec, p, i, String::new()))
+        })?;
         let text = std::str::from_utf8(&p[i..next]).unwrap_or_default();
         let v = text
             .parse::<i64>()
             .map_err(|_| Some(format!("field {:?}: expected an integer, got {text}", field_name(spec))))?;
         Ok((v, next))
     }
+}
+
+/// The error for a value at `p[i]` that is not a JSON number: `otherwise` unless it looks
+/// like one (`01`, `1.`, `2.e0`), which is then named as an invalid number.
+fn number_error(spec: &FieldSpec, p: &[u8], i: usize, otherwise: String) -> String {
+    if !matches!(p.get(i), Some(b'-' | b'0'..=b'9')) {
+        return otherwise;
+    }
+    let end = p[i..].iter().position(|b| matches!(b, b',' | b'}' | b']' | b' ')).map_or(p.len(), |n| i + n);
+    format!("field {:?}: invalid number {:?}", field_name(spec), String::from_utf8_lossy(&p[i..end]))
 }
 
 fn field_name(spec: &FieldSpec) -> String {
@@ -401,7 +416,7 @@ impl ColumnsOut {
 }
 
 #[inline(always)]
-fn skip_ws(p: &[u8], i: usize) -> usize {
+pub(crate) fn skip_ws(p: &[u8], i: usize) -> usize {
     // Compact JSON has no white space; don't enter a loop for it.
     match p.get(i) {
         Some(b' ' | b'\t' | b'\n' | b'\r') => skip_ws_loop(p, i),
@@ -418,16 +433,21 @@ fn skip_ws_loop(p: &[u8], mut i: usize) -> usize {
 
 /// A string's content range, whether it holds escapes or non-ASCII bytes, and the
 /// index after its closing quote.
-struct StrSpan {
+pub(crate) struct StrSpan {
     start: usize,
     end: usize,
     escaped: bool,
-    ascii: bool,
-    next: usize,
+    pub(crate) next: usize,
 }
 
 const LOW: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `word` below `n` (at most 0x80), as their high bits (SWAR).
+#[inline]
+fn bytes_below(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(LOW * u64::from(n)) & !word & HIGH
+}
 
 /// The bytes of `word` equal to `byte`, as their high bits (SWAR).
 #[inline]
@@ -436,11 +456,12 @@ fn bytes_equal(word: u64, byte: u8) -> u64 {
     x.wrapping_sub(LOW) & !x & HIGH
 }
 
-/// Scans the string whose opening quote is at `p[i]`, sixteen bytes at a time with WASM
-/// SIMD (eight with SWAR elsewhere): JSON strings are most of a record, and each loop
-/// iteration costs an epoch check in WASM.
+/// Scans and checks the string whose opening quote is at `p[i]`, sixteen bytes at a time
+/// with WASM SIMD (eight with SWAR elsewhere): JSON strings are most of a record, and each
+/// loop iteration costs an epoch check in WASM. A control character, an invalid escape or
+/// invalid UTF-8 is an error (RFC 8259), wherever the string is.
 #[inline(always)]
-fn scan_string(p: &[u8], i: usize) -> Parsed<StrSpan> {
+pub(crate) fn scan_string(p: &[u8], i: usize) -> Parsed<StrSpan> {
     let start = i + 1;
     let mut j = start;
     let mut escaped = false;
@@ -448,11 +469,17 @@ fn scan_string(p: &[u8], i: usize) -> Parsed<StrSpan> {
     loop {
         j = scan_plain(p, j, &mut high);
         match p.get(j) {
-            Some(b'"') => return Ok(StrSpan { start, end: j, escaped, ascii: high & HIGH == 0, next: j + 1 }),
+            Some(b'"') => {
+                if high & HIGH != 0 && std::str::from_utf8(&p[start..j]).is_err() {
+                    return Err(format!("invalid UTF-8 in the string at byte {i}"));
+                }
+                return Ok(StrSpan { start, end: j, escaped, next: j + 1 });
+            }
             Some(b'\\') => {
                 escaped = true;
-                j += 2;
+                j = check_escape(p, j)?;
             }
+            Some(&b) if b < 0x20 => return Err(format!("control character {b:#04x} in a string at byte {j}")),
             Some(&b) => {
                 high |= u64::from(b);
                 j += 1;
@@ -462,8 +489,8 @@ fn scan_string(p: &[u8], i: usize) -> Parsed<StrSpan> {
     }
 }
 
-/// The index of the first quote or backslash at or after `j`, or of the first byte too
-/// near the end to scan in bulk. Sets `HIGH` bits in `high` if a byte before it is not ASCII.
+/// The index of the first quote, backslash or control character at or after `j`, or of
+/// the first byte too near the end to scan in bulk. Sets `HIGH` bits in `high` if a byte before it is not ASCII.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
 fn scan_plain(p: &[u8], mut j: usize, high: &mut u64) -> usize {
@@ -471,7 +498,8 @@ fn scan_plain(p: &[u8], mut j: usize, high: &mut u64) -> usize {
     while let Some(chunk) = p.get(j..j + 16) {
         // SAFETY: `chunk` holds 16 readable bytes; v128_load has no alignment requirement.
         let v = unsafe { v128_load(chunk.as_ptr().cast()) };
-        let stop = u8x16_bitmask(v128_or(u8x16_eq(v, u8x16_splat(b'"')), u8x16_eq(v, u8x16_splat(b'\\'))));
+        let quote_or_backslash = v128_or(u8x16_eq(v, u8x16_splat(b'"')), u8x16_eq(v, u8x16_splat(b'\\')));
+        let stop = u8x16_bitmask(v128_or(quote_or_backslash, u8x16_lt(v, u8x16_splat(0x20))));
         let wide = u8x16_bitmask(v);
         if stop == 0 {
             *high |= u64::from(wide != 0) << 7;
@@ -497,7 +525,7 @@ fn scan_plain(p: &[u8], j: usize, high: &mut u64) -> usize {
 fn scan_plain_words(p: &[u8], mut j: usize, high: &mut u64) -> usize {
     while let Some(chunk) = p.get(j..j + 8) {
         let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-        let stop = bytes_equal(word, b'"') | bytes_equal(word, b'\\');
+        let stop = bytes_equal(word, b'"') | bytes_equal(word, b'\\') | bytes_below(word, 0x20);
         if stop == 0 {
             *high |= word;
             j += 8;
@@ -517,42 +545,64 @@ const POW10: [f64; 23] = [
 ];
 
 /// Scans the number at `p[i]` in one pass and returns its value, when it is a simple
-/// decimal, and the index after it; `None` if no number starts there.
+/// decimal, and the index after it; `None` if no JSON number starts there (RFC 8259:
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, so `01`, `1.` and `.5` are not).
 ///
 /// `-?digits(.digits)?` with at most 15 significant digits is converted on the spot:
 /// the mantissa and the power of ten are both exact in f64, so one IEEE division rounds
 /// correctly (Clinger's fast path). Other forms return no value, for the full parser.
 #[inline(always)]
-fn scan_number(p: &[u8], i: usize) -> Option<(Option<f64>, usize)> {
+pub(crate) fn scan_number(p: &[u8], i: usize) -> Option<(Option<f64>, usize)> {
     let negative = p.get(i) == Some(&b'-');
     let mut j = i + usize::from(negative);
-    if !p.get(j).is_some_and(u8::is_ascii_digit) {
-        return None;
-    }
     let mut mantissa = 0u64;
     let mut digits = 0usize;
-    let mut dot = None;
-    let mut simple = true;
-    while let Some(&b) = p.get(j) {
-        match b {
-            b'0'..=b'9' => {
+    match p.get(j) {
+        // A leading zero stands alone.
+        Some(b'0') => {
+            j += 1;
+            digits = 1;
+            if p.get(j).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+        }
+        Some(b'1'..=b'9') => {
+            while let Some(&b @ b'0'..=b'9') = p.get(j) {
                 mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
                 digits += 1;
+                j += 1;
             }
-            b'.' => {
-                simple &= dot.is_none() && digits > 0;
-                dot = Some(digits);
-            }
-            b'e' | b'E' | b'+' | b'-' => simple = false,
-            _ => break,
         }
+        _ => return None,
+    }
+    let mut fraction = 0;
+    if p.get(j) == Some(&b'.') {
         j += 1;
+        while let Some(&b @ b'0'..=b'9') = p.get(j) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+            digits += 1;
+            fraction += 1;
+            j += 1;
+        }
+        if fraction == 0 {
+            return None;
+        }
     }
-    if digits == 0 {
-        return None;
+    let mut simple = digits <= 15;
+    if matches!(p.get(j), Some(b'e' | b'E')) {
+        j += 1;
+        if matches!(p.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        let start = j;
+        while p.get(j).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        }
+        if j == start {
+            return None;
+        }
+        simple = false;
     }
-    let fraction = dot.map_or(0, |d| digits - d);
-    simple &= digits <= 15 && dot.is_none_or(|_| fraction > 0);
     let value = simple.then(|| {
         let v = mantissa as f64 / POW10[fraction];
         if negative {
@@ -562,94 +612,6 @@ fn scan_number(p: &[u8], i: usize) -> Option<(Option<f64>, usize)> {
         }
     });
     Some((value, j))
-}
-
-/// Skips any JSON value at `p[i]` without checking nested content closely.
-fn skip_value(p: &[u8], i: usize) -> Parsed<usize> {
-    match p.get(i) {
-        None => Err(eof()),
-        Some(b'"') => Ok(scan_string(p, i)?.next),
-        Some(b'{' | b'[') => {
-            let mut depth = 0usize;
-            let mut j = i;
-            while j < p.len() {
-                match p[j] {
-                    b'"' => {
-                        j = scan_string(p, j)?.next;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Ok(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-            Err(eof())
-        }
-        Some(_) => {
-            let mut j = i;
-            while j < p.len() && !matches!(p[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                j += 1;
-            }
-            if j == i {
-                Err(format!("unexpected character at byte {i}"))
-            } else {
-                Ok(j)
-            }
-        }
-    }
-}
-
-/// Decodes the escapes in a JSON string's content.
-fn unescape(raw: &[u8]) -> Parsed<String> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] != b'\\' {
-            out.push(raw[i]);
-            i += 1;
-            continue;
-        }
-        let esc = *raw.get(i + 1).ok_or_else(eof)?;
-        i += 2;
-        let ch = match esc {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let hi = hex4(raw, i)?;
-                i += 4;
-                let code = if (0xD800..0xDC00).contains(&hi) && raw.get(i..i + 2) == Some(b"\\u") {
-                    let lo = hex4(raw, i + 2)?;
-                    i += 6;
-                    0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
-                } else {
-                    hi
-                };
-                char::from_u32(code).ok_or_else(|| format!("invalid \\u escape {code:#x}"))?
-            }
-            other => return Err(format!("invalid escape \\{}", other as char)),
-        };
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-    }
-    String::from_utf8(out).map_err(|_| "invalid UTF-8 in string".to_string())
-}
-
-fn hex4(raw: &[u8], i: usize) -> Parsed<u32> {
-    let digits = raw.get(i..i + 4).ok_or_else(eof)?;
-    let text = std::str::from_utf8(digits).map_err(|_| "invalid \\u escape".to_string())?;
-    u32::from_str_radix(text, 16).map_err(|_| format!("invalid \\u escape {text:?}"))
 }
 
 #[cfg(test)]
@@ -670,9 +632,10 @@ mod tests {
             let text = format!("{}.{:0width$}", x % 100_000, (x >> 20) % 10_000, width = (x % 5) as usize);
             assert_eq!(simple(&text), Some(text.parse::<f64>().unwrap()), "{text}");
         }
-        for text in ["1e5", "1.", "1234567890123456", "1.2.3", "-1e-3"] {
+        for text in ["1e5", "1.", "1234567890123456", "-1e-3", "01", "2.e0"] {
             assert_eq!(simple(text), None, "{text}");
         }
+        assert_eq!(scan_number(b"1.2.3", 0), Some((Some(1.2), 3)), "the number ends at the second dot");
         assert_eq!(simple("-10.03,"), Some(-10.03));
         assert!(scan_number(b".5", 0).is_none() && scan_number(b"-", 0).is_none());
     }
@@ -680,12 +643,11 @@ mod tests {
     #[test]
     fn strings_of_every_length_and_content() {
         for len in 0..40 {
-            for (fill, ascii) in [("a", true), ("é", false)] {
+            for fill in ["a", "é"] {
                 let body = fill.repeat(len);
                 let text = format!("\"{body}\"tail");
                 let span = scan_string(text.as_bytes(), 0).unwrap();
                 assert_eq!(&text[span.start..span.end], body);
-                assert_eq!(span.ascii, ascii || len == 0, "{text}");
                 assert!(!span.escaped);
             }
             let text = format!("\"{}\\\"x\"", "b".repeat(len));
