@@ -152,11 +152,55 @@ fn row(what: &str, r: &Report) {
     );
 }
 
+/// Hostile against clean input: the same 1,000,000 trips into PostgreSQL, once clean and
+/// once with one record in ten malformed or odd (`weir_tests::hostile`), two pairs back to
+/// back; prints each run and the ratio of hostile to clean throughput.
+fn hostile_case(pg: &Postgres, dir: &Path, cache: &Path) {
+    let mut ratios = Vec::new();
+    // Pair 0 compiles the plugins into the cache; it runs, unreported.
+    for pair in 0..3 {
+        let mut rates = [0.0; 2];
+        for (k, hostile) in [false, true].into_iter().enumerate() {
+            let run_dir = dir.join(format!("hostile-{pair}-{k}"));
+            std::fs::create_dir_all(run_dir.join("input")).unwrap();
+            let bytes = weir_tests::hostile::file(EVENTS as usize, hostile);
+            std::fs::write(run_dir.join("input/trips.jsonl"), bytes).unwrap();
+            let url = pg.create_database(&format!("hostile_{pair}_{k}"));
+            let text = weir_tests::lateness::pipeline(weir_tests::lateness::Shape::Tumbling, &url, "1s");
+            std::fs::write(run_dir.join("p.toml"), text).unwrap();
+            let mut run = weir_run(&run_dir.join("p.toml"), &[] as &[(&str, &str)], cache, "0ms");
+            let report = finish(run.current_dir(&run_dir), "hostile");
+            let what = if hostile {
+                "files → PostgreSQL, 10% hostile records"
+            } else {
+                "files → PostgreSQL, clean records"
+            };
+            if pair > 0 {
+                row(what, &report);
+            }
+            rates[k] = report.events_per_s;
+        }
+        if pair > 0 {
+            println!("{:<40} {:>10.2}×", "hostile / clean", rates[1] / rates[0]);
+            ratios.push(rates[1] / rates[0]);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "{:<40} {:>10.2}× (target: at least 0.5×, within 2× of clean)",
+        "hostile / clean, lower of two pairs", ratios[0]
+    );
+}
+
 fn main() {
     let pg = Postgres::start();
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     let warm_cache = dir.path().join("cache");
+    if std::env::args().any(|a| a == "hostile") {
+        // `-- hostile`: hostile against clean input alone.
+        return hostile_case(&pg, dir.path(), &warm_cache);
+    }
     if std::env::args().any(|a| a == "swap") {
         // `cargo bench -p weir-tests --bench pipeline -- swap`: the swap stall alone.
         return swap_stall(&broker, &pg, dir.path(), &warm_cache);
@@ -197,6 +241,7 @@ fn main() {
     row("(a) files → PostgreSQL, warm plugin cache", &runs[1]);
     row("(a) files → PostgreSQL, warm plugin cache", &runs[2]);
 
+    hostile_case(&pg, dir.path(), &warm_cache);
     kafka_case(&broker, &pg, dir.path(), &warm_cache);
 
     // Latency at a steady 50k events/s, checkpointing every 100 ms.
