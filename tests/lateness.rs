@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use weir_tests::lateness::{
-    self, assert_truth, file, lines, read, replay_late, run, setup, setup_into, truth, weir, Line, Rng, Shape, Truth,
+    self, assert_truth, file, lines, read, read_postgres, replay_late, run, setup, setup_into, truth, weir, Line, Rng,
+    Shape,
 };
 use weir_tests::Reaped;
 
@@ -170,24 +171,6 @@ fn random_batches_and_kills_give_one_result_and_replay_reaches_the_no_lateness_t
         no_lateness.dead = want.dead.clone();
         assert_truth(&replayed, &no_lateness, &format!("{shape:?}, after replay --late"));
     }
-}
-
-/// What a PostgreSQL sink holds, in the shape of [`Truth`].
-fn read_postgres(client: &mut postgres::Client) -> Truth {
-    let mut out = Truth::default();
-    let ms = "(extract(epoch FROM window_start) * 1000)::bigint";
-    let sql = format!("SELECT {ms}, (extract(epoch FROM window_end) * 1000)::bigint, city, trips, sum_fare FROM trips");
-    for r in client.query(&sql, &[]).unwrap() {
-        let key = (r.get(0), r.get(1), r.get(2));
-        assert!(out.rows.insert(key, (r.get(3), r.get::<_, f64>(4) as i64)).is_none(), "two rows for a window");
-    }
-    for r in client.query(&format!("SELECT source_offset, {ms} FROM weir_late_events"), &[]).unwrap() {
-        assert!(out.late.insert((r.get(0), r.get(1))), "a late (record, window) stored twice");
-    }
-    for r in client.query("SELECT source_offset FROM weir_dead_letters", &[]).unwrap() {
-        assert!(out.dead.insert(r.get(0)), "a dead letter stored twice");
-    }
-    out
 }
 
 /// The property on PostgreSQL: per shape, a `--batch 1` run, a run killed after a few

@@ -332,3 +332,21 @@ pub fn assert_truth(got: &Truth, want: &Truth, what: &str) {
         .collect();
     assert!(differ.is_empty(), "{what}: {} rows differ, e.g. {differ:#?}", differ.len());
 }
+
+/// What a PostgreSQL sink holds, in the shape of [`Truth`].
+pub fn read_postgres(client: &mut postgres::Client) -> Truth {
+    let mut out = Truth::default();
+    let ms = "(extract(epoch FROM window_start) * 1000)::bigint";
+    let sql = format!("SELECT {ms}, (extract(epoch FROM window_end) * 1000)::bigint, city, trips, sum_fare FROM trips");
+    for r in client.query(&sql, &[]).unwrap() {
+        let key = (r.get(0), r.get(1), r.get(2));
+        assert!(out.rows.insert(key, (r.get(3), r.get::<_, f64>(4) as i64)).is_none(), "two rows for a window");
+    }
+    for r in client.query(&format!("SELECT source_offset, {ms} FROM weir_late_events"), &[]).unwrap() {
+        assert!(out.late.insert((r.get(0), r.get(1))), "a late (record, window) stored twice");
+    }
+    for r in client.query("SELECT source_offset FROM weir_dead_letters", &[]).unwrap() {
+        assert!(out.dead.insert(r.get(0)), "a dead letter stored twice");
+    }
+    out
+}
