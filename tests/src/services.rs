@@ -158,6 +158,11 @@ pub fn tansu_binary() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+fn signal(pid: u32, which: &str) {
+    let status = Command::new("kill").args([which, &pid.to_string()]).status().expect("running kill");
+    assert!(status.success(), "kill {which} {pid}");
+}
+
 /// A Kafka-protocol broker, in memory.
 pub struct Broker {
     child: Child,
@@ -190,6 +195,17 @@ impl Broker {
     /// `host:port` for clients.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Freezes the broker (SIGSTOP), as a hung machine would: connections stay open and
+    /// nothing answers. [`thaw`](Self::thaw) lets it go on.
+    pub fn freeze(&self) {
+        signal(self.child.id(), "-STOP");
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        signal(self.child.id(), "-CONT");
     }
 }
 

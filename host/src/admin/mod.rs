@@ -49,6 +49,8 @@ pub struct Status {
     pub breaker_trips: u64,
     /// The last sink failure, while checkpoints are being retried.
     pub sink_error: Option<String>,
+    /// Why the source cannot read now (a broker out of reach, no partition assigned).
+    pub source_error: Option<String>,
     /// Plugin versions switched in while running.
     pub swaps: u64,
     /// The stage a candidate runs in the shadow of, and the candidate.
@@ -178,10 +180,11 @@ impl Shared {
     /// Why the host is not ready, if it is not: the sink is failing or reading is held.
     pub fn not_ready(&self) -> Option<String> {
         let status = self.status();
-        match (status.sink_error, status.held) {
-            (Some(e), _) => Some(format!("the sink is unreachable: {e}")),
-            (None, Some(held)) => Some(format!("reading is held: {held}")),
-            (None, None) => None,
+        match (status.sink_error, status.source_error, status.held) {
+            (Some(e), _, _) => Some(format!("the sink is unreachable: {e}")),
+            (None, Some(e), _) => Some(format!("the source cannot read: {e}")),
+            (None, None, Some(held)) => Some(format!("reading is held: {held}")),
+            (None, None, None) => None,
         }
     }
 }

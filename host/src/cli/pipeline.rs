@@ -82,10 +82,11 @@ fn table(status: &serde_json::Value) -> String {
     let n = |key: &str| status[key].as_u64().unwrap_or(0);
     let time = |key: &str| status[key].as_i64().map_or("-".to_string(), weir_sdk::time::format_iso8601);
     let mut lines = vec![("pipeline", status["pipeline"].as_str().unwrap_or("-").to_string())];
-    let state = match (status["held"].as_str(), status["sink_error"].as_str()) {
-        (_, Some(error)) => format!("sink failing, retrying: {error}"),
-        (Some(held), None) => format!("held: {held}"),
-        (None, None) => "running".into(),
+    let state = match (status["held"].as_str(), status["sink_error"].as_str(), status["source_error"].as_str()) {
+        (_, Some(error), _) => format!("sink failing, retrying: {error}"),
+        (_, None, Some(error)) => format!("source not reading: {error}"),
+        (Some(held), None, None) => format!("held: {held}"),
+        (None, None, None) => "running".into(),
     };
     lines.push(("state", state));
     let (records, events, dead, late) = (n("records"), n("events_windowed"), n("dead_letters"), n("late_records"));
@@ -101,7 +102,9 @@ fn table(status: &serde_json::Value) -> String {
     if let Some([p50, p99]) = status["latency_ms"].as_array().map(|l| [l[0].clone(), l[1].clone()]) {
         lines.push(("latency", format!("p50 {p50} ms, p99 {p99} ms (source to sink)")));
     }
-    if let Some(lags) = status["lags"].as_array().filter(|l| !l.is_empty()) {
+    if status["source_error"].is_string() {
+        lines.push(("lag", "unknown while the source cannot read".into()));
+    } else if let Some(lags) = status["lags"].as_array().filter(|l| !l.is_empty()) {
         let total: u64 = lags.iter().filter_map(|l| l[1].as_u64()).sum();
         let each: Vec<String> = lags.iter().map(|l| format!("{} {}", l[0].as_str().unwrap_or("?"), l[1])).collect();
         lines.push(("lag", format!("{total} records not yet read ({})", each.join(", "))));

@@ -360,6 +360,7 @@ fn publish(
     status.swaps = pipeline.stats.swaps;
     status.shadow = pipeline.shadow_plan().map(|plan| (plan.id.to_string(), plan.version()));
     status.latency_ms = timing.latency.recent();
+    status.source_error = source.trouble();
     status.lags = source.lags().unwrap_or_default().into_iter().map(|(p, n)| (source.label(p), n)).collect();
     let last_commit = timing.last_commit_ms;
     status.pipeline.clone_from(&pipeline.name);

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
@@ -25,15 +25,30 @@ use super::kafka_queue::{MessageQueue, Taken};
 use super::kafka_reader::{Chunk, Reader};
 use super::{Rebalance, Source};
 
-/// Records rebalances for the pipeline to carry out.
+/// Records rebalances for the pipeline to carry out, and librdkafka's reports of trouble.
 #[derive(Default)]
 struct GroupContext {
     pending: Mutex<VecDeque<Rebalance>>,
     /// While closing there is no pipeline to wait for: let partitions go at once.
     closing: AtomicBool,
+    /// The last error librdkafka reported (a broker down, a request timed out) and when.
+    trouble: Mutex<Option<(Instant, String)>>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// librdkafka retries by itself; the error is kept so that readiness can say why
+    /// nothing arrives.
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(error = %error, reason, "Kafka client error");
+        if let Ok(mut trouble) = self.trouble.lock() {
+            *trouble = Some((Instant::now(), format!("{error}: {reason}")));
+        }
+    }
+}
+
+/// How long a reported error explains silence: librdkafka reports a failing broker again
+/// well within this while it stays unreachable.
+const TROUBLE_FOR: Duration = Duration::from_secs(15);
 
 impl ConsumerContext for GroupContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
@@ -82,6 +97,8 @@ pub struct KafkaSource {
     held: Held,
     /// A delivered batch handed back, to be filled again.
     spare: Option<RawBatch>,
+    /// When a poll last delivered records.
+    delivered: Option<Instant>,
 }
 
 /// Settings weir relies on; user options cannot override them.
@@ -148,6 +165,7 @@ impl KafkaSource {
             positions: BTreeMap::new(),
             held: Held::default(),
             spare: None,
+            delivered: None,
         })
     }
 
@@ -346,6 +364,9 @@ impl Source for KafkaSource {
         // A rebalance arriving during the wait is served on the next call.
         let wait = if batch.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
         self.read(wait, max, &mut batch)?;
+        if !batch.is_empty() {
+            self.delivered = Some(Instant::now());
+        }
         Ok(Some(batch))
     }
 
@@ -460,7 +481,24 @@ impl Source for KafkaSource {
         true
     }
 
+    fn trouble(&mut self) -> Option<String> {
+        let reported = self.consumer.context().trouble.lock().ok().and_then(|t| t.clone());
+        if let Some((at, why)) = reported {
+            let since = self.delivered.is_some_and(|d| d > at);
+            if at.elapsed() < TROUBLE_FOR && !since {
+                return Some(format!("cannot reach the Kafka broker: {why}"));
+            }
+        }
+        self.positions.is_empty().then(|| {
+            format!("holds none of topic {}'s partitions: waiting for the consumer group to assign some", self.topic)
+        })
+    }
+
     fn lags(&mut self) -> Option<Vec<(i32, u64)>> {
+        // Cached high watermarks go stale while the broker cannot be reached: unknown, not 0.
+        if self.trouble().is_some() {
+            return None;
+        }
         // The high watermarks librdkafka cached from its last fetches: no broker round trip.
         let mut lags: Vec<(i32, u64)> = self
             .positions

@@ -108,6 +108,11 @@ pub trait Source {
     fn rejected(&mut self) -> Vec<Rejected> {
         Vec::new()
     }
+    /// Why the source cannot read now, if it cannot: a broker out of reach, no partition
+    /// assigned. Readiness reports it.
+    fn trouble(&mut self) -> Option<String> {
+        None
+    }
     /// Records not yet read per partition, if the source can tell (without blocking).
     fn lags(&mut self) -> Option<Vec<(i32, u64)>> {
         None
