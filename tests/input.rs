@@ -289,3 +289,24 @@ fn counts_add_up_for_hopping_windows_and_refused_csv_rows() {
     // Oslo counts; `Lima,2` has a field too few; the unclosed quote swallows the rest of the file.
     assert_eq!(counts, [3, 1, 2, 0], "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// #27, item 1: an `epoch_millis` time can say anything; one before the year 0 would make
+/// a window PostgreSQL cannot store, and stopped the pipeline at commit. It is a dead letter.
+#[test]
+fn an_event_time_the_sink_cannot_store_is_a_dead_letter_on_postgres() {
+    let pg = weir_tests::services::Postgres::start();
+    let url = pg.create_database("times");
+    let dir = setup(Shape::Tumbling, &[]);
+    let text = pipeline(Shape::Tumbling, &url, "1s").replace("format = \"iso8601\"", "format = \"epoch_millis\"");
+    std::fs::write(dir.path().join("p.toml"), text).unwrap();
+    let lines = [T0, -9_000_000_000_000_000, T0 + 1_000]
+        .map(|t| format!("{{\"city\":\"Oslo\",\"fare\":1,\"event_time\":{t}}}\n"))
+        .concat();
+    std::fs::write(dir.path().join("input/trips.jsonl"), lines).unwrap();
+    run(dir.path(), 1);
+    let mut client = pg.client("times");
+    let trips: i64 = client.query_one("SELECT sum(trips)::bigint FROM trips", &[]).unwrap().get(0);
+    let reason: String = client.query_one("SELECT reason FROM weir_dead_letters", &[]).unwrap().get(0);
+    assert_eq!(trips, 2);
+    assert!(reason.contains("before the year 0"), "{reason}");
+}

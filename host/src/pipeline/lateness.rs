@@ -9,6 +9,10 @@ use weir_sdk::RawBatch;
 use super::build::Pipeline;
 use super::process::push_dead_from;
 
+/// 0000-01-01T00:00:00Z: an event time before it (an `epoch_millis` field can say
+/// anything) would make a window the sink cannot store, and stop the pipeline at commit.
+const EARLIEST_MS: i64 = -62_167_219_200_000;
+
 impl Pipeline {
     /// Decides, record by record in the order of their partition, what moves event time.
     /// A row whose event time lies more than `watermark.max_ahead` beyond the processing
@@ -36,6 +40,16 @@ impl Pipeline {
         for (row, key) in keys.iter_mut().enumerate() {
             let (r, t) = (records[row] as usize, times[row]);
             if *key == no_key {
+                marks.push(None);
+                continue;
+            }
+            if t < EARLIEST_MS {
+                let reason = format!(
+                    "event time {t} ms is before the year 0: its window could not be stored (PostgreSQL's \
+                     timestamps begin in 4713 BC, and weir writes years from 0 on)"
+                );
+                push_dead_from(&mut self.dead_letters, batch, records[row], "watermark", reason);
+                *key = no_key;
                 marks.push(None);
                 continue;
             }
