@@ -162,7 +162,8 @@ impl Array {
             (Array::Float(v), Cell::Float(x)) => v.push(Some(*x)),
             (Array::Float(v), Cell::Int(x)) => v.push(Some(*x as f64)),
             (Array::Bool(v), Cell::Bool(x)) => v.push(Some(*x)),
-            (Array::Text(v), Cell::Text(x)) => v.push(Some(x.clone())),
+            // PostgreSQL text cannot hold a NUL; an aggregator's output may (keys never do).
+            (Array::Text(v), Cell::Text(x)) => v.push(Some(super::storable(x).into_owned())),
             (Array::Time(v), Cell::Timestamp(x)) => v.push(Some(time(*x))),
             (Array::Int(v), _) => v.push(None),
             (Array::Float(v), _) => v.push(None),

@@ -154,7 +154,8 @@ fn to_sql(cell: &Cell) -> Value {
         Cell::Int(v) => Value::Integer(*v),
         Cell::Float(v) => Value::Real(*v),
         Cell::Bool(v) => Value::Integer(i64::from(*v)),
-        Cell::Text(v) => Value::Text(v.clone()),
+        // As PostgreSQL stores it: both sinks hold the same (keys with a NUL never get here).
+        Cell::Text(v) => Value::Text(super::storable(v).into_owned()),
         Cell::Timestamp(v) => Value::Text(iso(*v)),
     }
 }
