@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use rusqlite::Connection;
-use weir_tests::lateness::{pipeline, Shape};
+use weir_tests::lateness::{pipeline, summary_counts, Shape};
 use weir_tests::services::Postgres;
 use weir_tests::{plugin_dir, weir_bin};
 
@@ -25,12 +25,7 @@ fn run(dir: &Path, url: &str) -> [u64; 4] {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let line = stdout.lines().next().unwrap().to_string();
-    let number = |after: &str| -> u64 {
-        let at = line.find(after).unwrap_or_else(|| panic!("no {after:?} in {line}"));
-        line[..at].rsplit([' ', '(']).find(|w| !w.is_empty()).unwrap().parse().unwrap()
-    };
-    [number(" events in"), number(" windowed"), number(" dead letters"), number(" late")]
+    summary_counts(&stdout)
 }
 
 #[test]

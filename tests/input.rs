@@ -4,7 +4,7 @@
 //! `weir_tests::lateness`.
 
 use rusqlite::Connection;
-use weir_tests::lateness::{self, file, lines, pipeline, replay_late, run, setup, truth, weir, Shape};
+use weir_tests::lateness::{self, file, lines, pipeline, replay_late, run, setup, summary_counts, truth, weir, Shape};
 
 const T0: i64 = 1_714_550_400_000; // 08:00
 const MIN: i64 = 60_000;
@@ -244,16 +244,6 @@ fn an_offset_out_of_range_costs_its_record_and_makes_nothing_late() {
     assert_eq!(count("SELECT sum(trips) FROM trips"), 29_999);
     assert_eq!(count("SELECT count(*) FROM weir_dead_letters"), 1);
     assert_eq!(count("SELECT count(*) FROM weir_late_events"), 0);
-}
-
-/// The four numbers of `weir run`'s summary: records read, windowed, dead letters, late.
-fn summary_counts(stdout: &str) -> [u64; 4] {
-    let line = stdout.lines().next().unwrap();
-    let number = |after: &str| -> u64 {
-        let at = line.find(after).unwrap_or_else(|| panic!("no {after:?} in {line}"));
-        line[..at].rsplit([' ', '(']).find(|w| !w.is_empty()).unwrap().parse().unwrap()
-    };
-    [number(" events in"), number(" windowed"), number(" dead letters"), number(" late")]
 }
 
 /// #27, item 4: records seen = windowed + dead letters + late, for JSON lines with hopping

@@ -350,3 +350,13 @@ pub fn read_postgres(client: &mut postgres::Client) -> Truth {
     }
     out
 }
+
+/// The four numbers of `weir run`'s summary: records read, windowed, dead letters, late.
+pub fn summary_counts(stdout: &str) -> [u64; 4] {
+    let line = stdout.lines().next().unwrap();
+    let number = |after: &str| -> u64 {
+        let at = line.find(after).unwrap_or_else(|| panic!("no {after:?} in {line}"));
+        line[..at].rsplit([' ', '(']).find(|w| !w.is_empty()).unwrap().parse().unwrap()
+    };
+    [number(" events in"), number(" windowed"), number(" dead letters"), number(" late")]
+}
