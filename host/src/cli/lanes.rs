@@ -134,14 +134,8 @@ impl Places {
                 continue;
             }
             offsets.sort_unstable();
-            let Ok(bytes) = std::fs::read(name) else { continue };
-            // One pass per file: the line of each offset is one more than the newlines before it.
-            let (mut line, mut at) = (1u64, 0usize);
-            for offset in offsets {
-                let to = (offset.max(0) as usize).min(bytes.len());
-                line += memchr::memchr_iter(b'\n', &bytes[at.min(to)..to]).count() as u64;
-                at = at.max(to);
-                lines.insert((p, offset), line);
+            if let Ok(found) = line_numbers(Path::new(name), &offsets) {
+                lines.extend(found.into_iter().map(|(offset, line)| ((p, offset), line)));
             }
         }
         Places { files: Some(files), lines }
@@ -155,6 +149,28 @@ impl Places {
             None => format!("{name} byte {}", r.offset),
         }
     }
+}
+
+/// The line of each of the sorted byte `offsets` of the file at `path`: one more than the
+/// newlines before it. One streaming pass, reading no further than the last offset.
+fn line_numbers(path: &Path, offsets: &[i64]) -> std::io::Result<Vec<(i64, u64)>> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    let (mut line, mut at, mut out) = (1u64, 0i64, Vec::with_capacity(offsets.len()));
+    for &offset in offsets {
+        while at < offset {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
+            let take = buf.len().min((offset - at) as usize);
+            line += memchr::memchr_iter(b'\n', &buf[..take]).count() as u64;
+            reader.consume(take);
+            at += take as i64;
+        }
+        out.push((offset, line));
+    }
+    Ok(out)
 }
 
 /// The raw bytes as text: UTF-8 as it is, anything else escaped.
@@ -174,14 +190,17 @@ pub fn list(args: &ListArgs, lane: Lane) -> Result<()> {
     let ListArgs { filter, limit, json } = args;
     let (limit, json) = (*limit, *json);
     let mut selected = select(filter, lane, false)?;
+    let total = selected.records.len();
+    // Only the records shown are placed: finding lines reads their files.
+    selected.records.truncate(limit);
     let places = selected.places();
     let Selected { config, records, .. } = selected;
     if json {
-        let rows: Vec<serde_json::Value> = records.iter().take(limit).map(|r| as_json(r, &places)).collect();
+        let rows: Vec<serde_json::Value> = records.iter().map(|r| as_json(r, &places)).collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    for r in records.iter().take(limit) {
+    for r in &records {
         match lane {
             Lane::DeadLetters => println!(
                 "#{:<6} {:<14} {:<16} {}  {}\n        {}",
@@ -201,9 +220,9 @@ pub fn list(args: &ListArgs, lane: Lane) -> Result<()> {
             ),
         }
     }
-    let more = records.len().saturating_sub(limit);
+    let more = total.saturating_sub(limit);
     let tail = if more > 0 { format!(" ({more} more; --limit N shows more)") } else { String::new() };
-    eprintln!("{} record(s) of {} in pipeline {:?}{tail}", records.len(), lane_name(lane), config.name);
+    eprintln!("{total} record(s) of {} in pipeline {:?}{tail}", lane_name(lane), config.name);
     Ok(())
 }
 
