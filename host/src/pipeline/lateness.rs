@@ -43,22 +43,21 @@ impl Pipeline {
                 marks.push(None);
                 continue;
             }
-            if t < EARLIEST_MS {
-                let reason = format!(
+            let refused = if t < EARLIEST_MS {
+                Some(format!(
                     "event time {t} ms is before the year 0: its window could not be stored (PostgreSQL's \
                      timestamps begin in 4713 BC, and weir writes years from 0 on)"
-                );
-                push_dead_from(&mut self.dead_letters, batch, records[row], "watermark", reason);
-                *key = no_key;
-                marks.push(None);
-                continue;
-            }
-            if t > limit {
-                let reason = format!(
+                ))
+            } else if t > limit {
+                Some(format!(
                     "event time {} is more than watermark.max_ahead ({max_ahead:?}) beyond the processing clock ({})",
                     weir_sdk::time::format_iso8601(t),
                     weir_sdk::time::format_iso8601(now_ms)
-                );
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = refused {
                 push_dead_from(&mut self.dead_letters, batch, records[row], "watermark", reason);
                 *key = no_key;
                 marks.push(None);

@@ -5,6 +5,7 @@ mod breaker;
 mod build;
 mod committer;
 mod deploy;
+mod keys;
 mod latency;
 mod lateness;
 mod lease;

@@ -3,75 +3,17 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use weir_sdk::{Column, ColumnValues, EventBatch, RawBatch, Severity};
+use weir_sdk::{EventBatch, RawBatch, Severity};
 
 use super::build::Pipeline;
+use super::keys::{cell, encode_cells};
 use crate::plugin::{AggregatorStage, ParserStage, Plugin, RecordFailure, TransformStage, ValidatorStage};
-use crate::sink::{Cell, Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, WindowRow, WindowState};
+use crate::sink::{Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, WindowRow, WindowState};
 use crate::source::Rejected;
 use crate::window::{Window, WindowSpec};
 
-fn cell(column: &Column, row: usize) -> Cell {
-    if !column.is_valid(row) {
-        return Cell::Null;
-    }
-    match &column.values {
-        ColumnValues::Int64(v) => Cell::Int(v[row]),
-        ColumnValues::Float64(v) => Cell::Float(v[row]),
-        ColumnValues::Boolean(v) => Cell::Bool(v[row]),
-        ColumnValues::Text(v) => Cell::Text(v.str(row).to_string()),
-        ColumnValues::TimestampMs(v) => Cell::Timestamp(v[row]),
-    }
-}
-
-/// Appends a key value's bytes, tagged and length-prefixed so distinct keys never collide.
-fn encode_cell(out: &mut Vec<u8>, column: &Column, row: usize) {
-    match &column.values {
-        ColumnValues::Int64(v) | ColumnValues::TimestampMs(v) => {
-            out.push(1);
-            out.extend_from_slice(&v[row].to_le_bytes());
-        }
-        ColumnValues::Boolean(v) => out.extend_from_slice(&[2, u8::from(v[row])]),
-        ColumnValues::Text(v) => {
-            let bytes = v.get(row);
-            out.push(3);
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(bytes);
-        }
-        ColumnValues::Float64(v) => {
-            out.push(4);
-            out.extend_from_slice(&v[row].to_bits().to_le_bytes());
-        }
-    }
-}
-
-/// The same encoding from stored cells, for restored windows.
-pub(super) fn encode_cells(cells: &[Cell]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for c in cells {
-        match c {
-            Cell::Int(v) | Cell::Timestamp(v) => {
-                out.push(1);
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-            Cell::Bool(v) => out.extend_from_slice(&[2, u8::from(*v)]),
-            Cell::Text(v) => {
-                out.push(3);
-                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                out.extend_from_slice(v.as_bytes());
-            }
-            Cell::Float(v) => {
-                out.push(4);
-                out.extend_from_slice(&v.to_bits().to_le_bytes());
-            }
-            Cell::Null => out.push(0),
-        }
-    }
-    out
-}
-
 /// Records `record` of `batch` as a dead letter refused by `plugin`.
-fn push_dead(
+pub(super) fn push_dead(
     out: &mut Vec<DeadLetter>,
     batch: &RawBatch,
     record: u32,
@@ -79,30 +21,33 @@ fn push_dead(
     plugin: &Plugin,
     reason: String,
 ) {
-    let r = record as usize;
-    out.push(DeadLetter {
-        kind,
-        reason,
-        plugin: plugin.component().name.clone(),
-        digest: plugin.component().digest.clone(),
-        partition: batch.partitions[r],
-        offset: batch.offsets[r],
-        raw: batch.payloads.get(r).to_vec(),
-    });
+    let (name, digest) = (&plugin.component().name, &plugin.component().digest);
+    out.push(dead_letter(batch, record, kind, name, digest, reason));
 }
 
 /// Records `record` of `batch` as a rejected dead letter from the host's own `stage`.
 pub(super) fn push_dead_from(out: &mut Vec<DeadLetter>, batch: &RawBatch, record: u32, stage: &str, reason: String) {
+    out.push(dead_letter(batch, record, DeadLetterKind::Rejected, stage, "", reason));
+}
+
+fn dead_letter(
+    batch: &RawBatch,
+    record: u32,
+    kind: DeadLetterKind,
+    plugin: &str,
+    digest: &str,
+    reason: String,
+) -> DeadLetter {
     let r = record as usize;
-    out.push(DeadLetter {
-        kind: DeadLetterKind::Rejected,
+    DeadLetter {
+        kind,
         reason,
-        plugin: stage.into(),
-        digest: String::new(),
+        plugin: plugin.into(),
+        digest: digest.into(),
         partition: batch.partitions[r],
         offset: batch.offsets[r],
         raw: batch.payloads.get(r).to_vec(),
-    });
+    }
 }
 
 /// Records the rows a plugin failed on; `records` maps the stage's rows to raw records.
@@ -278,36 +223,10 @@ impl Pipeline {
         times: &[i64],
         now_ms: i64,
     ) -> Result<()> {
-        // Each row's key id; a null key is a dead letter, marked `NO_KEY`.
+        // Each row's key id; a record whose key is null or unstorable is a dead letter, marked `NO_KEY`.
         const NO_KEY: u32 = u32::MAX;
         let at = |row: usize| rows.map_or(row, |rows| rows[row] as usize);
-        let mut keys: Vec<u32> = Vec::with_capacity(records.len());
-        let mut encoded = Vec::new();
-        for (view_row, &record) in records.iter().enumerate() {
-            let row = at(view_row);
-            if let Some(k) = self.key_columns.iter().position(|&c| !events.columns[c].is_valid(row)) {
-                let reason = format!("window key column {:?} is null", self.table.keys[k].name);
-                push_dead(&mut self.dead_letters, batch, record, DeadLetterKind::Rejected, &self.aggregator, reason);
-                keys.push(NO_KEY);
-                continue;
-            }
-            encoded.clear();
-            for &c in &self.key_columns {
-                encode_cell(&mut encoded, &events.columns[c], row);
-            }
-            if self.windows.known(&encoded).is_none() {
-                // A new key is checked once: one the sink cannot hold costs its record only.
-                if let Some(reason) = self.unstorable_key(events, row) {
-                    push_dead_from(&mut self.dead_letters, batch, record, "window", reason);
-                    keys.push(NO_KEY);
-                    continue;
-                }
-            }
-            let key_columns = &self.key_columns;
-            keys.push(
-                self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect()),
-            );
-        }
+        let mut keys = self.window_keys(batch, events, rows, records, NO_KEY);
         let marks = self.judge(batch, records, times, &mut keys, now_ms, NO_KEY);
         let spec = self.spec;
         let replaying = self.replaying;
@@ -398,30 +317,6 @@ impl Pipeline {
             group.dirty = true;
         }
         Ok(())
-    }
-
-    /// Why the key of `row` cannot be stored, if it cannot: a text key column with a NUL
-    /// byte (PostgreSQL text cannot hold one), or longer than `window.max_key_bytes` (its
-    /// index could not). Both sinks refuse the same keys, so they hold the same windows.
-    fn unstorable_key(&self, events: &EventBatch, row: usize) -> Option<String> {
-        let max = self.config.window.max_key_bytes;
-        for (k, &c) in self.key_columns.iter().enumerate() {
-            let ColumnValues::Text(values) = &events.columns[c].values else { continue };
-            let text = values.get(row);
-            let name = &self.table.keys[k].name;
-            if text.contains(&0) {
-                return Some(format!(
-                    "window key column {name:?} holds a NUL byte, which PostgreSQL text cannot store"
-                ));
-            }
-            if text.len() > max {
-                return Some(format!(
-                    "window key column {name:?} is {} bytes long, more than window.max_key_bytes ({max})",
-                    text.len()
-                ));
-            }
-        }
-        None
     }
 
     /// Takes `partitions` on at processing time `now_ms`, resuming whatever the sink

@@ -11,7 +11,7 @@ use anyhow::Result;
 use rustc_hash::FxHashSet;
 
 use super::build::Pipeline;
-use super::process::encode_cells;
+use super::keys::encode_cells;
 use crate::sink::{Cell, WindowState};
 use crate::window::{Window, WindowSpec};
 

@@ -6,40 +6,29 @@
 //! judges it (a non-numeric fare is still its error, with its message).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use weir_sdk::ColumnType;
 
+use super::records::{trim_newline, RecordReader};
+
 /// The row that starts at byte `offset` of the file at `path`, as read (without its
-/// newline; at most `max` bytes): what a dead letter or a late event of a CSV file keeps,
-/// since the parser saw the row converted to JSON.
-pub fn row_at(path: &Path, offset: u64, max: u64) -> std::io::Result<Vec<u8>> {
-    let mut reader = BufReader::new(File::open(path)?);
-    reader.seek(SeekFrom::Start(offset))?;
+/// newline): what a dead letter or a late event of a CSV file keeps, since the parser saw
+/// the row converted to JSON. Rows longer than `max` never reach the parser.
+pub fn row_at(path: &Path, offset: u64, max: u64) -> anyhow::Result<Vec<u8>> {
+    let (mut reader, _) = RecordReader::open(path)?;
+    reader.seek(offset)?;
     let mut row = Vec::new();
-    loop {
-        let room = (max + 1).saturating_sub(row.len() as u64);
-        let read = reader.by_ref().take(room).read_until(b'\n', &mut row)?;
-        if read == 0 || row.last() != Some(&b'\n') || is_complete(&row) {
-            break;
-        }
-    }
-    row.truncate(max as usize);
-    let end = row.strip_suffix(b"\n").map_or(row.len(), <[u8]>::len);
-    row.truncate(row[..end].strip_suffix(b"\r").map_or(end, <[u8]>::len));
-    Ok(row)
+    reader.read(&mut row, true, max as usize, false)?;
+    Ok(trim_newline(&row).to_vec())
 }
 
 /// The header of the CSV file at `path` (after a byte-order mark), with `types` for its cells.
-pub fn header_of(path: &Path, types: &HashMap<String, ColumnType>) -> Result<Header, String> {
-    let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+pub fn header_of(path: &Path, types: &HashMap<String, ColumnType>, max: u64) -> Result<Header, String> {
+    let (mut reader, _) = RecordReader::open(path).map_err(|e| format!("{e:#}"))?;
     let mut line = Vec::new();
-    BufReader::new(file).read_until(b'\n', &mut line).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let line = line.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(&line);
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    Header::parse(line.strip_suffix(b"\r").unwrap_or(line), types)
+    reader.read(&mut line, true, max as usize, false).map_err(|e| format!("{e:#}"))?;
+    Header::parse(trim_newline(&line), types)
 }
 
 /// Whether `record` ends outside a quoted field, i.e. holds whole rows.

@@ -9,8 +9,6 @@
 //! never cut short.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,10 +16,9 @@ use anyhow::{bail, Context, Result};
 use weir_sdk::{ColumnType, RawBatch};
 
 use super::csv::{self, Header};
+use super::records::{trim_newline, Oversize, RecordReader};
 use super::{Rebalance, Rejected, Source};
 
-/// The UTF-8 byte-order mark some editors write first.
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 use crate::config::FileFormat;
 
 /// How often follow mode lists the directory while it has nothing to read.
@@ -51,15 +48,6 @@ impl FileOptions {
     }
 }
 
-/// How much of an oversize record its dead letter keeps.
-const OVERSIZE_PREFIX: usize = 1024;
-
-/// A record longer than `max_record_bytes`, consumed without being held in memory.
-struct Oversize {
-    bytes: u64,
-    digest: String,
-}
-
 struct Tracked {
     path: PathBuf,
     id: i32,
@@ -74,15 +62,12 @@ pub struct FileSource {
     options: FileOptions,
     files: Vec<Tracked>,
     current: usize,
-    reader: Option<BufReader<File>>,
+    reader: Option<RecordReader>,
     record: Vec<u8>,
     json: Vec<u8>,
     announced: Vec<i32>,
     last_scan: Option<Instant>,
     rejected: Vec<Rejected>,
-    /// Set by `read_record` when the record it consumed was too long; `record` then
-    /// holds only its first bytes.
-    oversize: Option<Oversize>,
 }
 
 /// A partition id from a file name: FNV-1a, kept non-negative.
@@ -109,7 +94,6 @@ impl FileSource {
             announced: Vec::new(),
             last_scan: None,
             rejected: Vec::new(),
-            oversize: None,
         };
         if meta.is_dir() {
             source.scan()?;
@@ -180,88 +164,35 @@ impl FileSource {
         self.options.follow && self.current + 1 == self.files.len()
     }
 
-    /// Reads one whole record (a line, or for CSV as many lines as its quotes span) into
-    /// `self.record`. Returns the bytes consumed, or `None` at the end of what is readable.
-    /// A record longer than `max_record_bytes` is consumed to its end without being kept:
-    /// `record` holds its first bytes and `oversize` says how long it was.
-    fn read_record(&mut self) -> Result<Option<usize>> {
-        use sha2::Digest;
+    /// Reads the current file's next record into `self.record`: the bytes consumed, and
+    /// what it was if it was too long to keep (see [`RecordReader::read`]).
+    fn read_record(&mut self) -> Result<Option<(usize, Option<Oversize>)>> {
         let may_grow = self.may_grow();
         let csv = self.options.format == FileFormat::Csv;
         let max = self.options.max_record() as usize;
-        let path = &self.files[self.current].path;
         let reader = self.reader.as_mut().expect("the current file is open");
-        self.record.clear();
-        self.oversize = None;
-        let mut consumed = 0usize;
-        let mut skipped: Option<sha2::Sha256> = None;
-        loop {
-            let buf = reader.fill_buf().with_context(|| format!("reading {}", path.display()))?;
-            if buf.is_empty() {
-                // The end of the file: a trailing record without a newline is whole,
-                // unless the file may still be growing.
-                return Ok(if consumed == 0 || may_grow { None } else { Some(self.finish(consumed, 0, skipped)) });
-            }
-            let end = memchr::memchr(b'\n', buf);
-            let chunk = &buf[..end.map_or(buf.len(), |i| i + 1)];
-            // The digest covers the record as its dead letter would, without the newline.
-            let content = &chunk[..end.map_or(chunk.len(), |i| i)];
-            match &mut skipped {
-                Some(hash) => hash.update(content),
-                None => {
-                    self.record.extend_from_slice(chunk);
-                    if self.record.len() > max {
-                        let mut hash = sha2::Sha256::new();
-                        hash.update(&self.record[..self.record.len() - usize::from(end.is_some())]);
-                        self.record.truncate(OVERSIZE_PREFIX);
-                        skipped = Some(hash);
-                    }
-                }
-            }
-            let n = chunk.len();
-            consumed += n;
-            reader.consume(n);
-            // A CSV record's quotes may span lines; an oversize one ends at its line.
-            if end.is_some() && (!csv || skipped.is_some() || csv::is_complete(&self.record)) {
-                return Ok(Some(self.finish(consumed, 1, skipped)));
-            }
-        }
-    }
-
-    /// Notes an oversize record's size (without its `newline`) and digest; returns `consumed`.
-    fn finish(&mut self, consumed: usize, newline: usize, skipped: Option<sha2::Sha256>) -> usize {
-        use sha2::Digest;
-        self.oversize = skipped.map(|hash| Oversize {
-            bytes: (consumed - newline) as u64,
-            digest: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-        });
-        consumed
+        reader.read(&mut self.record, csv, max, may_grow)
     }
 
     /// Opens the current file at its position; for CSV, reads its header first.
     /// Returns false when the file has nothing whole to read yet.
     fn open_current(&mut self) -> Result<bool> {
-        let file = &self.files[self.current];
-        let handle = File::open(&file.path).with_context(|| format!("opening {}", file.path.display()))?;
-        let mut reader = BufReader::with_capacity(1 << 20, handle);
-        // Editors on Windows start UTF-8 files with a byte-order mark; it is no part of
-        // the first record, or of the CSV header's first column name.
-        let start = if reader.fill_buf()?.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
-        reader.consume(start);
+        // Editors on Windows start UTF-8 files with a byte-order mark: reading starts after it.
+        let (reader, start) = RecordReader::open(&self.files[self.current].path)?;
         let file = &mut self.files[self.current];
-        file.position = file.position.max(start as u64);
+        file.position = file.position.max(start);
         self.reader = Some(reader);
         if self.options.format == FileFormat::Csv && self.files[self.current].header.is_none() {
-            let Some(len) = self.read_record()? else { return Ok(false) };
+            let Some((len, _)) = self.read_record()? else { return Ok(false) };
             let row = trim_newline(&self.record);
             let file = &mut self.files[self.current];
             let header = Header::parse(row, &self.options.columns)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.path.display()))?;
             file.header = Some(header);
-            file.position = file.position.max((start + len) as u64);
+            file.position = file.position.max(start + len as u64);
         }
-        let file = &self.files[self.current];
-        self.reader.as_mut().expect("just opened").seek(SeekFrom::Start(file.position))?;
+        let position = self.files[self.current].position;
+        self.reader.as_mut().expect("just opened").seek(position)?;
         Ok(true)
     }
 
@@ -270,11 +201,6 @@ impl FileSource {
         self.reader = None;
         self.current += 1;
     }
-}
-
-fn trim_newline(record: &[u8]) -> &[u8] {
-    let record = record.strip_suffix(b"\n").unwrap_or(record);
-    record.strip_suffix(b"\r").unwrap_or(record)
 }
 
 impl Source for FileSource {
@@ -322,7 +248,8 @@ impl Source for FileSource {
             return Err(format!("the CSV file of partition {partition} is gone: its header cannot be read"));
         };
         if file.header.is_none() {
-            file.header = Some(csv::header_of(&file.path, &self.options.columns)?);
+            let max = self.options.max_record();
+            file.header = Some(csv::header_of(&file.path, &self.options.columns, max)?);
         }
         let mut json = Vec::new();
         file.header.as_ref().expect("read above").to_json(raw, &mut json)?;
@@ -364,14 +291,14 @@ impl Source for FileSource {
                 self.next_file();
                 continue;
             }
-            let Some(read) = self.read_record()? else {
+            let Some((read, oversize)) = self.read_record()? else {
                 self.next_file();
                 continue;
             };
             let file = &mut self.files[self.current];
             let offset = file.position as i64;
             file.position += read as u64;
-            if let Some(big) = self.oversize.take() {
+            if let Some(big) = oversize {
                 let max = self.options.max_record();
                 let reason = format!(
                     "record of {} bytes is longer than source.max_record_bytes ({max}); its first {} bytes are kept, \
@@ -429,7 +356,7 @@ mod tests {
         let rejected = source.rejected();
         assert_eq!(rejected.len(), 2, "the one without a final newline too");
         let whole: String = sha2::Sha256::digest(&big).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!((rejected[0].offset, rejected[0].raw.len()), (8, OVERSIZE_PREFIX));
+        assert_eq!((rejected[0].offset, rejected[0].raw.len()), (8, super::super::records::OVERSIZE_PREFIX));
         assert!(rejected[0].reason.contains("record of 10011 bytes"), "{}", rejected[0].reason);
         assert!(rejected[0].reason.contains(&whole), "{}", rejected[0].reason);
         assert_eq!(rejected[1].reason, rejected[0].reason, "the same record without its newline");

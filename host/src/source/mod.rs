@@ -8,6 +8,7 @@ mod kafka_held;
 mod kafka_queue;
 mod kafka_reader;
 mod producer;
+mod records;
 
 pub use files::{FileOptions, FileSource};
 pub use kafka::KafkaSource;
