@@ -4,8 +4,10 @@
 //! from the stored offsets never loses or repeats an event's effect.
 
 mod postgres;
+mod postgres_bookkeeping;
 mod schema;
 mod sqlite;
+mod sqlite_bookkeeping;
 
 pub use postgres::PostgresSink;
 pub use sqlite::SqliteSink;
@@ -343,8 +345,26 @@ impl Restored {
     }
 }
 
-/// A transactional sink.
-pub trait Sink {
+/// weir's bookkeeping tables, read and written outside a checkpoint: the dead letters and
+/// late events (for replays and `weir dead-letters`), the leases of the processes working
+/// on a pipeline, and what its partitions stand for.
+pub trait Bookkeeping {
+    /// Takes or renews `lease` on `pipeline`.
+    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()>;
+    /// Every lease on `pipeline`, stale ones included.
+    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>>;
+    /// Deletes the rows `ids` of `lane`; returns how many were there.
+    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64>;
+    /// What each partition of `pipeline` stands for, as recorded when it was assigned.
+    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>>;
+    /// Gives up `holder`'s lease on `pipeline`.
+    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()>;
+    /// The stored late events or dead letters of `pipeline`, oldest first.
+    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>>;
+}
+
+/// A transactional sink, with its bookkeeping.
+pub trait Sink: Bookkeeping {
     /// Creates the output and bookkeeping tables, or checks that existing ones fit.
     fn prepare(&mut self, table: &TableSchema) -> Result<()>;
     /// What `prepare` would change, without changing it: the statements to run (none
@@ -361,18 +381,6 @@ pub trait Sink {
     /// The stored window states of each key that overlap its window, final ones included:
     /// a final window that an on-time record reaches again is corrected from these.
     fn windows_overlapping(&mut self, pipeline: &str, wanted: &[(Vec<Cell>, Window)]) -> Result<Vec<WindowState>>;
-    /// Takes or renews `lease` on `pipeline`.
-    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()>;
-    /// Every lease on `pipeline`, stale ones included.
-    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>>;
-    /// Deletes the rows `ids` of `lane`; returns how many were there.
-    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64>;
-    /// What each partition of `pipeline` stands for, as recorded when it was assigned.
-    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>>;
-    /// Gives up `holder`'s lease on `pipeline`.
-    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()>;
-    /// The stored late events or dead letters of `pipeline`, oldest first.
-    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>>;
     /// Every version switched into a stage of `pipeline`, oldest first.
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>>;
     /// Whether `error` (from this sink) may go away on a retry: a lost connection, a

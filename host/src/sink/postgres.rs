@@ -11,10 +11,7 @@ use tokio_postgres::{Client, NoTls};
 use weir_sdk::{ColumnDef, ColumnType};
 
 use super::schema::{self, quote, Dialect, Existing, Upsert};
-use super::{
-    Cell, Checkpoint, Deployment, Lane, Lease, Restored, Sink, Stored, StoredPartition, TableSchema, WindowRow,
-    WindowState,
-};
+use super::{Cell, Checkpoint, Deployment, Restored, Sink, StoredPartition, TableSchema, WindowRow, WindowState};
 use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
@@ -222,7 +219,7 @@ impl PostgresSink {
 
     /// The runtime and a live connection, reconnecting if the last one was lost. Only
     /// `Runtime::block_on` drives a current-thread runtime's I/O, hence the pair.
-    fn session(&mut self) -> Result<(&tokio::runtime::Runtime, &mut Client)> {
+    pub(super) fn session(&mut self) -> Result<(&tokio::runtime::Runtime, &mut Client)> {
         self.connect()?;
         let client = self.client.as_mut().context("no PostgreSQL connection")?;
         Ok((&self.runtime, client))
@@ -628,90 +625,6 @@ impl Sink for PostgresSink {
             &[&pipeline, &keys, &starts, &ends],
         ))?;
         window_states(&rows, &table)
-    }
-
-    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
-        let (runtime, client) = self.session()?;
-        runtime.block_on(client.execute(
-            "INSERT INTO weir_leases (pipeline, holder, role, admin, heartbeat_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (pipeline, holder) DO UPDATE SET role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms",
-            &[&pipeline, &lease.holder, &lease.role, &lease.admin, &lease.heartbeat_ms],
-        ))?;
-        Ok(())
-    }
-
-    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>> {
-        let (runtime, client) = self.session()?;
-        let rows = runtime.block_on(client.query(
-            "SELECT holder, role, admin, heartbeat_ms FROM weir_leases WHERE pipeline = $1 ORDER BY holder",
-            &[&pipeline],
-        ))?;
-        Ok(rows
-            .iter()
-            .map(|r| Lease { holder: r.get(0), role: r.get(1), admin: r.get(2), heartbeat_ms: r.get(3) })
-            .collect())
-    }
-
-    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64> {
-        let table = match lane {
-            Lane::Late => "weir_late_events",
-            Lane::DeadLetters => "weir_dead_letters",
-        };
-        let (runtime, client) = self.session()?;
-        let sql = format!("DELETE FROM {table} WHERE pipeline = $1 AND id = ANY($2)");
-        Ok(runtime.block_on(client.execute(&sql, &[&pipeline, &ids]))?)
-    }
-
-    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>> {
-        let (runtime, client) = self.session()?;
-        let rows = runtime.block_on(
-            client.query("SELECT source_partition, label FROM weir_partitions WHERE pipeline = $1", &[&pipeline]),
-        )?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
-        let (runtime, client) = self.session()?;
-        runtime.block_on(
-            client.execute("DELETE FROM weir_leases WHERE pipeline = $1 AND holder = $2", &[&pipeline, &holder]),
-        )?;
-        Ok(())
-    }
-
-    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
-        let sql = match lane {
-            Lane::Late => {
-                "SELECT id, source_partition, source_offset, raw, '', '', \
-                (extract(epoch FROM window_start) * 1000)::bigint, (extract(epoch FROM window_end) * 1000)::bigint, '', \
-                (extract(epoch FROM created_at) * 1000)::bigint, (extract(epoch FROM event_time) * 1000)::bigint \
-                FROM weir_late_events WHERE pipeline = $1 ORDER BY id"
-            }
-            Lane::DeadLetters => {
-                "SELECT id, source_partition, source_offset, raw, kind, reason, NULL::bigint, NULL::bigint, plugin, \
-                (extract(epoch FROM created_at) * 1000)::bigint, NULL::bigint \
-                FROM weir_dead_letters WHERE pipeline = $1 ORDER BY id"
-            }
-        };
-        let (runtime, client) = self.session()?;
-        let rows = runtime.block_on(client.query(sql, &[&pipeline]))?;
-        Ok(rows
-            .iter()
-            .map(|r| Stored {
-                id: r.get(0),
-                partition: r.get(1),
-                offset: r.get(2),
-                raw: r.get(3),
-                kind: r.get(4),
-                reason: r.get(5),
-                window: r
-                    .get::<_, Option<i64>>(6)
-                    .zip(r.get::<_, Option<i64>>(7))
-                    .map(|(start, end)| Window { start, end }),
-                plugin: r.get(8),
-                stored_ms: r.get(9),
-                event_ms: r.get(10),
-            })
-            .collect())
     }
 
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>> {

@@ -9,10 +9,7 @@ use rusqlite::{params, Connection, Transaction};
 use weir_sdk::ColumnType;
 
 use super::schema::{self, quote, Dialect, Existing, Upsert};
-use super::{
-    Cell, Checkpoint, Deployment, Lane, Lease, Restored, Sink, Stored, StoredPartition, TableSchema, WindowRow,
-    WindowState,
-};
+use super::{Cell, Checkpoint, Deployment, Restored, Sink, StoredPartition, TableSchema, WindowRow, WindowState};
 use crate::window::Window;
 
 const BOOKKEEPING: &str = r#"
@@ -107,7 +104,7 @@ CREATE TABLE IF NOT EXISTS weir_checkpoint_log (
 
 /// A SQLite database file.
 pub struct SqliteSink {
-    conn: Connection,
+    pub(super) conn: Connection,
     table: Option<TableSchema>,
 }
 
@@ -118,12 +115,6 @@ fn plan_on(conn: &Connection, table: &TableSchema) -> Result<Vec<String>> {
         .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
         .collect::<Result<_, _>>()?;
     schema::plan(table, &existing, &DIALECT)
-}
-
-/// A late event's window, stored as ISO 8601 text.
-fn stored_window(start: Option<String>, end: Option<String>) -> Option<Window> {
-    let parse = |s: Option<String>| weir_sdk::time::parse_iso8601(s?.as_bytes());
-    Some(Window { start: parse(start)?, end: parse(end)? })
 }
 
 fn iso(ms: i64) -> String {
@@ -428,78 +419,6 @@ impl Sink for SqliteSink {
             )?);
         }
         Ok(found)
-    }
-
-    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO weir_leases (pipeline, holder, role, admin, heartbeat_ms) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (pipeline, holder) DO UPDATE SET role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms",
-            params![pipeline, lease.holder, lease.role, lease.admin, lease.heartbeat_ms],
-        )?;
-        Ok(())
-    }
-
-    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT holder, role, admin, heartbeat_ms FROM weir_leases WHERE pipeline = ? ORDER BY holder")?;
-        let rows = stmt.query_map([pipeline], |r| {
-            Ok(Lease { holder: r.get(0)?, role: r.get(1)?, admin: r.get(2)?, heartbeat_ms: r.get(3)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64> {
-        let table = match lane {
-            Lane::Late => "weir_late_events",
-            Lane::DeadLetters => "weir_dead_letters",
-        };
-        let tx = self.conn.transaction()?;
-        let mut removed = 0;
-        {
-            let mut delete = tx.prepare_cached(&format!("DELETE FROM {table} WHERE pipeline = ? AND id = ?"))?;
-            for id in ids {
-                removed += delete.execute(params![pipeline, id])? as u64;
-            }
-        }
-        tx.commit()?;
-        Ok(removed)
-    }
-
-    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>> {
-        let mut stmt = self.conn.prepare("SELECT source_partition, label FROM weir_partitions WHERE pipeline = ?")?;
-        let rows = stmt.query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM weir_leases WHERE pipeline = ? AND holder = ?", params![pipeline, holder])?;
-        Ok(())
-    }
-
-    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
-        let sql = match lane {
-            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '', window_start, window_end, '', created_at, event_time \
-                FROM weir_late_events WHERE pipeline = ? ORDER BY id",
-            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason, NULL, NULL, plugin, created_at, NULL \
-                FROM weir_dead_letters WHERE pipeline = ? ORDER BY id",
-        };
-        let mut stmt = self.conn.prepare(sql)?;
-        let rows = stmt.query_map([pipeline], |r| {
-            Ok(Stored {
-                id: r.get(0)?,
-                partition: r.get(1)?,
-                offset: r.get(2)?,
-                raw: r.get(3)?,
-                kind: r.get(4)?,
-                reason: r.get(5)?,
-                window: stored_window(r.get(6)?, r.get(7)?),
-                plugin: r.get(8)?,
-                stored_ms: weir_sdk::time::parse_iso8601(r.get::<_, String>(9)?.as_bytes()).unwrap_or(0),
-                event_ms: r.get::<_, Option<String>>(10)?.and_then(|t| weir_sdk::time::parse_iso8601(t.as_bytes())),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>> {

@@ -1,0 +1,95 @@
+//! The PostgreSQL sink's bookkeeping outside a checkpoint: the dead letters and late
+//! events a replay or `weir dead-letters` reads and purges, the leases of the processes
+//! that work on a pipeline, and what each partition stands for.
+
+use anyhow::Result;
+
+use super::postgres::PostgresSink;
+use super::{Bookkeeping, Lane, Lease, Stored};
+use crate::window::Window;
+
+impl Bookkeeping for PostgresSink {
+    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
+        let (runtime, client) = self.session()?;
+        runtime.block_on(client.execute(
+            "INSERT INTO weir_leases (pipeline, holder, role, admin, heartbeat_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (pipeline, holder) DO UPDATE SET role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms",
+            &[&pipeline, &lease.holder, &lease.role, &lease.admin, &lease.heartbeat_ms],
+        ))?;
+        Ok(())
+    }
+
+    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>> {
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(client.query(
+            "SELECT holder, role, admin, heartbeat_ms FROM weir_leases WHERE pipeline = $1 ORDER BY holder",
+            &[&pipeline],
+        ))?;
+        Ok(rows
+            .iter()
+            .map(|r| Lease { holder: r.get(0), role: r.get(1), admin: r.get(2), heartbeat_ms: r.get(3) })
+            .collect())
+    }
+
+    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64> {
+        let table = match lane {
+            Lane::Late => "weir_late_events",
+            Lane::DeadLetters => "weir_dead_letters",
+        };
+        let (runtime, client) = self.session()?;
+        let sql = format!("DELETE FROM {table} WHERE pipeline = $1 AND id = ANY($2)");
+        Ok(runtime.block_on(client.execute(&sql, &[&pipeline, &ids]))?)
+    }
+
+    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>> {
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(
+            client.query("SELECT source_partition, label FROM weir_partitions WHERE pipeline = $1", &[&pipeline]),
+        )?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
+        let (runtime, client) = self.session()?;
+        runtime.block_on(
+            client.execute("DELETE FROM weir_leases WHERE pipeline = $1 AND holder = $2", &[&pipeline, &holder]),
+        )?;
+        Ok(())
+    }
+
+    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
+        let sql = match lane {
+            Lane::Late => {
+                "SELECT id, source_partition, source_offset, raw, '', '', \
+                (extract(epoch FROM window_start) * 1000)::bigint, (extract(epoch FROM window_end) * 1000)::bigint, '', \
+                (extract(epoch FROM created_at) * 1000)::bigint, (extract(epoch FROM event_time) * 1000)::bigint \
+                FROM weir_late_events WHERE pipeline = $1 ORDER BY id"
+            }
+            Lane::DeadLetters => {
+                "SELECT id, source_partition, source_offset, raw, kind, reason, NULL::bigint, NULL::bigint, plugin, \
+                (extract(epoch FROM created_at) * 1000)::bigint, NULL::bigint \
+                FROM weir_dead_letters WHERE pipeline = $1 ORDER BY id"
+            }
+        };
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(client.query(sql, &[&pipeline]))?;
+        Ok(rows
+            .iter()
+            .map(|r| Stored {
+                id: r.get(0),
+                partition: r.get(1),
+                offset: r.get(2),
+                raw: r.get(3),
+                kind: r.get(4),
+                reason: r.get(5),
+                window: r
+                    .get::<_, Option<i64>>(6)
+                    .zip(r.get::<_, Option<i64>>(7))
+                    .map(|(start, end)| Window { start, end }),
+                plugin: r.get(8),
+                stored_ms: r.get(9),
+                event_ms: r.get(10),
+            })
+            .collect())
+    }
+}

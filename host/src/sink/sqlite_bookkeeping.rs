@@ -1,0 +1,90 @@
+//! The SQLite sink's bookkeeping outside a checkpoint: the dead letters and late events a
+//! replay or `weir dead-letters` reads and purges, the leases of the processes that work
+//! on a pipeline, and what each partition stands for.
+
+use anyhow::Result;
+use rusqlite::params;
+
+use super::sqlite::SqliteSink;
+use super::{Bookkeeping, Lane, Lease, Stored};
+use crate::window::Window;
+
+impl Bookkeeping for SqliteSink {
+    fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO weir_leases (pipeline, holder, role, admin, heartbeat_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (pipeline, holder) DO UPDATE SET role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms",
+            params![pipeline, lease.holder, lease.role, lease.admin, lease.heartbeat_ms],
+        )?;
+        Ok(())
+    }
+
+    fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT holder, role, admin, heartbeat_ms FROM weir_leases WHERE pipeline = ? ORDER BY holder")?;
+        let rows = stmt.query_map([pipeline], |r| {
+            Ok(Lease { holder: r.get(0)?, role: r.get(1)?, admin: r.get(2)?, heartbeat_ms: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn purge(&mut self, pipeline: &str, lane: Lane, ids: &[i64]) -> Result<u64> {
+        let table = match lane {
+            Lane::Late => "weir_late_events",
+            Lane::DeadLetters => "weir_dead_letters",
+        };
+        let tx = self.conn.transaction()?;
+        let mut removed = 0;
+        {
+            let mut delete = tx.prepare_cached(&format!("DELETE FROM {table} WHERE pipeline = ? AND id = ?"))?;
+            for id in ids {
+                removed += delete.execute(params![pipeline, id])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    fn labels(&mut self, pipeline: &str) -> Result<Vec<(i32, String)>> {
+        let mut stmt = self.conn.prepare("SELECT source_partition, label FROM weir_partitions WHERE pipeline = ?")?;
+        let rows = stmt.query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM weir_leases WHERE pipeline = ? AND holder = ?", params![pipeline, holder])?;
+        Ok(())
+    }
+
+    fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
+        let sql = match lane {
+            Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '', window_start, window_end, '', created_at, event_time \
+                FROM weir_late_events WHERE pipeline = ? ORDER BY id",
+            Lane::DeadLetters => "SELECT id, source_partition, source_offset, raw, kind, reason, NULL, NULL, plugin, created_at, NULL \
+                FROM weir_dead_letters WHERE pipeline = ? ORDER BY id",
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map([pipeline], |r| {
+            Ok(Stored {
+                id: r.get(0)?,
+                partition: r.get(1)?,
+                offset: r.get(2)?,
+                raw: r.get(3)?,
+                kind: r.get(4)?,
+                reason: r.get(5)?,
+                window: stored_window(r.get(6)?, r.get(7)?),
+                plugin: r.get(8)?,
+                stored_ms: weir_sdk::time::parse_iso8601(r.get::<_, String>(9)?.as_bytes()).unwrap_or(0),
+                event_ms: r.get::<_, Option<String>>(10)?.and_then(|t| weir_sdk::time::parse_iso8601(t.as_bytes())),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A late event's window, stored as ISO 8601 text.
+fn stored_window(start: Option<String>, end: Option<String>) -> Option<Window> {
+    let parse = |s: Option<String>| weir_sdk::time::parse_iso8601(s?.as_bytes());
+    Some(Window { start: parse(start)?, end: parse(end)? })
+}
