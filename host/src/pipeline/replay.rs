@@ -15,7 +15,8 @@ use weir_sdk::RawBatch;
 
 use super::build::PipelineOptions;
 use super::committer::Committer;
-use super::run::{now_ms, open, Opened};
+use super::open::{open, Opened};
+use super::run::now_ms;
 use crate::config::SourceConfig;
 use crate::plugin::RuntimeOptions;
 use crate::sink::{Lane, Stored};
