@@ -6,71 +6,22 @@
 //! only after its checkpoint is in the sink.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::ClientContext;
 use weir_sdk::RawBatch;
 
+use super::kafka_context::{GroupContext, TROUBLE_FOR};
 use super::kafka_held::Held;
 use super::kafka_queue::{MessageQueue, Taken};
 use super::kafka_reader::{Chunk, Reader};
 use super::{Rebalance, Source};
-
-/// Records rebalances for the pipeline to carry out, and librdkafka's reports of trouble.
-#[derive(Default)]
-struct GroupContext {
-    pending: Mutex<VecDeque<Rebalance>>,
-    /// While closing there is no pipeline to wait for: let partitions go at once.
-    closing: AtomicBool,
-    /// The last error librdkafka reported (a broker down, a request timed out) and when.
-    trouble: Mutex<Option<(Instant, String)>>,
-}
-
-impl ClientContext for GroupContext {
-    /// librdkafka retries by itself; the error is kept so that readiness can say why
-    /// nothing arrives.
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(error = %error, reason, "Kafka client error");
-        if let Ok(mut trouble) = self.trouble.lock() {
-            *trouble = Some((Instant::now(), format!("{error}: {reason}")));
-        }
-    }
-}
-
-/// How long a reported error explains silence: librdkafka reports a failing broker again
-/// well within this while it stays unreachable.
-const TROUBLE_FOR: Duration = Duration::from_secs(15);
-
-impl ConsumerContext for GroupContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
-        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-        let event = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assigned(partitions),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoked(partitions),
-            other => {
-                tracing::error!(error = ?other, "consumer group rebalance failed; releasing the assignment");
-                let _ = consumer.unassign();
-                return;
-            }
-        };
-        if self.closing.load(Ordering::SeqCst) {
-            let _ = consumer.unassign();
-            return;
-        }
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.push_back(event);
-        }
-    }
-}
 
 /// The Kafka source.
 pub struct KafkaSource {

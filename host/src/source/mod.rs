@@ -4,6 +4,7 @@
 mod csv;
 mod files;
 mod kafka;
+mod kafka_context;
 mod kafka_held;
 mod kafka_queue;
 mod kafka_reader;
