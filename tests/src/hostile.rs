@@ -31,14 +31,14 @@ pub fn odd(k: u64, time: &str, rng: &mut Rng) -> Vec<u8> {
         13 => "null".to_string(),
         14 => format!("{{\"city\":\"{city}\",\"fare\":1,\"event_time\":\"2030-01-01T00:00:00Z\"}}"),
         15 => {
-            let mut bytes = format!("{{\"city\":\"Os").into_bytes();
+            let mut bytes = "{\"city\":\"Os".to_string().into_bytes();
             bytes.extend_from_slice(&[0xff, 0xfe]);
             bytes.extend_from_slice(format!("lo\",\"fare\":1,\"event_time\":\"{time}\"}}").as_bytes());
             return bytes;
         }
         16 => return (0..40).map(|_| rng.below(256) as u8).filter(|&b| b != b'\n').collect(),
         17 => {
-            let mut bytes = format!("{{\"city\":\"Ra").into_bytes();
+            let mut bytes = "{\"city\":\"Ra".to_string().into_bytes();
             bytes.push(0);
             bytes.extend_from_slice(format!("w\",\"fare\":1,\"event_time\":\"{time}\"}}").as_bytes());
             return bytes;

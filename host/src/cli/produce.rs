@@ -45,9 +45,25 @@ pub struct ProduceArgs {
     /// Event time of the first event: an ISO-8601 time, or `now` (default 2024-05-01T00:00:00Z).
     #[arg(long)]
     start: Option<String>,
+    /// The message key: `city` (the window key of the rides pipelines), `trip` (a key per
+    /// event, as a trip id spreads them), or `none` (spread at random, as producers without
+    /// a key do).
+    #[arg(long, value_enum, default_value_t = Keying::City)]
+    key: Keying,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+}
+
+/// What `weir produce` keys messages by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Keying {
+    /// The city.
+    City,
+    /// A key per event.
+    Trip,
+    /// No key.
+    None,
 }
 
 fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
@@ -124,8 +140,16 @@ pub fn run(args: ProduceArgs) -> Result<()> {
         }
         payload.clear();
         let city = generator.next_into(&mut payload);
-        let key = options.cities[city].as_bytes();
-        let mut record = BaseRecord::to(&args.topic).key(key).payload(payload.as_slice());
+        let trip = format!("trip-{}-{n}", args.seed);
+        let key = match args.key {
+            Keying::City => Some(options.cities[city].as_bytes()),
+            Keying::Trip => Some(trip.as_bytes()),
+            Keying::None => None,
+        };
+        let mut record = BaseRecord::<[u8], [u8]>::to(&args.topic).payload(payload.as_slice());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         loop {
             match producer.send(record) {
                 Ok(()) => break,

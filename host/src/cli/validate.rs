@@ -44,6 +44,22 @@ fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
     })
 }
 
+/// How several hosts share the pipeline, and why.
+fn scale_mode(config: &PipelineConfig) -> String {
+    if config.merges_partials() {
+        "any number of hosts in the consumer group, for any keying of the topic: each keeps a partial state per \
+         window, key and partition, and the sink merges them into the row (set [scale] keyed = true if every event \
+         of a window key arrives on one partition, to write whole rows from memory)"
+            .into()
+    } else if config.scale.keyed {
+        "any number of hosts in the consumer group: [scale] keyed = true says the topic is keyed by the window key, \
+         so each host writes whole rows from memory (a window key seen on two partitions stops the run)"
+            .into()
+    } else {
+        "one host: this source is not shared by a consumer group, and a second `weir run` is refused".into()
+    }
+}
+
 pub fn run(args: ValidateArgs) -> Result<()> {
     let config = PipelineConfig::load(&args.pipeline)?;
     let base = crate::config::base_dir(&args.pipeline);
@@ -92,6 +108,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     };
 
     report("source", source(&config, &base));
+    report("scale-out", Ok(scale_mode(&config)));
 
     // Validation changes nothing: not even the SQLite file is created.
     let sink = inspect_sink(&config, &base).and_then(|sink| match (sink, &table) {

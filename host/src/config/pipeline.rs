@@ -43,6 +43,30 @@ pub struct PipelineConfig {
     /// Whose plugins the pipeline runs, and what they may do.
     #[serde(default)]
     pub trust: TrustConfig,
+    /// How several hosts in one consumer group share a Kafka topic.
+    #[serde(default)]
+    pub scale: ScaleConfig,
+}
+
+/// How several hosts share the work. Only a Kafka source is read by several hosts.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleConfig {
+    /// Whether the topic is keyed by the window key, so that every event of a window key
+    /// arrives on one partition (default false). Then each host writes whole windows from
+    /// memory. Otherwise (any keying, or none) each host keeps a partial state per window,
+    /// key and source partition, and the sink merges the partials of a window into its
+    /// row in the transaction that writes them.
+    #[serde(default)]
+    pub keyed: bool,
+}
+
+impl PipelineConfig {
+    /// Whether window rows are merged in the sink from per-partition partial states: a
+    /// Kafka source not declared `[scale] keyed`.
+    pub fn merges_partials(&self) -> bool {
+        matches!(self.source, SourceConfig::Kafka { .. }) && !self.scale.keyed
+    }
 }
 
 /// Whose plugins a pipeline runs: signatures and import allow-lists.

@@ -104,6 +104,17 @@ pub struct Pipeline {
     /// The state version of the aggregator that wrote the stored window states, if the
     /// sink knows: restored states of another version are migrated.
     pub(super) stored_state_version: Option<u32>,
+    /// Window rows are merged in the sink from a partial state per window, key and source
+    /// partition ([`PipelineConfig::merges_partials`]): any keying scales out.
+    pub(super) partials: bool,
+    /// The aggregator changed since the sink's merger was made: the next checkpoint
+    /// hands the sink a new one ([`Pipeline::merger`]).
+    pub(super) merger_stale: bool,
+    /// With `[scale] keyed`: the partition each window key arrived on, to catch a topic
+    /// that is not keyed by the window key after all.
+    pub(super) key_partitions: Option<rustc_hash::FxHashMap<u32, i32>>,
+    /// Set when a window key arrived on a second partition: the run stops with it.
+    pub(super) miskeyed: Option<String>,
     /// Counters and timings for `/metrics`.
     pub(super) measured: super::metrics::Measured,
     /// Versions switched in since the last checkpoint, committed with the first records they process.
@@ -176,6 +187,10 @@ impl Pipeline {
             shadow: None,
             configured: plans.iter().map(|p| (p.id, p.component.digest.clone())).collect(),
             stored_state_version: None,
+            partials: config.merges_partials(),
+            merger_stale: true,
+            key_partitions: config.scale.keyed.then(Default::default),
+            miskeyed: None,
             measured: super::metrics::Measured { stages: vec![Default::default(); plans.len()], ..Default::default() },
             plans,
         })

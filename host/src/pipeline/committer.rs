@@ -89,6 +89,16 @@ impl Committer {
         }))
     }
 
+    /// Makes the sink merge partial states with `merger` from the next commit on, without
+    /// waiting: it queues behind the commit in flight, which the previous one merges.
+    pub(super) fn set_merger(&self, merger: Box<dyn crate::sink::Merger>) -> Result<()> {
+        self.send(Box::new(move |sink| {
+            if let Err(e) = sink.set_merger(merger) {
+                tracing::warn!(error = %format!("{e:#}"), "indexing the rows not final yet failed");
+            }
+        }))
+    }
+
     /// Hands `checkpoint` over to be committed, retrying transient failures; the caller
     /// must have settled the previous one.
     pub(super) fn commit(

@@ -43,6 +43,15 @@ fn encode_cell(out: &mut Vec<u8>, column: &Column, row: usize) {
     }
 }
 
+/// Marks the source partition appended to a key when partial states are kept per
+/// partition; no cell encoding starts with it.
+const PARTITION_TAG: u8 = 0xff;
+
+fn encode_partition(out: &mut Vec<u8>, partition: i32) {
+    out.push(PARTITION_TAG);
+    out.extend_from_slice(&partition.to_le_bytes());
+}
+
 /// The same encoding from stored cells, for restored windows.
 pub(super) fn encode_cells(cells: &[Cell]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -69,6 +78,16 @@ pub(super) fn encode_cells(cells: &[Cell]) -> Vec<u8> {
 }
 
 impl Pipeline {
+    /// The interned form of a stored state's key: its cells, and its partition when the
+    /// sink merges per-partition partials (see [`window_keys`](Self::window_keys)).
+    pub(super) fn state_key(&self, state: &crate::sink::WindowState) -> Vec<u8> {
+        let mut out = encode_cells(&state.key);
+        if self.partials {
+            encode_partition(&mut out, state.partition);
+        }
+        out
+    }
+
     /// Each row's key id, for the rows of `events` at `rows` (all of them if `None`) that
     /// came from `records` of `batch`; `no_key` for a row whose key is a dead letter.
     pub(super) fn window_keys(
@@ -93,6 +112,11 @@ impl Pipeline {
             for &c in &self.key_columns {
                 encode_cell(&mut encoded, &events.columns[c], row);
             }
+            if self.partials {
+                // A partial state per source partition: every window, session and fold
+                // below keeps the partitions of one key apart, and the sink merges them.
+                encode_partition(&mut encoded, batch.partitions[record as usize]);
+            }
             if self.windows.known(&encoded).is_none() {
                 // A new key is checked once: one the sink cannot hold costs its record only.
                 if let Some(reason) = self.unstorable_key(events, row) {
@@ -102,9 +126,21 @@ impl Pipeline {
                 }
             }
             let key_columns = &self.key_columns;
-            keys.push(
-                self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect()),
-            );
+            let id =
+                self.windows.key_id(&encoded, || key_columns.iter().map(|&c| cell(&events.columns[c], row)).collect());
+            if let Some(seen) = self.key_partitions.as_mut() {
+                let partition = batch.partitions[record as usize];
+                let first = *seen.entry(id).or_insert(partition);
+                if first != partition && self.miskeyed.is_none() {
+                    self.miskeyed = Some(format!(
+                        "[scale] keyed = true, but window key {:?} arrives on partitions {first} and {partition} \
+                         (offset {}): the topic is not keyed by the window key. Remove [scale] keyed, so that \
+                         rows are merged from each partition's partial states",
+                        self.windows.keys[id as usize], batch.offsets[record as usize]
+                    ));
+                }
+            }
+            keys.push(id);
         }
         keys
     }

@@ -9,6 +9,7 @@ mod keys;
 mod latency;
 mod lateness;
 mod lease;
+mod merger;
 mod metrics;
 mod open;
 mod process;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use weir_sdk::{EventBatch, RawBatch, Severity};
 
 use super::build::Pipeline;
-use super::keys::{cell, encode_cells};
+use super::keys::cell;
 use crate::plugin::{AggregatorStage, ParserStage, Plugin, RecordFailure, TransformStage, ValidatorStage};
 use crate::sink::{Checkpoint, DeadLetter, DeadLetterKind, LateEvent, Restored, WindowRow, WindowState};
 use crate::source::Rejected;
@@ -205,6 +205,10 @@ impl Pipeline {
         }
 
         self.fold(batch, &events, rows.as_deref(), &records, &times, now_ms)?;
+        if let Some(why) = &self.miskeyed {
+            // Before a checkpoint writes one partition's share of a window as the whole of it.
+            anyhow::bail!("{why}");
+        }
         // The pipeline watermark decides only when windows are written as final.
         self.tracker.advance(now_ms);
         self.shadow_process(batch, now_ms);
@@ -346,7 +350,8 @@ impl Pipeline {
                     )
                 })?;
             }
-            self.windows.restore(state, encode_cells);
+            let encoded = self.state_key(&state);
+            self.windows.restore(state, &encoded);
         }
         Ok(())
     }
@@ -397,7 +402,8 @@ impl Pipeline {
             })
             .collect();
         let states: Vec<Vec<u8>> = emit.iter().map(|&g| self.windows.groups[g].state.clone()).collect();
-        let rows = if states.is_empty() {
+        // Merged in the sink from every partition's partial instead (see `sink/partials.rs`).
+        let rows = if states.is_empty() || self.partials {
             EventBatch::default()
         } else {
             let started = Instant::now();
@@ -416,6 +422,7 @@ impl Pipeline {
             source: self.source.clone(),
             replayed_late: std::mem::take(&mut self.replayed_late),
             replayed_dead: std::mem::take(&mut self.replayed_dead),
+            partials: self.partials,
             ..Default::default()
         };
         for (i, &g) in emit.iter().enumerate() {
@@ -427,14 +434,16 @@ impl Pipeline {
             }
             group.is_final |= is_final;
             let key = self.windows.keys[group.key as usize].clone();
-            let values = rows.columns.iter().map(|c| cell(c, i)).collect();
-            checkpoint.rows.push(WindowRow {
-                window: group.window,
-                key: key.clone(),
-                values,
-                is_final: group.is_final,
-                revision: group.revision,
-            });
+            if !self.partials {
+                let values = rows.columns.iter().map(|c| cell(c, i)).collect();
+                checkpoint.rows.push(WindowRow {
+                    window: group.window,
+                    key: key.clone(),
+                    values,
+                    is_final: group.is_final,
+                    revision: group.revision,
+                });
+            }
             checkpoint.states.push(WindowState {
                 window: group.window,
                 key,

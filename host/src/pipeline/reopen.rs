@@ -11,7 +11,6 @@ use anyhow::Result;
 use rustc_hash::FxHashSet;
 
 use super::build::Pipeline;
-use super::keys::encode_cells;
 use crate::sink::{Cell, WindowState};
 use crate::window::{Window, WindowSpec};
 
@@ -69,12 +68,16 @@ impl Pipeline {
         let query = wanted.iter().map(|(k, w)| (self.windows.keys[*k as usize].clone(), *w)).collect();
         let lookup = self.lookup.as_mut().expect("checked above");
         let sessions = matches!(self.spec, WindowSpec::Session { .. });
+        let wanted_keys: FxHashSet<u32> = wanted.iter().map(|(k, _)| *k).collect();
         for state in lookup(query)? {
-            let key = self.windows.key_id(&encode_cells(&state.key), || state.key.clone());
+            // Only the asked-for keys: with partials per partition, another partition's
+            // state of the same window is not this host's to fold into.
+            let encoded = self.state_key(&state);
+            let Some(key) = self.windows.known(&encoded).filter(|k| wanted_keys.contains(k)) else { continue };
             // Memory is newer than the sink for anything it holds.
             let fits = sessions || seen.contains(&(key, state.window));
             if fits && !self.windows.contains(state.window, key) {
-                self.windows.restore(state, encode_cells);
+                self.windows.restore(state, &encoded);
             }
         }
         Ok(())

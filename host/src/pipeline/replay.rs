@@ -92,7 +92,7 @@ pub fn replay(
     runtime_options: RuntimeOptions,
 ) -> Result<ReplaySummary> {
     let Opened { config, base, mut pipeline, mut sink, .. } = open(path, options, runtime_options, false)?;
-    let partitions = sink.stored_partitions(&config.name)?;
+    let partitions: Vec<i32> = sink.next_offsets(&config.name)?.into_iter().map(|(p, _)| p).collect();
     if partitions.is_empty() {
         bail!("{} holds no checkpoint of pipeline {:?}: nothing to replay", config.sink.url, config.name);
     }
@@ -117,6 +117,9 @@ pub fn replay(
     };
     let mut committer = Committer::start(sink)?;
     pipeline.lookup = committer.window_lookup(config.name.clone());
+    if let Some(merger) = pipeline.merger()? {
+        committer.set_merger(merger)?;
+    }
 
     let mut summary = ReplaySummary::default();
     for chunk in records.chunks(options.batch_size.max(1)) {

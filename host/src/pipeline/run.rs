@@ -96,9 +96,37 @@ fn checkpoint(
     timing: &mut Timing,
 ) -> Result<()> {
     settle(committer, source, timing, true)?;
+    if std::mem::take(&mut pipeline.merger_stale) {
+        if let Some(merger) = pipeline.merger()? {
+            committer.set_merger(merger)?;
+        }
+    }
     let checkpoint = pipeline.build_checkpoint(source.positions(), now_ms())?;
     timing.committing = timing.latency.mark();
     committer.commit(pipeline.name.clone(), checkpoint, stop.clone(), timing.admin.clone())
+}
+
+/// What the group has not committed yet of a source several hosts share, as text, or
+/// `None` once every partition of the topic is committed up to its end (the broker's end
+/// offsets against the sink's checkpoints, and this host's own positions).
+fn group_unread(committer: &mut Committer, source: &mut dyn Source, pipeline: &str) -> Result<Option<String>> {
+    let Some(ends) = source.group_ends() else { return Ok(None) };
+    let ends = ends?;
+    let name = pipeline.to_string();
+    let mut done: std::collections::HashMap<i32, i64> =
+        committer.with(move |sink| sink.next_offsets(&name))??.into_iter().collect();
+    for (p, o) in source.positions() {
+        let at = done.entry(p).or_insert(o);
+        *at = (*at).max(o);
+    }
+    let unread: Vec<String> = ends
+        .iter()
+        .filter_map(|&(p, low, high)| {
+            let left = high - done.get(&p).copied().unwrap_or(0).max(low);
+            (left > 0).then(|| format!("{left} records of partition {p}"))
+        })
+        .collect();
+    Ok((!unread.is_empty()).then(|| unread.join(", ")))
 }
 
 /// Notes the commit in flight once it has landed (waiting for it if `wait`): the source
@@ -523,7 +551,17 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             _ => {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if options.until_idle.is_some_and(|limit| since.elapsed() >= limit) {
-                    break;
+                    match group_unread(&mut committer, source.as_mut(), &pipeline.name)? {
+                        None => break,
+                        Some(unread) => {
+                            // Another host's partitions: it is still at work, or it died and the
+                            // group hands them over once its session times out.
+                            if options.progress {
+                                eprintln!("\nidle here; the group has not committed {unread}: waiting");
+                            }
+                            idle_since = None;
+                        }
+                    }
                 }
                 if polled.is_none() || !source.waits() {
                     // Nothing to read and the source does not block: wait rather than spin.

@@ -39,6 +39,13 @@ impl Pipeline {
     /// Starts `shadow` (this pipeline with `plan` in its stage, assembled off the loop)
     /// beside this one. Called right after a checkpoint: it begins from the same open windows.
     pub(super) fn start_shadow(&mut self, plan: StagePlan, mut shadow: Pipeline) -> Result<()> {
+        if self.partials {
+            // Its rows would be one host's partials; comparing them needs the group's merge.
+            anyhow::bail!(
+                "a shadow compares whole window rows, and this pipeline's rows are merged in the sink from \
+                 every host's partial states ([scale] keyed = false); deploy with a trial instead"
+            );
+        }
         let index = self.stage_index(plan.id)?;
         let live = self.plans[index].version();
         shadow.windows = self.windows.clone();

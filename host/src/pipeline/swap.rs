@@ -83,6 +83,18 @@ impl Pipeline {
     /// offsets of the checkpoint just taken. With `how` set, the switch is recorded in the next checkpoint.
     pub fn switch(&mut self, plan: StagePlan, plugin: Plugin, how: Option<How>, from: Vec<(i32, i64)>) -> Result<()> {
         let index = self.stage_index(plan.id)?;
+        if self.partials
+            && plan.id == StageId::Aggregator
+            && state_version(self.plugin_mut(plan.id)) != state_version(&plugin)
+        {
+            // Other hosts' partials stay in the old encoding, and merge only with their own kind.
+            bail!(
+                "the aggregator's state version changes from {} to {}, and rows are merged from partial states \
+                 ([scale] keyed = false): the stored partials of the old version could not be merged with new ones",
+                state_version(self.plugin_mut(plan.id)),
+                state_version(&plugin)
+            );
+        }
         let old = std::mem::replace(self.plugin_mut(plan.id), plugin);
         let fits = stages::wiring(&self.config, &self.plugins()).and_then(|wiring| {
             match stages::table_change(&self.table, &wiring.table) {
@@ -123,6 +135,7 @@ impl Pipeline {
             let why = if how == How::Promote { "promoted" } else { "a new version was switched in" };
             self.end_shadow(why);
         }
+        self.merger_stale |= plan.id == StageId::Aggregator;
         self.plans[index] = plan;
         Ok(())
     }

@@ -100,9 +100,8 @@ impl OpenWindows {
     }
 
     /// Brings back a group from a checkpoint.
-    pub fn restore(&mut self, saved: WindowState, encode: impl Fn(&[Cell]) -> Vec<u8>) {
-        let encoded = encode(&saved.key);
-        let key = self.key_id(&encoded, || saved.key.clone());
+    pub fn restore(&mut self, saved: WindowState, encoded: &[u8]) {
+        let key = self.key_id(encoded, || saved.key.clone());
         let g = self.group(saved.window, key, saved.partition, &saved.state);
         let group = &mut self.groups[g];
         group.state = saved.state;

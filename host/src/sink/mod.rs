@@ -3,12 +3,14 @@
 //! and the new dead letters and late events. Because they commit together, a restart
 //! from the stored offsets never loses or repeats an event's effect.
 
+mod partials;
 mod postgres;
 mod postgres_bookkeeping;
 mod schema;
 mod sqlite;
 mod sqlite_bookkeeping;
 
+pub use partials::Merger;
 pub use postgres::PostgresSink;
 pub use sqlite::SqliteSink;
 
@@ -171,6 +173,10 @@ pub struct Checkpoint {
     pub deployments: Vec<Deployment>,
     /// The rows a shadow version made of the same records, for its own table.
     pub shadow: Option<ShadowRows>,
+    /// `states` are partial states per source partition, and the sink writes the rows
+    /// of their windows by merging every partition's partial (see `partials.rs`);
+    /// `rows` is empty.
+    pub partials: bool,
 }
 
 /// What a candidate running in the shadow of a stage made of a checkpoint's records.
@@ -374,8 +380,6 @@ pub trait Sink: Bookkeeping {
     fn restore(&mut self, pipeline: &str, partitions: &[i32]) -> Result<Option<Restored>>;
     /// Commits one checkpoint of `pipeline` in one transaction.
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()>;
-    /// Every partition `pipeline` has a checkpoint for.
-    fn stored_partitions(&mut self, pipeline: &str) -> Result<Vec<i32>>;
     /// Every window state of `pipeline`, final ones included (replays correct those).
     fn all_windows(&mut self, pipeline: &str) -> Result<Vec<WindowState>>;
     /// The stored window states of each key that overlap its window, final ones included:
@@ -383,6 +387,10 @@ pub trait Sink: Bookkeeping {
     fn windows_overlapping(&mut self, pipeline: &str, wanted: &[(Vec<Cell>, Window)]) -> Result<Vec<WindowState>>;
     /// Every version switched into a stage of `pipeline`, oldest first.
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>>;
+    /// What merges partial states into rows, for checkpoints whose `partials` is set.
+    fn set_merger(&mut self, merger: Box<dyn Merger>) -> Result<()>;
+    /// The next offset of every partition of `pipeline` that has a checkpoint.
+    fn next_offsets(&mut self, pipeline: &str) -> Result<Vec<(i32, i64)>>;
     /// Whether `error` (from this sink) may go away on a retry: a lost connection, a
     /// restarting server, a busy database.
     fn is_transient(&self, _error: &anyhow::Error) -> bool {

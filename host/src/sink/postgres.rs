@@ -10,6 +10,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 use weir_sdk::{ColumnDef, ColumnType};
 
+use super::partials::{self, Merger};
 use super::schema::{self, quote, Dialect, Existing, Upsert};
 use super::{Cell, Checkpoint, Deployment, Restored, Sink, StoredPartition, TableSchema, WindowRow, WindowState};
 use crate::window::Window;
@@ -36,8 +37,16 @@ CREATE TABLE IF NOT EXISTS weir_window_state (
     state bytea NOT NULL,
     revision bigint NOT NULL,
     is_final boolean NOT NULL,
-    PRIMARY KEY (pipeline, window_start, window_end, key)
+    PRIMARY KEY (pipeline, window_start, window_end, key, source_partition)
 );
+-- Before partial states, a window and key had one state whatever its partition.
+DO $$ DECLARE pk text; BEGIN
+    SELECT conname INTO pk FROM pg_constraint WHERE conrelid = 'weir_window_state'::regclass AND contype = 'p'
+        AND pg_get_constraintdef(oid) NOT LIKE '%source_partition%';
+    IF pk IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE weir_window_state DROP CONSTRAINT %I, ADD PRIMARY KEY (pipeline, window_start, window_end, key, source_partition)', pk);
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS weir_window_state_by_key ON weir_window_state (pipeline, key, window_start);
 CREATE TABLE IF NOT EXISTS weir_partitions (
     pipeline text NOT NULL,
@@ -202,6 +211,7 @@ pub struct PostgresSink {
     runtime: tokio::runtime::Runtime,
     client: Option<Client>,
     table: Option<TableSchema>,
+    merger: Option<Box<dyn Merger>>,
 }
 
 impl PostgresSink {
@@ -212,7 +222,7 @@ impl PostgresSink {
             .enable_all()
             .build()
             .context("starting the PostgreSQL client runtime")?;
-        let mut sink = PostgresSink { url: url.to_string(), runtime, client: None, table: None };
+        let mut sink = PostgresSink { url: url.to_string(), runtime, client: None, table: None, merger: None };
         sink.connect()?;
         Ok(sink)
     }
@@ -248,8 +258,13 @@ impl PostgresSink {
         self.table.clone().context("the sink was not prepared")
     }
 
-    fn upsert_sql(table: &TableSchema) -> String {
-        let Upsert { columns, conflict, updates } = Upsert::of(table);
+    /// The upsert of `table`; `merged` rows (see `partials.rs`) keep their revision and
+    /// finality in the table.
+    fn upsert_sql(table: &TableSchema, merged: bool) -> String {
+        let Upsert { columns, conflict, mut updates } = Upsert::of(table);
+        if merged {
+            updates = partials::merged_updates(table, &quote(&table.name));
+        }
         let mut casts = vec!["timestamptz[]", "timestamptz[]"];
         casts.extend(table.keys.iter().chain(&table.values).map(|c| array_cast(c.ty)));
         casts.extend(["boolean[]", "bigint[]"]);
@@ -267,6 +282,7 @@ impl PostgresSink {
         table: &TableSchema,
         rows: &[WindowRow],
         now: SystemTime,
+        merged: bool,
     ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
@@ -298,7 +314,7 @@ impl PostgresSink {
         params.extend(columns.iter().map(Array::param));
         params.push(&finals);
         params.push(&revisions);
-        tx.execute(&Self::upsert_sql(table), &params)
+        tx.execute(&Self::upsert_sql(table, merged), &params)
             .await
             .with_context(|| format!("upserting into {}", table.name))?;
         Ok(())
@@ -368,7 +384,7 @@ impl PostgresSink {
             .await
             .context("forgetting merged sessions' state")?;
         }
-        Self::upsert(tx, table, &checkpoint.rows, now).await?;
+        Self::upsert(tx, table, &checkpoint.rows, now, false).await?;
         if let Some(shadow) = &checkpoint.shadow {
             if shadow.fresh {
                 let existing = existing(tx, &quote(&shadow.table.name)).await?;
@@ -377,7 +393,7 @@ impl PostgresSink {
                 }
                 tx.execute(&format!("DELETE FROM {}", quote(&shadow.table.name)), &[]).await?;
             }
-            Self::upsert(tx, &shadow.table, &shadow.rows, now).await?;
+            Self::upsert(tx, &shadow.table, &shadow.rows, now, false).await?;
         }
         if !checkpoint.states.is_empty() {
             let starts: Vec<i64> = checkpoint.states.iter().map(|s| s.window.start).collect();
@@ -390,7 +406,7 @@ impl PostgresSink {
             tx.execute(
                 "INSERT INTO weir_window_state (pipeline, window_start, window_end, key, source_partition, state, revision, is_final) \
                  SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::integer[], $6::bytea[], $7::bigint[], $8::boolean[]) \
-                 ON CONFLICT (pipeline, window_start, window_end, key) DO UPDATE SET source_partition = EXCLUDED.source_partition, \
+                 ON CONFLICT (pipeline, window_start, window_end, key, source_partition) DO UPDATE SET \
                  state = EXCLUDED.state, revision = EXCLUDED.revision, is_final = EXCLUDED.is_final",
                 &[&pipeline, &starts, &ends, &keys, &partitions, &states, &revisions, &finals],
             )
@@ -483,6 +499,84 @@ impl PostgresSink {
             )
             .await
             .context("storing offsets")?;
+        }
+        Ok(())
+    }
+}
+
+impl PostgresSink {
+    fn commit_with(
+        &mut self,
+        pipeline: &str,
+        table: &TableSchema,
+        checkpoint: &Checkpoint,
+        merger: Option<&mut (dyn Merger + 'static)>,
+    ) -> Result<()> {
+        let merger = match (checkpoint.partials, merger) {
+            (false, _) => None,
+            (true, Some(merger)) => Some(merger),
+            (true, None) => anyhow::bail!("a checkpoint of partial states came without an aggregator to merge them"),
+        };
+        let (runtime, client) = self.session()?;
+        runtime.block_on(async {
+            let tx = client.transaction().await?;
+            if merger.is_some() {
+                // The group's checkpoints one at a time: each merges what the others committed.
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("weir-partials:{pipeline}")])
+                    .await
+                    .context("waiting for the group's other checkpoints")?;
+            }
+            Self::write(&tx, pipeline, table, checkpoint).await?;
+            if let Some(merger) = merger {
+                Self::merge(&tx, pipeline, table, checkpoint, merger).await?;
+            }
+            tx.commit().await.context("committing the checkpoint")
+        })
+    }
+
+    /// Rewrites the rows of the windows whose partials `checkpoint` wrote, from every
+    /// partition's partial, and marks final the rows the group watermark has passed.
+    async fn merge(
+        tx: &tokio_postgres::Transaction<'_>,
+        pipeline: &str,
+        table: &TableSchema,
+        checkpoint: &Checkpoint,
+        merger: &mut dyn Merger,
+    ) -> Result<()> {
+        let now = SystemTime::now();
+        let watermark: Option<i64> = tx
+            .query_one("SELECT min(watermark) FROM weir_checkpoints WHERE pipeline = $1", &[&pipeline])
+            .await
+            .context("reading the group watermark")?
+            .get(0);
+        let touched = partials::touched(checkpoint);
+        if !touched.is_empty() {
+            let starts: Vec<i64> = touched.iter().map(|t| t.window.start).collect();
+            let ends: Vec<i64> = touched.iter().map(|t| t.window.end).collect();
+            let keys: Vec<&str> = touched.iter().map(|t| t.key_json.as_str()).collect();
+            let stored = tx
+                .query(
+                    "SELECT window_start, window_end, key, source_partition, state FROM weir_window_state \
+                     WHERE pipeline = $1 AND (window_start, window_end, key) IN \
+                     (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[]))",
+                    &[&pipeline, &starts, &ends, &keys],
+                )
+                .await
+                .context("reading the partial states of the windows to merge")?;
+            let stored = stored.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
+            let rows = partials::merged_rows(merger, &touched, stored, watermark)?;
+            Self::upsert(tx, table, &rows, now, true).await?;
+        }
+        if let Some(mark) = watermark {
+            tx.execute(
+                &format!(
+                    "UPDATE {} SET is_final = true, updated_at = $1 WHERE NOT is_final AND window_end <= $2",
+                    quote(&table.name)
+                ),
+                &[&now, &time(mark.saturating_sub(merger.final_after_ms()))],
+            )
+            .await
+            .context("marking the rows the group watermark has passed final")?;
         }
         Ok(())
     }
@@ -595,12 +689,22 @@ impl Sink for PostgresSink {
         Ok(Some(Restored::from_partitions(stored, states)))
     }
 
-    fn stored_partitions(&mut self, pipeline: &str) -> Result<Vec<i32>> {
+    fn next_offsets(&mut self, pipeline: &str) -> Result<Vec<(i32, i64)>> {
         let (runtime, client) = self.session()?;
-        let rows = runtime.block_on(
-            client.query("SELECT source_partition FROM weir_checkpoints WHERE pipeline = $1 ORDER BY 1", &[&pipeline]),
-        )?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let rows = runtime.block_on(client.query(
+            "SELECT source_partition, next_offset FROM weir_checkpoints WHERE pipeline = $1 ORDER BY 1",
+            &[&pipeline],
+        ))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn set_merger(&mut self, merger: Box<dyn Merger>) -> Result<()> {
+        self.merger = Some(merger);
+        let table = self.table()?;
+        let (runtime, client) = self.session()?;
+        // Each checkpoint looks for the rows that became final: only the open ones are indexed.
+        runtime.block_on(client.batch_execute(&partials::open_rows_index(&table)))?;
+        Ok(())
     }
 
     fn all_windows(&mut self, pipeline: &str) -> Result<Vec<WindowState>> {
@@ -653,12 +757,10 @@ impl Sink for PostgresSink {
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
         let table = self.table()?;
-        let (runtime, client) = self.session()?;
-        runtime.block_on(async {
-            let tx = client.transaction().await?;
-            Self::write(&tx, pipeline, &table, checkpoint).await?;
-            tx.commit().await.context("committing the checkpoint")
-        })
+        let mut merger = self.merger.take();
+        let outcome = self.commit_with(pipeline, &table, checkpoint, merger.as_deref_mut());
+        self.merger = merger;
+        outcome
     }
 
     fn is_transient(&self, error: &anyhow::Error) -> bool {

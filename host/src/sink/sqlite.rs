@@ -8,6 +8,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, Transaction};
 use weir_sdk::ColumnType;
 
+use super::partials::{self, Merger};
 use super::schema::{self, quote, Dialect, Existing, Upsert};
 use super::{Cell, Checkpoint, Deployment, Restored, Sink, StoredPartition, TableSchema, WindowRow, WindowState};
 use crate::window::Window;
@@ -34,7 +35,7 @@ CREATE TABLE IF NOT EXISTS weir_window_state (
     state BLOB NOT NULL,
     revision INTEGER NOT NULL,
     is_final INTEGER NOT NULL,
-    PRIMARY KEY (pipeline, window_start, window_end, key)
+    PRIMARY KEY (pipeline, window_start, window_end, key, source_partition)
 );
 CREATE INDEX IF NOT EXISTS weir_window_state_by_key ON weir_window_state (pipeline, key, window_start);
 CREATE TABLE IF NOT EXISTS weir_partitions (
@@ -106,6 +107,28 @@ CREATE TABLE IF NOT EXISTS weir_checkpoint_log (
 pub struct SqliteSink {
     pub(super) conn: Connection,
     table: Option<TableSchema>,
+    merger: Option<Box<dyn Merger>>,
+}
+
+/// Before partial states, a window and key had one state whatever its partition; SQLite
+/// changes a primary key only by copying the table.
+fn migrate_window_state(conn: &Connection) -> Result<()> {
+    let keyed_by_partition: bool = conn.query_row(
+        "SELECT pk > 0 FROM pragma_table_info('weir_window_state') WHERE name = 'source_partition'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !keyed_by_partition {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE; ALTER TABLE weir_window_state RENAME TO weir_window_state_before; DROP INDEX weir_window_state_by_key;",
+        )?;
+        conn.execute_batch(BOOKKEEPING)?;
+        conn.execute_batch(
+            "INSERT INTO weir_window_state SELECT * FROM weir_window_state_before; DROP TABLE weir_window_state_before; COMMIT;",
+        )
+        .context("giving weir_window_state a partial state per partition")?;
+    }
+    Ok(())
 }
 
 /// What it takes to make `table` fit, read through `conn` (a transaction, too).
@@ -162,7 +185,8 @@ impl SqliteSink {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(BOOKKEEPING).context("creating weir's bookkeeping tables")?;
-        Ok(SqliteSink { conn, table: None })
+        migrate_window_state(&conn)?;
+        Ok(SqliteSink { conn, table: None, merger: None })
     }
 
     /// Opens the database at `path` read-only, to check it without changing it (`weir
@@ -174,7 +198,7 @@ impl SqliteSink {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .with_context(|| format!("opening SQLite database {} read-only", path.display()))?;
-        Ok(Some(SqliteSink { conn, table: None }))
+        Ok(Some(SqliteSink { conn, table: None, merger: None }))
     }
 
     /// The connection, for tests and `weir replay`.
@@ -186,8 +210,13 @@ impl SqliteSink {
         self.table.as_ref().context("the sink was not prepared")
     }
 
-    fn upsert_sql(table: &TableSchema) -> String {
-        let Upsert { columns, conflict, updates } = Upsert::of(table);
+    /// The upsert of `table`; `merged` rows (see `partials.rs`) keep their revision and
+    /// finality in the table.
+    fn upsert_sql(table: &TableSchema, merged: bool) -> String {
+        let Upsert { columns, conflict, mut updates } = Upsert::of(table);
+        if merged {
+            updates = partials::merged_updates(table, &quote(&table.name));
+        }
         let placeholders = vec!["?"; columns.len() + 1].join(", ");
         format!(
             "INSERT INTO {} ({}, updated_at) VALUES ({placeholders}) ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
@@ -196,8 +225,8 @@ impl SqliteSink {
         )
     }
 
-    fn upsert(tx: &Transaction, table: &TableSchema, rows: &[WindowRow], now: &str) -> Result<()> {
-        let mut upsert = tx.prepare_cached(&Self::upsert_sql(table))?;
+    fn upsert(tx: &Transaction, table: &TableSchema, rows: &[WindowRow], now: &str, merged: bool) -> Result<()> {
+        let mut upsert = tx.prepare_cached(&Self::upsert_sql(table, merged))?;
         for row in rows {
             let mut values = vec![Value::Text(iso(row.window.start)), Value::Text(iso(row.window.end))];
             values.extend(row.key.iter().map(to_sql));
@@ -242,7 +271,7 @@ impl SqliteSink {
                 forget.execute(params![pipeline, window.start, window.end, super::key_json(key)])?;
             }
         }
-        Self::upsert(tx, table, &checkpoint.rows, &now)?;
+        Self::upsert(tx, table, &checkpoint.rows, &now, false)?;
         if let Some(shadow) = &checkpoint.shadow {
             if shadow.fresh {
                 for sql in plan_on(tx, &shadow.table)? {
@@ -250,11 +279,11 @@ impl SqliteSink {
                 }
                 tx.execute(&format!("DELETE FROM {}", quote(&shadow.table.name)), [])?;
             }
-            Self::upsert(tx, &shadow.table, &shadow.rows, &now)?;
+            Self::upsert(tx, &shadow.table, &shadow.rows, &now, false)?;
         }
         let mut state = tx.prepare_cached(
             "INSERT INTO weir_window_state (pipeline, window_start, window_end, key, source_partition, state, revision, is_final) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (pipeline, window_start, window_end, key) DO UPDATE SET source_partition = excluded.source_partition, \
+             ON CONFLICT (pipeline, window_start, window_end, key, source_partition) DO UPDATE SET \
              state = excluded.state, revision = excluded.revision, is_final = excluded.is_final",
         )?;
         for s in &checkpoint.states {
@@ -395,11 +424,19 @@ impl SqliteSink {
 }
 
 impl Sink for SqliteSink {
-    fn stored_partitions(&mut self, pipeline: &str) -> Result<Vec<i32>> {
-        let mut stmt =
-            self.conn.prepare("SELECT source_partition FROM weir_checkpoints WHERE pipeline = ? ORDER BY 1")?;
-        let partitions = stmt.query_map([pipeline], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        Ok(partitions)
+    fn next_offsets(&mut self, pipeline: &str) -> Result<Vec<(i32, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source_partition, next_offset FROM weir_checkpoints WHERE pipeline = ? ORDER BY 1")?;
+        let offsets = stmt.query_map([pipeline], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        Ok(offsets)
+    }
+
+    fn set_merger(&mut self, merger: Box<dyn Merger>) -> Result<()> {
+        self.merger = Some(merger);
+        // Each checkpoint looks for the rows that became final: only the open ones are indexed.
+        self.conn.execute_batch(&partials::open_rows_index(self.table()?))?;
+        Ok(())
     }
 
     fn all_windows(&mut self, pipeline: &str) -> Result<Vec<WindowState>> {
@@ -494,10 +531,59 @@ impl Sink for SqliteSink {
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
         let table = self.table()?.clone();
+        let merger = match (checkpoint.partials, self.merger.as_deref_mut()) {
+            (false, _) => None,
+            (true, Some(merger)) => Some(merger),
+            (true, None) => anyhow::bail!("a checkpoint of partial states came without an aggregator to merge them"),
+        };
+        // IMMEDIATE: the group's checkpoints one at a time, each merging what the others committed.
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Self::write(&tx, pipeline, &table, checkpoint)?;
+        if let Some(merger) = merger {
+            merge(&tx, pipeline, &table, checkpoint, merger)?;
+        }
         tx.commit().context("committing the checkpoint")
     }
+}
+
+/// Rewrites the rows of the windows whose partials `checkpoint` wrote, from every
+/// partition's partial, and marks final the rows the group watermark has passed.
+fn merge(
+    tx: &Transaction,
+    pipeline: &str,
+    table: &TableSchema,
+    checkpoint: &Checkpoint,
+    merger: &mut dyn Merger,
+) -> Result<()> {
+    let now = now_iso();
+    let watermark: Option<i64> =
+        tx.query_row("SELECT min(watermark) FROM weir_checkpoints WHERE pipeline = ?", [pipeline], |r| r.get(0))?;
+    let touched = partials::touched(checkpoint);
+    let mut read = tx.prepare_cached(
+        "SELECT source_partition, state FROM weir_window_state WHERE pipeline = ? AND window_start = ? AND window_end = ? AND key = ?",
+    )?;
+    let mut stored = Vec::new();
+    for t in &touched {
+        let partials = read.query_map(params![pipeline, t.window.start, t.window.end, t.key_json], |r| {
+            Ok((t.window.start, t.window.end, t.key_json.clone(), r.get(0)?, r.get(1)?))
+        })?;
+        for partial in partials {
+            stored.push(partial.context("reading the partial states of the windows to merge")?);
+        }
+    }
+    let rows = partials::merged_rows(merger, &touched, stored, watermark)?;
+    SqliteSink::upsert(tx, table, &rows, &now, true)?;
+    if let Some(mark) = watermark {
+        tx.execute(
+            &format!(
+                "UPDATE {} SET is_final = 1, updated_at = ? WHERE NOT is_final AND window_end <= ?",
+                quote(&table.name)
+            ),
+            params![now, iso(mark.saturating_sub(merger.final_after_ms()))],
+        )
+        .context("marking the rows the group watermark has passed final")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -525,6 +611,26 @@ mod tests {
             is_final: false,
             revision: 1,
         }
+    }
+
+    #[test]
+    fn a_window_state_table_from_before_partials_gets_a_state_per_partition_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE weir_window_state (pipeline TEXT NOT NULL, window_start INTEGER NOT NULL, \
+             window_end INTEGER NOT NULL, key TEXT NOT NULL, source_partition INTEGER NOT NULL, state BLOB NOT NULL, \
+             revision INTEGER NOT NULL, is_final INTEGER NOT NULL, PRIMARY KEY (pipeline, window_start, window_end, key)); \
+             INSERT INTO weir_window_state VALUES ('p', 0, 60000, '[\"Oslo\"]', 0, x'01', 1, 0);",
+        )
+        .unwrap();
+        drop(old);
+        let sink = SqliteSink::open(&path).unwrap();
+        let second = "INSERT INTO weir_window_state VALUES ('p', 0, 60000, '[\"Oslo\"]', 1, x'02', 1, 0)";
+        sink.connection().execute(second, []).expect("a second partition's state of the same window");
+        let n: i64 = sink.connection().query_row("SELECT count(*) FROM weir_window_state", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
     }
 
     #[test]

@@ -445,6 +445,24 @@ impl Source for KafkaSource {
         })
     }
 
+    fn group_ends(&mut self) -> Option<Result<Vec<(i32, i64, i64)>>> {
+        let ask = || {
+            let wait = Duration::from_secs(5);
+            let metadata = self.consumer.fetch_metadata(Some(&self.topic), wait)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == self.topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            partitions
+                .into_iter()
+                .map(|p| self.consumer.fetch_watermarks(&self.topic, p, wait).map(|(low, high)| (p, low, high)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Some(ask().with_context(|| format!("asking the broker where topic {}'s partitions end", self.topic)))
+    }
+
     fn lags(&mut self) -> Option<Vec<(i32, u64)>> {
         // Cached high watermarks go stale while the broker cannot be reached: unknown, not 0.
         if self.trouble().is_some() {

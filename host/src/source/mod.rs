@@ -115,6 +115,12 @@ pub trait Source {
     fn trouble(&mut self) -> Option<String> {
         None
     }
+    /// Where every partition of a source that several hosts share begins and ends now
+    /// (`(partition, low, high)`), asked of the broker: `--until-idle` waits until the
+    /// group has committed up to them. `None` for a source one host reads alone.
+    fn group_ends(&mut self) -> Option<Result<Vec<(i32, i64, i64)>>> {
+        None
+    }
     /// Records not yet read per partition, if the source can tell (without blocking).
     fn lags(&mut self) -> Option<Vec<(i32, u64)>> {
         None

@@ -1,0 +1,123 @@
+//! Scale-out on real parts: a Tansu broker, a throwaway PostgreSQL and several `weir run`
+//! processes in one consumer group. Whatever the topic's keying (none, or a key per
+//! trip), and however hosts join, die and leave, the sink must hold exactly what one
+//! uninterrupted host writes, and what the pipeline's rules make of the topic read back
+//! independently (`weir_tests::group`).
+
+use std::time::Duration;
+use weir_tests::group::{self, assert_truth, finish, host, produce, read, read_topic, truth, wait_committed};
+
+use weir_tests::services::{Broker, Postgres};
+use weir_tests::{free_addr, wait_status};
+
+const WARM_UP: u64 = 10_000;
+const EVENTS: u64 = 100_000;
+const START: &str = "2024-05-01T00:00:00Z";
+const MAIN_START: &str = "2024-05-01T00:00:10Z";
+
+/// Fills `topic` with the warm-up and the main stream, keyed by `key`.
+fn fill(broker: &Broker, topic: &str, key: &str) {
+    for (seed, events, start) in [(1, WARM_UP, START), (2, EVENTS, MAIN_START)] {
+        let out = produce(broker, topic, key, seed, events, start, None).wait_with_output().unwrap();
+        assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn any_keying_on_three_hosts_through_kills_and_joins_equals_one_host() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "");
+    let total = (WARM_UP + EVENTS) as i64;
+    for key in ["none", "trip"] {
+        let topic = format!("trips-{key}");
+        fill(&broker, &topic, key);
+        let want = truth(&read_topic(&broker, &topic, total as usize));
+        assert!(want.late.len() > 100 && want.malformed.len() > 100 && want.rejected.len() > 100, "{key}: every lane");
+
+        let one = pg.create_database(&format!("one_{key}"));
+        finish(host(&pipeline, &broker, &topic, &one, &format!("one-{key}")), "alone");
+        let alone = read(&pg, &format!("one_{key}"));
+        assert_truth(&alone, &want, &format!("{key}-keyed input on one host"));
+
+        // a and b start together; c joins once they have committed; b is killed mid-stream
+        // and comes back, while a and c wait for its partitions.
+        let db = format!("three_{key}");
+        let url = pg.create_database(&db);
+        let group_id = format!("three-{key}");
+        let mut a = host(&pipeline, &broker, &topic, &url, &group_id);
+        let mut b = host(&pipeline, &broker, &topic, &url, &group_id);
+        wait_committed(&pg, &db, 0, &mut a);
+        let c = host(&pipeline, &broker, &topic, &url, &group_id);
+        let at = wait_committed(&pg, &db, total / 3, &mut b);
+        b.kill().unwrap(); // SIGKILL
+        b.wait().unwrap();
+        assert!(at < total, "{key}: the kill lands mid-stream ({at} of {total} committed)");
+        let b2 = host(&pipeline, &broker, &topic, &url, &group_id);
+        let stderr: Vec<String> =
+            [(a, "a"), (c, "c"), (b2, "b again")].into_iter().map(|(h, name)| finish(h, name)).collect();
+        for (err, name) in stderr.iter().zip(["a", "c", "b again"]) {
+            assert!(err.contains("assigned partition"), "{key}: host {name} took part in the group: {err}");
+        }
+        // --until-idle ended every host only once the group had committed the whole topic.
+        assert_eq!(group::committed(&pg, &db), total, "{key}: the group's committed offsets");
+        let many = read(&pg, &db);
+        assert_truth(&many, &want, &format!("{key}-keyed input on three hosts"));
+        assert_truth(&many, &alone, &format!("{key}-keyed input: three hosts against one"));
+    }
+}
+
+#[test]
+fn going_from_one_host_to_three_and_back_to_two_while_events_flow_loses_and_repeats_nothing() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "");
+    let topic = "trips-live";
+    let total = (WARM_UP + EVENTS) as i64;
+    let warm = produce(&broker, topic, "none", 1, WARM_UP, START, None).wait_with_output().unwrap();
+    assert!(warm.status.success(), "weir produce: {}", String::from_utf8_lossy(&warm.stderr));
+    let url = pg.create_database("live");
+    let mut a = host(&pipeline, &broker, topic, &url, "live");
+    wait_committed(&pg, "live", 0, &mut a);
+    // The main stream arrives at 10,000 events/s of wall time while hosts come and go.
+    let producer = produce(&broker, topic, "none", 2, EVENTS, MAIN_START, Some(10_000));
+    let mut b = host(&pipeline, &broker, topic, &url, "live");
+    let c_admin = free_addr();
+    let mut c = group::host_at(&pipeline, &broker, topic, &url, "live", &c_admin);
+    // c has joined, been given partitions and read from them.
+    wait_status(&c_admin, &mut c, Duration::from_secs(60), |s| s["records"].as_u64().is_some_and(|n| n > 0));
+    let at = wait_committed(&pg, "live", 0, &mut b);
+    assert!(at < total, "c leaves mid-stream ({at} of {total} committed)");
+    // c leaves cleanly (SIGTERM): it commits what it read and gives its partitions back.
+    let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    let c_err = finish(c, "c");
+    assert!(c_err.contains("assigned partition"), "c took part: {c_err}");
+    let produced = producer.wait_with_output().unwrap();
+    assert!(produced.status.success(), "weir produce: {}", String::from_utf8_lossy(&produced.stderr));
+    finish(a, "a");
+    finish(b, "b");
+    assert_eq!(group::committed(&pg, "live"), total, "the group's committed offsets");
+    let want = truth(&read_topic(&broker, topic, total as usize));
+    assert_truth(&read(&pg, "live"), &want, "1 → 3 → 2 hosts while producing");
+}
+
+#[test]
+fn a_pipeline_declared_keyed_on_a_topic_that_is_not_is_stopped_with_the_reason() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "[scale]\nkeyed = true\n");
+    let out = produce(&broker, "trips-by-trip", "trip", 1, 5_000, START, None).wait_with_output().unwrap();
+    assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    let url = pg.create_database("keyed");
+    let out = host(&pipeline, &broker, "trips-by-trip", &url, "keyed").wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must stop: {stderr}");
+    assert!(stderr.contains("not keyed by the window key") && stderr.contains("[scale] keyed"), "{stderr}");
+    // Nothing was written as if one partition's share of a window were all of it.
+    let rows: i64 =
+        pg.client("keyed").query_one(&format!("SELECT count(*) FROM {}", group::TABLE), &[]).unwrap().get(0);
+    assert_eq!(rows, 0, "no window row was written");
+}

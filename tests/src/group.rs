@@ -1,0 +1,214 @@
+//! Several `weir run` processes in one consumer group, and what the rides pipeline must
+//! make of a topic whatever its keying, computed here without weir: the topic is read
+//! back partition by partition, and the lateness rule of `docs/PIPELINES.md` is applied
+//! to each partition in offset order (a partition's clock is the largest event time of
+//! its accepted records; an event is late for a window that ended at or before the clock
+//! minus the lateness).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::services::{repo_root, Broker, Postgres};
+use crate::{plugin_dir, weir_bin};
+
+/// The rides example's output table.
+pub const TABLE: &str = "rides_city_minute";
+const LATENESS_MS: i64 = 600_000;
+
+/// The rides Kafka example with short checkpoints, and a session timeout short enough
+/// that a killed host's partitions move on within seconds.
+pub fn pipeline(dir: &Path, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("examples/rides/pipeline-kafka.toml")).unwrap();
+    let text = text.replace("interval = \"1s\"", "interval = \"200ms\"").replace(
+        "group = \"${KAFKA_GROUP:-weir-rides}\"",
+        "group = \"${KAFKA_GROUP:-weir-rides}\"\noptions = { \"session.timeout.ms\" = \"6000\" }",
+    );
+    let path = dir.join("pipeline-kafka.toml");
+    std::fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}
+
+/// `weir run` as one host of `group`, into database `db`, until the group has committed
+/// everything and this host has been idle for 3 s.
+pub fn host(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str) -> Child {
+    host_at(pipeline, broker, topic, db, group, "127.0.0.1:0")
+}
+
+/// [`host`] with its admin API at `admin`.
+pub fn host_at(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str, admin: &str) -> Child {
+    Command::new(weir_bin())
+        .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--batch", "2048", "--admin", admin])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("KAFKA_BROKERS", broker.brokers())
+        .env("KAFKA_TOPIC", topic)
+        .env("KAFKA_GROUP", group)
+        .env("DATABASE_URL", db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a host to exit cleanly; returns its stderr.
+pub fn finish(child: Child, name: &str) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "host {name} failed\nstdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// `weir produce` of `events` trips with `seed` into `topic` (6 partitions), keyed by `key`.
+pub fn produce(
+    broker: &Broker,
+    topic: &str,
+    key: &str,
+    seed: u64,
+    events: u64,
+    start: &str,
+    rate: Option<u32>,
+) -> Child {
+    let mut cmd = Command::new(weir_bin());
+    cmd.args(["produce", "--brokers", &broker.brokers(), "--topic", topic, "--partitions", "6", "--quiet"])
+        .args(["--key", key, "--seed", &seed.to_string(), "--events", &events.to_string(), "--start", start])
+        .args(["--late-share", "0.02", "--malformed-share", "0.01"]);
+    if let Some(rate) = rate {
+        cmd.args(["--rate", &rate.to_string(), "--event-rate", "1000"]);
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Every record of `topic`, `(partition, offset, payload)`, once `count` have been read.
+pub fn read_topic(broker: &Broker, topic: &str, count: usize) -> Vec<(i32, i64, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("group.id", format!("truth-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut records = Vec::with_capacity(count);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while records.len() < count {
+        assert!(Instant::now() < deadline, "read {} of {count} records of {topic}", records.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            records.push((m.partition(), m.offset(), m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    records.sort_by_key(|(p, o, _)| (*p, *o));
+    records
+}
+
+/// What the sink must hold: trips and fare sum per (window start, city); the dead letters
+/// by kind; the late events by partition and offset.
+#[derive(Debug, Default, PartialEq)]
+pub struct Truth {
+    pub windows: BTreeMap<(i64, String), (i64, f64)>,
+    pub malformed: BTreeSet<(i32, i64)>,
+    pub rejected: BTreeSet<(i32, i64)>,
+    pub late: BTreeSet<(i32, i64)>,
+}
+
+/// Applies the rides pipeline to `records` (sorted by partition and offset).
+pub fn truth(records: &[(i32, i64, Vec<u8>)]) -> Truth {
+    let mut want = Truth::default();
+    let mut clocks: BTreeMap<i32, i64> = BTreeMap::new();
+    for (partition, offset, raw) in records {
+        let at = (*partition, *offset);
+        let Ok(serde_json::Value::Object(e)) = serde_json::from_slice::<serde_json::Value>(raw) else {
+            want.malformed.insert(at);
+            continue;
+        };
+        let Some(fare) = e.get("fare").and_then(serde_json::Value::as_f64) else {
+            want.malformed.insert(at);
+            continue;
+        };
+        let ms = weir_sdk::time::parse_iso8601(e["event_time"].as_str().unwrap().as_bytes()).unwrap();
+        let Some(city) = e.get("city").and_then(|c| c.as_str()).filter(|_| (0.0..=10_000.0).contains(&fare)) else {
+            want.rejected.insert(at);
+            continue;
+        };
+        let start = ms.div_euclid(60_000) * 60_000;
+        let clock = clocks.entry(*partition).or_insert(i64::MIN / 2);
+        if start + 60_000 <= *clock - LATENESS_MS {
+            want.late.insert(at);
+        } else {
+            let entry = want.windows.entry((start, city.to_string())).or_default();
+            entry.0 += 1;
+            entry.1 += fare;
+        }
+        *clock = (*clock).max(ms);
+    }
+    want
+}
+
+/// What database `db` holds, in the shape of [`Truth`].
+pub fn read(pg: &Postgres, db: &str) -> Truth {
+    let mut client = pg.client(db);
+    let mut got = Truth::default();
+    let sql = format!(
+        "SELECT (extract(epoch FROM window_start) * 1000)::bigint, city, trips, sum_fare FROM {TABLE} ORDER BY 1, 2"
+    );
+    for r in client.query(&sql, &[]).unwrap() {
+        got.windows.insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
+    }
+    for r in client.query("SELECT kind, source_partition, source_offset FROM weir_dead_letters", &[]).unwrap() {
+        let kind: String = r.get(0);
+        let lane = if kind == "malformed" { &mut got.malformed } else { &mut got.rejected };
+        assert!(lane.insert((r.get(1), r.get(2))), "one dead letter per record");
+    }
+    for r in client.query("SELECT source_partition, source_offset FROM weir_late_events", &[]).unwrap() {
+        assert!(got.late.insert((r.get(0), r.get(1))), "one late event per record (tumbling windows)");
+    }
+    got
+}
+
+/// Compares what a run left with the truth, naming the first difference.
+pub fn assert_truth(got: &Truth, want: &Truth, what: &str) {
+    assert_eq!(got.malformed, want.malformed, "{what}: malformed dead letters");
+    assert_eq!(got.rejected, want.rejected, "{what}: rejected dead letters");
+    assert_eq!(got.late, want.late, "{what}: late events");
+    let wrong: Vec<_> = want
+        .windows
+        .iter()
+        .filter(|(k, (n, sum))| got.windows.get(*k).is_none_or(|(m, s)| m != n || (s - sum).abs() > 1e-6))
+        .take(3)
+        .map(|(k, w)| format!("{k:?}: want {w:?}, got {:?}", got.windows.get(k)))
+        .collect();
+    assert!(wrong.is_empty(), "{what}: {} windows differ, e.g. {wrong:?}", wrong.len());
+    assert_eq!(got.windows.len(), want.windows.len(), "{what}: number of windows");
+}
+
+/// The sum of the committed next offsets: records the group has committed.
+pub fn committed(pg: &Postgres, db: &str) -> i64 {
+    let Ok(mut client) = postgres::Client::connect(&pg.url(db), postgres::NoTls) else { return 0 };
+    client
+        .query_one("SELECT coalesce(sum(next_offset), 0)::bigint FROM weir_checkpoints", &[])
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0)
+}
+
+/// Waits until the group has committed more than `n` records; panics if `host` exits first.
+pub fn wait_committed(pg: &Postgres, db: &str, n: i64, host: &mut Child) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let at = committed(pg, db);
+        if at > n {
+            return at;
+        }
+        if let Ok(Some(status)) = host.try_wait() {
+            panic!("a host exited with {status} before the group committed {n} records");
+        }
+        assert!(Instant::now() < deadline, "the group committed {at}, not more than {n}, in two minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
