@@ -258,7 +258,7 @@ fn a_replay_beside_a_running_pipeline_is_refused_and_loses_nothing() {
     assert!(child.0.wait().unwrap().success(), "SIGINT ends the run cleanly");
     let leases: i64 = Connection::open(dir.path().join("out.db"))
         .unwrap()
-        .query_row("SELECT count(*) FROM weir_leases", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM weir_hosts", [], |r| r.get(0))
         .unwrap();
     assert_eq!(leases, 0, "a run that stops gives its lease up");
 

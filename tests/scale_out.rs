@@ -85,7 +85,7 @@ fn going_from_one_host_to_three_and_back_to_two_while_events_flow_loses_and_repe
     let producer = produce(&broker, topic, "none", 2, EVENTS, MAIN_START, Some(10_000));
     let mut b = host(&pipeline, &broker, topic, &url, "live");
     let c_admin = free_addr();
-    let mut c = group::host_at(&pipeline, &broker, topic, &url, "live", &c_admin);
+    let mut c = group::host_at(&pipeline, &broker, topic, &url, "live", &c_admin, "3s");
     // c has joined, been given partitions and read from them.
     wait_status(&c_admin, &mut c, Duration::from_secs(60), |s| s["records"].as_u64().is_some_and(|n| n > 0));
     let at = wait_committed(&pg, "live", 0, &mut b);
@@ -120,4 +120,78 @@ fn a_pipeline_declared_keyed_on_a_topic_that_is_not_is_stopped_with_the_reason()
     let rows: i64 =
         pg.client("keyed").query_one(&format!("SELECT count(*) FROM {}", group::TABLE), &[]).unwrap().get(0);
     assert_eq!(rows, 0, "no window row was written");
+}
+
+/// What a host's dashboard shows, read in headless Chromium once it lists `hosts` hosts.
+fn dashboard(admin: &str, hosts: usize) -> serde_json::Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard/group.mjs");
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .args([format!("http://{admin}/"), hosts.to_string()])
+        .output()
+        .expect("running node");
+    assert!(out.status.success(), "the browser: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every row a dashboard shows against the sink: the same trips, and every row of the
+/// window starts it shows.
+fn assert_dashboard_matches_sink(shown: &serde_json::Value, pg: &Postgres, db: &str, what: &str) {
+    let rows = shown["rows"].as_array().unwrap();
+    let sink = read(pg, db);
+    let starts: std::collections::BTreeSet<i64> = rows.iter().map(|r| r["start"].as_i64().unwrap()).collect();
+    for r in rows {
+        let key = (r["start"].as_i64().unwrap(), r["key"][0].as_str().unwrap().to_string());
+        let (trips, _) = sink.windows.get(&key).unwrap_or_else(|| panic!("{what}: {key:?} is not in the sink"));
+        assert_eq!(r["values"]["trips"].as_i64(), Some(*trips), "{what}: trips of {key:?}");
+    }
+    let in_sink = sink.windows.keys().filter(|(start, _)| starts.contains(start)).count();
+    assert_eq!(rows.len(), in_sink, "{what}: every row of the windows shown");
+}
+
+#[test]
+fn every_host_shows_the_whole_group_and_the_rows_any_host_committed() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "");
+    let topic = "trips-shown";
+    let out = produce(&broker, topic, "none", 3, 30_000, START, None).wait_with_output().unwrap();
+    assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    let url = pg.create_database("shown");
+    let (a_admin, b_admin) = (free_addr(), free_addr());
+    let mut a = group::host_at(&pipeline, &broker, topic, &url, "shown", &a_admin, "120s");
+    let mut b = group::host_at(&pipeline, &broker, topic, &url, "shown", &b_admin, "120s");
+    // Both hosts see the same group: two hosts whose partitions together are the topic's six.
+    let whole = |s: &serde_json::Value| {
+        let hosts = s["group"]["hosts"].as_array().cloned().unwrap_or_default();
+        let mut owned: Vec<i64> = hosts
+            .iter()
+            .flat_map(|h| h["partitions"].as_array().unwrap().iter().map(|p| p.as_i64().unwrap()))
+            .collect();
+        owned.sort_unstable();
+        hosts.len() == 2 && owned == (0..6).collect::<Vec<_>>() && s["group"]["lag"].as_u64() == Some(0)
+    };
+    wait_committed(&pg, "shown", 29_999, &mut a);
+    let from_a = wait_status(&a_admin, &mut a, Duration::from_secs(60), whole);
+    let from_b = wait_status(&b_admin, &mut b, Duration::from_secs(60), whole);
+    let names = |s: &serde_json::Value| -> Vec<String> {
+        s["group"]["hosts"].as_array().unwrap().iter().map(|h| h["holder"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(names(&from_a), names(&from_b), "both hosts list the same group");
+    // B's page shows both hosts and the rows merged from both hosts' partials.
+    let shown = dashboard(&b_admin, 2);
+    assert_eq!(shown["hosts"].as_array().unwrap().len(), 2, "{shown}");
+    assert_dashboard_matches_sink(&shown, &pg, "shown", "host b's dashboard");
+    for (host, name) in [(a, "a"), (b, "b")] {
+        let _ = std::process::Command::new("kill").args(["-INT", &host.id().to_string()]).status();
+        finish(host, name);
+    }
+    // A host started afterwards has read nothing itself, and shows the group's rows at once.
+    let c_admin = free_addr();
+    let c = group::host_at(&pipeline, &broker, topic, &url, "shown", &c_admin, "120s");
+    let shown = dashboard(&c_admin, 1);
+    assert_dashboard_matches_sink(&shown, &pg, "shown", "a restarted host's dashboard");
+    let _ = std::process::Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+    finish(c, "c");
 }

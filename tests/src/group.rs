@@ -33,13 +33,13 @@ pub fn pipeline(dir: &Path, extra: &str) -> PathBuf {
 /// `weir run` as one host of `group`, into database `db`, until the group has committed
 /// everything and this host has been idle for 3 s.
 pub fn host(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str) -> Child {
-    host_at(pipeline, broker, topic, db, group, "127.0.0.1:0")
+    host_at(pipeline, broker, topic, db, group, "127.0.0.1:0", "3s")
 }
 
-/// [`host`] with its admin API at `admin`.
-pub fn host_at(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str, admin: &str) -> Child {
+/// [`host`] with its admin API at `admin`, until idle for `idle`.
+pub fn host_at(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str, admin: &str, idle: &str) -> Child {
     Command::new(weir_bin())
-        .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--batch", "2048", "--admin", admin])
+        .args(["run", pipeline.to_str().unwrap(), "--until-idle", idle, "--batch", "2048", "--admin", admin])
         .env("WEIR_PLUGIN_DIR", plugin_dir())
         .env("KAFKA_BROKERS", broker.brokers())
         .env("KAFKA_TOPIC", topic)

@@ -79,6 +79,18 @@ impl Board {
     /// (merged session) windows go, and only the newest window starts are kept.
     pub fn committed(&mut self, retracted: &[(Window, Vec<Cell>)], rows: &[WindowRow]) {
         self.commits += 1;
+        self.put(retracted, rows);
+    }
+
+    /// Replaces the rows by `rows`, read from the sink: the group's latest windows,
+    /// whichever host committed them.
+    pub fn replace(&mut self, rows: &[WindowRow]) {
+        self.by_window.clear();
+        self.put(&[], rows);
+    }
+
+    /// Takes in rows without counting a commit.
+    pub fn put(&mut self, retracted: &[(Window, Vec<Cell>)], rows: &[WindowRow]) {
         for (window, key) in retracted {
             self.by_window.remove(&(window.start, window.end, key_json(key)));
         }

@@ -62,6 +62,42 @@ pub struct Status {
     pub lags: Vec<(String, u64)>,
     /// Per-stage counts and call times, dead letters by kind, checkpoint durations.
     pub measured: crate::pipeline::Measured,
+    /// The whole group, as the hosts record themselves in the sink.
+    pub group: Option<GroupView>,
+}
+
+/// Every host working on the pipeline, read from the sink (`weir_hosts`), so that each
+/// host's status page shows the same group.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GroupView {
+    /// The hosts with a live heartbeat, by name: what each owns, reads and lags.
+    pub hosts: Vec<crate::sink::Lease>,
+    /// Hosts whose heartbeat lapsed (killed, or their machine lost), by name.
+    pub lost: Vec<String>,
+    /// Records per second over the group.
+    pub events_per_s: f64,
+    /// Records not read yet over the group, if every host knows its own.
+    pub lag: Option<u64>,
+    /// Rows the output table holds, as committed.
+    pub committed_rows: i64,
+    /// When the sink was read, ms since the epoch.
+    pub read_ms: i64,
+}
+
+impl GroupView {
+    /// The group as `hosts` (every row of `weir_hosts`) shows it at `now_ms`.
+    pub fn of(hosts: Vec<crate::sink::Lease>, committed_rows: i64, now_ms: i64, lapse_ms: i64) -> Self {
+        let (live, lost): (Vec<_>, Vec<_>) = hosts.into_iter().partition(|h| now_ms - h.heartbeat_ms < lapse_ms);
+        GroupView {
+            events_per_s: live.iter().map(|h| h.events_per_s).sum(),
+            lag: live.iter().map(|h| h.lag).sum(),
+            hosts: live,
+            // A host gone for good (its process killed long ago) stops being news.
+            lost: lost.into_iter().filter(|h| now_ms - h.heartbeat_ms < 600_000).map(|h| h.holder).collect(),
+            committed_rows,
+            read_ms: now_ms,
+        }
+    }
 }
 
 /// A command for the run loop.
@@ -120,6 +156,15 @@ impl Shared {
         *self.status.lock().expect("admin status lock") = status;
     }
 
+    /// Takes in the group as the sink holds it, and, where rows are merged in the sink,
+    /// the latest committed rows for the board.
+    pub fn group(&self, view: GroupView, rows: Option<Vec<crate::sink::WindowRow>>) {
+        self.status.lock().expect("admin status lock").group = Some(view);
+        if let Some(rows) = rows {
+            self.board.lock().expect("admin board lock").replace(&rows);
+        }
+    }
+
     /// Records a sink failure (or its end), without waiting for the next snapshot.
     pub fn sink_error(&self, error: Option<String>) {
         self.status.lock().expect("admin status lock").sink_error = error;
@@ -135,9 +180,13 @@ impl Shared {
         *self.board.lock().expect("admin board lock") = Board::new(table);
     }
 
-    /// Takes in the rows of a commit that has landed, live and shadow.
-    pub fn committed(&self, checkpoint: &crate::sink::Checkpoint) {
-        self.board.lock().expect("admin board lock").committed(&checkpoint.retracted, &checkpoint.rows);
+    /// Takes in the rows of a commit that has landed, live and shadow, and those the sink
+    /// `merged` from partial states.
+    pub fn committed(&self, checkpoint: &crate::sink::Checkpoint, merged: &[crate::sink::WindowRow]) {
+        let mut board = self.board.lock().expect("admin board lock");
+        board.committed(&checkpoint.retracted, &checkpoint.rows);
+        board.put(&[], merged);
+        drop(board);
         compare::Comparison::committed(&mut self.comparison.lock().expect("admin comparison lock"), checkpoint);
     }
 

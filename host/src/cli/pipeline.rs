@@ -131,7 +131,44 @@ fn table(status: &serde_json::Value) -> String {
     if let Some(Value::Array(shadow)) = status.get("shadow") {
         lines.push(("shadow", format!("{} in the shadow of {}", shadow[1], shadow[0])));
     }
+    lines.extend(group(&status["group"]));
     lines.iter().map(|(k, v)| format!("{k:<12} {v}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The group's lines: every host with what it owns, and the group's totals, as the hosts
+/// record themselves in the sink (the same whichever host answers).
+fn group(group: &serde_json::Value) -> Vec<(&'static str, String)> {
+    let Some(hosts) = group["hosts"].as_array() else { return Vec::new() };
+    let lag = group["lag"].as_u64().map_or("lag unknown".to_string(), |l| format!("lag {l}"));
+    let mut lines = vec![(
+        "group",
+        format!(
+            "{} host(s), {:.0} events/s, {lag}, {} rows committed",
+            hosts.len(),
+            group["events_per_s"].as_f64().unwrap_or(0.0),
+            group["committed_rows"]
+        ),
+    )];
+    for h in hosts {
+        let partitions: Vec<String> = h["partitions"].as_array().into_iter().flatten().map(|p| p.to_string()).collect();
+        lines.push((
+            "host",
+            format!(
+                "{} ({}, weir {}): partitions [{}], {} records, {:.0}/s{}",
+                h["holder"].as_str().unwrap_or("?"),
+                h["admin"].as_str().unwrap_or("no admin API"),
+                h["version"].as_str().unwrap_or("?"),
+                partitions.join(", "),
+                h["records"],
+                h["events_per_s"].as_f64().unwrap_or(0.0),
+                h["lag"].as_u64().map_or(String::new(), |l| format!(", lag {l}"))
+            ),
+        ));
+    }
+    for lost in group["lost"].as_array().into_iter().flatten() {
+        lines.push(("lost", format!("{} (its heartbeat lapsed)", lost.as_str().unwrap_or("?"))));
+    }
+    lines
 }
 
 pub fn run(command: PipelineCommand) -> Result<()> {

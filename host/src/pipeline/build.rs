@@ -210,6 +210,16 @@ impl Pipeline {
         ParserStage::info(&self.parser).outputs.iter().map(|c| (c.name.clone(), c.ty)).collect()
     }
 
+    /// The Kafka consumer group the pipeline reads in, for a Kafka source.
+    pub fn consumer_group(&self) -> Option<String> {
+        match &self.config.source {
+            crate::config::SourceConfig::Kafka { group, .. } => {
+                Some(group.clone().unwrap_or_else(|| format!("weir-{}", self.config.name)))
+            }
+            _ => None,
+        }
+    }
+
     /// The watermark.
     pub fn watermark(&self) -> Option<i64> {
         self.tracker.current()

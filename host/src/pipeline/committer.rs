@@ -79,14 +79,9 @@ impl Committer {
         }))
     }
 
-    /// Renews this process's lease on `pipeline` without waiting; a failure only warns,
-    /// since the next renewal, or the next commit's error, follows soon.
-    pub(super) fn renew(&self, pipeline: String, lease: crate::sink::Lease) -> Result<()> {
-        self.send(Box::new(move |sink| {
-            if let Err(e) = sink.renew(&pipeline, &lease) {
-                tracing::warn!(pipeline, error = %format!("{e:#}"), "renewing the lease failed");
-            }
-        }))
+    /// Runs `f` on the sink once everything sent before it is done, without waiting.
+    pub(super) fn run(&self, f: impl FnOnce(&mut dyn Sink) + Send + 'static) -> Result<()> {
+        self.send(Box::new(f))
     }
 
     /// Makes the sink merge partial states with `merger` from the next commit on, without
@@ -121,7 +116,7 @@ impl Committer {
                 outcome.map_err(|error| Failed { transient: sink.is_transient(&error), error })
             });
             if let (Ok(()), Some(admin)) = (&result, &admin) {
-                admin.committed(&checkpoint);
+                admin.committed(&checkpoint, &sink.take_merged());
             }
             let _ = done.send(result);
         }))?;

@@ -1,5 +1,5 @@
 //! One writer at a time: a process that folds into a pipeline's windows holds a lease in
-//! the sink (`weir_leases`: who, in which role, its admin API, a heartbeat). A replay is
+//! the sink (`weir_hosts`: who, in which role, its admin API, a heartbeat). A replay is
 //! refused while a run of the pipeline is alive, and a run while a replay is: two
 //! processes folding into the same windows would each overwrite the other's rows with
 //! absolute values computed from different states, and records would be lost. Several
@@ -24,7 +24,7 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// This process's name in `weir_leases`.
+/// This process's name in `weir_hosts`.
 pub fn holder() -> String {
     format!("{}:{}", hostname(), std::process::id())
 }
@@ -40,7 +40,14 @@ fn may_run(holder: &str) -> bool {
 
 /// This process's lease in `role` at processing time `now_ms`.
 pub fn lease(role: &str, admin: Option<String>, now_ms: i64) -> Lease {
-    Lease { holder: holder(), role: role.into(), admin, heartbeat_ms: now_ms }
+    Lease {
+        holder: holder(),
+        role: role.into(),
+        admin,
+        heartbeat_ms: now_ms,
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Lease::default()
+    }
 }
 
 /// Takes the lease of `mine` on `pipeline`, unless a live holder excludes it: any live

@@ -5,6 +5,7 @@ mod breaker;
 mod build;
 mod committer;
 mod deploy;
+mod group;
 mod keys;
 mod latency;
 mod lateness;

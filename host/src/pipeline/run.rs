@@ -106,29 +106,6 @@ fn checkpoint(
     committer.commit(pipeline.name.clone(), checkpoint, stop.clone(), timing.admin.clone())
 }
 
-/// What the group has not committed yet of a source several hosts share, as text, or
-/// `None` once every partition of the topic is committed up to its end (the broker's end
-/// offsets against the sink's checkpoints, and this host's own positions).
-fn group_unread(committer: &mut Committer, source: &mut dyn Source, pipeline: &str) -> Result<Option<String>> {
-    let Some(ends) = source.group_ends() else { return Ok(None) };
-    let ends = ends?;
-    let name = pipeline.to_string();
-    let mut done: std::collections::HashMap<i32, i64> =
-        committer.with(move |sink| sink.next_offsets(&name))??.into_iter().collect();
-    for (p, o) in source.positions() {
-        let at = done.entry(p).or_insert(o);
-        *at = (*at).max(o);
-    }
-    let unread: Vec<String> = ends
-        .iter()
-        .filter_map(|&(p, low, high)| {
-            let left = high - done.get(&p).copied().unwrap_or(0).max(low);
-            (left > 0).then(|| format!("{left} records of partition {p}"))
-        })
-        .collect();
-    Ok((!unread.is_empty()).then(|| unread.join(", ")))
-}
-
 /// Notes the commit in flight once it has landed (waiting for it if `wait`): the source
 /// may acknowledge its offsets, and its records' latency is known.
 fn settle(committer: &mut Committer, source: &mut dyn Source, timing: &mut Timing, wait: bool) -> Result<()> {
@@ -370,7 +347,13 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let (deployer, swaps) = Deployer::new(&pipeline, runtime, history);
     deployer.watch()?;
     let shared = matches!(config.source, SourceConfig::Kafka { .. });
-    super::lease::acquire(sink.as_mut(), &config.name, &super::lease::lease("run", None, now_ms()), shared)?;
+    let mine = crate::sink::Lease {
+        group: pipeline.consumer_group(),
+        plugins: pipeline.plugin_versions(),
+        ..super::lease::lease("run", None, now_ms())
+    };
+    super::group::check_fit(sink.as_mut(), &config.name, &mine)?;
+    super::lease::acquire(sink.as_mut(), &config.name, &mine, shared)?;
     let mut source = open_source(&config, &base, &pipeline)?;
     pipeline.source = source.describe();
     let partitions = source.partitions();
@@ -414,7 +397,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let (mut operator_paused, mut resume_requested, mut held) = (false, false, None::<String>);
     let mut optimizing = false;
     let mut last_publish = Instant::now();
-    let mut renewed = Instant::now();
+    let mut renewed = (Instant::now(), 0u64);
     let mut admin_addr = None;
     if let Some(admin) = &options.admin {
         let token = if admin.token.is_some() { "?token=<admin token>" } else { "" };
@@ -429,11 +412,18 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         admin.shared.show(&pipeline.table);
         timing.admin = Some(admin.shared);
     }
-    committer.renew(pipeline.name.clone(), super::lease::lease("run", admin_addr.clone(), now_ms()))?;
+    let timing_admin = timing.admin.clone();
+    let beat = |pipeline: &Pipeline, source: &mut dyn Source, committer: &Committer, renewed: &mut (Instant, u64)| {
+        let rate =
+            pipeline.stats.records.saturating_sub(renewed.1) as f64 / renewed.0.elapsed().as_secs_f64().max(1e-3);
+        *renewed = (Instant::now(), pipeline.stats.records);
+        let mine = super::group::record(pipeline, source, admin_addr.clone(), rate, now_ms());
+        super::group::heartbeat(committer, pipeline.name.clone(), mine, timing_admin.clone(), pipeline.partials)
+    };
+    beat(&pipeline, source.as_mut(), &committer, &mut renewed)?;
     while !stop.load(Ordering::SeqCst) {
-        if renewed.elapsed() >= super::lease::RENEW_EVERY {
-            renewed = Instant::now();
-            committer.renew(pipeline.name.clone(), super::lease::lease("run", admin_addr.clone(), now_ms()))?;
+        if renewed.0.elapsed() >= super::lease::RENEW_EVERY {
+            beat(&pipeline, source.as_mut(), &committer, &mut renewed)?;
         }
         if let Some(change) = source.rebalance() {
             // A new assignment starts unheld; what is held back is decided afresh.
@@ -551,7 +541,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             _ => {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if options.until_idle.is_some_and(|limit| since.elapsed() >= limit) {
-                    match group_unread(&mut committer, source.as_mut(), &pipeline.name)? {
+                    match super::group::unread(&mut committer, source.as_mut(), &pipeline.name)? {
                         None => break,
                         Some(unread) => {
                             // Another host's partitions: it is still at work, or it died and the

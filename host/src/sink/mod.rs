@@ -3,6 +3,7 @@
 //! and the new dead letters and late events. Because they commit together, a restart
 //! from the stored offsets never loses or repeats an event's effect.
 
+mod latest;
 mod partials;
 mod postgres;
 mod postgres_bookkeeping;
@@ -259,8 +260,10 @@ pub struct Stored {
     pub event_ms: Option<i64>,
 }
 
-/// A process's claim to work on a pipeline, renewed as a heartbeat (`weir_leases`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A process working on a pipeline, as it records itself in `weir_hosts` with each
+/// heartbeat: its claim to work on the pipeline (a lease), and what the group's status
+/// pages show of it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Lease {
     /// Who: `hostname:pid`.
     pub holder: String,
@@ -270,6 +273,39 @@ pub struct Lease {
     pub admin: Option<String>,
     /// The last renewal, ms since the epoch.
     pub heartbeat_ms: i64,
+    /// The weir version it runs.
+    pub version: String,
+    /// Its Kafka consumer group, for a Kafka source.
+    pub group: Option<String>,
+    /// The plugin versions it runs, `name@digest`, in stage order.
+    pub plugins: String,
+    /// The source partitions it owns.
+    pub partitions: Vec<i32>,
+    /// Records it has read since it started.
+    pub records: u64,
+    /// Records of its partitions not read yet, if known.
+    pub lag: Option<u64>,
+    /// Records per second over its last few seconds.
+    pub events_per_s: f64,
+}
+
+/// The columns of `weir_hosts`, in the order both sinks write and read them.
+pub(crate) const HOST_COLUMNS: &str = "pipeline, holder, role, admin, heartbeat_ms, version, consumer_group, plugins, \
+     partitions, records, lag, events_per_s";
+
+/// What a heartbeat updates in `weir_hosts`.
+pub(crate) const HOST_UPDATES: &str = "role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms, \
+     version = excluded.version, consumer_group = excluded.consumer_group, plugins = excluded.plugins, \
+     partitions = excluded.partitions, records = excluded.records, lag = excluded.lag, events_per_s = excluded.events_per_s";
+
+/// Partitions as `weir_hosts` stores them: `0,1,2`.
+pub(crate) fn partitions_text(partitions: &[i32]) -> String {
+    partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// The partitions of [`partitions_text`] read back (anything unreadable is skipped).
+pub(crate) fn partitions_from_text(text: &str) -> Vec<i32> {
+    text.split(',').filter_map(|p| p.trim().parse().ok()).collect()
 }
 
 /// Which store to replay.
@@ -387,6 +423,11 @@ pub trait Sink: Bookkeeping {
     fn windows_overlapping(&mut self, pipeline: &str, wanted: &[(Vec<Cell>, Window)]) -> Result<Vec<WindowState>>;
     /// Every version switched into a stage of `pipeline`, oldest first.
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>>;
+    /// The committed rows of the latest windows of the output table (oldest first), and
+    /// how many rows the table holds.
+    fn latest_rows(&mut self) -> Result<(Vec<WindowRow>, i64)>;
+    /// The rows the last commit merged from partial states, taken once.
+    fn take_merged(&mut self) -> Vec<WindowRow>;
     /// What merges partial states into rows, for checkpoints whose `partials` is set.
     fn set_merger(&mut self, merger: Box<dyn Merger>) -> Result<()>;
     /// The next offset of every partition of `pipeline` that has a checkpoint.

@@ -54,12 +54,19 @@ CREATE TABLE IF NOT EXISTS weir_partitions (
     label text NOT NULL,
     PRIMARY KEY (pipeline, source_partition)
 );
-CREATE TABLE IF NOT EXISTS weir_leases (
+CREATE TABLE IF NOT EXISTS weir_hosts (
     pipeline text NOT NULL,
     holder text NOT NULL,
     role text NOT NULL,
     admin text,
     heartbeat_ms bigint NOT NULL,
+    version text NOT NULL,
+    consumer_group text,
+    plugins text NOT NULL,
+    partitions text NOT NULL,
+    records bigint NOT NULL,
+    lag bigint,
+    events_per_s double precision NOT NULL,
     PRIMARY KEY (pipeline, holder)
 );
 CREATE TABLE IF NOT EXISTS weir_dead_letters (
@@ -212,6 +219,7 @@ pub struct PostgresSink {
     client: Option<Client>,
     table: Option<TableSchema>,
     merger: Option<Box<dyn Merger>>,
+    merged: Vec<WindowRow>,
 }
 
 impl PostgresSink {
@@ -222,7 +230,8 @@ impl PostgresSink {
             .enable_all()
             .build()
             .context("starting the PostgreSQL client runtime")?;
-        let mut sink = PostgresSink { url: url.to_string(), runtime, client: None, table: None, merger: None };
+        let mut sink =
+            PostgresSink { url: url.to_string(), runtime, client: None, table: None, merger: None, merged: Vec::new() };
         sink.connect()?;
         Ok(sink)
     }
@@ -518,7 +527,7 @@ impl PostgresSink {
             (true, None) => anyhow::bail!("a checkpoint of partial states came without an aggregator to merge them"),
         };
         let (runtime, client) = self.session()?;
-        runtime.block_on(async {
+        let merged = runtime.block_on(async {
             let tx = client.transaction().await?;
             if merger.is_some() {
                 // The group's checkpoints one at a time: each merges what the others committed.
@@ -527,11 +536,15 @@ impl PostgresSink {
                     .context("waiting for the group's other checkpoints")?;
             }
             Self::write(&tx, pipeline, table, checkpoint).await?;
-            if let Some(merger) = merger {
-                Self::merge(&tx, pipeline, table, checkpoint, merger).await?;
-            }
-            tx.commit().await.context("committing the checkpoint")
-        })
+            let merged = match merger {
+                Some(merger) => Self::merge(&tx, pipeline, table, checkpoint, merger).await?,
+                None => Vec::new(),
+            };
+            tx.commit().await.context("committing the checkpoint")?;
+            Ok::<_, anyhow::Error>(merged)
+        })?;
+        self.merged = merged;
+        Ok(())
     }
 
     /// Rewrites the rows of the windows whose partials `checkpoint` wrote, from every
@@ -542,7 +555,7 @@ impl PostgresSink {
         table: &TableSchema,
         checkpoint: &Checkpoint,
         merger: &mut dyn Merger,
-    ) -> Result<()> {
+    ) -> Result<Vec<WindowRow>> {
         let now = SystemTime::now();
         let watermark: Option<i64> = tx
             .query_one("SELECT min(watermark) FROM weir_checkpoints WHERE pipeline = $1", &[&pipeline])
@@ -550,6 +563,7 @@ impl PostgresSink {
             .context("reading the group watermark")?
             .get(0);
         let touched = partials::touched(checkpoint);
+        let mut rows = Vec::new();
         if !touched.is_empty() {
             let starts: Vec<i64> = touched.iter().map(|t| t.window.start).collect();
             let ends: Vec<i64> = touched.iter().map(|t| t.window.end).collect();
@@ -564,7 +578,7 @@ impl PostgresSink {
                 .await
                 .context("reading the partial states of the windows to merge")?;
             let stored = stored.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
-            let rows = partials::merged_rows(merger, &touched, stored, watermark)?;
+            rows = partials::merged_rows(merger, &touched, stored, watermark)?;
             Self::upsert(tx, table, &rows, now, true).await?;
         }
         if let Some(mark) = watermark {
@@ -578,7 +592,7 @@ impl PostgresSink {
             .await
             .context("marking the rows the group watermark has passed final")?;
         }
-        Ok(())
+        Ok(rows)
     }
 }
 
@@ -696,6 +710,16 @@ impl Sink for PostgresSink {
             &[&pipeline],
         ))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn take_merged(&mut self) -> Vec<WindowRow> {
+        std::mem::take(&mut self.merged)
+    }
+
+    fn latest_rows(&mut self) -> Result<(Vec<WindowRow>, i64)> {
+        let table = self.table()?;
+        let (runtime, client) = self.session()?;
+        runtime.block_on(super::latest::postgres(client, &table))
     }
 
     fn set_merger(&mut self, merger: Box<dyn Merger>) -> Result<()> {

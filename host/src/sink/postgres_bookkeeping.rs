@@ -5,16 +5,32 @@
 use anyhow::Result;
 
 use super::postgres::PostgresSink;
-use super::{Bookkeeping, Lane, Lease, Stored};
+use super::{Bookkeeping, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
 use crate::window::Window;
 
 impl Bookkeeping for PostgresSink {
     fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
         let (runtime, client) = self.session()?;
+        let lag = lease.lag.map(|l| l as i64);
         runtime.block_on(client.execute(
-            "INSERT INTO weir_leases (pipeline, holder, role, admin, heartbeat_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (pipeline, holder) DO UPDATE SET role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms",
-            &[&pipeline, &lease.holder, &lease.role, &lease.admin, &lease.heartbeat_ms],
+            &format!(
+                "INSERT INTO weir_hosts ({HOST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (pipeline, holder) DO UPDATE SET {HOST_UPDATES}"
+            ),
+            &[
+                &pipeline,
+                &lease.holder,
+                &lease.role,
+                &lease.admin,
+                &lease.heartbeat_ms,
+                &lease.version,
+                &lease.group,
+                &lease.plugins,
+                &super::partitions_text(&lease.partitions),
+                &(lease.records as i64),
+                &lag,
+                &lease.events_per_s,
+            ],
         ))?;
         Ok(())
     }
@@ -22,12 +38,24 @@ impl Bookkeeping for PostgresSink {
     fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>> {
         let (runtime, client) = self.session()?;
         let rows = runtime.block_on(client.query(
-            "SELECT holder, role, admin, heartbeat_ms FROM weir_leases WHERE pipeline = $1 ORDER BY holder",
+            &format!("SELECT {HOST_COLUMNS} FROM weir_hosts WHERE pipeline = $1 ORDER BY holder"),
             &[&pipeline],
         ))?;
         Ok(rows
             .iter()
-            .map(|r| Lease { holder: r.get(0), role: r.get(1), admin: r.get(2), heartbeat_ms: r.get(3) })
+            .map(|r| Lease {
+                holder: r.get(1),
+                role: r.get(2),
+                admin: r.get(3),
+                heartbeat_ms: r.get(4),
+                version: r.get(5),
+                group: r.get(6),
+                plugins: r.get(7),
+                partitions: super::partitions_from_text(r.get(8)),
+                records: r.get::<_, i64>(9) as u64,
+                lag: r.get::<_, Option<i64>>(10).map(|l| l as u64),
+                events_per_s: r.get(11),
+            })
             .collect())
     }
 
@@ -52,7 +80,7 @@ impl Bookkeeping for PostgresSink {
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
         let (runtime, client) = self.session()?;
         runtime.block_on(
-            client.execute("DELETE FROM weir_leases WHERE pipeline = $1 AND holder = $2", &[&pipeline, &holder]),
+            client.execute("DELETE FROM weir_hosts WHERE pipeline = $1 AND holder = $2", &[&pipeline, &holder]),
         )?;
         Ok(())
     }

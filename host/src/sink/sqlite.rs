@@ -44,12 +44,19 @@ CREATE TABLE IF NOT EXISTS weir_partitions (
     label TEXT NOT NULL,
     PRIMARY KEY (pipeline, source_partition)
 );
-CREATE TABLE IF NOT EXISTS weir_leases (
+CREATE TABLE IF NOT EXISTS weir_hosts (
     pipeline TEXT NOT NULL,
     holder TEXT NOT NULL,
     role TEXT NOT NULL,
     admin TEXT,
     heartbeat_ms INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    consumer_group TEXT,
+    plugins TEXT NOT NULL,
+    partitions TEXT NOT NULL,
+    records INTEGER NOT NULL,
+    lag INTEGER,
+    events_per_s REAL NOT NULL,
     PRIMARY KEY (pipeline, holder)
 );
 CREATE TABLE IF NOT EXISTS weir_dead_letters (
@@ -108,6 +115,7 @@ pub struct SqliteSink {
     pub(super) conn: Connection,
     table: Option<TableSchema>,
     merger: Option<Box<dyn Merger>>,
+    merged: Vec<WindowRow>,
 }
 
 /// Before partial states, a window and key had one state whatever its partition; SQLite
@@ -186,7 +194,7 @@ impl SqliteSink {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(BOOKKEEPING).context("creating weir's bookkeeping tables")?;
         migrate_window_state(&conn)?;
-        Ok(SqliteSink { conn, table: None, merger: None })
+        Ok(SqliteSink { conn, table: None, merger: None, merged: Vec::new() })
     }
 
     /// Opens the database at `path` read-only, to check it without changing it (`weir
@@ -198,7 +206,7 @@ impl SqliteSink {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .with_context(|| format!("opening SQLite database {} read-only", path.display()))?;
-        Ok(Some(SqliteSink { conn, table: None, merger: None }))
+        Ok(Some(SqliteSink { conn, table: None, merger: None, merged: Vec::new() }))
     }
 
     /// The connection, for tests and `weir replay`.
@@ -432,6 +440,14 @@ impl Sink for SqliteSink {
         Ok(offsets)
     }
 
+    fn take_merged(&mut self) -> Vec<WindowRow> {
+        std::mem::take(&mut self.merged)
+    }
+
+    fn latest_rows(&mut self) -> Result<(Vec<WindowRow>, i64)> {
+        super::latest::sqlite(&self.conn, self.table()?)
+    }
+
     fn set_merger(&mut self, merger: Box<dyn Merger>) -> Result<()> {
         self.merger = Some(merger);
         // Each checkpoint looks for the rows that became final: only the open ones are indexed.
@@ -539,10 +555,13 @@ impl Sink for SqliteSink {
         // IMMEDIATE: the group's checkpoints one at a time, each merging what the others committed.
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Self::write(&tx, pipeline, &table, checkpoint)?;
-        if let Some(merger) = merger {
-            merge(&tx, pipeline, &table, checkpoint, merger)?;
-        }
-        tx.commit().context("committing the checkpoint")
+        let merged = match merger {
+            Some(merger) => merge(&tx, pipeline, &table, checkpoint, merger)?,
+            None => Vec::new(),
+        };
+        tx.commit().context("committing the checkpoint")?;
+        self.merged = merged;
+        Ok(())
     }
 }
 
@@ -554,7 +573,7 @@ fn merge(
     table: &TableSchema,
     checkpoint: &Checkpoint,
     merger: &mut dyn Merger,
-) -> Result<()> {
+) -> Result<Vec<WindowRow>> {
     let now = now_iso();
     let watermark: Option<i64> =
         tx.query_row("SELECT min(watermark) FROM weir_checkpoints WHERE pipeline = ?", [pipeline], |r| r.get(0))?;
@@ -583,7 +602,7 @@ fn merge(
         )
         .context("marking the rows the group watermark has passed final")?;
     }
-    Ok(())
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -6,25 +6,51 @@ use anyhow::Result;
 use rusqlite::params;
 
 use super::sqlite::SqliteSink;
-use super::{Bookkeeping, Lane, Lease, Stored};
+use super::{Bookkeeping, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
 use crate::window::Window;
 
 impl Bookkeeping for SqliteSink {
     fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO weir_leases (pipeline, holder, role, admin, heartbeat_ms) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (pipeline, holder) DO UPDATE SET role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms",
-            params![pipeline, lease.holder, lease.role, lease.admin, lease.heartbeat_ms],
+            &format!(
+                "INSERT INTO weir_hosts ({HOST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (pipeline, holder) DO UPDATE SET {HOST_UPDATES}"
+            ),
+            params![
+                pipeline,
+                lease.holder,
+                lease.role,
+                lease.admin,
+                lease.heartbeat_ms,
+                lease.version,
+                lease.group,
+                lease.plugins,
+                super::partitions_text(&lease.partitions),
+                lease.records as i64,
+                lease.lag.map(|l| l as i64),
+                lease.events_per_s
+            ],
         )?;
         Ok(())
     }
 
     fn leases(&mut self, pipeline: &str) -> Result<Vec<Lease>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT holder, role, admin, heartbeat_ms FROM weir_leases WHERE pipeline = ? ORDER BY holder")?;
+        let mut stmt =
+            self.conn.prepare(&format!("SELECT {HOST_COLUMNS} FROM weir_hosts WHERE pipeline = ? ORDER BY holder"))?;
         let rows = stmt.query_map([pipeline], |r| {
-            Ok(Lease { holder: r.get(0)?, role: r.get(1)?, admin: r.get(2)?, heartbeat_ms: r.get(3)? })
+            Ok(Lease {
+                holder: r.get(1)?,
+                role: r.get(2)?,
+                admin: r.get(3)?,
+                heartbeat_ms: r.get(4)?,
+                version: r.get(5)?,
+                group: r.get(6)?,
+                plugins: r.get(7)?,
+                partitions: super::partitions_from_text(&r.get::<_, String>(8)?),
+                records: r.get::<_, i64>(9)? as u64,
+                lag: r.get::<_, Option<i64>>(10)?.map(|l| l as u64),
+                events_per_s: r.get(11)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -53,7 +79,7 @@ impl Bookkeeping for SqliteSink {
     }
 
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM weir_leases WHERE pipeline = ? AND holder = ?", params![pipeline, holder])?;
+        self.conn.execute("DELETE FROM weir_hosts WHERE pipeline = ? AND holder = ?", params![pipeline, holder])?;
         Ok(())
     }
 

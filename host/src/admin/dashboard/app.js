@@ -37,6 +37,24 @@ function rate(field) {
   return span > 0 ? (last[field] - first[field]) / span : null;
 }
 
+// The whole group as the hosts record themselves in the sink: the same on every host.
+function showGroup(group) {
+  $("group").hidden = !group;
+  if (!group) return;
+  const lag = group.lag == null ? "lag unknown" : `lag ${number(group.lag)}`;
+  $("group-summary").textContent =
+    `${group.hosts.length} host(s), ${number(group.events_per_s)} events/s, ${lag}, ` +
+    `${number(group.committed_rows)} rows committed` + (group.lost.length ? `; lost: ${group.lost.join(", ")}` : "");
+  $("hosts").tBodies[0].replaceChildren(...group.hosts.map((h) => {
+    const tr = el("tr");
+    tr.append(el("td", h.holder), el("td", h.admin ?? "–"), el("td", h.version), el("td", h.partitions.join(", ")),
+      el("td", number(h.records), "num"), el("td", number(h.events_per_s), "num"),
+      el("td", h.lag == null ? "–" : number(h.lag), "num"));
+    tr.dataset.host = h.holder;
+    return tr;
+  }));
+}
+
 function showStatus(now, s) {
   $("pipeline").textContent = s.pipeline;
   history.push({ at: now, records: s.records, dead: s.dead_letters, late: s.late });
@@ -75,6 +93,8 @@ function showStatus(now, s) {
   $("checkpoint").textContent = s.last_checkpoint_ms == null
     ? "no checkpoint yet"
     : `${s.checkpoints} checkpoints, last ${number((now - s.last_checkpoint_ms) / 1000, 1)} s ago`;
+
+  showGroup(s.group);
 
   const body = $("plugins").tBodies[0];
   body.replaceChildren(...s.measured.stages.map((stage) => {

@@ -1,0 +1,128 @@
+//! The group's control plane, kept in the sink rather than in a protocol of weir's own:
+//! each host records itself in `weir_hosts` with every heartbeat (what it owns, reads and
+//! lags, and the versions it runs), reads the whole group back for its status page and
+//! dashboard, refuses to join a group it does not fit, and tells when the group, not only
+//! this host, has committed the whole topic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use super::build::Pipeline;
+use super::committer::Committer;
+use super::lease::LEASE_TIMEOUT_MS;
+use crate::admin::{GroupView, Shared};
+use crate::sink::{Lease, Sink};
+use crate::source::Source;
+
+/// This host's record at `now_ms`: its lease, and what the group's pages show of it.
+pub(super) fn record(
+    pipeline: &Pipeline,
+    source: &mut dyn Source,
+    admin: Option<String>,
+    events_per_s: f64,
+    now_ms: i64,
+) -> Lease {
+    Lease {
+        group: pipeline.consumer_group(),
+        plugins: pipeline.plugin_versions(),
+        partitions: source.partitions(),
+        records: pipeline.stats.records,
+        lag: source.lag(),
+        events_per_s,
+        ..super::lease::lease("run", admin, now_ms)
+    }
+}
+
+/// Refuses to join a group whose live hosts run another weir version, read in another
+/// consumer group (two groups would each count every event into the same rows), or run
+/// other plugin versions.
+pub(super) fn check_fit(sink: &mut dyn Sink, pipeline: &str, mine: &Lease) -> Result<()> {
+    let hosts = sink.leases(pipeline)?;
+    let live = hosts.iter().filter(|h| {
+        h.holder != mine.holder && h.role == "run" && mine.heartbeat_ms - h.heartbeat_ms < LEASE_TIMEOUT_MS
+    });
+    for other in live {
+        let at = format!("host {} (heartbeat {} ms ago)", other.holder, mine.heartbeat_ms - other.heartbeat_ms);
+        if other.version != mine.version {
+            bail!(
+                "{at} runs pipeline {pipeline:?} with weir {}, and this is weir {}: run one weir version per group \
+                 (stop the group's hosts, or this one, and start them on the same release)",
+                other.version,
+                mine.version
+            );
+        }
+        if other.group != mine.group {
+            bail!(
+                "{at} runs pipeline {pipeline:?} into this sink in consumer group {:?}, and this host is in {:?}: \
+                 two groups would each count every event into the same rows. Use one source.group per pipeline \
+                 and sink, or another pipeline name",
+                other.group.as_deref().unwrap_or("-"),
+                mine.group.as_deref().unwrap_or("-")
+            );
+        }
+        if !other.plugins.is_empty() && other.plugins != mine.plugins {
+            bail!(
+                "{at} runs plugins {}, and this host would run {}: a group runs one version per stage. Start this \
+                 host with the group's pipeline file and plugins, or deploy the new version to the group with \
+                 `weir plugin deploy`",
+                other.plugins,
+                mine.plugins
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The group as the sink holds it, for `admin`, with the latest committed rows when rows
+/// are merged in the sink (a host's own commits then hold only its partials).
+pub(super) fn read(sink: &mut dyn Sink, pipeline: &str, admin: &Shared, rows_from_sink: bool) -> Result<()> {
+    let hosts = sink.leases(pipeline)?;
+    let (rows, committed) = sink.latest_rows()?;
+    let view = GroupView::of(hosts, committed, super::now_ms(), LEASE_TIMEOUT_MS);
+    admin.group(view, rows_from_sink.then_some(rows));
+    Ok(())
+}
+
+/// Renews this host's record through the sink thread, without waiting, and reads the
+/// group back for `admin`; failures only warn, since the next heartbeat follows soon.
+pub(super) fn heartbeat(
+    committer: &Committer,
+    pipeline: String,
+    mine: Lease,
+    admin: Option<Arc<Shared>>,
+    rows_from_sink: bool,
+) -> Result<()> {
+    committer.run(move |sink| {
+        let beat = sink.renew(&pipeline, &mine).and_then(|()| match &admin {
+            Some(admin) => read(sink, &pipeline, admin, rows_from_sink),
+            None => Ok(()),
+        });
+        if let Err(e) = beat {
+            tracing::warn!(pipeline, error = %format!("{e:#}"), "the heartbeat failed");
+        }
+    })
+}
+
+/// What the group has not committed yet of a source several hosts share, as text, or
+/// `None` once every partition of the topic is committed up to its end (the broker's end
+/// offsets against the sink's checkpoints, and this host's own positions).
+pub(super) fn unread(committer: &mut Committer, source: &mut dyn Source, pipeline: &str) -> Result<Option<String>> {
+    let Some(ends) = source.group_ends() else { return Ok(None) };
+    let ends = ends?;
+    let name = pipeline.to_string();
+    let mut done: HashMap<i32, i64> = committer.with(move |sink| sink.next_offsets(&name))??.into_iter().collect();
+    for (p, o) in source.positions() {
+        let at = done.entry(p).or_insert(o);
+        *at = (*at).max(o);
+    }
+    let unread: Vec<String> = ends
+        .iter()
+        .filter_map(|&(p, low, high)| {
+            let left = high - done.get(&p).copied().unwrap_or(0).max(low);
+            (left > 0).then(|| format!("{left} records of partition {p}"))
+        })
+        .collect();
+    Ok((!unread.is_empty()).then(|| unread.join(", ")))
+}
