@@ -25,18 +25,23 @@ fn the_prometheus_config_is_valid() {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
+/// The single unit, and the template for several hosts of one group on one machine
+/// (verified as its instance 1).
 #[test]
-fn the_systemd_unit_verifies_cleanly() {
-    let unit = std::fs::read_to_string(example("weir.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/weir run "), "{unit}");
-    // systemd-analyze checks that the command exists: point it at the built binary.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("weir.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/weir", weir_bin().to_str().unwrap())).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("running systemd-analyze");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // An unknown key is only a warning: any output at all is a finding.
-    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+fn the_systemd_units_verify_cleanly() {
+    for (file, unit_name) in [("weir.service", "weir.service"), ("weir@.service", "weir@1.service")] {
+        let unit = std::fs::read_to_string(example(file)).unwrap();
+        assert!(unit.contains("ExecStart=/usr/local/bin/weir run "), "{unit}");
+        // systemd-analyze checks that the command exists: point it at the built binary.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(file), unit.replace("/usr/local/bin/weir", weir_bin().to_str().unwrap()))
+            .unwrap();
+        let path = dir.path().join(unit_name);
+        let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("running systemd-analyze");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // An unknown key is only a warning: any output at all is a finding.
+        assert!(out.status.success() && stderr.trim().is_empty(), "{file}: {stderr}");
+    }
 }
 
 fn probe_path(container: &Yaml, probe: &str) -> (String, String) {

@@ -10,10 +10,14 @@
 //! - cold start to the first commit, with an empty and with a warm compile cache;
 //! - the swap stall: the gap in processing around each of 24 parser switches at a steady
 //!   50k events/s, beside the gap around an ordinary checkpoint in the same run (2M events);
-//! - peak RSS of each run.
+//! - peak RSS of each run;
+//! - scale-out: one host on an unkeyed topic (rows merged from partial states) against
+//!   the same events keyed by the window key (`[scale] keyed = true`), and 1, 2 and 3
+//!   hosts of one group on the unkeyed topic.
 //!
 //! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench pipeline`; add
-//! `-- swap` for the swap stall alone, or `-- kafka` for case (b) alone).
+//! `-- swap` for the swap stall alone, `-- kafka` for case (b) alone, or `-- scale` for
+//! scale-out alone).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -205,6 +209,9 @@ fn main() {
         // `cargo bench -p weir-tests --bench pipeline -- swap`: the swap stall alone.
         return swap_stall(&broker, &pg, dir.path(), &warm_cache);
     }
+    if std::env::args().any(|a| a == "scale") {
+        return scale_case(&broker, &pg, dir.path(), &warm_cache);
+    }
     if std::env::args().any(|a| a == "kafka") {
         // `-- kafka`: case (b) alone, after `weir validate` has filled the plugin cache.
         let kafka = example("pipeline-kafka.toml", dir.path(), "1s");
@@ -253,6 +260,85 @@ fn main() {
     row("Kafka → PostgreSQL at 50k events/s", &parse_report(&String::from_utf8_lossy(&out.stdout)));
 
     swap_stall(&broker, &pg, dir.path(), &warm_cache);
+    scale_case(&broker, &pg, dir.path(), &warm_cache);
+}
+
+/// The group's throughput: `hosts` hosts of one group read `topic` (`EVENTS` records) into
+/// a fresh database; events/s from the first commit to the commit that completes the topic,
+/// as the sink's offsets show it.
+fn group_rate(pg: &Postgres, broker: &Broker, pipeline: &Path, cache: &Path, topic: &str, hosts: usize) -> f64 {
+    let name = format!("{topic}_{hosts}").replace('-', "_");
+    let db = pg.create_database(&name);
+    let mut env = kafka_env(broker, db, topic);
+    env.push(("KAFKA_GROUP", name.clone()));
+    let children: Vec<Child> = (0..hosts)
+        .map(|_| weir_run(pipeline, &env, cache, "2s").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    let mut client = pg.client(&name);
+    let committed = |client: &mut postgres::Client| -> i64 {
+        client.query_one("SELECT coalesce(sum(next_offset), 0)::bigint FROM weir_checkpoints", &[]).unwrap().get(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first = None;
+    loop {
+        let n = committed(&mut client);
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), n));
+        }
+        if n >= EVENTS as i64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{topic}: {hosts} host(s) committed {n} of {EVENTS} in 10 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (at, from) = first.unwrap();
+    let rate = (EVENTS as i64 - from) as f64 / at.elapsed().as_secs_f64();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{topic}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    rate
+}
+
+/// Scale-out: rows merged from partial states (any keying) against whole rows from memory
+/// (a topic keyed by the window key), on one host; then 1, 2 and 3 hosts of one group on
+/// the unkeyed topic. Six partitions; 2 cores run the hosts, the broker and PostgreSQL.
+fn scale_case(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path) {
+    for (topic, key) in [("scale-city", "city"), ("scale-none", "none")] {
+        let out = Command::new(weir_release_bin())
+            .args(["produce", "--brokers", &broker.brokers(), "--topic", topic, "--quiet", "--partitions", "6"])
+            .args(["--events", &EVENTS.to_string(), "--key", key])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let partials = example("pipeline-kafka.toml", dir, "1s");
+    let keyed = dir.join("keyed.toml");
+    std::fs::write(
+        &keyed,
+        std::fs::read_to_string(&partials).unwrap()
+            + "
+[scale]
+keyed = true
+",
+    )
+    .unwrap();
+    println!(
+        "scale-out: {EVENTS} events over 6 partitions, release build, 2 cores shared with the broker and PostgreSQL"
+    );
+    let whole = group_rate(pg, broker, &keyed, cache, "scale-city", 1);
+    println!("{:<48} {whole:>10.0} events/s", "1 host, keyed by city, [scale] keyed = true");
+    let merged_keyed = group_rate(pg, broker, &partials, cache, "scale-city", 1);
+    println!("{:<48} {merged_keyed:>10.0} events/s", "1 host, keyed by city, partials merged in sink");
+    let mut unkeyed = Vec::new();
+    for hosts in 1..=3 {
+        let rate = group_rate(pg, broker, &partials, cache, "scale-none", hosts);
+        println!("{:<48} {rate:>10.0} events/s", format!("{hosts} host(s), unkeyed, partials merged in sink"));
+        unkeyed.push(rate);
+    }
+    println!("{:<48} {:>10.2}×", "unkeyed (1 host) / keyed whole rows (1 host)", unkeyed[0] / whole);
+    println!("{:<48} {:>10.2}×", "2 hosts / 1 host, unkeyed", unkeyed[1] / unkeyed[0]);
+    println!("{:<48} {:>10.2}×", "3 hosts / 1 host, unkeyed", unkeyed[2] / unkeyed[0]);
 }
 
 /// How many times case (b) pairs a bare consumer with weir. The two share a machine with
