@@ -263,20 +263,33 @@ fn main() {
     scale_case(&broker, &pg, dir.path(), &warm_cache);
 }
 
-/// The group's throughput: `hosts` hosts of one group read `topic` (`EVENTS` records) into
-/// a fresh database; events/s from the first commit to the commit that completes the topic,
-/// as the sink's offsets show it.
-fn group_rate(pg: &Postgres, broker: &Broker, pipeline: &Path, cache: &Path, topic: &str, hosts: usize) -> f64 {
-    let name = format!("{topic}_{hosts}").replace('-', "_");
+/// How many events the scale-out case reads: several seconds of reading even for three hosts.
+const SCALE_EVENTS: u64 = 4 * EVENTS;
+
+/// `hosts` hosts of one group read `topic` (`SCALE_EVENTS` records) into a fresh database.
+/// Returns the group's events/s, from the first commit to the commit that completes the
+/// topic as the sink's offsets show it (polled every 20 ms; checkpoints every 200 ms), and
+/// each host's own report.
+fn group_rate(
+    pg: &Postgres,
+    broker: &Broker,
+    pipeline: &Path,
+    cache: &Path,
+    topic: &str,
+    hosts: usize,
+) -> (f64, Vec<Report>) {
+    let name = format!("{}_{topic}_{hosts}", pipeline.file_stem().unwrap().to_str().unwrap()).replace('-', "_");
     let db = pg.create_database(&name);
     let mut env = kafka_env(broker, db, topic);
     env.push(("KAFKA_GROUP", name.clone()));
     let children: Vec<Child> = (0..hosts)
-        .map(|_| weir_run(pipeline, &env, cache, "2s").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+        .map(|_| weir_run(pipeline, &env, cache, "2s").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
         .collect();
     let mut client = pg.client(&name);
     let committed = |client: &mut postgres::Client| -> i64 {
-        client.query_one("SELECT coalesce(sum(next_offset), 0)::bigint FROM weir_checkpoints", &[]).unwrap().get(0)
+        // Before the first host has prepared the sink the table does not exist: nothing committed.
+        let sum = client.query_one("SELECT coalesce(sum(next_offset), 0)::bigint FROM weir_checkpoints", &[]);
+        sum.map_or(0, |r| r.get(0))
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut first = None;
@@ -285,19 +298,23 @@ fn group_rate(pg: &Postgres, broker: &Broker, pipeline: &Path, cache: &Path, top
         if n > 0 && first.is_none() {
             first = Some((Instant::now(), n));
         }
-        if n >= EVENTS as i64 {
+        if n >= SCALE_EVENTS as i64 {
             break;
         }
-        assert!(Instant::now() < deadline, "{topic}: {hosts} host(s) committed {n} of {EVENTS} in 10 minutes");
+        assert!(Instant::now() < deadline, "{topic}: {hosts} host(s) committed {n} of {SCALE_EVENTS} in 10 minutes");
         std::thread::sleep(Duration::from_millis(20));
     }
     let (at, from) = first.unwrap();
-    let rate = (EVENTS as i64 - from) as f64 / at.elapsed().as_secs_f64();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{topic}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    rate
+    let rate = (SCALE_EVENTS as i64 - from) as f64 / at.elapsed().as_secs_f64();
+    let reports = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{topic}: {}", String::from_utf8_lossy(&out.stderr));
+            parse_report(&String::from_utf8_lossy(&out.stdout))
+        })
+        .collect();
+    (rate, reports)
 }
 
 /// Scale-out: rows merged from partial states (any keying) against whole rows from memory
@@ -307,38 +324,39 @@ fn scale_case(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path) {
     for (topic, key) in [("scale-city", "city"), ("scale-none", "none")] {
         let out = Command::new(weir_release_bin())
             .args(["produce", "--brokers", &broker.brokers(), "--topic", topic, "--quiet", "--partitions", "6"])
-            .args(["--events", &EVENTS.to_string(), "--key", key])
+            .args(["--events", &SCALE_EVENTS.to_string(), "--key", key])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let partials = example("pipeline-kafka.toml", dir, "1s");
+    let partials = example("pipeline-kafka.toml", dir, "200ms");
     let keyed = dir.join("keyed.toml");
-    std::fs::write(
-        &keyed,
-        std::fs::read_to_string(&partials).unwrap()
-            + "
-[scale]
-keyed = true
-",
-    )
-    .unwrap();
+    std::fs::write(&keyed, std::fs::read_to_string(&partials).unwrap() + "\n[scale]\nkeyed = true\n").unwrap();
     println!(
-        "scale-out: {EVENTS} events over 6 partitions, release build, 2 cores shared with the broker and PostgreSQL"
+        "scale-out: {SCALE_EVENTS} events over 6 partitions, release build, 2 cores shared with the broker and PostgreSQL"
     );
-    let whole = group_rate(pg, broker, &keyed, cache, "scale-city", 1);
-    println!("{:<48} {whole:>10.0} events/s", "1 host, keyed by city, [scale] keyed = true");
-    let merged_keyed = group_rate(pg, broker, &partials, cache, "scale-city", 1);
-    println!("{:<48} {merged_keyed:>10.0} events/s", "1 host, keyed by city, partials merged in sink");
-    let mut unkeyed = Vec::new();
-    for hosts in 1..=3 {
-        let rate = group_rate(pg, broker, &partials, cache, "scale-none", hosts);
-        println!("{:<48} {rate:>10.0} events/s", format!("{hosts} host(s), unkeyed, partials merged in sink"));
-        unkeyed.push(rate);
+    let mut one_host = Vec::new();
+    for (what, pipeline, topic) in [
+        ("keyed by city, [scale] keyed = true", &keyed, "scale-city"),
+        ("keyed by city, partials merged in sink", &partials, "scale-city"),
+        ("unkeyed, partials merged in sink", &partials, "scale-none"),
+    ] {
+        let (_, reports) = group_rate(pg, broker, pipeline, cache, topic, 1);
+        row(&format!("1 host, {what}"), &reports[0]);
+        one_host.push(reports[0].events_per_s);
     }
-    println!("{:<48} {:>10.2}×", "unkeyed (1 host) / keyed whole rows (1 host)", unkeyed[0] / whole);
-    println!("{:<48} {:>10.2}×", "2 hosts / 1 host, unkeyed", unkeyed[1] / unkeyed[0]);
-    println!("{:<48} {:>10.2}×", "3 hosts / 1 host, unkeyed", unkeyed[2] / unkeyed[0]);
+    println!("{:<40} {:>10.2}×", "1 host: unkeyed partials / keyed whole", one_host[2] / one_host[0]);
+    let mut group = Vec::new();
+    for hosts in 1..=3 {
+        let (rate, reports) = group_rate(pg, broker, &partials, cache, "scale-none", hosts);
+        for (i, r) in reports.iter().enumerate() {
+            row(&format!("  host {} of {hosts}, its own reading", i + 1), r);
+        }
+        println!("{:<40} {rate:>10.0} events/s", format!("{hosts} host(s), unkeyed: the group"));
+        group.push(rate);
+    }
+    println!("{:<40} {:>10.2}×", "2 hosts / 1 host (group, unkeyed)", group[1] / group[0]);
+    println!("{:<40} {:>10.2}×", "3 hosts / 1 host (group, unkeyed)", group[2] / group[0]);
 }
 
 /// How many times case (b) pairs a bare consumer with weir. The two share a machine with

@@ -131,8 +131,9 @@ fn align(pipeline: &mut Pipeline, source: &mut dyn Source, held_back: &mut Vec<i
     for &p in held_back.iter() {
         pipeline.tracker.touch(p, now);
     }
-    let ahead = pipeline.tracker.ahead(max_skew, now);
-    let still = pipeline.tracker.ahead(max_skew / 4, now);
+    let drained = source.drained();
+    let ahead = pipeline.tracker.ahead(max_skew, now, &drained);
+    let still = pipeline.tracker.ahead(max_skew / 4, now, &drained);
     let release: Vec<i32> = held_back.iter().copied().filter(|p| !still.contains(p)).collect();
     let hold: Vec<i32> = ahead.iter().copied().filter(|p| !held_back.contains(p)).collect();
     if !release.is_empty() {

@@ -463,6 +463,16 @@ impl Source for KafkaSource {
         Some(ask().with_context(|| format!("asking the broker where topic {}'s partitions end", self.topic)))
     }
 
+    fn drained(&mut self) -> Vec<i32> {
+        // Only where a fetch has told librdkafka the end: before the first, nothing is known.
+        let known_end = |p: i32| cached_high_watermark(&self.consumer, &self.topic_c, p);
+        self.positions
+            .iter()
+            .filter(|(&p, &next)| known_end(p).is_some_and(|high| high <= next))
+            .map(|(&p, _)| p)
+            .collect()
+    }
+
     fn lags(&mut self) -> Option<Vec<(i32, u64)>> {
         // Cached high watermarks go stale while the broker cannot be reached: unknown, not 0.
         if self.trouble().is_some() {

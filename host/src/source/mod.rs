@@ -121,6 +121,11 @@ pub trait Source {
     fn group_ends(&mut self) -> Option<Result<Vec<(i32, i64, i64)>>> {
         None
     }
+    /// Partitions read to their end, as far as the source knows without asking: nothing of
+    /// theirs is waiting, so watermark alignment holds no one back for them.
+    fn drained(&mut self) -> Vec<i32> {
+        Vec::new()
+    }
     /// Records not yet read per partition, if the source can tell (without blocking).
     fn lags(&mut self) -> Option<Vec<(i32, u64)>> {
         None

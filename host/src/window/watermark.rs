@@ -64,11 +64,10 @@ impl WatermarkTracker {
     }
 
     /// The partitions that hold the watermark back at processing time `now_ms`.
-    fn holding(&self, now_ms: i64) -> impl Iterator<Item = &PartitionClock> {
+    fn holding(&self, now_ms: i64) -> impl Iterator<Item = (&i32, &PartitionClock)> {
         self.partitions
             .iter()
             .filter(move |(p, c)| !self.resting.contains(p) && now_ms - c.last_active_ms <= self.idle_timeout_ms)
-            .map(|(_, c)| c)
     }
 
     /// A record arrived from `partition` with event time `event_ms`.
@@ -97,7 +96,7 @@ impl WatermarkTracker {
     /// `None` until every active partition has delivered an event or gone idle.
     pub fn advance(&mut self, now_ms: i64) -> Option<i64> {
         let mut computed: Option<Option<i64>> = None;
-        for clock in self.holding(now_ms) {
+        for (_, clock) in self.holding(now_ms) {
             let mark = clock.max_event_ms.map(|m| m - self.lateness_ms);
             computed = Some(match computed {
                 None => mark,
@@ -117,9 +116,16 @@ impl WatermarkTracker {
     }
 
     /// Partitions whose event time runs more than `max_skew` ahead of the slowest active
-    /// partition. One that is active but has delivered nothing yet is the slowest of all.
-    pub fn ahead(&self, max_skew: i64, now_ms: i64) -> Vec<i32> {
-        let Some(slowest) = self.holding(now_ms).map(|c| c.max_event_ms.unwrap_or(i64::MIN)).min() else {
+    /// partition. One that is active but has delivered nothing yet is the slowest of all,
+    /// unless it is `drained`: read to its end, it has nothing to catch up with, and
+    /// holding the others back for it would only stall them until it idles out.
+    pub fn ahead(&self, max_skew: i64, now_ms: i64, drained: &[i32]) -> Vec<i32> {
+        let slowest = self
+            .holding(now_ms)
+            .filter(|(p, _)| !drained.contains(p))
+            .map(|(_, c)| c.max_event_ms.unwrap_or(i64::MIN))
+            .min();
+        let Some(slowest) = slowest else {
             return Vec::new();
         };
         // A resting partition (a file already read) is not read, so there is nothing to hold.
@@ -194,12 +200,13 @@ mod tests {
         w.assign(0, 0);
         w.assign(1, 0);
         w.observe(0, 10_000, 0);
-        assert_eq!(w.ahead(5_000, 0), vec![0], "partition 1 has delivered nothing yet");
+        assert_eq!(w.ahead(5_000, 0, &[]), vec![0], "partition 1 has delivered nothing yet");
+        assert_eq!(w.ahead(5_000, 0, &[1]), Vec::<i32>::new(), "unless it has nothing to deliver");
         w.observe(1, 6_000, 10);
-        assert_eq!(w.ahead(5_000, 10), Vec::<i32>::new(), "within the allowed skew");
+        assert_eq!(w.ahead(5_000, 10, &[]), Vec::<i32>::new(), "within the allowed skew");
         w.observe(0, 12_000, 20);
-        assert_eq!(w.ahead(5_000, 20), vec![0]);
-        assert_eq!(w.ahead(5_000, 2_000), Vec::<i32>::new(), "an idle partition holds nobody back");
+        assert_eq!(w.ahead(5_000, 20, &[]), vec![0]);
+        assert_eq!(w.ahead(5_000, 2_000, &[]), Vec::<i32>::new(), "an idle partition holds nobody back");
     }
 
     #[test]
@@ -210,7 +217,7 @@ mod tests {
         w.hold(&[1], 0);
         assert_eq!(w.advance(0), Some(90), "only partition 1 holds the watermark");
         assert_eq!(w.partition_watermark(0), Some(4_990), "partition 0 still judges its own records");
-        assert_eq!(w.ahead(1_000, 0), Vec::<i32>::new(), "a resting partition is never held");
+        assert_eq!(w.ahead(1_000, 0, &[]), Vec::<i32>::new(), "a resting partition is never held");
         assert!(w.snapshot().0.iter().any(|(p, c)| *p == 0 && c.max_event_ms == Some(5_000)), "and is checkpointed");
     }
 
