@@ -195,3 +195,53 @@ fn every_host_shows_the_whole_group_and_the_rows_any_host_committed() {
     let _ = std::process::Command::new("kill").args(["-INT", &c.id().to_string()]).status();
     finish(c, "c");
 }
+
+/// Session windows per driver on an unkeyed topic: a driver's trips arrive on every
+/// partition, so one partition's sessions bridge another's, and the sink merges them.
+#[test]
+fn sessions_on_an_unkeyed_topic_are_the_same_on_one_host_and_on_three_with_a_kill() {
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::session_pipeline(dir.path(), "20s");
+    let topic = "trips-sessions";
+    let total = 60_000;
+    for (seed, events, start) in [(1, 10_000, START), (2, 50_000, MAIN_START)] {
+        let out = produce(&broker, topic, "none", seed, events, start, None).wait_with_output().unwrap();
+        assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (want, late) = group::session_truth(&read_topic(&broker, topic, total), 20_000);
+    assert!(late.len() > 100, "some trips are late");
+    let bridged = want.values().filter(|&&n| n > 1).count();
+    assert!(bridged > 1000, "many sessions hold several trips: {bridged}");
+
+    let one = pg.create_database("sessions_one");
+    finish(host(&pipeline, &broker, topic, &one, "sessions-one"), "alone");
+    let (got, got_late) = group::read_sessions(&pg, "sessions_one");
+    assert_eq!(got_late, late, "late records on one host");
+    assert_eq!(got, want, "sessions on one host");
+
+    let url = pg.create_database("sessions_three");
+    let mut a = host(&pipeline, &broker, topic, &url, "sessions-three");
+    let mut b = host(&pipeline, &broker, topic, &url, "sessions-three");
+    wait_committed(&pg, "sessions_three", 0, &mut a);
+    let c = host(&pipeline, &broker, topic, &url, "sessions-three");
+    let at = wait_committed(&pg, "sessions_three", total as i64 / 3, &mut b);
+    b.kill().unwrap();
+    b.wait().unwrap();
+    assert!(at < total as i64, "the kill lands mid-stream ({at} of {total})");
+    let b2 = host(&pipeline, &broker, topic, &url, "sessions-three");
+    for (h, name) in [(a, "a"), (c, "c"), (b2, "b again")] {
+        finish(h, name);
+    }
+    let (got, got_late) = group::read_sessions(&pg, "sessions_three");
+    assert_eq!(got_late, late, "late records on three hosts");
+    let wrong: Vec<_> = want.iter().filter(|(k, n)| got.get(*k) != Some(n)).take(3).collect();
+    assert!(
+        wrong.is_empty(),
+        "sessions on three hosts differ, e.g. {wrong:?} ({} rows, want {})",
+        got.len(),
+        want.len()
+    );
+    assert_eq!(got.len(), want.len(), "no other sessions");
+}

@@ -278,7 +278,9 @@ fn group_rate(
     topic: &str,
     hosts: usize,
 ) -> (f64, Vec<Report>) {
-    let name = format!("{}_{topic}_{hosts}", pipeline.file_stem().unwrap().to_str().unwrap()).replace('-', "_");
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("scale_{run}_{hosts}");
     let db = pg.create_database(&name);
     let mut env = kafka_env(broker, db, topic);
     env.push(("KAFKA_GROUP", name.clone()));

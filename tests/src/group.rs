@@ -212,3 +212,77 @@ pub fn wait_committed(pg: &Postgres, db: &str, n: i64, host: &mut Child) -> i64 
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The rides pipeline with session windows per driver (`gap`), into `driver_sessions`.
+pub fn session_pipeline(dir: &Path, gap: &str) -> PathBuf {
+    let path = pipeline(dir, "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace(
+            "kind = \"tumbling\"\nsize = \"1m\"\nkey = [\"city\"]",
+            &format!("kind = \"session\"\ngap = \"{gap}\"\nkey = [\"driver_id\"]"),
+        )
+        .replace("table = \"rides_city_minute\"", "table = \"driver_sessions\"");
+    assert!(text.contains("kind = \"session\"") && text.contains("driver_sessions"), "{text}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Trips per session: `(driver, start, end) → trips`.
+pub type Sessions = BTreeMap<(String, i64, i64), i64>;
+
+/// The sessions the rides pipeline must make of `records` (sorted by partition and
+/// offset), per driver: `(driver, start, end) → trips`, and the late records. A record is
+/// late when its own span `[t, t + gap)` ended at or before its partition's clock minus
+/// the lateness; the others merge into sessions, in any order, when their spans overlap.
+pub fn session_truth(records: &[(i32, i64, Vec<u8>)], gap: i64) -> (Sessions, BTreeSet<(i32, i64)>) {
+    let mut clocks: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut events: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut late = BTreeSet::new();
+    for (partition, offset, raw) in records {
+        let Ok(serde_json::Value::Object(e)) = serde_json::from_slice::<serde_json::Value>(raw) else { continue };
+        let Some(fare) = e.get("fare").and_then(serde_json::Value::as_f64) else { continue };
+        if e.get("city").and_then(|c| c.as_str()).is_none() || !(0.0..=10_000.0).contains(&fare) {
+            continue;
+        }
+        let Some(driver) = e.get("driver_id").and_then(|d| d.as_str()) else { continue };
+        let ms = weir_sdk::time::parse_iso8601(e["event_time"].as_str().unwrap().as_bytes()).unwrap();
+        let clock = clocks.entry(*partition).or_insert(i64::MIN / 2);
+        if ms + gap <= *clock - LATENESS_MS {
+            late.insert((*partition, *offset));
+        } else {
+            events.entry(driver.to_string()).or_default().push(ms);
+        }
+        *clock = (*clock).max(ms);
+    }
+    let mut sessions = BTreeMap::new();
+    for (driver, mut times) in events {
+        times.sort_unstable();
+        let (mut start, mut end, mut n) = (times[0], times[0] + gap, 0);
+        for t in times {
+            if t >= end {
+                sessions.insert((driver.clone(), start, end), n);
+                (start, n) = (t, 0);
+            }
+            end = end.max(t + gap);
+            n += 1;
+        }
+        sessions.insert((driver, start, end), n);
+    }
+    (sessions, late)
+}
+
+/// The sessions database `db` holds, and its late records.
+pub fn read_sessions(pg: &Postgres, db: &str) -> (Sessions, BTreeSet<(i32, i64)>) {
+    let mut client = pg.client(db);
+    let sql = "SELECT driver_id, (extract(epoch FROM window_start) * 1000)::bigint, \
+               (extract(epoch FROM window_end) * 1000)::bigint, trips FROM driver_sessions";
+    let sessions = client.query(sql, &[]).unwrap().iter().map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3))).collect();
+    let late = client
+        .query("SELECT source_partition, source_offset FROM weir_late_events", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    (sessions, late)
+}

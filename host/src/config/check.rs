@@ -42,13 +42,6 @@ impl PipelineConfig {
         if self.scale.keyed && !matches!(self.source, SourceConfig::Kafka { .. }) {
             bail!("scale.keyed: only a Kafka source is shared by several hosts; remove [scale] for this source");
         }
-        if self.merges_partials() && self.window.kind == super::pipeline::WindowKind::Session {
-            bail!(
-                "scale.keyed: session windows merge across partitions only in memory; set [scale] keyed = true \
-                 (a topic keyed by the window key), since rows merged from partial states support tumbling and \
-                 hopping windows"
-            );
-        }
         if self.trust.require_signatures && self.trust.team.is_none() {
             bail!("trust.require_signatures needs trust.team: the team whose keys sign this pipeline's plugins");
         }

@@ -79,6 +79,9 @@ pub struct Pipeline {
     pub(super) late_events: Vec<LateEvent>,
     /// Session windows replaced by a merged one since the last checkpoint, by window and key.
     pub(super) retracted: Vec<(Window, Vec<Cell>)>,
+    /// With partials: this host's partial sessions replaced by a merged one, by window,
+    /// key and partition.
+    pub(super) retracted_partials: Vec<(Window, Vec<Cell>, i32)>,
     /// The first critical rule violation not yet seen by the breaker.
     pub(super) critical: Option<String>,
     /// Counters.
@@ -173,6 +176,7 @@ impl Pipeline {
             dead_letters: Vec::new(),
             late_events: Vec::new(),
             retracted: Vec::new(),
+            retracted_partials: Vec::new(),
             critical: None,
             stats: RunStats::default(),
             source: String::new(),

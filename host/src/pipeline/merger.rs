@@ -15,6 +15,7 @@ use crate::window::WindowSpec;
 struct AggregatorMerger {
     plugin: Plugin,
     final_after_ms: i64,
+    sessions: bool,
 }
 
 impl Merger for AggregatorMerger {
@@ -36,6 +37,10 @@ impl Merger for AggregatorMerger {
     fn final_after_ms(&self) -> i64 {
         self.final_after_ms
     }
+
+    fn sessions(&self) -> bool {
+        self.sessions
+    }
 }
 
 impl Pipeline {
@@ -46,10 +51,10 @@ impl Pipeline {
             return Ok(None);
         }
         let plan = self.plans.iter().find(|p| p.id == StageId::Aggregator).ok_or_else(|| anyhow!("no aggregator"))?;
-        let final_after_ms = match self.spec {
-            WindowSpec::Session { gap_ms } => gap_ms,
-            _ => 0,
+        let (final_after_ms, sessions) = match self.spec {
+            WindowSpec::Session { gap_ms } => (gap_ms, true),
+            _ => (0, false),
         };
-        Ok(Some(Box::new(AggregatorMerger { plugin: plan.start()?, final_after_ms })))
+        Ok(Some(Box::new(AggregatorMerger { plugin: plan.start()?, final_after_ms, sessions })))
     }
 }

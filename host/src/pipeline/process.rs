@@ -454,6 +454,7 @@ impl Pipeline {
             });
         }
         checkpoint.retracted = std::mem::take(&mut self.retracted);
+        checkpoint.retracted_partials = std::mem::take(&mut self.retracted_partials);
         checkpoint.labels = std::mem::take(&mut self.labels);
         checkpoint.offsets = positions;
         checkpoint.clocks = self.tracker.snapshot().0;

@@ -58,7 +58,13 @@ impl Pipeline {
             })?;
         }
         for group in replaced.iter().filter(|g| g.stored) {
-            self.retracted.push((group.window, self.windows.keys[key as usize].clone()));
+            let cells = self.windows.keys[key as usize].clone();
+            if self.partials {
+                // Only this partition's partial goes; the sink recomputes the key's rows.
+                self.retracted_partials.push((group.window, cells, group.partition));
+            } else {
+                self.retracted.push((group.window, cells));
+            }
         }
         let corrected = replaced.iter().any(|g| g.is_final);
         let revision = replaced.iter().map(|g| g.revision).max().unwrap_or(1) + i64::from(corrected);

@@ -27,7 +27,7 @@ fn sql(table: &TableSchema) -> String {
     )
 }
 
-fn ms(time: SystemTime) -> i64 {
+pub(super) fn ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
         Err(e) => -(e.duration().as_millis() as i64),

@@ -7,9 +7,11 @@ mod latest;
 mod partials;
 mod postgres;
 mod postgres_bookkeeping;
+mod postgres_partials;
 mod schema;
 mod sqlite;
 mod sqlite_bookkeeping;
+mod sqlite_partials;
 
 pub use partials::Merger;
 pub use postgres::PostgresSink;
@@ -146,6 +148,10 @@ pub struct Checkpoint {
     /// Session windows a merged session replaced: their rows and state are deleted,
     /// before `rows` are written.
     pub retracted: Vec<(Window, Vec<Cell>)>,
+    /// With `partials`: the partial sessions of a partition that a merged one replaced,
+    /// by window, key and partition. Their states are deleted, and the rows of their
+    /// keys recomputed from what remains.
+    pub retracted_partials: Vec<(Window, Vec<Cell>, i32)>,
     /// Window rows to upsert.
     pub rows: Vec<WindowRow>,
     /// Open windows whose state changed.

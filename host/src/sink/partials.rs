@@ -26,6 +26,8 @@ pub trait Merger: Send {
     fn rows(&mut self, partials: Vec<Vec<Vec<u8>>>) -> Result<Vec<Vec<Cell>>>;
     /// How long after its end a window's row becomes final: 0, or a session's gap.
     fn final_after_ms(&self) -> i64;
+    /// Whether the windows are sessions, which partials of several partitions can bridge.
+    fn sessions(&self) -> bool;
 }
 
 /// A window and key whose row a checkpoint rewrites.
@@ -102,6 +104,106 @@ pub(super) fn merged_updates(table: &super::TableSchema, quoted: &str) -> String
     sets.join(", ")
 }
 
+/// A session as the group sees it: the union of overlapping per-partition sessions of one
+/// key, with their partial states.
+#[derive(Debug, PartialEq)]
+pub(super) struct Session {
+    pub window: Window,
+    pub states: Vec<Vec<u8>>,
+}
+
+/// The group's sessions of one key, from its per-partition `partials` (window, partition,
+/// state): sessions that overlap are one, as on a single host (`window::session`).
+pub(super) fn sessions(mut partials: Vec<(Window, i32, Vec<u8>)>) -> Vec<Session> {
+    partials.sort_by_key(|(w, p, _)| (w.start, *p));
+    let mut out: Vec<Session> = Vec::new();
+    for (window, _, state) in partials {
+        match out.last_mut() {
+            Some(last) if window.start < last.window.end => {
+                last.window.end = last.window.end.max(window.end);
+                last.states.push(state);
+            }
+            _ => out.push(Session { window, states: vec![state] }),
+        }
+    }
+    out
+}
+
+/// The span the `sessions` of a key cover, if any.
+pub(super) fn hull(sessions: &[Session]) -> Option<Window> {
+    let start = sessions.iter().map(|s| s.window.start).min()?;
+    let end = sessions.iter().map(|s| s.window.end).max()?;
+    Some(Window { start, end })
+}
+
+/// A key's group sessions to write: those overlapping a window the checkpoint `touched`,
+/// each with the revision it takes over from the stored rows it replaces (`stored`:
+/// window, is_final, revision). Returns them with the stored windows to delete.
+pub(super) fn session_plan(
+    sessions: Vec<Session>,
+    touched: &[Window],
+    stored: &[(Window, bool, i64)],
+) -> (Vec<(Session, i64)>, Vec<Window>) {
+    let overlaps = |a: &Window, b: &Window| a.start < b.end && b.start < a.end;
+    let mut write = Vec::new();
+    let mut delete = Vec::new();
+    for session in sessions.into_iter().filter(|s| touched.iter().any(|t| overlaps(t, &s.window))) {
+        let replaced: Vec<&(Window, bool, i64)> =
+            stored.iter().filter(|(w, ..)| overlaps(w, &session.window)).collect();
+        // A row kept under the same bounds keeps its revision through the upsert; one that
+        // replaces others follows theirs, one higher if any was final (a correction).
+        let revision = replaced.iter().map(|(.., r)| *r).max().unwrap_or(1)
+            + i64::from(replaced.iter().any(|(w, f, _)| *f && *w != session.window));
+        delete.extend(replaced.iter().map(|(w, ..)| *w).filter(|w| *w != session.window));
+        write.push((session, revision));
+    }
+    (write, delete)
+}
+
+/// Per key whose partial sessions `checkpoint` writes or retracts: its cells and those
+/// windows.
+pub(super) fn touched_keys(checkpoint: &Checkpoint) -> BTreeMap<String, (Vec<Cell>, Vec<Window>)> {
+    let mut keys: BTreeMap<String, (Vec<Cell>, Vec<Window>)> = BTreeMap::new();
+    let states = checkpoint.states.iter().map(|s| (&s.window, &s.key));
+    let gone = checkpoint.retracted_partials.iter().map(|(w, k, _)| (w, k));
+    for (window, key) in states.chain(gone) {
+        keys.entry(super::key_json(key)).or_insert_with(|| (key.clone(), Vec::new())).1.push(*window);
+    }
+    keys
+}
+
+/// The span of `windows` (not empty).
+pub(super) fn span(windows: &[Window]) -> Window {
+    Window {
+        start: windows.iter().map(|w| w.start).min().unwrap_or(0),
+        end: windows.iter().map(|w| w.end).max().unwrap_or(0),
+    }
+}
+
+/// The rows of `planned` sessions (with their key and revision): their merged partials'
+/// values, final once the group `watermark` is a gap past their end.
+pub(super) fn session_rows(
+    merger: &mut dyn Merger,
+    planned: Vec<(Session, Vec<Cell>, i64)>,
+    watermark: Option<i64>,
+) -> Result<Vec<WindowRow>> {
+    let after = merger.final_after_ms();
+    let (heads, states): (Vec<_>, Vec<_>) =
+        planned.into_iter().map(|(s, key, revision)| ((s.window, key, revision), s.states)).unzip();
+    let values = merger.rows(states)?;
+    Ok(heads
+        .into_iter()
+        .zip(values)
+        .map(|((window, key, revision), values)| WindowRow {
+            window,
+            key,
+            values,
+            is_final: watermark.is_some_and(|w| window.end.saturating_add(after) <= w),
+            revision,
+        })
+        .collect())
+}
+
 /// The index of `table`'s rows not final yet, which each checkpoint looks through.
 pub(super) fn open_rows_index(table: &super::TableSchema) -> String {
     let index = super::schema::quote(&format!("{}_open_windows", table.name));
@@ -127,6 +229,9 @@ mod tests {
         }
         fn final_after_ms(&self) -> i64 {
             0
+        }
+        fn sessions(&self) -> bool {
+            false
         }
     }
 
@@ -194,5 +299,35 @@ mod tests {
         assert_eq!(row(&sink), (8, true, 1), "final once every partition passed its end");
         sink.commit("p", &checkpoint(vec![state(0, "Oslo", 1, 6)], 1, 60_000)).unwrap();
         assert_eq!(row(&sink), (9, true, 2), "a final row corrected is a new revision");
+    }
+
+    #[test]
+    fn partial_sessions_of_several_partitions_that_overlap_are_one_session() {
+        let w = |start, end| Window { start, end };
+        let sessions = sessions(vec![
+            (w(20, 30), 1, vec![2]),
+            (w(0, 10), 0, vec![1]),
+            (w(9, 21), 2, vec![3]),
+            (w(30, 40), 0, vec![4]),
+        ]);
+        // [0,10) and [9,21) overlap, [9,21) and [20,30) too; [30,40) only touches [20,30).
+        assert_eq!(sessions.len(), 2);
+        assert_eq!((sessions[0].window, sessions[0].states.clone()), (w(0, 30), vec![vec![1], vec![3], vec![2]]));
+        assert_eq!(sessions[1].window, w(30, 40));
+        assert_eq!(hull(&sessions), Some(w(0, 40)));
+    }
+
+    #[test]
+    fn a_session_that_absorbs_stored_rows_replaces_them_and_a_final_one_raises_the_revision() {
+        let w = |start, end| Window { start, end };
+        let bridged = vec![Session { window: w(0, 30), states: vec![] }, Session { window: w(50, 60), states: vec![] }];
+        let stored = [(w(0, 10), true, 2), (w(20, 30), false, 1), (w(50, 60), true, 1)];
+        // Only [0, 30) was touched: [50, 60) is left as it is.
+        let (write, delete) = session_plan(bridged, &[w(9, 21)], &stored);
+        assert_eq!(write.len(), 1);
+        assert_eq!((write[0].0.window, write[0].1), (w(0, 30), 3), "after revision 2, a final one corrected");
+        assert_eq!(delete, vec![w(0, 10), w(20, 30)]);
+        let (write, delete) = session_plan(vec![Session { window: w(50, 60), states: vec![] }], &[w(50, 60)], &stored);
+        assert_eq!((write[0].1, delete), (1, vec![]), "the same bounds: the upsert keeps the row's revision");
     }
 }

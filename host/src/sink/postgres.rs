@@ -141,7 +141,7 @@ const DIALECT: Dialect = Dialect {
     timestamp: "timestamp with time zone",
 };
 
-fn time(ms: i64) -> SystemTime {
+pub(super) fn time(ms: i64) -> SystemTime {
     if ms >= 0 {
         UNIX_EPOCH + Duration::from_millis(ms as u64)
     } else {
@@ -150,7 +150,7 @@ fn time(ms: i64) -> SystemTime {
 }
 
 /// One column of a statement's rows, as a typed array parameter.
-enum Array {
+pub(super) enum Array {
     Int(Vec<Option<i64>>),
     Float(Vec<Option<f64>>),
     Bool(Vec<Option<bool>>),
@@ -159,7 +159,7 @@ enum Array {
 }
 
 impl Array {
-    fn new(ty: ColumnType) -> Self {
+    pub(super) fn new(ty: ColumnType) -> Self {
         match ty {
             ColumnType::Int64 => Array::Int(Vec::new()),
             ColumnType::Float64 => Array::Float(Vec::new()),
@@ -169,7 +169,7 @@ impl Array {
         }
     }
 
-    fn push(&mut self, cell: &Cell) {
+    pub(super) fn push(&mut self, cell: &Cell) {
         match (self, cell) {
             (Array::Int(v), Cell::Int(x)) => v.push(Some(*x)),
             (Array::Float(v), Cell::Float(x)) => v.push(Some(*x)),
@@ -186,7 +186,7 @@ impl Array {
         }
     }
 
-    fn param(&self) -> &(dyn ToSql + Sync) {
+    pub(super) fn param(&self) -> &(dyn ToSql + Sync) {
         match self {
             Array::Int(v) => v,
             Array::Float(v) => v,
@@ -197,7 +197,7 @@ impl Array {
     }
 }
 
-fn array_cast(ty: ColumnType) -> &'static str {
+pub(super) fn array_cast(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Int64 => "bigint[]",
         ColumnType::Float64 => "double precision[]",
@@ -208,7 +208,7 @@ fn array_cast(ty: ColumnType) -> &'static str {
 }
 
 /// `$first::type[], $first+1::type[], …` for an `unnest(…)`.
-fn unnest_args(first: usize, casts: &[&str]) -> String {
+pub(super) fn unnest_args(first: usize, casts: &[&str]) -> String {
     casts.iter().enumerate().map(|(i, c)| format!("${}::{c}", first + i)).collect::<Vec<_>>().join(", ")
 }
 
@@ -219,7 +219,7 @@ pub struct PostgresSink {
     client: Option<Client>,
     table: Option<TableSchema>,
     merger: Option<Box<dyn Merger>>,
-    merged: Vec<WindowRow>,
+    pub(super) merged: Vec<WindowRow>,
 }
 
 impl PostgresSink {
@@ -285,8 +285,43 @@ impl PostgresSink {
         )
     }
 
+    /// Deletes the rows of windows `r` (window, key) from `table`: sessions merged into others.
+    pub(super) async fn delete_rows(
+        tx: &tokio_postgres::Transaction<'_>,
+        table: &TableSchema,
+        r: &[(Window, Vec<Cell>)],
+    ) -> Result<()> {
+        if r.is_empty() {
+            return Ok(());
+        }
+        let starts: Vec<SystemTime> = r.iter().map(|(w, _)| time(w.start)).collect();
+        let ends: Vec<SystemTime> = r.iter().map(|(w, _)| time(w.end)).collect();
+        let mut keys: Vec<Array> = table.keys.iter().map(|c| Array::new(c.ty)).collect();
+        for (_, key) in r {
+            for (column, cell) in keys.iter_mut().zip(key) {
+                column.push(cell);
+            }
+        }
+        let mut casts = vec!["timestamptz[]", "timestamptz[]"];
+        casts.extend(table.keys.iter().map(|c| array_cast(c.ty)));
+        let names: Vec<String> = (0..casts.len()).map(|i| format!("r{i}")).collect();
+        let mut matches = vec!["t.window_start = r.r0".to_string(), "t.window_end = r.r1".to_string()];
+        matches.extend(table.keys.iter().enumerate().map(|(i, c)| format!("t.{} = r.r{}", quote(&c.name), i + 2)));
+        let sql = format!(
+            "DELETE FROM {} AS t USING unnest({}) AS r({}) WHERE {}",
+            quote(&table.name),
+            unnest_args(1, &casts),
+            names.join(", "),
+            matches.join(" AND ")
+        );
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&starts, &ends];
+        params.extend(keys.iter().map(Array::param));
+        tx.execute(&sql, &params).await.context("deleting the rows of merged sessions")?;
+        Ok(())
+    }
+
     /// Upserts `rows` into `table` in one statement.
-    async fn upsert(
+    pub(super) async fn upsert(
         tx: &tokio_postgres::Transaction<'_>,
         table: &TableSchema,
         rows: &[WindowRow],
@@ -329,7 +364,7 @@ impl PostgresSink {
         Ok(())
     }
 
-    async fn write(
+    pub(super) async fn write(
         tx: &tokio_postgres::Transaction<'_>,
         pipeline: &str,
         table: &TableSchema,
@@ -359,29 +394,7 @@ impl PostgresSink {
         }
         if !checkpoint.retracted.is_empty() {
             let r = &checkpoint.retracted;
-            let starts: Vec<SystemTime> = r.iter().map(|(w, _)| time(w.start)).collect();
-            let ends: Vec<SystemTime> = r.iter().map(|(w, _)| time(w.end)).collect();
-            let mut keys: Vec<Array> = table.keys.iter().map(|c| Array::new(c.ty)).collect();
-            for (_, key) in r {
-                for (column, cell) in keys.iter_mut().zip(key) {
-                    column.push(cell);
-                }
-            }
-            let mut casts = vec!["timestamptz[]", "timestamptz[]"];
-            casts.extend(table.keys.iter().map(|c| array_cast(c.ty)));
-            let names: Vec<String> = (0..casts.len()).map(|i| format!("r{i}")).collect();
-            let mut matches = vec!["t.window_start = r.r0".to_string(), "t.window_end = r.r1".to_string()];
-            matches.extend(table.keys.iter().enumerate().map(|(i, c)| format!("t.{} = r.r{}", quote(&c.name), i + 2)));
-            let sql = format!(
-                "DELETE FROM {} AS t USING unnest({}) AS r({}) WHERE {}",
-                quote(&table.name),
-                unnest_args(1, &casts),
-                names.join(", "),
-                matches.join(" AND ")
-            );
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&starts, &ends];
-            params.extend(keys.iter().map(Array::param));
-            tx.execute(&sql, &params).await.context("retracting merged sessions")?;
+            Self::delete_rows(tx, table, r).await?;
             let starts: Vec<i64> = r.iter().map(|(w, _)| w.start).collect();
             let ends: Vec<i64> = r.iter().map(|(w, _)| w.end).collect();
             let keys: Vec<String> = r.iter().map(|(_, k)| super::key_json(k)).collect();
@@ -510,89 +523,6 @@ impl PostgresSink {
             .context("storing offsets")?;
         }
         Ok(())
-    }
-}
-
-impl PostgresSink {
-    fn commit_with(
-        &mut self,
-        pipeline: &str,
-        table: &TableSchema,
-        checkpoint: &Checkpoint,
-        merger: Option<&mut (dyn Merger + 'static)>,
-    ) -> Result<()> {
-        let merger = match (checkpoint.partials, merger) {
-            (false, _) => None,
-            (true, Some(merger)) => Some(merger),
-            (true, None) => anyhow::bail!("a checkpoint of partial states came without an aggregator to merge them"),
-        };
-        let (runtime, client) = self.session()?;
-        let merged = runtime.block_on(async {
-            let tx = client.transaction().await?;
-            if merger.is_some() {
-                // The group's checkpoints one at a time: each merges what the others committed.
-                tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("weir-partials:{pipeline}")])
-                    .await
-                    .context("waiting for the group's other checkpoints")?;
-            }
-            Self::write(&tx, pipeline, table, checkpoint).await?;
-            let merged = match merger {
-                Some(merger) => Self::merge(&tx, pipeline, table, checkpoint, merger).await?,
-                None => Vec::new(),
-            };
-            tx.commit().await.context("committing the checkpoint")?;
-            Ok::<_, anyhow::Error>(merged)
-        })?;
-        self.merged = merged;
-        Ok(())
-    }
-
-    /// Rewrites the rows of the windows whose partials `checkpoint` wrote, from every
-    /// partition's partial, and marks final the rows the group watermark has passed.
-    async fn merge(
-        tx: &tokio_postgres::Transaction<'_>,
-        pipeline: &str,
-        table: &TableSchema,
-        checkpoint: &Checkpoint,
-        merger: &mut dyn Merger,
-    ) -> Result<Vec<WindowRow>> {
-        let now = SystemTime::now();
-        let watermark: Option<i64> = tx
-            .query_one("SELECT min(watermark) FROM weir_checkpoints WHERE pipeline = $1", &[&pipeline])
-            .await
-            .context("reading the group watermark")?
-            .get(0);
-        let touched = partials::touched(checkpoint);
-        let mut rows = Vec::new();
-        if !touched.is_empty() {
-            let starts: Vec<i64> = touched.iter().map(|t| t.window.start).collect();
-            let ends: Vec<i64> = touched.iter().map(|t| t.window.end).collect();
-            let keys: Vec<&str> = touched.iter().map(|t| t.key_json.as_str()).collect();
-            let stored = tx
-                .query(
-                    "SELECT window_start, window_end, key, source_partition, state FROM weir_window_state \
-                     WHERE pipeline = $1 AND (window_start, window_end, key) IN \
-                     (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::text[]))",
-                    &[&pipeline, &starts, &ends, &keys],
-                )
-                .await
-                .context("reading the partial states of the windows to merge")?;
-            let stored = stored.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
-            rows = partials::merged_rows(merger, &touched, stored, watermark)?;
-            Self::upsert(tx, table, &rows, now, true).await?;
-        }
-        if let Some(mark) = watermark {
-            tx.execute(
-                &format!(
-                    "UPDATE {} SET is_final = true, updated_at = $1 WHERE NOT is_final AND window_end <= $2",
-                    quote(&table.name)
-                ),
-                &[&now, &time(mark.saturating_sub(merger.final_after_ms()))],
-            )
-            .await
-            .context("marking the rows the group watermark has passed final")?;
-        }
-        Ok(rows)
     }
 }
 

@@ -148,11 +148,11 @@ fn plan_on(conn: &Connection, table: &TableSchema) -> Result<Vec<String>> {
     schema::plan(table, &existing, &DIALECT)
 }
 
-fn iso(ms: i64) -> String {
+pub(super) fn iso(ms: i64) -> String {
     weir_sdk::time::format_iso8601(ms)
 }
 
-fn now_iso() -> String {
+pub(super) fn now_iso() -> String {
     let ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     iso(ms)
@@ -170,7 +170,7 @@ fn sqlite_type(ty: ColumnType) -> &'static str {
 const DIALECT: Dialect =
     Dialect { type_of: sqlite_type, window: "TEXT", boolean: "INTEGER", integer: "INTEGER", timestamp: "TEXT" };
 
-fn to_sql(cell: &Cell) -> Value {
+pub(super) fn to_sql(cell: &Cell) -> Value {
     match cell {
         Cell::Null => Value::Null,
         Cell::Int(v) => Value::Integer(*v),
@@ -233,7 +233,29 @@ impl SqliteSink {
         )
     }
 
-    fn upsert(tx: &Transaction, table: &TableSchema, rows: &[WindowRow], now: &str, merged: bool) -> Result<()> {
+    /// Deletes the rows of windows `r` (window, key) from `table`: sessions merged into others.
+    pub(super) fn delete_rows(tx: &Transaction, table: &TableSchema, r: &[(Window, Vec<Cell>)]) -> Result<()> {
+        let keys: Vec<String> = table.keys.iter().map(|c| format!("{} = ?", quote(&c.name))).collect();
+        let mut delete = tx.prepare_cached(&format!(
+            "DELETE FROM {} WHERE window_start = ? AND window_end = ? AND {}",
+            quote(&table.name),
+            keys.join(" AND ")
+        ))?;
+        for (window, key) in r {
+            let mut values = vec![Value::Text(iso(window.start)), Value::Text(iso(window.end))];
+            values.extend(key.iter().map(to_sql));
+            delete.execute(rusqlite::params_from_iter(values)).context("deleting the rows of a merged session")?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn upsert(
+        tx: &Transaction,
+        table: &TableSchema,
+        rows: &[WindowRow],
+        now: &str,
+        merged: bool,
+    ) -> Result<()> {
         let mut upsert = tx.prepare_cached(&Self::upsert_sql(table, merged))?;
         for row in rows {
             let mut values = vec![Value::Text(iso(row.window.start)), Value::Text(iso(row.window.end))];
@@ -262,22 +284,12 @@ impl SqliteSink {
         for id in &checkpoint.replayed_dead {
             forget.execute([id])?;
         }
-        if !checkpoint.retracted.is_empty() {
-            let keys: Vec<String> = table.keys.iter().map(|c| format!("{} = ?", quote(&c.name))).collect();
-            let mut delete = tx.prepare_cached(&format!(
-                "DELETE FROM {} WHERE window_start = ? AND window_end = ? AND {}",
-                quote(&table.name),
-                keys.join(" AND ")
-            ))?;
-            let mut forget = tx.prepare_cached(
-                "DELETE FROM weir_window_state WHERE pipeline = ? AND window_start = ? AND window_end = ? AND key = ?",
-            )?;
-            for (window, key) in &checkpoint.retracted {
-                let mut values = vec![Value::Text(iso(window.start)), Value::Text(iso(window.end))];
-                values.extend(key.iter().map(to_sql));
-                delete.execute(rusqlite::params_from_iter(values)).context("retracting a merged session")?;
-                forget.execute(params![pipeline, window.start, window.end, super::key_json(key)])?;
-            }
+        Self::delete_rows(tx, table, &checkpoint.retracted)?;
+        let mut forget = tx.prepare_cached(
+            "DELETE FROM weir_window_state WHERE pipeline = ? AND window_start = ? AND window_end = ? AND key = ?",
+        )?;
+        for (window, key) in &checkpoint.retracted {
+            forget.execute(params![pipeline, window.start, window.end, super::key_json(key)])?;
         }
         Self::upsert(tx, table, &checkpoint.rows, &now, false)?;
         if let Some(shadow) = &checkpoint.shadow {
@@ -556,53 +568,13 @@ impl Sink for SqliteSink {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         Self::write(&tx, pipeline, &table, checkpoint)?;
         let merged = match merger {
-            Some(merger) => merge(&tx, pipeline, &table, checkpoint, merger)?,
+            Some(merger) => super::sqlite_partials::merge(&tx, pipeline, &table, checkpoint, merger)?,
             None => Vec::new(),
         };
         tx.commit().context("committing the checkpoint")?;
         self.merged = merged;
         Ok(())
     }
-}
-
-/// Rewrites the rows of the windows whose partials `checkpoint` wrote, from every
-/// partition's partial, and marks final the rows the group watermark has passed.
-fn merge(
-    tx: &Transaction,
-    pipeline: &str,
-    table: &TableSchema,
-    checkpoint: &Checkpoint,
-    merger: &mut dyn Merger,
-) -> Result<Vec<WindowRow>> {
-    let now = now_iso();
-    let watermark: Option<i64> =
-        tx.query_row("SELECT min(watermark) FROM weir_checkpoints WHERE pipeline = ?", [pipeline], |r| r.get(0))?;
-    let touched = partials::touched(checkpoint);
-    let mut read = tx.prepare_cached(
-        "SELECT source_partition, state FROM weir_window_state WHERE pipeline = ? AND window_start = ? AND window_end = ? AND key = ?",
-    )?;
-    let mut stored = Vec::new();
-    for t in &touched {
-        let partials = read.query_map(params![pipeline, t.window.start, t.window.end, t.key_json], |r| {
-            Ok((t.window.start, t.window.end, t.key_json.clone(), r.get(0)?, r.get(1)?))
-        })?;
-        for partial in partials {
-            stored.push(partial.context("reading the partial states of the windows to merge")?);
-        }
-    }
-    let rows = partials::merged_rows(merger, &touched, stored, watermark)?;
-    SqliteSink::upsert(tx, table, &rows, &now, true)?;
-    if let Some(mark) = watermark {
-        tx.execute(
-            &format!(
-                "UPDATE {} SET is_final = 1, updated_at = ? WHERE NOT is_final AND window_end <= ?",
-                quote(&table.name)
-            ),
-            params![now, iso(mark.saturating_sub(merger.final_after_ms()))],
-        )
-        .context("marking the rows the group watermark has passed final")?;
-    }
-    Ok(rows)
 }
 
 #[cfg(test)]
