@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use weir::bench::chain::PluginChain;
 use weir::bench::{native_chain, rides_batches, wasm_chain};
-use weir::chain::PluginChain;
 use weir::plugin::{Limits, Native, ParserStage, PluginKind, TransformStage};
 use weir::rides::{RidesChainConfig, TripGenerator, TripOptions};
 use weir_sdk::{ColumnValues, EventBatch, RawBatch};

@@ -18,7 +18,6 @@
 
 pub mod admin;
 pub mod bench;
-pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod pipeline;

@@ -266,10 +266,24 @@ fn main() {
 /// How many events the scale-out case reads: several seconds of reading even for three hosts.
 const SCALE_EVENTS: u64 = 4 * EVENTS;
 
+/// The mean time a host's checkpoints took to commit (the group's lock included), and
+/// how many, from its `/api/status`; `None` while it does not answer yet.
+fn commit_times(admin: &str) -> Option<(f64, u64)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).ok()?;
+    write!(stream, "GET /api/status HTTP/1.0\r\nHost: {admin}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status: serde_json::Value = serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()?;
+    let checkpoints = &status["measured"]["checkpoints"];
+    let count = checkpoints["count"].as_u64()?;
+    Some((checkpoints["sum"].as_f64()? * 1000.0 / count.max(1) as f64, count))
+}
+
 /// `hosts` hosts of one group read `topic` (`SCALE_EVENTS` records) into a fresh database.
 /// Returns the group's events/s, from the first commit to the commit that completes the
-/// topic as the sink's offsets show it (polled every 20 ms; checkpoints every 200 ms), and
-/// each host's own report.
+/// topic as the sink's offsets show it (polled every 20 ms; checkpoints every 200 ms),
+/// each host's own report, and each host's mean commit time in ms.
 fn group_rate(
     pg: &Postgres,
     broker: &Broker,
@@ -277,16 +291,23 @@ fn group_rate(
     cache: &Path,
     topic: &str,
     hosts: usize,
-) -> (f64, Vec<Report>) {
+) -> (f64, Vec<Report>, Vec<(f64, u64)>) {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = format!("scale_{run}_{hosts}");
     let db = pg.create_database(&name);
     let mut env = kafka_env(broker, db, topic);
     env.push(("KAFKA_GROUP", name.clone()));
-    let children: Vec<Child> = (0..hosts)
-        .map(|_| weir_run(pipeline, &env, cache, "2s").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+    let admins: Vec<String> = (0..hosts).map(|_| weir_tests::free_addr()).collect();
+    let children: Vec<Child> = admins
+        .iter()
+        .map(|admin| {
+            let mut cmd = weir_run(pipeline, &env, cache, "2s");
+            cmd.args(["--admin", admin]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
         .collect();
+    let mut commits = vec![(0.0, 0); hosts];
+    let mut polled = Instant::now();
     let mut client = pg.client(&name);
     let committed = |client: &mut postgres::Client| -> i64 {
         // Before the first host has prepared the sink the table does not exist: nothing committed.
@@ -303,6 +324,12 @@ fn group_rate(
         if n >= SCALE_EVENTS as i64 {
             break;
         }
+        if polled.elapsed() >= Duration::from_millis(250) {
+            polled = Instant::now();
+            for (admin, last) in admins.iter().zip(&mut commits) {
+                *last = commit_times(admin).unwrap_or(*last);
+            }
+        }
         assert!(Instant::now() < deadline, "{topic}: {hosts} host(s) committed {n} of {SCALE_EVENTS} in 10 minutes");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -316,7 +343,7 @@ fn group_rate(
             parse_report(&String::from_utf8_lossy(&out.stdout))
         })
         .collect();
-    (rate, reports)
+    (rate, reports, commits)
 }
 
 /// Scale-out: rows merged from partial states (any keying) against whole rows from memory
@@ -343,16 +370,18 @@ fn scale_case(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path) {
         ("keyed by city, partials merged in sink", &partials, "scale-city"),
         ("unkeyed, partials merged in sink", &partials, "scale-none"),
     ] {
-        let (_, reports) = group_rate(pg, broker, pipeline, cache, topic, 1);
+        let (_, reports, commits) = group_rate(pg, broker, pipeline, cache, topic, 1);
         row(&format!("1 host, {what}"), &reports[0]);
+        println!("{:<40} {:>10.1} ms mean over {} checkpoints", "  its commits", commits[0].0, commits[0].1);
         one_host.push(reports[0].events_per_s);
     }
     println!("{:<40} {:>10.2}×", "1 host: unkeyed partials / keyed whole", one_host[2] / one_host[0]);
     let mut group = Vec::new();
     for hosts in 1..=3 {
-        let (rate, reports) = group_rate(pg, broker, &partials, cache, "scale-none", hosts);
-        for (i, r) in reports.iter().enumerate() {
+        let (rate, reports, commits) = group_rate(pg, broker, &partials, cache, "scale-none", hosts);
+        for (i, (r, (mean, n))) in reports.iter().zip(&commits).enumerate() {
             row(&format!("  host {} of {hosts}, its own reading", i + 1), r);
+            println!("{:<40} {mean:>10.1} ms mean over {n} checkpoints", "  its commits");
         }
         println!("{:<40} {rate:>10.0} events/s", format!("{hosts} host(s), unkeyed: the group"));
         group.push(rate);

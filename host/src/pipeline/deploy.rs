@@ -14,8 +14,8 @@ use serde::Serialize;
 use weir_sdk::RawBatch;
 
 use super::build::Pipeline;
-use super::stages::{self, StageId, StagePlan};
-use super::swap::{short, state_version, How};
+use super::stages::{self, short, StageId, StagePlan};
+use super::swap::{state_version, How};
 use crate::admin::{DeployRequest, PluginControl};
 use crate::config::PipelineConfig;
 use crate::plugin::{AggregatorStage, Plugin, PluginRuntime};

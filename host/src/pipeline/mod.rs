@@ -16,12 +16,14 @@ mod open;
 mod process;
 mod reopen;
 mod replay;
+mod report;
 mod retry;
 mod run;
 mod sessions;
 mod shadow;
 mod stages;
 mod swap;
+mod switch;
 mod windows;
 
 pub use build::{Pipeline, PipelineOptions};

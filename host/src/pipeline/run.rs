@@ -11,10 +11,11 @@ use anyhow::{bail, Context, Result};
 use super::breaker::Breaker;
 use super::build::{Pipeline, PipelineOptions, RunStats};
 use super::committer::Committer;
-use super::deploy::{Change, Deployer, Swap, Switched};
+use super::deploy::{Deployer, Swap};
 use super::latency::Latency;
 use super::open::{open, open_source, Opened};
-use super::swap::How;
+use super::report::{publish, show};
+use super::switch::switch;
 use crate::admin::{Command, Shared};
 use crate::config::SourceConfig;
 use crate::plugin::RuntimeOptions;
@@ -57,14 +58,14 @@ fn peak_rss() -> Option<u64> {
 
 /// Timing of a run, and where it is reported, kept beside the loop.
 #[derive(Default)]
-struct Timing {
-    latency: Latency,
+pub(super) struct Timing {
+    pub(super) latency: Latency,
     first_commit: Option<Duration>,
-    last_commit_ms: Option<i64>,
+    pub(super) last_commit_ms: Option<i64>,
     /// How many pending latency samples the commit in flight holds.
     committing: usize,
     /// How long commits took on the sink thread, from hand-over to landing.
-    commits: super::metrics::Histogram,
+    pub(super) commits: super::metrics::Histogram,
     admin: Option<Arc<Shared>>,
     /// When the last batch was done.
     processed: Option<Instant>,
@@ -193,145 +194,8 @@ fn rebalance(
     Ok(())
 }
 
-/// Makes a change the deployer asked for. Called right after a checkpoint is taken, at
-/// the positions it holds, so no offset is processed by both versions, and a shadow
-/// starts from exactly the live state. Returns whether a live stage switched.
-fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, positions: Vec<(i32, i64)>) -> bool {
-    let started = Instant::now();
-    let Swap { change, reply } = swap;
-    let (plan, plugin, how) = match change {
-        Change::Switch { plan, plugin, how } => (plan, *plugin, Some(how)),
-        Change::Optimize { plan, plugin } => (plan, *plugin, None),
-        Change::Shadow { plan, pipeline: shadow } => {
-            let (stage, version) = (plan.id, super::swap::short(&plan.version()));
-            let outcome = pipeline.start_shadow(plan, *shadow).map_err(|e| format!("{e:#}"));
-            if outcome.is_ok() {
-                eprintln!("\n{version} runs in the shadow of {stage} from {}", positions_text(&positions));
-            }
-            let _ = reply.send(outcome.map(|()| switched_at(pipeline, positions, started)));
-            return false;
-        }
-        Change::Discard => {
-            let outcome = match pipeline.end_shadow("discarded") {
-                Some(_) => Ok(switched_at(pipeline, positions, started)),
-                None => Err("no shadow is running".to_string()),
-            };
-            let _ = reply.send(outcome);
-            return false;
-        }
-        Change::Promote => {
-            let Some(plan) = pipeline.shadow_plan() else {
-                let _ = reply.send(Err("no shadow is running".to_string()));
-                return false;
-            };
-            match plan.start() {
-                Ok(plugin) => (plan, plugin, Some(How::Promote)),
-                Err(e) => {
-                    let _ = reply.send(Err(format!("{e:#}")));
-                    return false;
-                }
-            }
-        }
-    };
-    let stage = plan.id;
-    let outcome = pipeline.switch(plan.clone(), plugin, how, positions.clone());
-    let answer = match outcome {
-        Ok(()) => {
-            let (version, at) = (plan_version(pipeline, stage), positions_text(&positions));
-            if how.is_some() {
-                pipeline.stats.swaps += 1;
-                deployer.switched(plan, pipeline.deployments.last().cloned());
-                eprintln!("\n{stage} switched to {version} at {at}");
-            } else {
-                deployer.switched(plan, None);
-                eprintln!("\n{stage} runs optimized code of {version} from {at}");
-            }
-            Ok(switched_at(pipeline, positions, started))
-        }
-        Err(e) => Err(format!("{e:#}")),
-    };
-    let switched = answer.is_ok();
-    let _ = reply.send(answer);
-    switched
-}
-
-fn switched_at(pipeline: &Pipeline, positions: Vec<(i32, i64)>, started: Instant) -> Switched {
-    let switch_us = started.elapsed().as_micros() as u64;
-    Switched { after_checkpoint: pipeline.stats.checkpoints, from_offsets: positions, switch_us }
-}
-
-fn plan_version(pipeline: &Pipeline, stage: super::StageId) -> String {
-    pipeline.plans().iter().find(|p| p.id == stage).map(|p| super::swap::short(&p.version())).unwrap_or_default()
-}
-
-fn positions_text(positions: &[(i32, i64)]) -> String {
-    if positions.is_empty() {
-        return "the start".into();
-    }
-    positions.iter().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(", ")
-}
-
 fn labels(source: &dyn Source, partitions: &[i32]) -> String {
     partitions.iter().map(|&p| source.label(p)).collect::<Vec<_>>().join(", ")
-}
-
-fn show(pipeline: &Pipeline, source: &mut dyn Source, started: Instant, last: &mut (Instant, u64), breaker: &Breaker) {
-    let now = Instant::now();
-    let records = pipeline.stats.records;
-    let rate = (records - last.1) as f64 / now.duration_since(last.0).as_secs_f64().max(1e-9);
-    *last = (now, records);
-    let mark = pipeline.watermark().map_or("-".to_string(), weir_sdk::time::format_iso8601);
-    let lag = source.lag().map_or("-".to_string(), |l| l.to_string());
-    eprint!(
-        "\r{:>7.1}s {:>10} events {:>9.0}/s  lag {lag}  watermark {mark}  open windows {:>5}  dead letters {:>6}  late {:>6}   ",
-        started.elapsed().as_secs_f64(),
-        records,
-        rate,
-        pipeline.open_windows(),
-        pipeline.stats.dead_letters + pipeline.dead_letters.len() as u64,
-        pipeline.stats.late + pipeline.late_events.len() as u64,
-    );
-    if let Some(open_for) = breaker.open_for(now) {
-        eprint!(" BREAKER OPEN {:.0}s ", open_for.as_secs_f64());
-    }
-}
-
-/// Publishes the run's state to the admin API.
-fn publish(
-    admin: &Shared,
-    pipeline: &Pipeline,
-    source: &mut dyn Source,
-    breaker: &Breaker,
-    held: &Option<String>,
-    timing: &Timing,
-) {
-    let mut status = admin.status();
-    status.measured.clone_from(&pipeline.measured);
-    // Stage names and versions come from what runs now, not from the counters.
-    for (stage, plan) in status.measured.stages.iter_mut().zip(pipeline.plans()) {
-        stage.stage = plan.id.to_string();
-        stage.version = plan.version();
-    }
-    status.measured.checkpoints.clone_from(&timing.commits);
-    status.swaps = pipeline.stats.swaps;
-    status.shadow = pipeline.shadow_plan().map(|plan| (plan.id.to_string(), plan.version()));
-    status.latency_ms = timing.latency.recent();
-    status.source_error = source.trouble();
-    status.lags = source.lags().unwrap_or_default().into_iter().map(|(p, n)| (source.label(p), n)).collect();
-    let last_commit = timing.last_commit_ms;
-    status.pipeline.clone_from(&pipeline.name);
-    status.records = pipeline.stats.records;
-    status.windowed = pipeline.stats.windowed;
-    status.events_windowed = pipeline.stats.events_windowed;
-    status.dead_letters = pipeline.stats.dead_letters + pipeline.dead_letters.len() as u64;
-    status.late = pipeline.stats.late + pipeline.late_events.len() as u64;
-    status.late_records = pipeline.stats.late_records;
-    status.checkpoints = pipeline.stats.checkpoints;
-    status.watermark_ms = pipeline.watermark();
-    status.last_checkpoint_ms = last_commit;
-    status.held.clone_from(held);
-    status.breaker_trips = breaker.trips;
-    admin.publish(status);
 }
 
 /// When the process started, as near as the library can tell: the first call.

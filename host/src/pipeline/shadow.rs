@@ -75,7 +75,7 @@ impl Pipeline {
     /// Ends the shadow, if one runs, saying why on the terminal.
     pub(super) fn end_shadow(&mut self, why: &str) -> Option<Box<Shadow>> {
         let shadow = self.shadow.take()?;
-        eprintln!("\nthe shadow of {} ({}) ended: {why}", shadow.plan.id, super::swap::short(&shadow.plan.version()));
+        eprintln!("\nthe shadow of {} ({}) ended: {why}", shadow.plan.id, super::stages::short(&shadow.plan.version()));
         Some(shadow)
     }
 

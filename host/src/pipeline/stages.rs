@@ -290,6 +290,18 @@ pub fn table_change(old: &TableSchema, new: &TableSchema) -> Option<String> {
     })
 }
 
+/// A digest, or a `name@digest` version, short enough to read: 12 hex digits.
+pub(super) fn short(version: &str) -> String {
+    let (name, digest) = version.rsplit_once('@').map_or(("", version), |(n, d)| (n, d));
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let hex = &hex[..hex.len().min(12)];
+    if name.is_empty() {
+        hex.to_string()
+    } else {
+        format!("{name}@{hex}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +315,12 @@ mod tests {
         assert_eq!("validator".parse::<StageId>().unwrap(), StageId::Validator(0));
         let err = "sink".parse::<StageId>().unwrap_err().to_string();
         assert!(err.contains("\"sink\"") && err.contains("validators[N]"), "{err}");
+    }
+
+    #[test]
+    fn short_versions_keep_the_name() {
+        let digest = "sha256:0123456789abcdef0123";
+        assert_eq!(super::short(digest), "0123456789ab");
+        assert_eq!(super::short(&format!("json_parser@{digest}")), "json_parser@0123456789ab");
     }
 }

@@ -8,7 +8,7 @@
 use anyhow::{anyhow, bail, Result};
 
 use super::build::Pipeline;
-use super::stages::{self, StageId, StagePlan};
+use super::stages::{self, short, StageId, StagePlan};
 use crate::plugin::{AggregatorStage, Plugin};
 use crate::sink::Deployment;
 
@@ -225,27 +225,5 @@ impl Pipeline {
             }
         }
         Ok(said)
-    }
-}
-
-/// A digest, or a `name@digest` version, short enough to read: 12 hex digits.
-pub fn short(version: &str) -> String {
-    let (name, digest) = version.rsplit_once('@').map_or(("", version), |(n, d)| (n, d));
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    let hex = &hex[..hex.len().min(12)];
-    if name.is_empty() {
-        hex.to_string()
-    } else {
-        format!("{name}@{hex}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn short_versions_keep_the_name() {
-        let digest = "sha256:0123456789abcdef0123";
-        assert_eq!(super::short(digest), "0123456789ab");
-        assert_eq!(super::short(&format!("json_parser@{digest}")), "json_parser@0123456789ab");
     }
 }

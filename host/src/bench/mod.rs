@@ -1,6 +1,10 @@
 //! The plugin-throughput benchmark: the rides chain (parser → validator → aggregator)
 //! over the same pre-generated batches, once through the WASM components with their
-//! limits on and once through the same plugin code compiled natively.
+//! limits on and once through the same plugin code compiled natively. It drives its own
+//! in-memory chain (`chain.rs`), not the pipeline: no source, sink or checkpoint, only the
+//! plugins and the windowing that separates their costs.
+
+pub mod chain;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use weir_sdk::{AggregatorInfo, ParserInfo, RawBatch};
 
-use crate::chain::{ChainStats, PluginChain, StageTimes};
+use self::chain::{ChainStats, PluginChain, StageTimes};
 use crate::plugin::{Limits, Native, Plugin, PluginKind, PluginRuntime, Policy, RuntimeOptions};
 use crate::rides::{RidesChainConfig, TripGenerator, TripOptions};
 
