@@ -245,3 +245,105 @@ fn sessions_on_an_unkeyed_topic_are_the_same_on_one_host_and_on_three_with_a_kil
     );
     assert_eq!(got.len(), want.len(), "no other sessions");
 }
+
+/// A plugin version deployed through one host's admin API runs on every host of the group,
+/// each switching at its own checkpoint; a rollback through the other host returns them
+/// all. Nothing is lost or counted twice, and every checkpoint names one parser version.
+#[test]
+fn a_deploy_and_a_rollback_through_either_host_switch_the_whole_group() {
+    use weir_tests::guests::JSON_PARSER;
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "");
+    let topic = "trips-deploy";
+    let total = 70_000;
+    let warm = produce(&broker, topic, "none", 1, 10_000, START, None).wait_with_output().unwrap();
+    assert!(warm.status.success(), "weir produce: {}", String::from_utf8_lossy(&warm.stderr));
+    let url = pg.create_database("deploy");
+    let (a_admin, b_admin) = (free_addr(), free_addr());
+    let mut a = group::host_at(&pipeline, &broker, topic, &url, "deploy", &a_admin, "120s");
+    let mut b = group::host_at(&pipeline, &broker, topic, &url, "deploy", &b_admin, "120s");
+    let grouped = |s: &serde_json::Value| s["group"]["hosts"].as_array().is_some_and(|h| h.len() == 2);
+    wait_status(&a_admin, &mut a, Duration::from_secs(60), grouped);
+    wait_committed(&pg, "deploy", 9_999, &mut a);
+    // The main stream arrives while the versions change: 60,000 events at 10,000 a second.
+    let producer = produce(&broker, topic, "none", 2, 60_000, MAIN_START, Some(10_000));
+    let parser_is = |digest: String| {
+        move |s: &serde_json::Value| {
+            s["measured"]["stages"][0]["version"].as_str().is_some_and(|v| v.ends_with(digest.as_str()))
+        }
+    };
+    let v2 = dir.path().join("json_parser_v2.wasm");
+    std::fs::write(&v2, weir_tests::marked(JSON_PARSER, "2")).unwrap();
+    let deploy = ["plugin", "deploy", "--pipeline", "rides", "--stage", "parser", v2.to_str().unwrap()];
+    let (ok, report, why) = weir_tests::weir_cli(&a_admin, &deploy);
+    assert!(ok, "{why}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let (v1, v2) = (report["replaced"].as_str().unwrap().to_string(), report["version"].as_str().unwrap().to_string());
+    let digest = |v: &str| v.rsplit_once('@').unwrap().1.to_string();
+    wait_status(&b_admin, &mut b, Duration::from_secs(60), parser_is(digest(&v2)));
+    // Rolled back through the other host: both return to the first version.
+    let rollback = ["plugin", "rollback", "--pipeline", "rides", "--stage", "parser"];
+    let (ok, _, why) = weir_tests::weir_cli(&b_admin, &rollback);
+    assert!(ok, "{why}");
+    wait_status(&a_admin, &mut a, Duration::from_secs(60), parser_is(digest(&v1)));
+    let produced = producer.wait_with_output().unwrap();
+    assert!(produced.status.success(), "weir produce: {}", String::from_utf8_lossy(&produced.stderr));
+    wait_committed(&pg, "deploy", total - 1, &mut a);
+    for (host, name) in [(a, "a"), (b, "b")] {
+        let _ = std::process::Command::new("kill").args(["-INT", &host.id().to_string()]).status();
+        let err = finish(host, name);
+        assert!(name == "a" || err.contains("followed the group into parser"), "host {name}: {err}");
+    }
+    let want = truth(&read_topic(&broker, topic, total as usize));
+    assert_truth(&read(&pg, "deploy"), &want, "a deploy and a rollback across the group");
+
+    // Who switched how: a deploy on one host and a follow on the other, then the reverse.
+    let mut client = pg.client("deploy");
+    let rows = client
+        .query(
+            "SELECT how, digest FROM weir_deployments WHERE stage = 'parser' AND how <> 'configured' ORDER BY id",
+            &[],
+        )
+        .unwrap();
+    let hows: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let (d1, d2) = (digest(&v1), digest(&v2));
+    assert_eq!(
+        hows,
+        vec![
+            ("deploy".into(), d2.clone()),
+            ("follow".into(), d2.clone()),
+            ("rollback".into(), d1.clone()),
+            ("follow".into(), d1.clone())
+        ],
+        "{hows:?}"
+    );
+    // Per partition, the checkpoints' parser versions follow the switches in order: the
+    // first version, the deployed one, the first again; never back and forth.
+    let log = client.query("SELECT plugins, offsets FROM weir_checkpoint_log ORDER BY id", &[]).unwrap();
+    let mut phases: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
+    for r in &log {
+        let plugins: String = r.get(0);
+        // The stages in order: the parser first.
+        let parser: Vec<&str> = plugins.split(',').take(1).collect();
+        let d = digest(parser[0]);
+        assert!(d == d1 || d == d2, "the parser ran one of the two versions: {plugins}");
+        let offsets: Vec<(i32, i64)> = serde_json::from_str(r.get::<_, &str>(1)).unwrap();
+        for (partition, _) in offsets {
+            let seen = phases.entry(partition).or_default();
+            if seen.last().map(String::as_str) != Some(parser[0]) {
+                seen.push(parser[0].to_string());
+            }
+        }
+    }
+    assert_eq!(phases.len(), 6, "every partition was checkpointed: {phases:?}");
+    for (partition, seen) in &phases {
+        let seen: Vec<String> = seen.iter().map(|v| digest(v)).collect();
+        assert_eq!(
+            seen,
+            [d1.clone(), d2.clone(), d1.clone()],
+            "partition {partition}: the first version, the deployed one, back"
+        );
+    }
+}

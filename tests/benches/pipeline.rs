@@ -388,6 +388,52 @@ fn scale_case(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path) {
     }
     println!("{:<40} {:>10.2}×", "2 hosts / 1 host (group, unkeyed)", group[1] / group[0]);
     println!("{:<40} {:>10.2}×", "3 hosts / 1 host (group, unkeyed)", group[2] / group[0]);
+    live_group(broker, pg, dir, cache);
+}
+
+/// Three hosts of one group on an unkeyed topic fed live at a steady 50,000 events/s,
+/// checkpointing every second: what each checkpoint costs in the sink (its commit, the
+/// group's lock included) and the latency from a record's timestamp to its commit.
+fn live_group(broker: &Broker, pg: &Postgres, dir: &Path, cache: &Path) {
+    let topic = "scale-live";
+    let out = Command::new(weir_release_bin())
+        .args(["produce", "--brokers", &broker.brokers(), "--topic", topic, "--quiet", "--partitions", "6"])
+        .args(["--events", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pipeline = example("pipeline-kafka.toml", dir, "1s");
+    let mut env = kafka_env(broker, pg.create_database("scale_live"), topic);
+    env.push(("KAFKA_GROUP", "scale-live".into()));
+    let admins: Vec<String> = (0..3).map(|_| weir_tests::free_addr()).collect();
+    let mut hosts: Vec<Child> = admins
+        .iter()
+        .map(|admin| {
+            let mut cmd = weir_run(&pipeline, &env, cache, "10s");
+            cmd.args(["--admin", admin]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    // Produce once every host holds partitions, so that joining is not counted as latency.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !weir_tests::group::group_ready(&admins[0], 3) {
+        assert!(Instant::now() < deadline, "the three hosts did not share the topic within two minutes");
+        assert!(hosts.iter_mut().all(|h| h.try_wait().unwrap().is_none()), "a host exited before the stream");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let produced = Command::new(weir_release_bin())
+        .args(["produce", "--brokers", &broker.brokers(), "--topic", topic, "--quiet", "--key", "none"])
+        .args(["--events", &EVENTS.to_string(), "--rate", "50000", "--event-rate", "50000", "--start", "now"])
+        .output()
+        .unwrap();
+    assert!(produced.status.success(), "{}", String::from_utf8_lossy(&produced.stderr));
+    let commits: Vec<(f64, u64)> = admins.iter().map(|a| commit_times(a).unwrap_or((0.0, 0))).collect();
+    println!("live: 3 hosts, unkeyed, {EVENTS} events at 50,000 events/s, 1 s checkpoints");
+    for (i, (host, (mean, n))) in hosts.into_iter().zip(commits).enumerate() {
+        let out = host.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        row(&format!("  host {} of 3", i + 1), &parse_report(&String::from_utf8_lossy(&out.stdout)));
+        println!("{:<40} {mean:>10.1} ms mean over {n} checkpoints", "  its commits");
+    }
 }
 
 /// How many times case (b) pairs a bare consumer with weir. The two share a machine with

@@ -424,6 +424,37 @@ impl Deployer {
         self.deploy(stage, &previous.plugin, previous.bytes.to_vec(), How::Rollback, f64::INFINITY)
     }
 
+    /// Switches every stage whose latest switch in the group's `history` (read from the
+    /// sink: every host's, oldest first) is to another version than this host runs: a
+    /// deploy, rollback or promote made through another host. Each is checked and tried
+    /// like a deploy, with no limit on dead letters (the deploying host's trial decided);
+    /// a host that cannot run it keeps its version and says why.
+    pub(super) fn follow(&self, history: Vec<Deployment>) {
+        let mut latest: Vec<&Deployment> = Vec::new();
+        for d in &history {
+            match latest.iter_mut().find(|l| l.stage == d.stage) {
+                Some(slot) => *slot = d,
+                None => latest.push(d),
+            }
+        }
+        let changes: Vec<(StageId, Deployment)> = latest
+            .into_iter()
+            .filter_map(|d| Some((d.stage.parse::<StageId>().ok()?, d.clone())))
+            .filter(|(stage, d)| self.plan(*stage).is_ok_and(|p| p.component.digest != d.digest))
+            .collect();
+        // The group's history, so that a rollback here returns to what the group ran.
+        self.live.lock().expect("live lock").history = history;
+        for (stage, d) in changes {
+            let version = format!("{}@{}", d.plugin, short(&d.digest));
+            match self.deploy(stage, &d.plugin, d.bytes.to_vec(), How::Follow, f64::INFINITY) {
+                Ok(report) => {
+                    eprintln!("\nfollowed the group into {stage}: {version} (was {})", short(&report.replaced))
+                }
+                Err(e) => eprintln!("\ncannot follow the group's switch of {stage} to {version}: {e:#}"),
+            }
+        }
+    }
+
     /// The stages, what runs in each, and every switch so far.
     pub fn list(&self) -> serde_json::Value {
         let live = self.live.lock().expect("live lock");

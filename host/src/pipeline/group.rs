@@ -5,12 +5,13 @@
 //! this host, has committed the whole topic.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Result};
 
 use super::build::Pipeline;
 use super::committer::Committer;
+use super::deploy::Deployer;
 use super::lease::LEASE_TIMEOUT_MS;
 use crate::admin::{GroupView, Shared};
 use crate::sink::{Lease, Sink};
@@ -85,20 +86,55 @@ pub(super) fn read(sink: &mut dyn Sink, pipeline: &str, admin: &Shared, rows_fro
     Ok(())
 }
 
-/// Renews this host's record through the sink thread, without waiting, and reads the
-/// group back for `admin`; failures only warn, since the next heartbeat follows soon.
+/// How this host follows the plugin versions the group switches to: any host's deploy,
+/// rollback or promote is recorded in `weir_deployments`, which every host looks at with
+/// its heartbeat, and switches to at its own next checkpoint.
+pub(super) struct Following {
+    deployer: Arc<Deployer>,
+    /// The latest deployment this host has seen (its own included).
+    seen: Mutex<Option<i64>>,
+}
+
+impl Following {
+    /// Follows the group's deployments after `seen`, with `deployer`.
+    pub(super) fn new(deployer: Arc<Deployer>, seen: Option<i64>) -> Arc<Self> {
+        Arc::new(Following { deployer, seen: Mutex::new(seen) })
+    }
+
+    /// On the sink thread: hands deployments recorded since the last look to the
+    /// deployer, on a thread of their own, since a switch waits for the run loop, which
+    /// may be waiting for this very thread.
+    fn look(&self, sink: &mut dyn Sink, pipeline: &str) -> Result<()> {
+        let last = sink.last_deployment(pipeline)?;
+        let mut seen = self.seen.lock().expect("following lock");
+        if last <= *seen {
+            return Ok(());
+        }
+        *seen = last;
+        let history = sink.deployments(pipeline)?;
+        let deployer = self.deployer.clone();
+        std::thread::Builder::new().name("weir-follow".into()).spawn(move || deployer.follow(history))?;
+        Ok(())
+    }
+}
+
+/// Renews this host's record through the sink thread, without waiting, reads the group
+/// back for `admin`, and looks for versions the group switched to; failures only warn,
+/// since the next heartbeat follows soon.
 pub(super) fn heartbeat(
     committer: &Committer,
     pipeline: String,
     mine: Lease,
     admin: Option<Arc<Shared>>,
     rows_from_sink: bool,
+    following: Arc<Following>,
 ) -> Result<()> {
     committer.run(move |sink| {
         let beat = sink.renew(&pipeline, &mine).and_then(|()| match &admin {
             Some(admin) => read(sink, &pipeline, admin, rows_from_sink),
             None => Ok(()),
         });
+        let beat = beat.and_then(|()| following.look(sink, &pipeline));
         if let Err(e) = beat {
             tracing::warn!(pipeline, error = %format!("{e:#}"), "the heartbeat failed");
         }

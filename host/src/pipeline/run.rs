@@ -278,12 +278,23 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         timing.admin = Some(admin.shared);
     }
     let timing_admin = timing.admin.clone();
+    let name = pipeline.name.clone();
+    let seen = committer.with(move |sink| sink.last_deployment(&name))??;
+    let following = super::group::Following::new(deployer.clone(), seen);
     let beat = |pipeline: &Pipeline, source: &mut dyn Source, committer: &Committer, renewed: &mut (Instant, u64)| {
         let rate =
             pipeline.stats.records.saturating_sub(renewed.1) as f64 / renewed.0.elapsed().as_secs_f64().max(1e-3);
         *renewed = (Instant::now(), pipeline.stats.records);
         let mine = super::group::record(pipeline, source, admin_addr.clone(), rate, now_ms());
-        super::group::heartbeat(committer, pipeline.name.clone(), mine, timing_admin.clone(), pipeline.partials)
+        let following = following.clone();
+        super::group::heartbeat(
+            committer,
+            pipeline.name.clone(),
+            mine,
+            timing_admin.clone(),
+            pipeline.partials,
+            following,
+        )
     };
     beat(&pipeline, source.as_mut(), &committer, &mut renewed)?;
     while !stop.load(Ordering::SeqCst) {

@@ -26,6 +26,8 @@ pub enum How {
     Watch,
     /// A shadow was promoted.
     Promote,
+    /// Another host of the group switched to it: this host followed.
+    Follow,
 }
 
 impl How {
@@ -37,6 +39,7 @@ impl How {
             How::Rollback => "rollback",
             How::Watch => "watch",
             How::Promote => "promote",
+            How::Follow => "follow",
         }
     }
 }

@@ -429,6 +429,8 @@ pub trait Sink: Bookkeeping {
     fn windows_overlapping(&mut self, pipeline: &str, wanted: &[(Vec<Cell>, Window)]) -> Result<Vec<WindowState>>;
     /// Every version switched into a stage of `pipeline`, oldest first.
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>>;
+    /// The id of the latest of them, if any: cheap, so hosts can look every heartbeat.
+    fn last_deployment(&mut self, pipeline: &str) -> Result<Option<i64>>;
     /// The committed rows of the latest windows of the output table (oldest first), and
     /// how many rows the table holds.
     fn latest_rows(&mut self) -> Result<(Vec<WindowRow>, i64)>;

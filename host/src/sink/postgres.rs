@@ -685,6 +685,13 @@ impl Sink for PostgresSink {
         window_states(&rows, &table)
     }
 
+    fn last_deployment(&mut self, pipeline: &str) -> Result<Option<i64>> {
+        let (runtime, client) = self.session()?;
+        let row = runtime
+            .block_on(client.query_one("SELECT max(id) FROM weir_deployments WHERE pipeline = $1", &[&pipeline]))?;
+        Ok(row.get(0))
+    }
+
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>> {
         let (runtime, client) = self.session()?;
         let rows = runtime.block_on(client.query(

@@ -33,15 +33,17 @@ impl PostgresSink {
         let (runtime, client) = self.session()?;
         let merged = runtime.block_on(async {
             let tx = client.transaction().await?;
-            if merger.is_some() {
-                // The group's checkpoints one at a time: each merges what the others committed.
-                tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("weir-partials:{pipeline}")])
-                    .await
-                    .context("waiting for the group's other checkpoints")?;
-            }
+            // Offsets, partials, dead letters and late events touch only this host's rows.
             Self::write(&tx, pipeline, table, checkpoint).await?;
             let merged = match merger {
-                Some(merger) => Self::merge(&tx, pipeline, table, checkpoint, merger).await?,
+                Some(merger) => {
+                    // The merges one at a time, each after the previous one's commit: the last
+                    // to merge a window reads every partial committed before it, its own too.
+                    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("weir-partials:{pipeline}")])
+                        .await
+                        .context("waiting for the group's other checkpoints")?;
+                    Self::merge(&tx, pipeline, table, checkpoint, merger).await?
+                }
                 None => Vec::new(),
             };
             tx.commit().await.context("committing the checkpoint")?;

@@ -528,6 +528,10 @@ impl Sink for SqliteSink {
         Ok(Some(Restored::from_partitions(stored, states)))
     }
 
+    fn last_deployment(&mut self, pipeline: &str) -> Result<Option<i64>> {
+        Ok(self.conn.query_row("SELECT max(id) FROM weir_deployments WHERE pipeline = ?", [pipeline], |r| r.get(0))?)
+    }
+
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>> {
         let mut stmt = self.conn.prepare(
             "SELECT d.stage, d.plugin, d.digest, d.how, d.state_version, d.configured_digest, d.from_offsets, d.deployed_ms, c.bytes \
