@@ -320,30 +320,27 @@ fn a_deploy_and_a_rollback_through_either_host_switch_the_whole_group() {
         "{hows:?}"
     );
     // Per partition, the checkpoints' parser versions follow the switches in order: the
-    // first version, the deployed one, the first again; never back and forth.
+    // first version, the deployed one, the first again (a partition that received its
+    // first records only after the deploy starts later in that order); never back and forth.
     let log = client.query("SELECT plugins, offsets FROM weir_checkpoint_log ORDER BY id", &[]).unwrap();
     let mut phases: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
     for r in &log {
         let plugins: String = r.get(0);
         // The stages in order: the parser first.
-        let parser: Vec<&str> = plugins.split(',').take(1).collect();
-        let d = digest(parser[0]);
-        assert!(d == d1 || d == d2, "the parser ran one of the two versions: {plugins}");
+        let parser = digest(plugins.split(',').next().unwrap());
+        assert!(parser == d1 || parser == d2, "the parser ran one of the two versions: {plugins}");
         let offsets: Vec<(i32, i64)> = serde_json::from_str(r.get::<_, &str>(1)).unwrap();
         for (partition, _) in offsets {
             let seen = phases.entry(partition).or_default();
-            if seen.last().map(String::as_str) != Some(parser[0]) {
-                seen.push(parser[0].to_string());
+            if seen.last() != Some(&parser) {
+                seen.push(parser.clone());
             }
         }
     }
+    let order = [d1.clone(), d2.clone(), d1.clone()];
     assert_eq!(phases.len(), 6, "every partition was checkpointed: {phases:?}");
     for (partition, seen) in &phases {
-        let seen: Vec<String> = seen.iter().map(|v| digest(v)).collect();
-        assert_eq!(
-            seen,
-            [d1.clone(), d2.clone(), d1.clone()],
-            "partition {partition}: the first version, the deployed one, back"
-        );
+        assert!(order.ends_with(seen), "partition {partition}: {seen:?}, not a suffix of {order:?}");
     }
+    assert!(phases.values().any(|seen| seen.len() == 3), "some partition ran all three phases: {phases:?}");
 }
