@@ -344,3 +344,51 @@ fn a_deploy_and_a_rollback_through_either_host_switch_the_whole_group() {
     }
     assert!(phases.values().any(|seen| seen.len() == 3), "some partition ran all three phases: {phases:?}");
 }
+
+/// A host that does not fit the group is refused before it reads anything, with a message
+/// that names the host it conflicts with and what to change: other plugin versions, or
+/// another consumer group writing the same pipeline into the same sink.
+#[test]
+fn a_host_that_does_not_fit_the_group_is_refused_with_the_reason() {
+    use weir_tests::guests::JSON_PARSER;
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "");
+    let out = produce(&broker, "trips-fit", "none", 1, 1_000, START, None).wait_with_output().unwrap();
+    assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    let url = pg.create_database("fit");
+    let admin = free_addr();
+    let mut a = group::host_at(&pipeline, &broker, "trips-fit", &url, "fit", &admin, "120s");
+    wait_status(&admin, &mut a, Duration::from_secs(60), |s| {
+        s["group"]["hosts"].as_array().is_some_and(|h| h.len() == 1)
+    });
+
+    // Another parser file under the same pipeline name and sink.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("json_parser_v2.wasm"), weir_tests::marked(JSON_PARSER, "2")).unwrap();
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("plugin = \"json_parser\"", "plugin = \"json_parser_v2.wasm\"");
+    let v2 = other.join("pipeline-kafka.toml");
+    std::fs::write(&v2, text).unwrap();
+    let out = host(&v2, &broker, "trips-fit", &url, "fit").wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("runs plugins")
+            && stderr.contains("weir plugin deploy")
+            && stderr.contains(&format!(":{} (heartbeat", a.id())),
+        "{stderr}"
+    );
+
+    // The same pipeline in another consumer group.
+    let out = host(&pipeline, &broker, "trips-fit", &url, "another-group").wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("consumer group \"fit\"") && stderr.contains("\"another-group\""), "{stderr}");
+
+    let _ = std::process::Command::new("kill").args(["-INT", &a.id().to_string()]).status();
+    finish(a, "a");
+}
