@@ -78,7 +78,8 @@ pub struct GroupView {
     pub events_per_s: f64,
     /// Records not read yet over the group, if every host knows its own.
     pub lag: Option<u64>,
-    /// Rows the output table holds, as committed.
+    /// Rows the output table holds, as committed, counted up to 1,000,000 (a count of
+    /// 1,000,000 means at least that many).
     pub committed_rows: i64,
     /// When the sink was read, ms since the epoch.
     pub read_ms: i64,

@@ -143,10 +143,11 @@ fn group(group: &serde_json::Value) -> Vec<(&'static str, String)> {
     let mut lines = vec![(
         "group",
         format!(
-            "{} host(s), {:.0} events/s, {lag}, {} rows committed",
+            "{} host(s), {:.0} events/s, {lag}, {}{} rows committed",
             hosts.len(),
             group["events_per_s"].as_f64().unwrap_or(0.0),
-            group["committed_rows"]
+            group["committed_rows"],
+            if group["committed_rows"].as_i64() >= Some(crate::sink::COUNTED_ROWS) { "+" } else { "" }
         ),
     )];
     for h in hosts {

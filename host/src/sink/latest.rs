@@ -27,6 +27,14 @@ fn sql(table: &TableSchema) -> String {
     )
 }
 
+/// Rows counted at the most: every heartbeat counts, so a large table costs a bounded scan.
+pub const COUNTED_ROWS: i64 = 1_000_000;
+
+/// How many rows the table holds, up to [`COUNTED_ROWS`].
+fn count_sql(table: &TableSchema) -> String {
+    format!("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT {COUNTED_ROWS}) AS rows", quote(&table.name))
+}
+
 pub(super) fn ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
@@ -38,7 +46,7 @@ pub(super) fn ms(time: SystemTime) -> i64 {
 pub(super) async fn postgres(client: &tokio_postgres::Client, table: &TableSchema) -> Result<(Vec<WindowRow>, i64)> {
     let rows =
         client.query(&sql(table), &[]).await.with_context(|| format!("reading the latest rows of {}", table.name))?;
-    let count: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote(&table.name)), &[]).await?.get(0);
+    let count: i64 = client.query_one(&count_sql(table), &[]).await?.get(0);
     let defs: Vec<ColumnType> = table.keys.iter().chain(&table.values).map(|c| c.ty).collect();
     let cell = |r: &tokio_postgres::Row, i: usize, ty: ColumnType| -> Cell {
         let cell = match ty {
@@ -98,6 +106,6 @@ pub(super) fn sqlite(conn: &rusqlite::Connection, table: &TableSchema) -> Result
     })?;
     let rows =
         rows.collect::<Result<Vec<_>, _>>().with_context(|| format!("reading the latest rows of {}", table.name))?;
-    let count: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote(&table.name)), [], |r| r.get(0))?;
+    let count: i64 = conn.query_row(&count_sql(table), [], |r| r.get(0))?;
     Ok((rows, count))
 }

@@ -13,6 +13,7 @@ mod sqlite;
 mod sqlite_bookkeeping;
 mod sqlite_partials;
 
+pub use latest::COUNTED_ROWS;
 pub use partials::Merger;
 pub use postgres::PostgresSink;
 pub use sqlite::SqliteSink;

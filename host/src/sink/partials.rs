@@ -3,9 +3,10 @@
 //! hosts may own. Each host then keeps a partial state per window, key and partition,
 //! and the checkpoint that writes a partial also rewrites its window's row: it reads
 //! every stored partial of that window and key, merges them with the aggregator's
-//! `merge`, and upserts the result, in the same transaction and under a lock that
-//! serialises the group's checkpoints. A row therefore always holds exactly the events
-//! that committed checkpoints hold, however the partitions are spread over hosts.
+//! `merge`, and upserts the result, in the same transaction, under a lock that lets the
+//! group's checkpoints merge one at a time. A row therefore always holds exactly the
+//! events that committed checkpoints hold, however the partitions are spread over hosts.
+//! Sessions also merge as intervals: a partition's session can bridge others'.
 //!
 //! Whether a row is final is decided by the group watermark: the lowest watermark under
 //! which any partition of the pipeline was last committed. A row is final once the group

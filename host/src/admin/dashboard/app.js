@@ -44,7 +44,8 @@ function showGroup(group) {
   const lag = group.lag == null ? "lag unknown" : `lag ${number(group.lag)}`;
   $("group-summary").textContent =
     `${group.hosts.length} host(s), ${number(group.events_per_s)} events/s, ${lag}, ` +
-    `${number(group.committed_rows)} rows committed` + (group.lost.length ? `; lost: ${group.lost.join(", ")}` : "");
+    `${number(group.committed_rows)}${group.committed_rows >= 1e6 ? "+" : ""} rows committed` +
+    (group.lost.length ? `; lost: ${group.lost.join(", ")}` : "");
   $("hosts").tBodies[0].replaceChildren(...group.hosts.map((h) => {
     const tr = el("tr");
     tr.append(el("td", h.holder), el("td", h.admin ?? "–"), el("td", h.version), el("td", h.partitions.join(", ")),
