@@ -112,9 +112,8 @@ fn a_pipeline_declared_keyed_on_a_topic_that_is_not_is_stopped_with_the_reason()
     let out = produce(&broker, "trips-by-trip", "trip", 1, 5_000, START, None).wait_with_output().unwrap();
     assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
     let url = pg.create_database("keyed");
-    let out = host(&pipeline, &broker, "trips-by-trip", &url, "keyed").wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "the run must stop: {stderr}");
+    let (ok, _, stderr) = group::ended(host(&pipeline, &broker, "trips-by-trip", &url, "keyed"));
+    assert!(!ok, "the run must stop: {stderr}");
     assert!(stderr.contains("not keyed by the window key") && stderr.contains("[scale] keyed"), "{stderr}");
     // Nothing was written as if one partition's share of a window were all of it.
     let rows: i64 =
@@ -373,9 +372,8 @@ fn a_host_that_does_not_fit_the_group_is_refused_with_the_reason() {
         .replace("plugin = \"json_parser\"", "plugin = \"json_parser_v2.wasm\"");
     let v2 = other.join("pipeline-kafka.toml");
     std::fs::write(&v2, text).unwrap();
-    let out = host(&v2, &broker, "trips-fit", &url, "fit").wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (ok, _, stderr) = group::ended(host(&v2, &broker, "trips-fit", &url, "fit"));
+    assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("runs plugins")
             && stderr.contains("weir plugin deploy")
@@ -384,9 +382,8 @@ fn a_host_that_does_not_fit_the_group_is_refused_with_the_reason() {
     );
 
     // The same pipeline in another consumer group.
-    let out = host(&pipeline, &broker, "trips-fit", &url, "another-group").wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (ok, _, stderr) = group::ended(host(&pipeline, &broker, "trips-fit", &url, "another-group"));
+    assert!(!ok, "{stderr}");
     assert!(stderr.contains("consumer group \"fit\"") && stderr.contains("\"another-group\""), "{stderr}");
 
     let _ = std::process::Command::new("kill").args(["-INT", &a.id().to_string()]).status();

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::services::{repo_root, Broker, Postgres};
-use crate::{plugin_dir, weir_bin};
+use crate::{plugin_dir, weir_bin, Reaped};
 
 /// The rides example's output table.
 pub const TABLE: &str = "rides_city_minute";
@@ -32,13 +32,21 @@ pub fn pipeline(dir: &Path, extra: &str) -> PathBuf {
 
 /// `weir run` as one host of `group`, into database `db`, until the group has committed
 /// everything and this host has been idle for 3 s.
-pub fn host(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str) -> Child {
+pub fn host(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str) -> Reaped {
     host_at(pipeline, broker, topic, db, group, "127.0.0.1:0", "3s")
 }
 
 /// [`host`] with its admin API at `admin`, until idle for `idle`.
-pub fn host_at(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &str, admin: &str, idle: &str) -> Child {
-    Command::new(weir_bin())
+pub fn host_at(
+    pipeline: &Path,
+    broker: &Broker,
+    topic: &str,
+    db: &str,
+    group: &str,
+    admin: &str,
+    idle: &str,
+) -> Reaped {
+    let child = Command::new(weir_bin())
         .args(["run", pipeline.to_str().unwrap(), "--until-idle", idle, "--batch", "2048", "--admin", admin])
         .env("WEIR_PLUGIN_DIR", plugin_dir())
         .env("KAFKA_BROKERS", broker.brokers())
@@ -48,18 +56,25 @@ pub fn host_at(pipeline: &Path, broker: &Broker, topic: &str, db: &str, group: &
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    // Killed if the test fails first, so that no host outlives it.
+    Reaped(child)
+}
+
+/// Waits for a host to exit; returns whether it succeeded, its stdout and its stderr.
+pub fn ended(mut host: Reaped) -> (bool, String, String) {
+    use std::io::Read;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    // weir writes a few lines to stdout: reading stderr to its end first cannot block it.
+    host.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    host.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    (host.wait().unwrap().success(), stdout, stderr)
 }
 
 /// Waits for a host to exit cleanly; returns its stderr.
-pub fn finish(child: Child, name: &str) -> String {
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "host {name} failed\nstdout: {}\nstderr: {stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+pub fn finish(host: Reaped, name: &str) -> String {
+    let (ok, stdout, stderr) = ended(host);
+    assert!(ok, "host {name} failed\nstdout: {stdout}\nstderr: {stderr}");
     stderr
 }
 

@@ -102,11 +102,9 @@ impl PostgresSink {
         }
         Ok(rows)
     }
-}
 
-impl PostgresSink {
     /// Rewrites the group's sessions of every key `checkpoint` touched.
-    pub(super) async fn merge_sessions(
+    async fn merge_sessions(
         tx: &Transaction<'_>,
         pipeline: &str,
         table: &TableSchema,
