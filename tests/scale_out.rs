@@ -389,3 +389,56 @@ fn a_host_that_does_not_fit_the_group_is_refused_with_the_reason() {
     let _ = std::process::Command::new("kill").args(["-INT", &a.id().to_string()]).status();
     finish(a, "a");
 }
+
+/// A version one host of the group cannot run is refused for the whole group: host A,
+/// which has read nothing yet, would take a validator that traps on fares above 40;
+/// host B tries it on its recent input, refuses, and nothing switches anywhere.
+#[test]
+fn a_version_one_host_cannot_run_is_refused_for_the_whole_group() {
+    use weir_tests::guests::TRAPPING_VALIDATOR;
+    let broker = Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "");
+    let topic = "trips-refuse";
+    let url = pg.create_database("refuse");
+    let b_admin = free_addr();
+    let mut b = group::host_at(&pipeline, &broker, topic, &url, "refuse", &b_admin, "120s");
+    let out = produce(&broker, topic, "none", 1, 10_000, START, None).wait_with_output().unwrap();
+    assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    wait_committed(&pg, "refuse", 9_999, &mut b);
+    let a_admin = free_addr();
+    let mut a = group::host_at(&pipeline, &broker, topic, &url, "refuse", &a_admin, "120s");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !group::group_ready(&a_admin, 2) {
+        assert!(std::time::Instant::now() < deadline, "the two hosts did not share the topic");
+        assert!(a.try_wait().unwrap().is_none() && b.try_wait().unwrap().is_none(), "a host exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let validator = |admin: &str| -> String {
+        let (ok, status, why) = weir_tests::weir_cli(admin, &["pipeline", "status", "--json"]);
+        assert!(ok, "{why}");
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        status["measured"]["stages"][1]["version"].as_str().unwrap().to_string()
+    };
+    let before = (validator(&a_admin), validator(&b_admin));
+    let deploy = ["plugin", "deploy", "--pipeline", "rides", "--stage", "validators[0]", TRAPPING_VALIDATOR];
+    let (ok, _, why) = weir_tests::weir_cli(&a_admin, &deploy);
+    assert!(!ok, "the group refuses it");
+    assert!(
+        why.contains("refused by the group") && why.contains("cannot run it") && why.contains("fare above 40"),
+        "{why}"
+    );
+    assert!(why.contains(&format!(":{} cannot run it", b.id())), "host B is named: {why}");
+    assert_eq!((validator(&a_admin), validator(&b_admin)), before, "the old version runs on both");
+    let deployed: i64 = pg
+        .client("refuse")
+        .query_one("SELECT count(*) FROM weir_deployments WHERE how <> 'configured'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(deployed, 0, "nothing was switched anywhere");
+    for (host, name) in [(a, "a"), (b, "b")] {
+        let _ = std::process::Command::new("kill").args(["-INT", &host.id().to_string()]).status();
+        finish(host, name);
+    }
+}

@@ -138,6 +138,8 @@ pub struct Deployer {
     swaps: Sender<Swap>,
     /// One deployment at a time: each is checked against what the previous one left.
     busy: Mutex<()>,
+    /// Where a deploy asks the other hosts of the group first (set by the run loop).
+    council: std::sync::OnceLock<Arc<super::council::Council>>,
 }
 
 impl Deployer {
@@ -157,6 +159,7 @@ impl Deployer {
             sample: Mutex::new(Sample::default()),
             swaps,
             busy: Mutex::new(()),
+            council: std::sync::OnceLock::new(),
         };
         (Arc::new(deployer), receiver)
     }
@@ -211,6 +214,15 @@ impl Deployer {
         let trial = self.trial(&candidate, max_error_increase).with_context(|| {
             format!("{stage}: {} was refused; {} keeps running", candidate.version(), running.version())
         })?;
+        if matches!(how, How::Deploy | How::Rollback | How::Watch) {
+            self.ask_group(stage, name, &candidate).with_context(|| {
+                format!(
+                    "{stage}: {} was refused by the group; {} keeps running",
+                    candidate.version(),
+                    running.version()
+                )
+            })?;
+        }
         let plugin = candidate.start()?;
         let switched =
             self.ask(Change::Switch { plan: candidate.clone(), plugin: Box::new(plugin), how }).map_err(|e| {
@@ -229,6 +241,35 @@ impl Deployer {
             trial,
             switched,
         })
+    }
+
+    /// Makes deploys ask the other hosts of the group through `council` before switching.
+    pub(super) fn consult(&self, council: Arc<super::council::Council>) {
+        let _ = self.council.set(council);
+    }
+
+    /// Asks every other live host of the group whether it can run `candidate`.
+    fn ask_group(&self, stage: StageId, name: &str, candidate: &StagePlan) -> Result<()> {
+        let Some(council) = self.council.get() else { return Ok(()) };
+        let me = super::lease::holder();
+        let proposal = super::council::Proposal {
+            id: format!("{me}#{}", super::now_ms()),
+            stage: stage.to_string(),
+            plugin: name.to_string(),
+            digest: candidate.component.digest.clone(),
+        };
+        council.ask(proposal, candidate.bytes.clone(), &me)
+    }
+
+    /// Whether this host could run the version another host proposes: loaded, wired and
+    /// tried on this host's recent input like a deploy (without the dead-letter limit).
+    pub(super) fn judge(&self, proposal: &super::council::Proposal, bytes: Vec<u8>) -> Result<()> {
+        let stage: StageId = proposal.stage.parse()?;
+        if self.plan(stage)?.component.digest == proposal.digest {
+            return Ok(());
+        }
+        let (_, candidate) = self.load(stage, &proposal.plugin, bytes)?;
+        self.trial(&candidate, f64::INFINITY).map(|_| ())
     }
 
     /// Moves the stages that started on baseline code to optimized code, on a thread of

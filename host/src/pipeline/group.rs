@@ -11,6 +11,7 @@ use anyhow::{bail, Result};
 
 use super::build::Pipeline;
 use super::committer::Committer;
+use super::council::Council;
 use super::deploy::Deployer;
 use super::lease::LEASE_TIMEOUT_MS;
 use crate::admin::{GroupView, Shared};
@@ -23,9 +24,13 @@ pub(super) fn record(
     source: &mut dyn Source,
     admin: Option<String>,
     events_per_s: f64,
+    following: &Following,
     now_ms: i64,
 ) -> Lease {
+    let (proposal, verdict) = following.council.shown();
     Lease {
+        proposal,
+        verdict,
         group: pipeline.consumer_group(),
         plugins: pipeline.plugin_versions(),
         partitions: source.partitions(),
@@ -93,12 +98,29 @@ pub(super) struct Following {
     deployer: Arc<Deployer>,
     /// The latest deployment this host has seen (its own included).
     seen: Mutex<Option<i64>>,
+    /// Where this host asks the group before a switch, and answers others.
+    council: Arc<Council>,
 }
 
 impl Following {
-    /// Follows the group's deployments after `seen`, with `deployer`.
+    /// Follows the group's deployments after `seen`, with `deployer`, which asks the
+    /// group before it switches.
     pub(super) fn new(deployer: Arc<Deployer>, seen: Option<i64>) -> Arc<Self> {
-        Arc::new(Following { deployer, seen: Mutex::new(seen) })
+        let council = Arc::new(Council::default());
+        deployer.consult(council.clone());
+        Arc::new(Following { deployer, seen: Mutex::new(seen), council })
+    }
+
+    /// Answers the proposals of other hosts: each is loaded and tried here, on a thread
+    /// of its own (compiling takes a while), and the answer shown with the next heartbeat.
+    fn judge(&self, sink: &mut dyn Sink, pipeline: &str, me: &str) -> Result<()> {
+        for (proposal, bytes) in self.council.after_beat(sink, pipeline, me)? {
+            let (deployer, council) = (self.deployer.clone(), self.council.clone());
+            std::thread::Builder::new()
+                .name("weir-judge".into())
+                .spawn(move || council.answer(&proposal.id, deployer.judge(&proposal, bytes)))?;
+        }
+        Ok(())
     }
 
     /// On the sink thread: hands deployments recorded since the last look to the
@@ -130,11 +152,14 @@ pub(super) fn heartbeat(
     following: Arc<Following>,
 ) -> Result<()> {
     committer.run(move |sink| {
-        let beat = sink.renew(&pipeline, &mine).and_then(|()| match &admin {
+        let beat = following.council.before_beat(sink).and_then(|()| sink.renew(&pipeline, &mine));
+        let beat = beat.and_then(|()| match &admin {
             Some(admin) => read(sink, &pipeline, admin, rows_from_sink),
             None => Ok(()),
         });
-        let beat = beat.and_then(|()| following.look(sink, &pipeline));
+        let beat = beat
+            .and_then(|()| following.judge(sink, &pipeline, &mine.holder))
+            .and_then(|()| following.look(sink, &pipeline));
         if let Err(e) = beat {
             tracing::warn!(pipeline, error = %format!("{e:#}"), "the heartbeat failed");
         }

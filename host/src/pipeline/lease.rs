@@ -31,7 +31,7 @@ pub fn holder() -> String {
 
 /// Whether `holder` may still be running: a process of this machine that has exited
 /// (killed with SIGKILL, say) is known to be gone without waiting for its lease to lapse.
-fn may_run(holder: &str) -> bool {
+pub(super) fn may_run(holder: &str) -> bool {
     match holder.rsplit_once(':') {
         Some((host, pid)) if host == hostname() => std::path::Path::new("/proc").join(pid).exists(),
         _ => true,

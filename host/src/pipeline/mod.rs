@@ -4,6 +4,7 @@
 mod breaker;
 mod build;
 mod committer;
+mod council;
 mod deploy;
 mod group;
 mod keys;

@@ -285,7 +285,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         let rate =
             pipeline.stats.records.saturating_sub(renewed.1) as f64 / renewed.0.elapsed().as_secs_f64().max(1e-3);
         *renewed = (Instant::now(), pipeline.stats.records);
-        let mine = super::group::record(pipeline, source, admin_addr.clone(), rate, now_ms());
+        let mine = super::group::record(pipeline, source, admin_addr.clone(), rate, &following, now_ms());
         let following = following.clone();
         super::group::heartbeat(
             committer,

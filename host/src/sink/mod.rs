@@ -294,16 +294,21 @@ pub struct Lease {
     pub lag: Option<u64>,
     /// Records per second over its last few seconds.
     pub events_per_s: f64,
+    /// A plugin version it asks the group about before switching to it (`pipeline/group.rs`).
+    pub proposal: Option<String>,
+    /// Its answer to the latest proposal of another host.
+    pub verdict: Option<String>,
 }
 
 /// The columns of `weir_hosts`, in the order both sinks write and read them.
 pub(crate) const HOST_COLUMNS: &str = "pipeline, holder, role, admin, heartbeat_ms, version, consumer_group, plugins, \
-     partitions, records, lag, events_per_s";
+     partitions, records, lag, events_per_s, proposal, verdict";
 
 /// What a heartbeat updates in `weir_hosts`.
 pub(crate) const HOST_UPDATES: &str = "role = excluded.role, admin = excluded.admin, heartbeat_ms = excluded.heartbeat_ms, \
      version = excluded.version, consumer_group = excluded.consumer_group, plugins = excluded.plugins, \
-     partitions = excluded.partitions, records = excluded.records, lag = excluded.lag, events_per_s = excluded.events_per_s";
+     partitions = excluded.partitions, records = excluded.records, lag = excluded.lag, events_per_s = excluded.events_per_s, \
+     proposal = excluded.proposal, verdict = excluded.verdict";
 
 /// Partitions as `weir_hosts` stores them: `0,1,2`.
 pub(crate) fn partitions_text(partitions: &[i32]) -> String {
@@ -410,6 +415,10 @@ pub trait Bookkeeping {
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()>;
     /// The stored late events or dead letters of `pipeline`, oldest first.
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>>;
+    /// Keeps a component's bytes by digest, so that other hosts can load it.
+    fn store_component(&mut self, digest: &str, name: &str, bytes: &[u8]) -> Result<()>;
+    /// A component's bytes by digest, if stored.
+    fn component(&mut self, digest: &str) -> Result<Option<Vec<u8>>>;
 }
 
 /// A transactional sink, with its bookkeeping.

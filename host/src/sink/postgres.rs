@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS weir_hosts (
     records bigint NOT NULL,
     lag bigint,
     events_per_s double precision NOT NULL,
+    proposal text,
+    verdict text,
     PRIMARY KEY (pipeline, holder)
 );
 CREATE TABLE IF NOT EXISTS weir_dead_letters (

@@ -14,7 +14,7 @@ impl Bookkeeping for PostgresSink {
         let lag = lease.lag.map(|l| l as i64);
         runtime.block_on(client.execute(
             &format!(
-                "INSERT INTO weir_hosts ({HOST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                "INSERT INTO weir_hosts ({HOST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (pipeline, holder) DO UPDATE SET {HOST_UPDATES}"
             ),
             &[
@@ -30,6 +30,8 @@ impl Bookkeeping for PostgresSink {
                 &(lease.records as i64),
                 &lag,
                 &lease.events_per_s,
+                &lease.proposal,
+                &lease.verdict,
             ],
         ))?;
         Ok(())
@@ -55,6 +57,8 @@ impl Bookkeeping for PostgresSink {
                 records: r.get::<_, i64>(9) as u64,
                 lag: r.get::<_, Option<i64>>(10).map(|l| l as u64),
                 events_per_s: r.get(11),
+                proposal: r.get(12),
+                verdict: r.get(13),
             })
             .collect())
     }
@@ -83,6 +87,22 @@ impl Bookkeeping for PostgresSink {
             client.execute("DELETE FROM weir_hosts WHERE pipeline = $1 AND holder = $2", &[&pipeline, &holder]),
         )?;
         Ok(())
+    }
+
+    fn store_component(&mut self, digest: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        let (runtime, client) = self.session()?;
+        runtime.block_on(client.execute(
+            "INSERT INTO weir_components (digest, name, bytes) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&digest, &name, &bytes],
+        ))?;
+        Ok(())
+    }
+
+    fn component(&mut self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let (runtime, client) = self.session()?;
+        let row =
+            runtime.block_on(client.query_opt("SELECT bytes FROM weir_components WHERE digest = $1", &[&digest]))?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {

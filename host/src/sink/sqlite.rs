@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS weir_hosts (
     records INTEGER NOT NULL,
     lag INTEGER,
     events_per_s REAL NOT NULL,
+    proposal TEXT,
+    verdict TEXT,
     PRIMARY KEY (pipeline, holder)
 );
 CREATE TABLE IF NOT EXISTS weir_dead_letters (

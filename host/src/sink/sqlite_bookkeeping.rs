@@ -13,7 +13,7 @@ impl Bookkeeping for SqliteSink {
     fn renew(&mut self, pipeline: &str, lease: &Lease) -> Result<()> {
         self.conn.execute(
             &format!(
-                "INSERT INTO weir_hosts ({HOST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                "INSERT INTO weir_hosts ({HOST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (pipeline, holder) DO UPDATE SET {HOST_UPDATES}"
             ),
             params![
@@ -28,7 +28,9 @@ impl Bookkeeping for SqliteSink {
                 super::partitions_text(&lease.partitions),
                 lease.records as i64,
                 lease.lag.map(|l| l as i64),
-                lease.events_per_s
+                lease.events_per_s,
+                lease.proposal,
+                lease.verdict
             ],
         )?;
         Ok(())
@@ -50,6 +52,8 @@ impl Bookkeeping for SqliteSink {
                 records: r.get::<_, i64>(9)? as u64,
                 lag: r.get::<_, Option<i64>>(10)?.map(|l| l as u64),
                 events_per_s: r.get(11)?,
+                proposal: r.get(12)?,
+                verdict: r.get(13)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -81,6 +85,23 @@ impl Bookkeeping for SqliteSink {
     fn give_up(&mut self, pipeline: &str, holder: &str) -> Result<()> {
         self.conn.execute("DELETE FROM weir_hosts WHERE pipeline = ? AND holder = ?", params![pipeline, holder])?;
         Ok(())
+    }
+
+    fn store_component(&mut self, digest: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO weir_components (digest, name, bytes) VALUES (?, ?, ?)",
+            params![digest, name, bytes],
+        )?;
+        Ok(())
+    }
+
+    fn component(&mut self, digest: &str) -> Result<Option<Vec<u8>>> {
+        use rusqlite::OptionalExtension;
+        let bytes = self
+            .conn
+            .query_row("SELECT bytes FROM weir_components WHERE digest = ?", [digest], |r| r.get(0))
+            .optional()?;
+        Ok(bytes)
     }
 
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
