@@ -127,6 +127,11 @@ struct Live {
     plans: Vec<StagePlan>,
     table: TableSchema,
     history: Vec<Deployment>,
+    /// How many rows of the sink's history [`Deployer::follow`] has considered.
+    followed: usize,
+    /// The switches this host recorded itself (stage, digest, when), so that it never
+    /// follows its own: its latest may not be committed yet when it reads the history.
+    mine: Vec<(String, String, i64)>,
 }
 
 /// Deploys new plugin versions into one running pipeline.
@@ -151,7 +156,9 @@ impl Deployer {
         history: Vec<Deployment>,
     ) -> (Arc<Self>, Receiver<Swap>) {
         let (swaps, receiver) = mpsc::channel();
-        let live = Live { plans: pipeline.plans().to_vec(), table: pipeline.table.clone(), history };
+        let followed = history.len();
+        let (plans, table) = (pipeline.plans().to_vec(), pipeline.table.clone());
+        let live = Live { plans, table, history, followed, mine: Vec::new() };
         let deployer = Deployer {
             config: pipeline.config.clone(),
             runtime,
@@ -188,7 +195,16 @@ impl Deployer {
         if let Some(slot) = live.plans.iter_mut().find(|p| p.id == plan.id) {
             *slot = plan;
         }
+        if let Some(d) = &record {
+            live.mine.push((d.stage.clone(), d.digest.clone(), d.at_ms));
+        }
         live.history.extend(record);
+    }
+
+    /// Counts the first `stored` rows of the history it was made with as the sink's,
+    /// already considered by [`follow`](Self::follow) (the rest are this start's own).
+    pub(super) fn followed_from(&self, stored: usize) {
+        self.live.lock().expect("live lock").followed = stored;
     }
 
     fn plan(&self, stage: StageId) -> Result<StagePlan> {
@@ -471,8 +487,22 @@ impl Deployer {
     /// like a deploy, with no limit on dead letters (the deploying host's trial decided);
     /// a host that cannot run it keeps its version and says why.
     pub(super) fn follow(&self, history: Vec<Deployment>) {
+        // Only rows new since the last look, and only decisions of other hosts: their
+        // deploys, rollbacks, watched files and promotions, not their follows or starts.
+        let fresh: Vec<Deployment> = {
+            let mut live = self.live.lock().expect("live lock");
+            let from = live.followed.min(history.len());
+            live.followed = history.len();
+            let mine = &live.mine;
+            history[from..]
+                .iter()
+                .filter(|d| !matches!(d.how.as_str(), "follow" | "configured"))
+                .filter(|d| !mine.iter().any(|(s, g, at)| *s == d.stage && *g == d.digest && *at == d.at_ms))
+                .cloned()
+                .collect()
+        };
         let mut latest: Vec<&Deployment> = Vec::new();
-        for d in &history {
+        for d in &fresh {
             match latest.iter_mut().find(|l| l.stage == d.stage) {
                 Some(slot) => *slot = d,
                 None => latest.push(d),

@@ -208,8 +208,10 @@ pub fn process_start() -> Instant {
 pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
     let Opened { config, base, mut pipeline, mut sink, runtime, mut history } =
         open(path, options, runtime_options, true)?;
+    let stored = history.len();
     history.extend(pipeline.deployments.iter().cloned());
     let (deployer, swaps) = Deployer::new(&pipeline, runtime, history);
+    deployer.followed_from(stored);
     deployer.watch()?;
     let shared = matches!(config.source, SourceConfig::Kafka { .. });
     let mine = crate::sink::Lease {
