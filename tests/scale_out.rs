@@ -404,7 +404,9 @@ fn a_version_one_host_cannot_run_is_refused_for_the_whole_group() {
     let url = pg.create_database("refuse");
     let b_admin = free_addr();
     let mut b = group::host_at(&pipeline, &broker, topic, &url, "refuse", &b_admin, "120s");
-    let out = produce(&broker, topic, "none", 1, 10_000, START, None).wait_with_output().unwrap();
+    // Paced over 5 s, so that B keeps several batches of it for trials (a host samples
+    // its input every 500 ms), among them fares above 40.
+    let out = produce(&broker, topic, "none", 1, 10_000, START, Some(2_000)).wait_with_output().unwrap();
     assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
     wait_committed(&pg, "refuse", 9_999, &mut b);
     let a_admin = free_addr();
@@ -423,8 +425,8 @@ fn a_version_one_host_cannot_run_is_refused_for_the_whole_group() {
     };
     let before = (validator(&a_admin), validator(&b_admin));
     let deploy = ["plugin", "deploy", "--pipeline", "rides", "--stage", "validators[0]", TRAPPING_VALIDATOR];
-    let (ok, _, why) = weir_tests::weir_cli(&a_admin, &deploy);
-    assert!(!ok, "the group refuses it");
+    let (ok, report, why) = weir_tests::weir_cli(&a_admin, &deploy);
+    assert!(!ok, "the group refuses it: {report}");
     assert!(
         why.contains("refused by the group") && why.contains("cannot run it") && why.contains("fare above 40"),
         "{why}"
