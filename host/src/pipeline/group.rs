@@ -49,6 +49,8 @@ pub(super) fn check_fit(sink: &mut dyn Sink, pipeline: &str, mine: &Lease) -> Re
     let live = hosts.iter().filter(|h| {
         h.holder != mine.holder && h.role == "run" && mine.heartbeat_ms - h.heartbeat_ms < LEASE_TIMEOUT_MS
     });
+    // A process of this machine that has exited (killed) is not in the group any more.
+    let live = live.filter(|h| super::lease::may_run(&h.holder));
     for other in live {
         let at = format!("host {} (heartbeat {} ms ago)", other.holder, mine.heartbeat_ms - other.heartbeat_ms);
         if other.version != mine.version {
