@@ -269,12 +269,7 @@ const SCALE_EVENTS: u64 = 4 * EVENTS;
 /// The mean time a host's checkpoints took to commit (the group's lock included), and
 /// how many, from its `/api/status`; `None` while it does not answer yet.
 fn commit_times(admin: &str) -> Option<(f64, u64)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(admin).ok()?;
-    write!(stream, "GET /api/status HTTP/1.0\r\nHost: {admin}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status: serde_json::Value = serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()?;
+    let status = weir_tests::group::status(admin)?;
     let checkpoints = &status["measured"]["checkpoints"];
     let count = checkpoints["count"].as_u64()?;
     Some((checkpoints["sum"].as_f64()? * 1000.0 / count.max(1) as f64, count))

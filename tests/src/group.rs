@@ -302,18 +302,21 @@ pub fn read_sessions(pg: &Postgres, db: &str) -> (Sessions, BTreeSet<(i32, i64)>
     (sessions, late)
 }
 
+/// `GET /api/status` of the host at `admin`, or `None` while it does not answer (it may be
+/// starting, or gone).
+pub fn status(admin: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).ok()?;
+    write!(stream, "GET /api/status HTTP/1.0\r\nHost: {admin}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()
+}
+
 /// Whether the host whose admin API is at `admin` sees a group of `hosts` hosts that
 /// each hold partitions (false while it does not answer yet).
 pub fn group_ready(admin: &str, hosts: usize) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(admin) else { return false };
-    let mut text = String::new();
-    let asked = write!(stream, "GET /api/status HTTP/1.0\r\nHost: {admin}\r\n\r\n").is_ok();
-    if !asked || stream.read_to_string(&mut text).is_err() {
-        return false;
-    }
-    let Some((_, body)) = text.split_once("\r\n\r\n") else { return false };
-    let Ok(status) = serde_json::from_str::<serde_json::Value>(body) else { return false };
+    let Some(status) = status(admin) else { return false };
     let members = status["group"]["hosts"].as_array().cloned().unwrap_or_default();
     members.len() == hosts && members.iter().all(|h| h["partitions"].as_array().is_some_and(|p| !p.is_empty()))
 }

@@ -77,10 +77,14 @@ impl Council {
         Ok(())
     }
 
-    /// On the sink thread, after this host's row is written: reads the group, and returns
-    /// the proposals of other live hosts this host has yet to answer, with their bytes.
-    pub(super) fn after_beat(&self, sink: &mut dyn Sink, pipeline: &str, me: &str) -> Result<Vec<(Proposal, Vec<u8>)>> {
-        let hosts = sink.leases(pipeline)?;
+    /// On the sink thread, after this host's row is written and the group's rows `hosts`
+    /// read: the proposals of other live hosts this host has yet to answer, with their bytes.
+    pub(super) fn after_beat(
+        &self,
+        sink: &mut dyn Sink,
+        hosts: &[Lease],
+        me: &str,
+    ) -> Result<Vec<(Proposal, Vec<u8>)>> {
         let now = super::now_ms();
         let mut todo = Vec::new();
         for host in hosts.iter().filter(|h| h.holder != me && now - h.heartbeat_ms < LEASE_TIMEOUT_MS) {
@@ -92,7 +96,7 @@ impl Council {
                 }
             }
         }
-        *self.hosts.lock().expect("council lock") = hosts;
+        *self.hosts.lock().expect("council lock") = hosts.to_vec();
         Ok(todo)
     }
 

@@ -123,28 +123,28 @@ struct Sample {
 }
 
 /// What runs now, and what ran before.
-struct Live {
-    plans: Vec<StagePlan>,
+pub(super) struct Live {
+    pub(super) plans: Vec<StagePlan>,
     table: TableSchema,
-    history: Vec<Deployment>,
+    pub(super) history: Vec<Deployment>,
     /// How many rows of the sink's history [`Deployer::follow`] has considered.
-    followed: usize,
+    pub(super) followed: usize,
     /// The switches this host recorded itself (stage, digest, when), so that it never
     /// follows its own: its latest may not be committed yet when it reads the history.
-    mine: Vec<(String, String, i64)>,
+    pub(super) mine: Vec<(String, String, i64)>,
 }
 
 /// Deploys new plugin versions into one running pipeline.
 pub struct Deployer {
     config: PipelineConfig,
     runtime: PluginRuntime,
-    live: Mutex<Live>,
+    pub(super) live: Mutex<Live>,
     sample: Mutex<Sample>,
     swaps: Sender<Swap>,
     /// One deployment at a time: each is checked against what the previous one left.
     busy: Mutex<()>,
     /// Where a deploy asks the other hosts of the group first (set by the run loop).
-    council: std::sync::OnceLock<Arc<super::council::Council>>,
+    pub(super) council: std::sync::OnceLock<Arc<super::council::Council>>,
 }
 
 impl Deployer {
@@ -201,13 +201,7 @@ impl Deployer {
         live.history.extend(record);
     }
 
-    /// Counts the first `stored` rows of the history it was made with as the sink's,
-    /// already considered by [`follow`](Self::follow) (the rest are this start's own).
-    pub(super) fn followed_from(&self, stored: usize) {
-        self.live.lock().expect("live lock").followed = stored;
-    }
-
-    fn plan(&self, stage: StageId) -> Result<StagePlan> {
+    pub(super) fn plan(&self, stage: StageId) -> Result<StagePlan> {
         let live = self.live.lock().expect("live lock");
         live.plans.iter().find(|p| p.id == stage).cloned().ok_or_else(|| {
             let names: Vec<String> = live.plans.iter().map(|p| p.id.to_string()).collect();
@@ -259,35 +253,6 @@ impl Deployer {
         })
     }
 
-    /// Makes deploys ask the other hosts of the group through `council` before switching.
-    pub(super) fn consult(&self, council: Arc<super::council::Council>) {
-        let _ = self.council.set(council);
-    }
-
-    /// Asks every other live host of the group whether it can run `candidate`.
-    fn ask_group(&self, stage: StageId, name: &str, candidate: &StagePlan) -> Result<()> {
-        let Some(council) = self.council.get() else { return Ok(()) };
-        let me = super::lease::holder();
-        let proposal = super::council::Proposal {
-            id: format!("{me}#{}", super::now_ms()),
-            stage: stage.to_string(),
-            plugin: name.to_string(),
-            digest: candidate.component.digest.clone(),
-        };
-        council.ask(proposal, candidate.bytes.clone(), &me)
-    }
-
-    /// Whether this host could run the version another host proposes: loaded, wired and
-    /// tried on this host's recent input like a deploy (without the dead-letter limit).
-    pub(super) fn judge(&self, proposal: &super::council::Proposal, bytes: Vec<u8>) -> Result<()> {
-        let stage: StageId = proposal.stage.parse()?;
-        if self.plan(stage)?.component.digest == proposal.digest {
-            return Ok(());
-        }
-        let (_, candidate) = self.load(stage, &proposal.plugin, bytes)?;
-        self.trial(&candidate, f64::INFINITY).map(|_| ())
-    }
-
     /// Moves the stages that started on baseline code to optimized code, on a thread of
     /// its own: compiles them (into the cache, so that the next start needs no compiler)
     /// and has the run loop switch them at its next checkpoint. The same bytes run, so
@@ -333,7 +298,7 @@ impl Deployer {
     }
 
     /// The running version of `stage`, and `bytes` loaded as its candidate.
-    fn load(&self, stage: StageId, name: &str, bytes: Vec<u8>) -> Result<(StagePlan, StagePlan)> {
+    pub(super) fn load(&self, stage: StageId, name: &str, bytes: Vec<u8>) -> Result<(StagePlan, StagePlan)> {
         let running = self.plan(stage)?;
         let candidate = running
             .with_bytes(&self.runtime, name, bytes)
@@ -396,7 +361,7 @@ impl Deployer {
 
     /// Checks that `candidate` fits the pipeline and behaves on recent input no worse
     /// than the running version.
-    fn trial(&self, candidate: &StagePlan, max_error_increase: f64) -> Result<Trial> {
+    pub(super) fn trial(&self, candidate: &StagePlan, max_error_increase: f64) -> Result<Trial> {
         let running = self.live.lock().expect("live lock").plans.clone();
         let (with_candidate, table) = self.with_candidate(candidate);
         let mut new = Pipeline::assemble(&self.config, with_candidate).context("it does not fit the pipeline")?;
@@ -479,51 +444,6 @@ impl Deployer {
                 .ok_or_else(|| anyhow!("{stage} has run no other version than {}", current.version()))?
         };
         self.deploy(stage, &previous.plugin, previous.bytes.to_vec(), How::Rollback, f64::INFINITY)
-    }
-
-    /// Switches every stage whose latest switch in the group's `history` (read from the
-    /// sink: every host's, oldest first) is to another version than this host runs: a
-    /// deploy, rollback or promote made through another host. Each is checked and tried
-    /// like a deploy, with no limit on dead letters (the deploying host's trial decided);
-    /// a host that cannot run it keeps its version and says why.
-    pub(super) fn follow(&self, history: Vec<Deployment>) {
-        // Only rows new since the last look, and only decisions of other hosts: their
-        // deploys, rollbacks, watched files and promotions, not their follows or starts.
-        let fresh: Vec<Deployment> = {
-            let mut live = self.live.lock().expect("live lock");
-            let from = live.followed.min(history.len());
-            live.followed = history.len();
-            let mine = &live.mine;
-            history[from..]
-                .iter()
-                .filter(|d| !matches!(d.how.as_str(), "follow" | "configured"))
-                .filter(|d| !mine.iter().any(|(s, g, at)| *s == d.stage && *g == d.digest && *at == d.at_ms))
-                .cloned()
-                .collect()
-        };
-        let mut latest: Vec<&Deployment> = Vec::new();
-        for d in &fresh {
-            match latest.iter_mut().find(|l| l.stage == d.stage) {
-                Some(slot) => *slot = d,
-                None => latest.push(d),
-            }
-        }
-        let changes: Vec<(StageId, Deployment)> = latest
-            .into_iter()
-            .filter_map(|d| Some((d.stage.parse::<StageId>().ok()?, d.clone())))
-            .filter(|(stage, d)| self.plan(*stage).is_ok_and(|p| p.component.digest != d.digest))
-            .collect();
-        // The group's history, so that a rollback here returns to what the group ran.
-        self.live.lock().expect("live lock").history = history;
-        for (stage, d) in changes {
-            let version = format!("{}@{}", d.plugin, short(&d.digest));
-            match self.deploy(stage, &d.plugin, d.bytes.to_vec(), How::Follow, f64::INFINITY) {
-                Ok(report) => {
-                    eprintln!("\nfollowed the group into {stage}: {version} (was {})", short(&report.replaced))
-                }
-                Err(e) => eprintln!("\ncannot follow the group's switch of {stage} to {version}: {e:#}"),
-            }
-        }
     }
 
     /// The stages, what runs in each, and every switch so far.

@@ -83,10 +83,9 @@ pub(super) fn check_fit(sink: &mut dyn Sink, pipeline: &str, mine: &Lease) -> Re
     Ok(())
 }
 
-/// The group as the sink holds it, for `admin`, with the latest committed rows when rows
+/// The group (`hosts`, as just read) for `admin`, with the latest committed rows when rows
 /// are merged in the sink (a host's own commits then hold only its partials).
-pub(super) fn read(sink: &mut dyn Sink, pipeline: &str, admin: &Shared, rows_from_sink: bool) -> Result<()> {
-    let hosts = sink.leases(pipeline)?;
+fn show(sink: &mut dyn Sink, hosts: Vec<Lease>, admin: &Shared, rows_from_sink: bool) -> Result<()> {
     let (rows, committed) = sink.latest_rows()?;
     let view = GroupView::of(hosts, committed, super::now_ms(), LEASE_TIMEOUT_MS);
     admin.group(view, rows_from_sink.then_some(rows));
@@ -115,8 +114,8 @@ impl Following {
 
     /// Answers the proposals of other hosts: each is loaded and tried here, on a thread
     /// of its own (compiling takes a while), and the answer shown with the next heartbeat.
-    fn judge(&self, sink: &mut dyn Sink, pipeline: &str, me: &str) -> Result<()> {
-        for (proposal, bytes) in self.council.after_beat(sink, pipeline, me)? {
+    fn judge(&self, sink: &mut dyn Sink, hosts: &[Lease], me: &str) -> Result<()> {
+        for (proposal, bytes) in self.council.after_beat(sink, hosts, me)? {
             let (deployer, council) = (self.deployer.clone(), self.council.clone());
             std::thread::Builder::new()
                 .name("weir-judge".into())
@@ -155,13 +154,15 @@ pub(super) fn heartbeat(
 ) -> Result<()> {
     committer.run(move |sink| {
         let beat = following.council.before_beat(sink).and_then(|()| sink.renew(&pipeline, &mine));
-        let beat = beat.and_then(|()| match &admin {
-            Some(admin) => read(sink, &pipeline, admin, rows_from_sink),
-            None => Ok(()),
+        // The group's rows, read once: for the status page, and for proposals to answer.
+        let beat = beat.and_then(|()| sink.leases(&pipeline)).and_then(|hosts| {
+            following.judge(sink, &hosts, &mine.holder)?;
+            match &admin {
+                Some(admin) => show(sink, hosts, admin, rows_from_sink),
+                None => Ok(()),
+            }
         });
-        let beat = beat
-            .and_then(|()| following.judge(sink, &pipeline, &mine.holder))
-            .and_then(|()| following.look(sink, &pipeline));
+        let beat = beat.and_then(|()| following.look(sink, &pipeline));
         if let Err(e) = beat {
             tracing::warn!(pipeline, error = %format!("{e:#}"), "the heartbeat failed");
         }

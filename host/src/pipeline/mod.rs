@@ -6,6 +6,7 @@ mod build;
 mod committer;
 mod council;
 mod deploy;
+mod follow;
 mod group;
 mod keys;
 mod latency;
