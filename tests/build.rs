@@ -18,6 +18,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("TRAPPING_VALIDATOR", "fixture-trapping-validator", "fixture_trapping_validator"),
     ("COUNTER", "fixture-counter", "fixture_counter"),
     ("COUNTER_V2", "fixture-counter-v2", "fixture_counter_v2"),
+    ("ROGUE", "fixture-rogue", "fixture_rogue"),
 ];
 
 fn main() {

@@ -11,6 +11,7 @@ pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
+pub mod faults;
 pub mod group;
 pub mod hostile;
 pub mod lateness;

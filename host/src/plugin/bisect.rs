@@ -1,6 +1,11 @@
 //! Finding the rows that make a plugin fail: when a call over a range fails, split the
 //! range in halves and retry each, in order, until every failure is pinned to a
 //! single row. Rows in ranges that succeed are processed exactly once.
+//!
+//! A timeout is the exception. Halving pays a whole deadline at every level that still
+//! holds the looping row (twelve levels for a batch of 4,096), so after a timeout the
+//! range is run one row at a time: the batch's deadline, then one more per looping row,
+//! while the other rows each cost one short call.
 
 use std::ops::Range;
 
@@ -30,6 +35,12 @@ fn split<O>(
     match call(rows.clone()) {
         Ok(out) => done.push((rows.start, out)),
         Err(failure) if rows.len() == 1 => failed.push(RecordFailure { index: rows.start as u32, failure }),
+        Err(PluginFailure::Timeout(ms)) => {
+            tracing::debug!(start = rows.start, len = rows.len(), ms, "plugin call timed out; running it row by row");
+            for row in rows {
+                split(row..row + 1, call, done, failed);
+            }
+        }
         Err(failure) => {
             tracing::debug!(start = rows.start, len = rows.len(), %failure, "plugin call failed; splitting the batch");
             let mid = rows.start + rows.len() / 2;
@@ -59,5 +70,21 @@ mod tests {
         let covered: Vec<usize> = done.iter().flat_map(|(_, r)| r.clone()).collect();
         assert_eq!(covered, vec![0, 1, 2, 5, 6, 7, 8]);
         assert!(calls < 20, "{calls} calls");
+    }
+
+    #[test]
+    fn a_timeout_is_pinned_row_by_row_and_costs_one_more_deadline_per_looping_row() {
+        let mut timeouts = 0;
+        let (done, failed) = bisect(0..4096, &mut |r: Range<usize>| {
+            if r.contains(&1234) {
+                timeouts += 1;
+                Err(PluginFailure::Timeout(1000))
+            } else {
+                Ok(r.clone())
+            }
+        });
+        assert_eq!(timeouts, 2, "the batch and the looping row");
+        assert_eq!(failed.iter().map(|f| f.index).collect::<Vec<_>>(), vec![1234]);
+        assert_eq!(done.iter().map(|(_, r)| r.len()).sum::<usize>(), 4095);
     }
 }

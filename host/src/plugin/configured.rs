@@ -12,6 +12,7 @@ use weir_sdk::{
     TransformOutput, Violation,
 };
 
+use super::answers::Answers;
 use super::bindings::{parser, types as wit};
 use super::bisect::bisect;
 use super::component::{PluginComponent, PluginKind};
@@ -200,6 +201,22 @@ impl Mapped {
         }
         merged
     }
+
+    /// See [`Answers::settle`].
+    fn settle(
+        self,
+        outputs: &[ColumnDef],
+        input_len: usize,
+        every_row_answers: bool,
+        failures: &mut Vec<RecordFailure>,
+    ) -> Answers {
+        Answers { events: self.events, sources: self.sources, errors: self.errors }.settle(
+            outputs,
+            input_len,
+            every_row_answers,
+            failures,
+        )
+    }
 }
 
 fn rows<'a>(events: &'a EventBatch, range: &Range<usize>) -> Cow<'a, EventBatch> {
@@ -237,7 +254,8 @@ impl ParserStage for Plugin {
             })?;
             Mapped::from_guest(out.events, out.sources, out.errors).checked(&outputs, part.len())
         });
-        let merged = Mapped::merge(done, &outputs);
+        let mut failures = failures;
+        let merged = Mapped::merge(done, &outputs).settle(&outputs, batch.len(), true, &mut failures);
         Parsed {
             output: ParseOutput { events: merged.events, sources: merged.sources, errors: merged.errors },
             failures,
@@ -289,7 +307,8 @@ impl TransformStage for Plugin {
             })?;
             Mapped::from_guest(out.events, out.sources, out.errors).checked(&outputs, part.len())
         });
-        let merged = Mapped::merge(done, &outputs);
+        let mut failures = failures;
+        let merged = Mapped::merge(done, &outputs).settle(&outputs, events.len(), false, &mut failures);
         let output = TransformOutput { events: merged.events, sources: merged.sources, errors: merged.errors };
         Transformed { output, failures }
     }

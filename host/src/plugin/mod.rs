@@ -1,6 +1,7 @@
 //! The plugin runtime: loading components, running them in a sandbox with limits, and
 //! surviving their failures.
 
+mod answers;
 mod bindings;
 mod bisect;
 mod cache;
@@ -14,6 +15,7 @@ mod policy;
 mod signature;
 mod stage;
 mod state;
+mod tail;
 
 pub use component::{digest, PluginComponent, PluginKind, CONTRACT_VERSION};
 pub use configured::{Plugin, PluginInfo};

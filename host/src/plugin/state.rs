@@ -3,26 +3,34 @@
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use std::time::Instant;
+
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{host, types};
+use super::tail::TailPipe;
 
 /// How much of a guest's stderr is kept (enough for a panic message).
 const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// How many log lines a plugin instance may write per second, and how long each may be:
+/// a plugin that logs every record must not bury the host's own log.
+const LOG_LINES_PER_S: f64 = 50.0;
+const LOG_LINE_BYTES: usize = 2048;
 
 /// The data of one plugin store.
 pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryCap,
-    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) stderr: TailPipe,
     plugin: String,
+    log: LogBudget,
 }
 
 impl PluginState {
     pub fn new(plugin: &str, max_memory_bytes: u64) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let stderr = TailPipe::new(STDERR_CAPACITY);
         // No preopens, no environment, no arguments, no network: the sandbox.
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
         PluginState {
@@ -31,6 +39,7 @@ impl PluginState {
             limiter: MemoryCap { max_bytes: max_memory_bytes, denied: false },
             stderr,
             plugin: plugin.to_string(),
+            log: LogBudget::new(),
         }
     }
 
@@ -57,8 +66,18 @@ impl WasiView for PluginState {
 impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
-    fn log(&mut self, level: host::LogLevel, message: String) {
+    fn log(&mut self, level: host::LogLevel, mut message: String) {
         let plugin = self.plugin.as_str();
+        let Some(suppressed) = self.log.take(Instant::now()) else { return };
+        if suppressed > 0 {
+            tracing::warn!(plugin, suppressed, "the plugin logged faster than {LOG_LINES_PER_S} lines/s; lines dropped");
+        }
+        if message.len() > LOG_LINE_BYTES {
+            let cut = (0..=LOG_LINE_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);
+            let more = message.len() - cut;
+            message.truncate(cut);
+            message.push_str(&format!("… ({more} more bytes)"));
+        }
         match level {
             host::LogLevel::Trace => tracing::trace!(plugin, "{message}"),
             host::LogLevel::Debug => tracing::debug!(plugin, "{message}"),
@@ -66,6 +85,32 @@ impl host::Host for PluginState {
             host::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
             host::LogLevel::Error => tracing::error!(plugin, "{message}"),
         }
+    }
+}
+
+/// A token bucket for a plugin's log lines, counting what it drops.
+struct LogBudget {
+    tokens: f64,
+    at: Instant,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    fn new() -> Self {
+        LogBudget { tokens: LOG_LINES_PER_S, at: Instant::now(), suppressed: 0 }
+    }
+
+    /// Whether a line may be written now: `Some(lines dropped since the last one)`.
+    fn take(&mut self, now: Instant) -> Option<u64> {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * LOG_LINES_PER_S;
+        self.tokens = (self.tokens + refill).min(LOG_LINES_PER_S);
+        self.at = now;
+        if self.tokens < 1.0 {
+            self.suppressed += 1;
+            return None;
+        }
+        self.tokens -= 1.0;
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
