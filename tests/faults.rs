@@ -5,14 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weir::plugin::{FailureKind, Limits, ParserStage, Plugin, PluginKind, Policy};
 use weir_sdk::RawBatch;
-use weir_tests::faults::{self, compare, held_sqlite, record, Row};
-use weir_tests::group::Truth;
-use weir_tests::{guests, plugin_dir, runtime, weir_bin};
+use weir_tests::faults::{self, compare, held_postgres, held_sqlite, record, Row};
+use weir_tests::group::{self, truth, Truth};
+use weir_tests::services::{repo_root, Broker, Postgres};
+use weir_tests::{guests, kills, plugin_dir, runtime, weir_bin, Reaped};
 
 const T0: i64 = 1_714_550_400_000;
 
@@ -216,4 +217,230 @@ fn a_looping_record_is_isolated_in_two_deadlines() {
         recover: Some(worst),
         note: format!("isolated in {} ms at most, with a {} ms deadline (target: 2 deadlines)", worst.as_millis(), deadline.as_millis()),
     });
+}
+
+/// The rides files example in follow mode into `url`, checkpointing every 200 ms.
+fn files_pipeline(dir: &Path, input: &Path, url: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("examples/rides/pipeline-files.toml")).unwrap();
+    let text = text
+        .replace("${INPUT_DIR}", input.to_str().unwrap())
+        .replace("${DATABASE_URL}", url)
+        .replace("# follow = true", "follow = true")
+        .replace("interval = \"1s\"", "interval = \"200ms\"");
+    assert!(text.contains("follow = true") && text.contains("200ms"), "{text}");
+    let path = dir.join("pipeline-files.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn files_host(pipeline: &Path) -> Reaped {
+    Reaped(
+        Command::new(weir_bin())
+            .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--no-admin", "--quiet", "--batch", "2048"])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The truth of files written by `kills::write_files`, under the partitions the sink
+/// gave the files.
+fn files_truth(written: &kills::Written, partitions: &BTreeMap<String, i32>) -> Truth {
+    let mut records: Vec<(i32, i64, Vec<u8>)> = written
+        .iter()
+        .map(|(k, offset, raw)| (partitions[&format!("trips-{k}.jsonl")], *offset, raw.clone()))
+        .collect();
+    records.sort_by_key(|(p, o, _)| (*p, *o));
+    truth(&records)
+}
+
+/// SIGKILLs at random moments of a files run into `url`; then a last run to the end.
+fn kill_a_files_run(scenario: &str, url: &str, held: impl Fn() -> (faults::Held, Vec<(i32, String)>), committed: impl Fn() -> i64, dir: &Path) {
+    let input = dir.join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let pipeline = files_pipeline(dir, &input, url);
+    let (events, kills): (u64, u64) = faults::size((100_000, 5), (1_000_000, 50));
+    // About 0.9 s of input a kill, so that the kills fall all over the run.
+    let writer = kills::write_files(&input, events, 4, events * 10 / (kills * 9), 0xfa17);
+    let killed = kills::kill_loop(kills, 0x5eed, Duration::from_millis(800), || files_host(&pipeline), committed);
+    let written = writer.join().unwrap();
+    let last = files_host(&pipeline);
+    let (ok, _, log) = weir_tests::group::ended(last);
+    assert!(ok, "the last run failed: {log}");
+    let (held, labels) = held();
+    let tally = compare(&held, &files_truth(&written, &faults::file_partitions(labels)));
+    record(Row {
+        scenario,
+        runs: killed.kills,
+        events,
+        tally: &tally,
+        recover: Some(killed.recover),
+        note: format!("{} kills before the host's first commit", killed.before_commit),
+    });
+}
+
+#[test]
+fn sigkills_of_a_files_run_into_sqlite_lose_and_repeat_nothing() {
+    let _one = faults::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let url = format!("sqlite://{}", db.display());
+    let held = || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut labels = conn.prepare("SELECT source_partition, label FROM weir_partitions").unwrap();
+        let labels = labels.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+        (held_sqlite(&db), labels)
+    };
+    kill_a_files_run("SIGKILL loop, files → SQLite", &url, held, || faults::committed_sqlite(&db), dir.path());
+}
+
+#[test]
+fn sigkills_of_a_files_run_into_postgres_lose_and_repeat_nothing() {
+    let _one = faults::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start();
+    let url = pg.create_database("kills");
+    let held = || {
+        let labels = pg.client("kills").query("SELECT source_partition, label FROM weir_partitions", &[]).unwrap();
+        (held_postgres(&pg, "kills"), labels.iter().map(|r| (r.get(0), r.get(1))).collect())
+    };
+    kill_a_files_run("SIGKILL loop, files → PostgreSQL", &url, held, || group::committed(&pg, "kills"), dir.path());
+}
+
+/// SIGKILLs at random moments of a Kafka → PostgreSQL run, each host started again in
+/// the same consumer group while the producer goes on; then a last host to the end.
+#[test]
+fn sigkills_of_a_kafka_run_into_postgres_lose_and_repeat_nothing() {
+    let _one = faults::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pg) = (Broker::start(), Postgres::start());
+    let url = pg.create_database("kafka_kills");
+    let pipeline = group::pipeline(dir.path(), "");
+    let (events, kills): (u64, u64) = faults::size((30_000, 2), (1_000_000, 50));
+    // A restart waits out the killed member's 6 s session, then joins: about 10 s a kill.
+    let rate = (events / (kills * 10)).max(1000) as u32;
+    let mut producer = group::produce(&broker, "trips", "trip", 7, events, "2024-05-01T08:00:00Z", Some(rate));
+    let spawn = || group::host(&pipeline, &broker, "trips", &url, "kills");
+    let killed =
+        kills::kill_loop(kills, 0xbadc0de, Duration::from_millis(1500), spawn, || group::committed(&pg, "kafka_kills"));
+    assert!(producer.wait().unwrap().success(), "weir produce failed");
+    group::finish(spawn(), "last");
+    let records = group::read_topic(&broker, "trips", events as usize);
+    let tally = compare(&held_postgres(&pg, "kafka_kills"), &truth(&records));
+    record(Row {
+        scenario: "SIGKILL loop, Kafka → PostgreSQL",
+        runs: killed.kills,
+        events,
+        tally: &tally,
+        recover: Some(killed.recover),
+        note: format!("{} kills before the host's first commit; restarts wait out a 6 s session", killed.before_commit),
+    });
+}
+
+/// `/readyz` of the host at `addr`: its code, or 0 while it does not listen.
+fn readyz(addr: &str) -> u16 {
+    if std::net::TcpStream::connect(addr).is_err() {
+        return 0;
+    }
+    weir_tests::http_get(addr, "/readyz").0
+}
+
+/// The sum of the lags the host at `addr` reports (none while it cannot know them).
+fn lag(addr: &str) -> u64 {
+    let Some(status) = group::status(addr) else { return 0 };
+    status["lags"].as_array().map_or(0, |l| l.iter().filter_map(|p| p[1].as_u64()).sum())
+}
+
+/// Polls until `done`, or panics after `within` naming `what`; fails if `host` exits.
+fn until(host: &mut Reaped, within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        if let Ok(Some(status)) = host.try_wait() {
+            panic!("the host exited with {status} while waiting for {what}");
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Kafka → PostgreSQL run at a steady rate with `fault` for `hold`, then `heal`:
+/// `/readyz` must drop and come back, and the run must end exact. Figures: the time
+/// from the heal to ready, to caught up, and the peak lag.
+fn outage(scenario: &str, hold: Duration, fault: impl FnOnce(&Broker, &Postgres), heal: impl FnOnce(&Broker, &Postgres)) {
+    let dir = tempfile::tempdir().unwrap();
+    // A server that keeps what it acknowledged: see `Postgres::start_durable`.
+    let (broker, pg) = (Broker::start(), Postgres::start_durable());
+    let url = pg.create_database("outage");
+    let pipeline = group::pipeline(dir.path(), "");
+    // Input for the whole outage and a while after, at 2,000 events/s.
+    let events = (hold.as_secs() + 20) * 2000;
+    let mut producer = group::produce(&broker, "trips", "trip", 11, events, "2024-05-01T08:00:00Z", Some(2000));
+    let addr = weir_tests::free_addr();
+    let mut host = group::host_at(&pipeline, &broker, "trips", &url, "outage", &addr, "3s");
+    until(&mut host, Duration::from_secs(60), "ready", || readyz(&addr) == 200);
+    until(&mut host, Duration::from_secs(60), "a first commit", || group::committed(&pg, "outage") > 0);
+
+    fault(&broker, &pg);
+    let struck = Instant::now();
+    until(&mut host, Duration::from_secs(60), "/readyz to drop", || readyz(&addr) == 503);
+    let dropped = struck.elapsed();
+    let mut peak = 0;
+    while struck.elapsed() < hold {
+        peak = peak.max(lag(&addr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    heal(&broker, &pg);
+    let healed = Instant::now();
+    until(&mut host, Duration::from_secs(120), "/readyz to return", || {
+        peak = peak.max(lag(&addr));
+        readyz(&addr) == 200
+    });
+    let ready = healed.elapsed();
+    // Caught up: less than a second of input left to read, as the host reports its lag.
+    until(&mut host, Duration::from_secs(120), "catching up", || {
+        let now = lag(&addr);
+        peak = peak.max(now);
+        now < 2000 && readyz(&addr) == 200
+    });
+    let caught_up = healed.elapsed();
+    assert!(producer.wait().unwrap().success(), "weir produce failed");
+    let records = group::read_topic(&broker, "trips", events as usize);
+    until(&mut host, Duration::from_secs(120), "the last commit", || group::committed(&pg, "outage") >= events as i64);
+    group::finish(host, "the host");
+    let tally = compare(&held_postgres(&pg, "outage"), &truth(&records));
+    record(Row {
+        scenario,
+        runs: 1,
+        events,
+        tally: &tally,
+        recover: Some(ready),
+        note: format!(
+            "unready {} ms after the fault; caught up {} ms after the heal; peak lag {peak}",
+            dropped.as_millis(),
+            caught_up.as_millis()
+        ),
+    });
+}
+
+#[test]
+fn postgres_stopped_mid_run_is_waited_out_exactly() {
+    let _one = faults::serial();
+    let hold = Duration::from_secs(faults::size(5, 60));
+    outage("PostgreSQL stopped (fast shutdown)", hold, |_, pg| pg.stop(), |_, pg| pg.restart());
+}
+
+#[test]
+fn postgres_killed_mid_run_is_waited_out_exactly() {
+    let _one = faults::serial();
+    let hold = Duration::from_secs(faults::size(5, 60));
+    outage("PostgreSQL killed (-m immediate)", hold, |_, pg| pg.kill(), |_, pg| pg.restart());
+}
+
+#[test]
+fn a_broker_gone_mid_run_is_waited_out_exactly() {
+    let _one = faults::serial();
+    let hold = Duration::from_secs(faults::size(5, 30));
+    outage("broker frozen (SIGSTOP)", hold, |broker, _| broker.freeze(), |broker, _| broker.thaw());
 }

@@ -81,6 +81,21 @@ pub fn held_sqlite(path: &Path) -> Held {
     held
 }
 
+/// The sum of a SQLite sink's committed next offsets (0 before its first checkpoint).
+pub fn committed_sqlite(path: &Path) -> i64 {
+    let Ok(db) = rusqlite::Connection::open(path) else { return 0 };
+    let _ = db.busy_timeout(Duration::from_secs(5));
+    db.query_row("SELECT coalesce(sum(next_offset), 0) FROM weir_checkpoints", [], |r| r.get(0)).unwrap_or(0)
+}
+
+/// The source partition of each file a files sink has seen, by file name.
+pub fn file_partitions(labels: Vec<(i32, String)>) -> BTreeMap<String, i32> {
+    labels
+        .into_iter()
+        .map(|(p, label)| (Path::new(&label).file_name().unwrap().to_string_lossy().into_owned(), p))
+        .collect()
+}
+
 /// Events lost and duplicated against the truth, over windows, dead letters and the late
 /// lane; and the first differences, to name in a failure.
 #[derive(Debug, Default, PartialEq)]

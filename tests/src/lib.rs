@@ -14,6 +14,7 @@ pub mod guests {
 pub mod faults;
 pub mod group;
 pub mod hostile;
+pub mod kills;
 pub mod lateness;
 pub mod services;
 pub mod sessions;

@@ -53,11 +53,25 @@ fn pg_command(program: &str) -> Command {
 pub struct Postgres {
     dir: tempfile::TempDir,
     port: u16,
+    durable: bool,
 }
 
 impl Postgres {
-    /// `initdb` and start a cluster; the superuser is `weir`, trusted on loopback.
+    /// `initdb` and start a cluster; the superuser is `weir`, trusted on loopback. For
+    /// speed its commits return before their WAL is written: a crash of the server can
+    /// lose the last ones (see [`start_durable`](Self::start_durable)).
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// [`start`](Self::start), but a commit returns once its WAL is written, as on a
+    /// production server: a killed server loses no committed transaction. (fsync stays
+    /// off: the machine itself does not crash in these tests.)
+    pub fn start_durable() -> Postgres {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let dir = tempfile::Builder::new().prefix("weir-pg-").tempdir().expect("temporary directory");
         // The server runs as `postgres`, which must reach its directory.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
@@ -67,7 +81,7 @@ impl Postgres {
             .output()
             .expect("running initdb (PostgreSQL server binaries on PATH)");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let pg = Postgres { dir, port: free_port() };
+        let pg = Postgres { dir, port: free_port(), durable };
         pg.start_server();
         let mut client = pg.client("postgres");
         client.batch_execute("CREATE DATABASE weir").expect("creating database weir");
@@ -80,9 +94,10 @@ impl Postgres {
 
     fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit={} -c full_page_writes=off",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            if self.durable { "on" } else { "off" }
         );
         let log = self.dir.path().join("server.log");
         let out = pg_command("pg_ctl")
@@ -106,7 +121,17 @@ impl Postgres {
         assert!(out.status.success(), "pg_ctl stop failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
-    /// Starts it again after [`stop`](Self::stop).
+    /// Kills the server (immediate shutdown: no checkpoint, crash recovery at the next
+    /// start, as after a power cut).
+    pub fn kill(&self) {
+        let out = pg_command("pg_ctl")
+            .args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+            .output()
+            .expect("running pg_ctl");
+        assert!(out.status.success(), "pg_ctl stop -m immediate failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts it again after [`stop`](Self::stop) or [`kill`](Self::kill).
     pub fn restart(&self) {
         self.start_server();
     }

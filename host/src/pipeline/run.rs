@@ -419,9 +419,15 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             _ => {
                 let since = *idle_since.get_or_insert_with(Instant::now);
                 if options.until_idle.is_some_and(|limit| since.elapsed() >= limit) {
-                    match super::group::unread(&mut committer, source.as_mut(), &pipeline.name)? {
-                        None => break,
-                        Some(unread) => {
+                    match super::group::unread(&mut committer, source.as_mut(), &pipeline.name) {
+                        Ok(None) => break,
+                        // The broker or the sink is out of reach: what is left is unknown, so
+                        // the host waits (readiness says why) rather than ending in error.
+                        Err(e) => {
+                            tracing::warn!("cannot tell whether the group has read everything: {e:#}");
+                            idle_since = None;
+                        }
+                        Ok(Some(unread)) => {
                             // Another host's partitions: it is still at work, or it died and the
                             // group hands them over once its session times out.
                             if options.progress {

@@ -6,6 +6,7 @@
 //! only after its checkpoint is in the sink.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use weir_sdk::RawBatch;
 
-use super::kafka_context::{GroupContext, TROUBLE_FOR};
+use super::kafka_context::{GroupContext, STATISTICS_MS, TROUBLE_FOR};
 use super::kafka_held::Held;
 use super::kafka_queue::{MessageQueue, Taken};
 use super::kafka_reader::{Chunk, Reader};
@@ -33,10 +34,10 @@ pub struct KafkaSource {
     /// into the first chunk routing got.
     unread: VecDeque<Chunk>,
     routed: usize,
-    /// Where the assigned partitions' messages arrive. Declared before `consumer`, so it is
-    /// dropped first.
-    messages: MessageQueue,
-    consumer: BaseConsumer<GroupContext>,
+    /// Where the assigned partitions' messages arrive. Both are dropped by hand (see
+    /// `Drop`): the queue first, then the consumer, whose close may wait on the broker.
+    messages: ManuallyDrop<MessageQueue>,
+    consumer: ManuallyDrop<BaseConsumer<GroupContext>>,
     topic: String,
     /// The topic for librdkafka's C API.
     topic_c: std::ffi::CString,
@@ -88,7 +89,8 @@ impl KafkaSource {
             // fills its queue, so each release would stall reading it for that second. While
             // alignment leaves one partition to read, its queue lasts about 10 ms at full
             // speed: a wait as long emptied it before every refill (2 ms: +9% on (b)).
-            .set("fetch.queue.backoff.ms", "2");
+            .set("fetch.queue.backoff.ms", "2")
+            .set("statistics.interval.ms", STATISTICS_MS);
         for (key, value) in options {
             if FIXED.iter().any(|(k, _)| k == key) {
                 bail!("source.options.{key}: weir sets this itself (offsets are kept in the sink)");
@@ -108,8 +110,8 @@ impl KafkaSource {
             reader: None,
             unread: VecDeque::new(),
             routed: 0,
-            messages,
-            consumer,
+            messages: ManuallyDrop::new(messages),
+            consumer: ManuallyDrop::new(consumer),
             topic: topic.to_string(),
             topic_c,
             current: None,
@@ -526,9 +528,32 @@ fn cached_high_watermark<C: rdkafka::consumer::ConsumerContext>(
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
 
+/// How long closing the consumer may wait for the broker.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 impl Drop for KafkaSource {
     fn drop(&mut self) {
         self.consumer.context().closing.store(true, Ordering::SeqCst);
         let _ = self.consumer.unassign();
+        // The reader stops before the queue it reads goes, and the queue before the consumer.
+        drop(self.reader.take());
+        // SAFETY: neither field is used again: this is the source's drop.
+        unsafe { ManuallyDrop::drop(&mut self.messages) };
+        let consumer = unsafe { ManuallyDrop::take(&mut self.consumer) };
+        // rdkafka's close leaves the group and waits for the broker to answer, for ever if
+        // it holds the connection open and answers nothing: a host told to stop hung. The
+        // offsets are in the sink, so a close cut short costs only the session timeout
+        // before the group hands the partitions on.
+        let (closed, wait) = std::sync::mpsc::channel();
+        let closing = std::thread::Builder::new().name("kafka-close".into()).spawn(move || {
+            drop(consumer);
+            let _ = closed.send(());
+        });
+        if closing.is_ok() && wait.recv_timeout(CLOSE_WAIT).is_err() {
+            tracing::warn!(
+                "the Kafka consumer did not leave its group within {CLOSE_WAIT:?}: the broker does not answer; \
+                 its partitions move on when its session times out"
+            );
+        }
     }
 }

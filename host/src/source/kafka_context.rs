@@ -1,6 +1,10 @@
 //! What librdkafka calls back into: rebalances, recorded for the pipeline to carry out
 //! (deferred, so that a revoked partition is checkpointed before it goes), and errors,
-//! kept so that readiness can say why nothing arrives.
+//! kept so that readiness can say why nothing arrives, and the client's statistics,
+//! which show a broker that holds its connections open but answers nothing (a hung
+//! machine, a stopped process): librdkafka reports no error for that, and the lag it
+//! knows stays what it was, so the host looked caught up and ready for as long as the
+//! broker was gone.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
@@ -30,11 +35,43 @@ impl ClientContext for GroupContext {
     /// nothing arrives.
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(error = %error, reason, "Kafka client error");
-        if let Ok(mut trouble) = self.trouble.lock() {
-            *trouble = Some((Instant::now(), format!("{error}: {reason}")));
+        self.report(format!("{error}: {reason}"));
+    }
+
+    /// A broker with requests waiting that has sent nothing for `SILENT_FOR` is trouble,
+    /// said again at every report while it lasts. (A consumer always has a fetch waiting
+    /// on the brokers that lead its partitions, answered within `fetch.wait.max.ms`.)
+    fn stats(&self, statistics: Statistics) {
+        let silent = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.waitresp_cnt > 0 && b.rxidle >= SILENT_FOR.as_micros() as i64)
+            .max_by_key(|b| b.rxidle);
+        if let Some(b) = silent {
+            let (name, quiet, waiting) = (&b.nodename, b.rxidle / 1_000_000, b.waitresp_cnt);
+            // Once as it begins, then every half minute, not at every report.
+            if quiet == SILENT_FOR.as_secs() as i64 || quiet % 30 == 0 {
+                tracing::warn!(broker = %name, quiet_s = quiet, waiting, "a Kafka broker answers nothing");
+            }
+            self.report(format!("broker {name} has answered nothing for {quiet} s ({waiting} requests waiting)"));
         }
     }
 }
+
+impl GroupContext {
+    fn report(&self, why: String) {
+        if let Ok(mut trouble) = self.trouble.lock() {
+            *trouble = Some((Instant::now(), why));
+        }
+    }
+}
+
+/// How long a broker may leave requests unanswered before it counts as gone; far beyond
+/// the 50 ms a fetch waits at most for data.
+const SILENT_FOR: Duration = Duration::from_secs(5);
+
+/// How often librdkafka reports its statistics (the broker check above).
+pub(super) const STATISTICS_MS: &str = "1000";
 
 /// How long a reported error explains silence: librdkafka reports a failing broker again
 /// well within this while it stays unreachable.
