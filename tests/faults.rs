@@ -444,3 +444,58 @@ fn a_broker_gone_mid_run_is_waited_out_exactly() {
     let hold = Duration::from_secs(faults::size(5, 30));
     outage("broker frozen (SIGSTOP)", hold, |broker, _| broker.freeze(), |broker, _| broker.thaw());
 }
+
+/// One of two hosts frozen (SIGSTOP) past its group session, while the other takes its
+/// partitions and commits past it; then let go on. Whatever it had not committed must
+/// not land over the newer checkpoints: the sink refuses it (fence.rs) and the host
+/// stops, naming the partition. The table ends exact.
+#[test]
+fn a_host_frozen_past_its_session_cannot_write_over_its_successor() {
+    let _one = faults::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pg) = (Broker::start(), Postgres::start());
+    let url = pg.create_database("zombie");
+    let pipeline = group::pipeline(dir.path(), "");
+    let rounds: u64 = faults::size(1, 10);
+    let events = 30_000 * rounds;
+    let mut producer = group::produce(&broker, "trips", "trip", 13, events, "2024-05-01T08:00:00Z", Some(2000));
+    let (a, b) = (weir_tests::free_addr(), weir_tests::free_addr());
+    let mut host_a = group::host_at(&pipeline, &broker, "trips", &url, "zombie", &a, "3s");
+    let mut host_b = group::host_at(&pipeline, &broker, "trips", &url, "zombie", &b, "3s");
+    let mut fenced = 0;
+    let mut recover = Duration::ZERO;
+    for _ in 0..rounds {
+        until(&mut host_b, Duration::from_secs(60), "both hosts holding partitions", || group::group_ready(&a, 2));
+        let before = group::committed(&pg, "zombie");
+        until(&mut host_b, Duration::from_secs(60), "a commit", || group::committed(&pg, "zombie") > before);
+        weir_tests::services::signal(host_a.id(), "-STOP");
+        // Past the 6 s session: the group hands A's partitions to B, which commits them.
+        let frozen = Instant::now();
+        until(&mut host_b, Duration::from_secs(60), "B holding every partition", || {
+            group::status(&b).is_some_and(|s| s["lags"].as_array().is_some_and(|p| p.len() == 6))
+        });
+        let taken = group::committed(&pg, "zombie");
+        until(&mut host_b, Duration::from_secs(60), "B committing", || group::committed(&pg, "zombie") > taken);
+        recover = recover.max(frozen.elapsed());
+        weir_tests::services::signal(host_a.id(), "-CONT");
+        // A read records at 2,000 a second up to its freeze that it had not committed: its
+        // next checkpoint, or the one its revocation makes, meets the fence.
+        let (ok, _, log) = group::ended(host_a);
+        assert!(!ok && log.contains("the sink holds offset"), "A ended otherwise: {log}");
+        fenced += 1;
+        host_a = group::host_at(&pipeline, &broker, "trips", &url, "zombie", &a, "3s");
+    }
+    assert!(producer.wait().unwrap().success(), "weir produce failed");
+    group::finish(host_a, "A");
+    group::finish(host_b, "B");
+    let records = group::read_topic(&broker, "trips", events as usize);
+    let tally = compare(&held_postgres(&pg, "zombie"), &truth(&records));
+    record(Row {
+        scenario: "host frozen past its session (zombie), 2 hosts",
+        runs: rounds,
+        events,
+        tally: &tally,
+        recover: Some(recover),
+        note: format!("{fenced} of {rounds} resumed hosts stopped by the fence"),
+    });
+}

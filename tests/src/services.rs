@@ -183,7 +183,8 @@ pub fn tansu_binary() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-fn signal(pid: u32, which: &str) {
+/// Sends signal `which` (`-STOP`, `-CONT`, ...) to process `pid`.
+pub fn signal(pid: u32, which: &str) {
     let status = Command::new("kill").args([which, &pid.to_string()]).status().expect("running kill");
     assert!(status.success(), "kill {which} {pid}");
 }

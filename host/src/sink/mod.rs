@@ -3,6 +3,7 @@
 //! and the new dead letters and late events. Because they commit together, a restart
 //! from the stored offsets never loses or repeats an event's effect.
 
+mod fence;
 mod latest;
 mod partials;
 mod postgres;

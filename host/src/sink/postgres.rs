@@ -222,6 +222,7 @@ pub struct PostgresSink {
     table: Option<TableSchema>,
     merger: Option<Box<dyn Merger>>,
     pub(super) merged: Vec<WindowRow>,
+    pub(super) fence: super::fence::Fence,
 }
 
 impl PostgresSink {
@@ -232,8 +233,15 @@ impl PostgresSink {
             .enable_all()
             .build()
             .context("starting the PostgreSQL client runtime")?;
-        let mut sink =
-            PostgresSink { url: url.to_string(), runtime, client: None, table: None, merger: None, merged: Vec::new() };
+        let mut sink = PostgresSink {
+            url: url.to_string(),
+            runtime,
+            client: None,
+            table: None,
+            merger: None,
+            merged: Vec::new(),
+            fence: Default::default(),
+        };
         sink.connect()?;
         Ok(sink)
     }
@@ -617,6 +625,7 @@ impl Sink for PostgresSink {
                 .await?;
             Ok::<_, tokio_postgres::Error>((stored, states))
         })?;
+        self.fence.restored(&partitions, stored.iter().map(|r| (r.get(0), r.get(1))));
         if stored.is_empty() {
             return Ok(None);
         }

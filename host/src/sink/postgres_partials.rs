@@ -30,9 +30,23 @@ impl PostgresSink {
             (true, Some(merger)) => Some(merger),
             (true, None) => anyhow::bail!("a checkpoint of partial states came without an aggregator to merge them"),
         };
+        let watched = self.fence.watched(checkpoint);
+        let fence = std::mem::take(&mut self.fence);
         let (runtime, client) = self.session()?;
         let merged = runtime.block_on(async {
             let tx = client.transaction().await?;
+            if !watched.is_empty() {
+                // Locked to the commit: no other writer moves them in between (see fence.rs).
+                let held = tx
+                    .query(
+                        "SELECT source_partition, next_offset FROM weir_checkpoints \
+                         WHERE pipeline = $1 AND source_partition = ANY($2) FOR UPDATE",
+                        &[&pipeline, &watched],
+                    )
+                    .await
+                    .context("locking the checkpoint's partitions")?;
+                fence.check(checkpoint, &held.iter().map(|r| (r.get(0), r.get(1))).collect::<Vec<_>>())?;
+            }
             // Offsets, partials, dead letters and late events touch only this host's rows.
             Self::write(&tx, pipeline, table, checkpoint).await?;
             let merged = match merger {
@@ -48,8 +62,10 @@ impl PostgresSink {
             };
             tx.commit().await.context("committing the checkpoint")?;
             Ok::<_, anyhow::Error>(merged)
-        })?;
-        self.merged = merged;
+        });
+        self.fence = fence;
+        self.merged = merged?;
+        self.fence.committed(checkpoint);
         Ok(())
     }
 

@@ -118,6 +118,7 @@ pub struct SqliteSink {
     table: Option<TableSchema>,
     merger: Option<Box<dyn Merger>>,
     merged: Vec<WindowRow>,
+    fence: super::fence::Fence,
 }
 
 /// Before partial states, a window and key had one state whatever its partition; SQLite
@@ -196,7 +197,7 @@ impl SqliteSink {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(BOOKKEEPING).context("creating weir's bookkeeping tables")?;
         migrate_window_state(&conn)?;
-        Ok(SqliteSink { conn, table: None, merger: None, merged: Vec::new() })
+        Ok(SqliteSink { conn, table: None, merger: None, merged: Vec::new(), fence: Default::default() })
     }
 
     /// Opens the database at `path` read-only, to check it without changing it (`weir
@@ -208,7 +209,7 @@ impl SqliteSink {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .with_context(|| format!("opening SQLite database {} read-only", path.display()))?;
-        Ok(Some(SqliteSink { conn, table: None, merger: None, merged: Vec::new() }))
+        Ok(Some(SqliteSink { conn, table: None, merger: None, merged: Vec::new(), fence: Default::default() }))
     }
 
     /// The connection, for tests and `weir replay`.
@@ -519,6 +520,7 @@ impl Sink for SqliteSink {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        self.fence.restored(partitions, stored.iter().map(|s| (s.partition, s.next_offset)));
         if stored.is_empty() {
             return Ok(None);
         }
@@ -572,6 +574,15 @@ impl Sink for SqliteSink {
         };
         // IMMEDIATE: the group's checkpoints one at a time, each merging what the others committed.
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let watched = serde_json::to_string(&self.fence.watched(checkpoint))?;
+        let held = tx
+            .prepare(
+                "SELECT source_partition, next_offset FROM weir_checkpoints \
+                 WHERE pipeline = ? AND source_partition IN (SELECT value FROM json_each(?))",
+            )?
+            .query_map(params![pipeline, watched], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<(i32, i64)>, _>>()?;
+        self.fence.check(checkpoint, &held)?;
         Self::write(&tx, pipeline, &table, checkpoint)?;
         let merged = match merger {
             Some(merger) => super::sqlite_partials::merge(&tx, pipeline, &table, checkpoint, merger)?,
@@ -579,6 +590,7 @@ impl Sink for SqliteSink {
         };
         tx.commit().context("committing the checkpoint")?;
         self.merged = merged;
+        self.fence.committed(checkpoint);
         Ok(())
     }
 }
