@@ -499,3 +499,45 @@ fn a_host_frozen_past_its_session_cannot_write_over_its_successor() {
         note: format!("{fenced} of {rounds} resumed hosts stopped by the fence"),
     });
 }
+
+/// `[retention]` bounds weir's own records in both sinks: the dead letters to their newest
+/// five, the late lane to nothing older than now, the checkpoint log to three rows, over
+/// three runs that each add a third of the input; the windows are untouched.
+#[test]
+fn retention_bounds_the_lanes_and_the_checkpoint_log_in_both_sinks() {
+    use weir_tests::lateness::{self, Shape};
+    let _one = faults::serial();
+    let input = lateness::random(23, 3000);
+    let mut want = lateness::truth(&input, Shape::Tumbling, true);
+    assert!(want.dead.len() > 5 && !want.late.is_empty(), "the input has dead letters and late events to expire");
+    want.dead = want.dead.iter().rev().take(5).copied().collect();
+    want.late.clear();
+    let pg = Postgres::start();
+    let postgres = pg.create_database("retention");
+    for url in ["sqlite://out.db", postgres.as_str()] {
+        let dir = lateness::setup_into(Shape::Tumbling, &input[..1000], url);
+        let retention = "\n[retention]\ndead_letters = { rows = 5 }\nlate_events = { age = \"0ms\" }\n\
+                         checkpoint_log = { rows = 3 }\nevery = \"1s\"\n";
+        let mut text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
+        text.push_str(retention);
+        std::fs::write(dir.path().join("p.toml"), text).unwrap();
+        for part in [&input[..1000], &input[1000..2000], &input[2000..]] {
+            if part[0].offset > 0 {
+                let mut file = std::fs::OpenOptions::new().append(true).open(dir.path().join("input/trips.jsonl")).unwrap();
+                std::io::Write::write_all(&mut file, lateness::file(part).as_bytes()).unwrap();
+            }
+            lateness::run(dir.path(), 64);
+        }
+        let (got, log) = if url.starts_with("sqlite") {
+            let conn = rusqlite::Connection::open(dir.path().join("out.db")).unwrap();
+            let log: i64 = conn.query_row("SELECT count(*) FROM weir_checkpoint_log", [], |r| r.get(0)).unwrap();
+            (lateness::read(dir.path()), log)
+        } else {
+            let mut client = pg.client("retention");
+            let log: i64 = client.query_one("SELECT count(*) FROM weir_checkpoint_log", &[]).unwrap().get(0);
+            (lateness::read_postgres(&mut client), log)
+        };
+        lateness::assert_truth(&got, &want, url);
+        assert_eq!(log, 3, "{url}: checkpoint log rows");
+    }
+}

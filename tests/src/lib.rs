@@ -61,10 +61,12 @@ fn build_weir(release: bool) -> std::path::PathBuf {
     target.join(if release { "release" } else { "debug" }).join("weir")
 }
 
-/// The `weir` binary of this build, built once per test binary.
+/// The `weir` binary of this build, built once per test binary: the release build when
+/// `WEIR_TEST_RELEASE` is set (`cargo xtask faults` runs the full suite's millions of
+/// events against what users run).
 pub fn weir_bin() -> &'static std::path::Path {
     static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build_weir(false))
+    BIN.get_or_init(|| build_weir(std::env::var_os("WEIR_TEST_RELEASE").is_some()))
 }
 
 /// The release build of `weir`, for benchmarks.

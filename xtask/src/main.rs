@@ -7,6 +7,9 @@
 //!   everything, run all tests (they start their own PostgreSQL and Kafka-protocol broker).
 //! - `cargo xtask bench`: build everything and run the benchmarks (plugins, then the pipeline
 //!   end to end into a throwaway PostgreSQL and broker).
+//! - `cargo xtask faults [short] [FILTER]`: the fault suite at full counts (or the short
+//!   version `cargo xtask test` runs), against a release `weir`; prints the table that
+//!   `docs/RELIABILITY.md` records.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,6 +132,49 @@ fn weir(args: &[&str], plugin_dir: &Path) -> Result<()> {
     run(cargo().args(["run", "--release", "--quiet", "-p", "weir", "--"]).args(args).env("WEIR_PLUGIN_DIR", plugin_dir))
 }
 
+/// Runs the fault suite and prints its table, from the rows each scenario appended.
+fn faults(args: &[String]) -> Result<()> {
+    let full = args.first().map(String::as_str) != Some("short");
+    let filter: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "short").collect();
+    ensure_wasm_target()?;
+    ensure_test_services()?;
+    plugins()?;
+    let report = target_dir().join("faults.jsonl");
+    let _ = std::fs::remove_file(&report);
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "weir-tests", "--test", "faults", "--"]).args(&filter).args(["--test-threads", "1"]);
+    cmd.env("WEIR_FAULTS_REPORT", &report);
+    if full {
+        cmd.env("WEIR_FAULTS", "full").env("WEIR_TEST_RELEASE", "1");
+    }
+    let started = std::time::Instant::now();
+    let outcome = run(&mut cmd);
+    print_table(&report)?;
+    eprintln!("fault suite ({}) took {:.0?}", if full { "full" } else { "short" }, started.elapsed());
+    outcome
+}
+
+fn print_table(report: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(report).unwrap_or_default();
+    println!("\n| scenario | runs | events | lost | duplicated | time to recover | result | figures |");
+    println!("|---|---:|---:|---:|---:|---:|---|---|");
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).with_context(|| format!("reading {line}"))?;
+        let recover = row["recover_ms"].as_u64().map_or("-".to_string(), |ms| format!("{:.1} s", ms as f64 / 1000.0));
+        println!(
+            "| {} | {} | {} | {} | {} | {recover} | {} | {} |",
+            row["scenario"].as_str().unwrap_or("?"),
+            row["runs"],
+            row["events"],
+            row["lost"],
+            row["duplicated"],
+            row["result"].as_str().unwrap_or("?"),
+            row["note"].as_str().unwrap_or(""),
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -156,8 +202,14 @@ fn main() -> Result<()> {
             for (package, _) in PLUGINS {
                 run(cargo().args(["component", "build", "--release", "-p", package]))?;
             }
-            run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+            // The fault suite's short version runs among the tests; its table is printed after.
+            let report = target_dir().join("faults-short.jsonl");
+            let _ = std::fs::remove_file(&report);
+            let outcome = run(cargo().args(["test", "--workspace", "--no-fail-fast"]).env("WEIR_FAULTS_REPORT", &report));
+            print_table(&report)?;
+            outcome
         }
-        _ => bail!("usage: cargo xtask plugins | rides [weir run flags] | test | bench"),
+        Some("faults") => faults(&args[1..]),
+        _ => bail!("usage: cargo xtask plugins | rides [weir run flags] | test | bench | faults [short] [FILTER]"),
     }
 }

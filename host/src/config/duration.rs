@@ -13,7 +13,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => 1_000,
         "m" | "min" => 60_000,
         "h" => 3_600_000,
-        other => return Err(format!("{text:?}: unknown unit {other:?}; use ms, s, m or h")),
+        "d" => 86_400_000,
+        other => return Err(format!("{text:?}: unknown unit {other:?}; use ms, s, m, h or d")),
     };
     // Event times are ms since the epoch in an i64; a longer duration would wrap when added.
     n.checked_mul(ms)
@@ -47,6 +48,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_duration(" 2h "), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert!(parse_duration("10").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("ten minutes").unwrap_err().contains("not a duration"));
     }

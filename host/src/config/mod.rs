@@ -6,9 +6,11 @@ mod check;
 mod duration;
 mod interpolate;
 mod pipeline;
+mod retention;
 
 pub use duration::parse_duration;
 pub use interpolate::interpolate;
+pub use retention::{Keep, RetentionConfig};
 pub use pipeline::{
     AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
     SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,

@@ -46,6 +46,9 @@ pub struct PipelineConfig {
     /// How several hosts in one consumer group share a Kafka topic.
     #[serde(default)]
     pub scale: ScaleConfig,
+    /// How long the checkpoint log, the dead letters and the late lane are kept.
+    #[serde(default)]
+    pub retention: super::RetentionConfig,
 }
 
 /// How several hosts share the work. Only a Kafka source is read by several hosts.

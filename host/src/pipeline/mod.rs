@@ -19,6 +19,7 @@ mod process;
 mod reopen;
 mod replay;
 mod report;
+mod retention;
 mod retry;
 mod run;
 mod sessions;

@@ -299,9 +299,11 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         )
     };
     beat(&pipeline, source.as_mut(), &committer, &mut renewed)?;
+    let mut expiry = super::retention::Expiry::new(&config.retention);
     while !stop.load(Ordering::SeqCst) {
         if renewed.0.elapsed() >= super::lease::RENEW_EVERY {
             beat(&pipeline, source.as_mut(), &committer, &mut renewed)?;
+            expiry.tick(&committer, &pipeline.name)?;
         }
         if let Some(change) = source.rebalance() {
             // A new assignment starts unheld; what is held back is decided afresh.
@@ -485,6 +487,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     checkpoint(&mut pipeline, &mut committer, source.as_mut(), &stop, &mut timing)
         .and_then(|()| settle(&mut committer, source.as_mut(), &mut timing, true))
         .context("writing the final checkpoint")?;
+    expiry.finish(&mut committer, &pipeline.name).context("expiring old records")?;
     let name = pipeline.name.clone();
     committer.with(move |sink| sink.give_up(&name, &super::lease::holder()))??;
     if options.progress {

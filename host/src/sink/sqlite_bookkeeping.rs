@@ -6,7 +6,7 @@ use anyhow::Result;
 use rusqlite::params;
 
 use super::sqlite::SqliteSink;
-use super::{Bookkeeping, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
+use super::{expire_sql, Bookkeeping, Kept, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
 use crate::window::Window;
 
 impl Bookkeeping for SqliteSink {
@@ -127,6 +127,15 @@ impl Bookkeeping for SqliteSink {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn expire(&mut self, pipeline: &str, lane: Kept, before: Option<i64>, keep: Option<u64>, limit: u64) -> Result<u64> {
+        let (table, stamp) = lane.table();
+        // Stamps are ISO 8601 text of one format, so they compare as text.
+        let before = super::sqlite::iso(before.unwrap_or(0).max(0));
+        let keep = keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64);
+        let sql = expire_sql(table, stamp, '?');
+        Ok(self.conn.execute(&sql, params![pipeline, before, keep, limit as i64])? as u64)
     }
 }
 
