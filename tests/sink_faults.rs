@@ -67,7 +67,7 @@ fn a_refused_connection_is_retried_until_it_passes_and_nothing_is_lost() {
         assert!(Instant::now() < deadline, "/readyz never said the sink refused connections: {code} {body}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(reason.starts_with("not ready: the sink is unreachable"), "{reason}");
+    assert!(reason.starts_with("not ready: the sink cannot commit"), "{reason}");
 
     admin.batch_execute("ALTER ROLE etl CONNECTION LIMIT -1").unwrap();
     let all = file(first).len() + file(second).len();

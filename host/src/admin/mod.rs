@@ -231,7 +231,7 @@ impl Shared {
     pub fn not_ready(&self) -> Option<String> {
         let status = self.status();
         match (status.sink_error, status.source_error, status.held) {
-            (Some(e), _, _) => Some(format!("the sink is unreachable: {e}")),
+            (Some(e), _, _) => Some(format!("the sink cannot commit: {e}")),
             (None, Some(e), _) => Some(format!("the source cannot read: {e}")),
             (None, None, Some(held)) => Some(format!("reading is held: {held}")),
             (None, None, None) => None,

@@ -593,6 +593,18 @@ impl Sink for SqliteSink {
         self.fence.committed(checkpoint);
         Ok(())
     }
+
+    /// A full disk and a database another process holds pass by themselves (space freed,
+    /// the lock let go): the checkpoint waits and is tried again, whole.
+    fn is_transient(&self, error: &anyhow::Error) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull};
+        error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<rusqlite::Error>(),
+                Some(rusqlite::Error::SqliteFailure(e, _)) if matches!(e.code, DiskFull | DatabaseBusy | DatabaseLocked)
+            )
+        })
+    }
 }
 
 #[cfg(test)]
