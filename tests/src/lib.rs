@@ -12,6 +12,7 @@ pub mod guests {
 }
 
 pub mod faults;
+pub mod fuzz;
 pub mod group;
 pub mod hostile;
 pub mod kills;
