@@ -4,6 +4,8 @@
 
 mod check;
 mod duration;
+#[cfg(test)]
+mod fuzz;
 mod interpolate;
 mod pipeline;
 mod retention;

@@ -86,8 +86,8 @@ impl Store {
 
 /// The one `application/wasm` layer of a Wasm artifact manifest.
 pub fn wasm_layer(manifest: &[u8]) -> Result<OciDescriptor> {
-    let manifest: OciImageManifest =
-        serde_json::from_slice(manifest).context("the manifest is not an OCI image manifest")?;
+    let manifest: OciImageManifest = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(manifest))
+        .map_err(|e| anyhow::anyhow!("the manifest is not an OCI image manifest: at `{}`: {}", e.path(), e.inner()))?;
     if manifest.config.media_type != WASM_MANIFEST_CONFIG_MEDIA_TYPE {
         bail!(
             "the artifact's config has media type {:?}, not {WASM_MANIFEST_CONFIG_MEDIA_TYPE:?}: it is not a Wasm component artifact",
@@ -151,4 +151,67 @@ mod tests {
         let err = store.put(&manifest(&blob), b"something else").unwrap_err().to_string();
         assert!(err.contains("does not match its manifest"), "{err}");
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::*;
+
+        /// Every key of the manifest, by its path, with the name that an error must give.
+        fn keys(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+            match value {
+                Value::Object(map) => {
+                    for (k, v) in map {
+                        path.push(k.clone());
+                        out.push(path.clone());
+                        keys(v, path, out);
+                        path.pop();
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        path.push(i.to_string());
+                        keys(v, path, out);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        fn slot<'a>(root: &'a mut Value, path: &[String]) -> &'a mut Value {
+            path.iter().fold(root, |v, k| match v {
+                Value::Array(items) => &mut items[k.parse::<usize>().unwrap()],
+                other => &mut other[k.as_str()],
+            })
+        }
+
+        proptest! {
+            /// A manifest with one value of the wrong type, or one key missing, is refused
+            /// with an error that names the key, or read the same.
+            #[test]
+            fn a_broken_manifest_is_refused_naming_the_key(which: prop::sample::Index, pick: u8, remove: bool) {
+                let mut root: Value = serde_json::from_slice(&manifest(b"wasm")).unwrap();
+                let mut found = Vec::new();
+                keys(&root, &mut Vec::new(), &mut found);
+                let path = found[which.index(found.len())].clone();
+                let key = path.last().unwrap().clone();
+                if remove {
+                    let (parent, _) = path.split_at(path.len() - 1);
+                    slot(&mut root, parent).as_object_mut().unwrap().remove(&key);
+                } else {
+                    let old = slot(&mut root, &path).clone();
+                    let choices = [Value::from(-7), Value::from("wrong"), Value::from(true), Value::Null, serde_json::json!([1])];
+                    let others: Vec<&Value> = choices.iter().filter(|c| std::mem::discriminant(*c) != std::mem::discriminant(&old)).collect();
+                    *slot(&mut root, &path) = others[pick as usize % others.len()].clone();
+                }
+                if let Err(e) = wasm_layer(&serde_json::to_vec(&root).unwrap()) {
+                    let e = format!("{e:#}");
+                    prop_assert!(e.contains(&key) || e.contains("media type"), "{path:?}: {e}");
+                }
+            }
+        }
+    }
+
 }
