@@ -234,9 +234,16 @@ fn files_pipeline(dir: &Path, input: &Path, url: &str) -> std::path::PathBuf {
 }
 
 fn files_host(pipeline: &Path) -> Reaped {
+    files_host_at(pipeline, "--no-admin", "")
+}
+
+/// [`files_host`] with `flag` and `value` (`--admin ADDR`).
+fn files_host_at(pipeline: &Path, flag: &str, value: &str) -> Reaped {
+    let admin: &[&str] = if value.is_empty() { &[flag] } else { &[flag, value] };
     Reaped(
         Command::new(weir_bin())
-            .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--no-admin", "--quiet", "--batch", "2048"])
+            .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--quiet", "--batch", "2048"])
+            .args(admin)
             .env("WEIR_PLUGIN_DIR", plugin_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -751,4 +758,244 @@ fn fuzzed_records_each_become_a_dead_letter_at_their_offset() {
             kinds.join(", ")
         ),
     });
+}
+
+/// SIGKILLs of a files → SQLite run that land while a new parser version is being
+/// deployed (tried, compiled, switched at a checkpoint): each host deploys the next
+/// version as soon as it answers, and is killed at a random moment of its first second
+/// of commits. The table ends exact, whichever version each checkpoint was written by.
+#[test]
+fn sigkills_during_hot_swaps_lose_and_repeat_nothing() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let _one = faults::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    let db = dir.path().join("out.db");
+    let pipeline = files_pipeline(dir.path(), &input, &format!("sqlite://{}", db.display()));
+    let (events, kills): (u64, u64) = faults::size((60_000, 4), (300_000, 20));
+    let writer = kills::write_files(&input, events, 2, events * 10 / (kills * 12), 0x5a4b);
+    let (deploys, interrupted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let version = AtomicU64::new(0);
+    let spawn = || {
+        let addr = weir_tests::free_addr();
+        let host = files_host_at(&pipeline, "--admin", &addr);
+        let n = version.fetch_add(1, Ordering::SeqCst);
+        let file = dir.path().join(format!("json_parser_v{n}.wasm"));
+        std::fs::write(&file, weir_tests::marked(guests::JSON_PARSER, &n.to_string())).unwrap();
+        let (deploys, interrupted) = (deploys.clone(), interrupted.clone());
+        std::thread::spawn(move || {
+            let deploy = ["plugin", "deploy", "--pipeline", "rides-files", "--stage", "parser", file.to_str().unwrap()];
+            // Until the host answers; then the deploy either lands or dies with the host.
+            let started = Instant::now();
+            while readyz(&addr) == 0 && started.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (ok, _, _) = weir_tests::weir_cli(&addr, &deploy);
+            deploys.fetch_add(1, Ordering::SeqCst);
+            interrupted.fetch_add(u64::from(!ok), Ordering::SeqCst);
+        });
+        host
+    };
+    let killed =
+        kills::kill_loop(kills, 0x5a4b, Duration::from_millis(1000), spawn, || faults::committed_sqlite(&db));
+    let written = writer.join().unwrap();
+    let (ok, _, log) = group::ended(files_host(&pipeline));
+    assert!(ok, "the last run failed: {log}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut labels = conn.prepare("SELECT source_partition, label FROM weir_partitions").unwrap();
+    let labels = labels.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    let tally = compare(&held_sqlite(&db), &files_truth(&written, &faults::file_partitions(labels)));
+    record(Row {
+        scenario: "SIGKILL during hot swaps, files → SQLite",
+        runs: killed.kills,
+        events,
+        tally: &tally,
+        recover: Some(killed.recover),
+        note: format!(
+            "{} deploys, {} cut short by the kill",
+            deploys.load(Ordering::SeqCst),
+            interrupted.load(Ordering::SeqCst)
+        ),
+    });
+}
+
+/// SIGKILLs of `weir replay --late` at random moments; replayed again to the end, every
+/// late record is folded once (a replay removes what it folded in the same transaction).
+#[test]
+fn sigkills_during_a_replay_fold_each_late_record_once() {
+    use weir_tests::lateness::{self, Shape};
+    let _one = faults::serial();
+    let input = lateness::random(31, faults::size(60_000, 400_000));
+    let dir = lateness::setup(Shape::Tumbling, &input);
+    lateness::run(dir.path(), 1024);
+    let late_left = |dir: &Path| -> usize {
+        let conn = rusqlite::Connection::open(dir.join("out.db")).unwrap();
+        let _ = conn.busy_timeout(Duration::from_secs(5));
+        conn.query_row("SELECT count(*) FROM weir_late_events", [], |r| r.get::<_, i64>(0)).unwrap() as usize
+    };
+    let late_before = late_left(dir.path());
+    let mut rng = weir_tests::lateness::Rng(0x7e91a7);
+    let (mut kills, mut finished) = (0u64, false);
+    for _ in 0..faults::size(5, 30) {
+        let before = late_left(dir.path());
+        // Small batches: each is one transaction, so a kill can fall between them.
+        let args = ["replay", "p.toml", "--late", "--quiet", "--batch", "64"];
+        let mut replay = Reaped(lateness::weir(dir.path(), &args).stdout(Stdio::null()).spawn().unwrap());
+        // A random moment once the replay has begun to remove what it folded.
+        while late_left(dir.path()) == before && replay.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(30)));
+        if replay.try_wait().unwrap().is_some() {
+            finished = true;
+            break;
+        }
+        replay.kill().unwrap();
+        replay.wait().unwrap();
+        kills += 1;
+    }
+    let left = late_left(dir.path());
+    lateness::replay_late(dir.path());
+    let got = lateness::read(dir.path());
+    lateness::assert_truth(&got, &lateness::truth(&input, Shape::Tumbling, false), "after the killed replays");
+    record(Row {
+        scenario: "SIGKILL during weir replay --late",
+        runs: kills,
+        events: late_before as u64,
+        tally: &faults::Tally::default(),
+        recover: None,
+        note: format!(
+            "{late_before} late records; {left} still to replay after the kills{}",
+            if finished { "; one replay finished before its kill" } else { "" }
+        ),
+    });
+    assert!(kills > 0 && left < late_before, "the kills must land mid-replay: {kills} kills, {left} of {late_before} left");
+}
+
+/// SIGKILLs in the first moments of a run that must migrate `weir_window_state` to a
+/// partial state per partition (an older weir's table): the migration is one transaction,
+/// so each kill leaves the old table or the new one, and the run that follows is exact.
+#[test]
+fn sigkills_during_a_sink_migration_leave_the_old_table_or_the_new() {
+    use weir_tests::lateness::{self, Shape};
+    let _one = faults::serial();
+    let input = lateness::random(37, 20_000);
+    let (first, second) = input.split_at(10_000);
+    let dir = lateness::setup(Shape::Tumbling, first);
+    lateness::run(dir.path(), 1024);
+    let db = dir.path().join("out.db");
+    let old_key = |db: &Path| -> bool {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.query_row(
+            "SELECT pk = 0 FROM pragma_table_info('weir_window_state') WHERE name = 'source_partition'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let mut rng = weir_tests::lateness::Rng(0x3e9);
+    let (mut kills, mut before) = (0u64, 0u64);
+    for _ in 0..faults::size(6, 30) {
+        // An older weir's table: the same columns, keyed without the partition.
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "BEGIN; ALTER TABLE weir_window_state RENAME TO before_partials; DROP INDEX IF EXISTS weir_window_state_by_key; \
+                 CREATE TABLE weir_window_state (pipeline TEXT NOT NULL, window_start INTEGER NOT NULL, \
+                 window_end INTEGER NOT NULL, key TEXT NOT NULL, source_partition INTEGER NOT NULL, state BLOB NOT NULL, \
+                 revision INTEGER NOT NULL, is_final INTEGER NOT NULL, PRIMARY KEY (pipeline, window_start, window_end, key)); \
+                 INSERT INTO weir_window_state SELECT * FROM before_partials; DROP TABLE before_partials; \
+                 CREATE INDEX weir_window_state_by_key ON weir_window_state (pipeline, key, window_start); COMMIT;",
+            )
+            .unwrap();
+        let args = ["run", "p.toml", "--until-idle", "200ms", "--quiet", "--no-admin"];
+        let mut host = Reaped(lateness::weir(dir.path(), &args).spawn().unwrap());
+        std::thread::sleep(Duration::from_millis(rng.below(120)));
+        let _ = host.kill();
+        host.wait().unwrap();
+        kills += 1;
+        before += u64::from(old_key(&db));
+        // Left as the old table or the new one, never between: both read back whole.
+        assert!(lateness::read(dir.path()).rows.len() > 0);
+    }
+    let mut file = std::fs::OpenOptions::new().append(true).open(dir.path().join("input/trips.jsonl")).unwrap();
+    std::io::Write::write_all(&mut file, lateness::file(second).as_bytes()).unwrap();
+    lateness::run(dir.path(), 1024);
+    assert!(!old_key(&db), "the last run migrated the table");
+    let got = lateness::read(dir.path());
+    lateness::assert_truth(&got, &lateness::truth(&input, Shape::Tumbling, true), "after the killed migrations");
+    record(Row {
+        scenario: "SIGKILL during a sink migration (SQLite)",
+        runs: kills,
+        events: input.len() as u64,
+        tally: &faults::Tally::default(),
+        recover: None,
+        note: format!("{before} of {kills} kills struck before the migration committed"),
+    });
+}
+
+/// A stream whose records are mostly broken opens the circuit breaker; the host is
+/// SIGKILLed while it is open, again and again, and started again: the run ends exact.
+#[test]
+fn sigkills_while_the_breaker_is_open_lose_nothing() {
+    use weir_tests::lateness::{self, Line, Shape};
+    let _one = faults::serial();
+    // 1,500 broken records, then ordinary ones.
+    let mut input: Vec<Line> = Vec::new();
+    let mut offset = 0;
+    for _ in 0..1500 {
+        let text = "{\"city\":\"Oslo\",\"fare\":\n".to_string();
+        input.push(Line { offset, text: text.clone(), event: None });
+        offset += text.len() as i64;
+    }
+    for mut line in lateness::random(41, 20_000) {
+        line.offset += offset;
+        input.push(line);
+    }
+    let dir = lateness::setup(Shape::Tumbling, &input);
+    let mut text = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
+    text.push_str("\n[breaker]\ndead_letter_rate = 0.5\nmin_records = 1000\ncooldown = \"2s\"\n");
+    std::fs::write(dir.path().join("p.toml"), text).unwrap();
+    let mut kills = 0;
+    for _ in 0..faults::size(3, 20) {
+        let addr = weir_tests::free_addr();
+        // Batches small enough that the broken records alone fill the first ones.
+        let args = ["run", "p.toml", "--until-idle", "5s", "--quiet", "--batch", "256", "--admin", &addr];
+        let mut host =
+            Reaped(lateness::weir(dir.path(), &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let open = loop {
+            if host.try_wait().unwrap().is_some() {
+                let mut log = String::new();
+                std::io::Read::read_to_string(&mut host.stderr.take().unwrap(), &mut log).unwrap();
+                assert!(kills > 0, "the run ended before its breaker opened: {log}");
+                break false;
+            }
+            if readyz(&addr) == 503 && weir_tests::http_get(&addr, "/readyz").1.contains("circuit breaker open") {
+                break true;
+            }
+            assert!(Instant::now() < deadline, "the breaker neither opened nor did the run end");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !open {
+            break;
+        }
+        host.kill().unwrap();
+        host.wait().unwrap();
+        kills += 1;
+    }
+    lateness::run(dir.path(), 1024);
+    let got = lateness::read(dir.path());
+    lateness::assert_truth(&got, &lateness::truth(&input, Shape::Tumbling, true), "after kills with the breaker open");
+    record(Row {
+        scenario: "SIGKILL while the breaker is open",
+        runs: kills,
+        events: input.len() as u64,
+        tally: &faults::Tally::default(),
+        recover: None,
+        note: "each restart resumes from the sink; the breaker opens again on what it re-reads".into(),
+    });
+    assert!(kills > 0, "no kill struck an open breaker");
 }
