@@ -999,3 +999,56 @@ fn sigkills_while_the_breaker_is_open_lose_nothing() {
     });
     assert!(kills > 0, "no kill struck an open breaker");
 }
+
+/// One of three hosts of a group SIGKILLed at a random moment, again and again, and
+/// started again, while the producer goes on: the table ends exact.
+#[test]
+fn sigkills_of_one_of_three_hosts_lose_and_repeat_nothing() {
+    let _one = faults::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, pg) = (Broker::start(), Postgres::start());
+    let url = pg.create_database("three");
+    let pipeline = group::pipeline(dir.path(), "");
+    let (events, kills): (u64, u64) = faults::size((40_000, 2), (500_000, 20));
+    // A kill costs the killed host's 6 s session, then a rebalance: about 12 s.
+    let rate = (events / (kills * 12 + 10)).max(1000) as u32;
+    let mut producer = group::produce(&broker, "trips", "none", 17, events, "2024-05-01T08:00:00Z", Some(rate));
+    let addrs: Vec<String> = (0..3).map(|_| weir_tests::free_addr()).collect();
+    let start = |i: usize| group::host_at(&pipeline, &broker, "trips", &url, "three", &addrs[i], "3s");
+    let mut hosts: Vec<Reaped> = (0..3).map(start).collect();
+    let mut rng = weir_tests::lateness::Rng(0x3405);
+    let mut recover = Duration::ZERO;
+    for _ in 0..kills {
+        until(&mut hosts[0], Duration::from_secs(90), "three hosts holding partitions", || {
+            addrs.iter().all(|a| group::group_ready(a, 3))
+        });
+        let before = group::committed(&pg, "three");
+        until(&mut hosts[0], Duration::from_secs(60), "a commit", || group::committed(&pg, "three") > before);
+        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        let victim = rng.below(3) as usize;
+        hosts[victim].kill().unwrap();
+        hosts[victim].wait().unwrap();
+        let killed = Instant::now();
+        hosts[victim] = start(victim);
+        let taken = group::committed(&pg, "three");
+        let survivor = (victim + 1) % 3;
+        until(&mut hosts[survivor], Duration::from_secs(90), "the group committing again", || {
+            group::committed(&pg, "three") > taken && addrs.iter().all(|a| group::group_ready(a, 3))
+        });
+        recover = recover.max(killed.elapsed());
+    }
+    assert!(producer.wait().unwrap().success(), "weir produce failed");
+    for (i, host) in hosts.into_iter().enumerate() {
+        group::finish(host, &format!("host {i}"));
+    }
+    let records = group::read_topic(&broker, "trips", events as usize);
+    let tally = compare(&held_postgres(&pg, "three"), &truth(&records));
+    record(Row {
+        scenario: "SIGKILL of one of three hosts (unkeyed topic)",
+        runs: kills,
+        events,
+        tally: &tally,
+        recover: Some(recover),
+        note: "recovery: from the kill to all three hosts holding partitions and committing".into(),
+    });
+}
