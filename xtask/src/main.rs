@@ -10,6 +10,7 @@
 //! - `cargo xtask faults [short] [FILTER]`: the fault suite at full counts (or the short
 //!   version `cargo xtask test` runs), against a release `weir`; prints the table that
 //!   `docs/RELIABILITY.md` records.
+//! - `cargo xtask soak [MINUTES]`: the soak scenario alone, an hour by default.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -210,6 +211,11 @@ fn main() -> Result<()> {
             outcome
         }
         Some("faults") => faults(&args[1..]),
-        _ => bail!("usage: cargo xtask plugins | rides [weir run flags] | test | bench | faults [short] [FILTER]"),
+        Some("soak") => {
+            let minutes: u64 = args.get(1).map_or(Ok(60), |m| m.parse()).context("cargo xtask soak MINUTES")?;
+            std::env::set_var("WEIR_SOAK_SECS", (minutes * 60).to_string());
+            faults(&["a_long_run_with_hot_swaps_stays_flat".to_string()])
+        }
+        _ => bail!("usage: cargo xtask plugins | rides [weir run flags] | test | bench | faults [short] [FILTER] | soak [MINUTES]"),
     }
 }

@@ -134,6 +134,23 @@ pub(super) struct Live {
     pub(super) mine: Vec<(String, String, i64)>,
 }
 
+/// How many versions of each stage a host keeps the bytes of, for rollbacks: a long run
+/// with a deploy every few minutes held every version it ever ran (the fault suite's soak).
+const KEPT_BYTES: usize = 3;
+
+/// Drops the bytes of all but each stage's newest [`KEPT_BYTES`] deployments; the sink
+/// keeps them all (`weir_components`).
+pub(super) fn forget_old_bytes(history: &mut [Deployment]) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for d in history.iter_mut().rev() {
+        let n = seen.entry(d.stage.clone()).or_default();
+        *n += 1;
+        if *n > KEPT_BYTES && !d.bytes.is_empty() {
+            d.bytes = std::sync::Arc::new(Vec::new());
+        }
+    }
+}
+
 /// Deploys new plugin versions into one running pipeline.
 pub struct Deployer {
     config: PipelineConfig,
@@ -153,8 +170,9 @@ impl Deployer {
     pub(super) fn new(
         pipeline: &Pipeline,
         runtime: PluginRuntime,
-        history: Vec<Deployment>,
+        mut history: Vec<Deployment>,
     ) -> (Arc<Self>, Receiver<Swap>) {
+        forget_old_bytes(&mut history);
         let (swaps, receiver) = mpsc::channel();
         let followed = history.len();
         let (plans, table) = (pipeline.plans().to_vec(), pipeline.table.clone());
@@ -199,6 +217,7 @@ impl Deployer {
             live.mine.push((d.stage.clone(), d.digest.clone(), d.at_ms));
         }
         live.history.extend(record);
+        forget_old_bytes(&mut live.history);
     }
 
     pub(super) fn plan(&self, stage: StageId) -> Result<StagePlan> {
@@ -443,6 +462,14 @@ impl Deployer {
                 .cloned()
                 .ok_or_else(|| anyhow!("{stage} has run no other version than {}", current.version()))?
         };
+        if previous.bytes.is_empty() {
+            bail!(
+                "{stage}'s previous version {}@{} is no longer held in memory (a host keeps its last {KEPT_BYTES} \
+                 versions per stage); deploy it by file",
+                previous.plugin,
+                short(&previous.digest)
+            );
+        }
         self.deploy(stage, &previous.plugin, previous.bytes.to_vec(), How::Rollback, f64::INFINITY)
     }
 

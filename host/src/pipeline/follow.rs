@@ -80,6 +80,8 @@ impl Deployer {
             .filter(|(stage, d)| self.plan(*stage).is_ok_and(|p| p.component.digest != d.digest))
             .collect();
         // The group's history, so that a rollback here returns to what the group ran.
+        let mut history = history;
+        super::deploy::forget_old_bytes(&mut history);
         self.live.lock().expect("live lock").history = history;
         for (stage, d) in changes {
             let version = format!("{}@{}", d.plugin, short(&d.digest));
