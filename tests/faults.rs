@@ -468,7 +468,9 @@ fn a_host_frozen_past_its_session_cannot_write_over_its_successor() {
     let url = pg.create_database("zombie");
     let pipeline = group::pipeline(dir.path(), "");
     let rounds: u64 = faults::size(1, 10);
-    let events = 30_000 * rounds;
+    // Input for the whole of each round (about 30 s at 2,000 a second): B must still have
+    // records to commit once it holds A's partitions, however slowly the hosts start.
+    let events = 60_000 * rounds;
     let mut producer = group::produce(&broker, "trips", "trip", 13, events, "2024-05-01T08:00:00Z", Some(2000));
     let (a, b) = (weir_tests::free_addr(), weir_tests::free_addr());
     let mut host_a = group::host_at(&pipeline, &broker, "trips", &url, "zombie", &a, "3s");
@@ -1168,5 +1170,105 @@ fn a_long_run_with_hot_swaps_stays_flat() {
             third(1),
             third(2)
         ),
+    });
+}
+
+/// librdkafka's mock cluster, for what Tansu cannot do: three brokers whose partition
+/// leaders move, whose fetches time out, that answer slowly and go down, all while trips
+/// arrive; one weir host reads them into PostgreSQL. The table ends exact.
+#[test]
+fn a_misbehaving_cluster_moves_leaders_times_out_and_lags_and_nothing_is_lost() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let _one = faults::serial();
+    let cluster = MockCluster::new(3).unwrap();
+    cluster.create_topic("trips", 3, 3).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let pg = Postgres::start();
+    let url = pg.create_database("mock");
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "");
+    let (events, rate): (u64, u64) = faults::size((40_000, 2_000), (200_000, 5_000));
+    let producing = {
+        let bootstrap = bootstrap.clone();
+        std::thread::spawn(move || {
+            let producer: BaseProducer =
+                rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+            let mut trips = weir::rides::TripGenerator::new(weir::rides::TripOptions {
+                seed: 19,
+                late_share: 0.02,
+                malformed_share: 0.01,
+                ..Default::default()
+            });
+            let started = Instant::now();
+            for i in 0..events {
+                let payload = trips.next_event();
+                let key = i.to_string();
+                let mut record = BaseRecord::to("trips").payload(&payload).key(&key);
+                // A full queue (a broker down) is waited out, never dropped.
+                while let Err((_, back)) = producer.send(record) {
+                    producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+                producer.poll(Duration::ZERO);
+                let due = started + Duration::from_secs_f64((i + 1) as f64 / rate as f64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+            producer.flush(Duration::from_secs(120)).unwrap();
+        })
+    };
+    let addr = weir_tests::free_addr();
+    let mut host = Reaped(
+        Command::new(weir_bin())
+            .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--batch", "2048", "--admin", &addr])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .env("KAFKA_BROKERS", &bootstrap)
+            .env("KAFKA_TOPIC", "trips")
+            .env("KAFKA_GROUP", "mock")
+            .env("DATABASE_URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    until(&mut host, Duration::from_secs(60), "a first commit", || group::committed(&pg, "mock") > 0);
+    let mut faults_done = Vec::new();
+    let step = |what: &str, faults_done: &mut Vec<String>| faults_done.push(what.to_string());
+    // Leaders move round the three brokers, twice.
+    for round in 1..=2 {
+        for p in 0..3 {
+            cluster.partition_leader("trips", p, Some(1 + (p + round) % 3)).unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    step("leaders moved twice", &mut faults_done);
+    let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 20];
+    cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
+    std::thread::sleep(Duration::from_secs(3));
+    step("20 fetch timeouts", &mut faults_done);
+    for b in 1..=3 {
+        cluster.broker_round_trip_time(b, Duration::from_millis(300)).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    for b in 1..=3 {
+        cluster.broker_round_trip_time(b, Duration::ZERO).unwrap();
+    }
+    step("300 ms round trips for 4 s", &mut faults_done);
+    cluster.broker_down(2).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    cluster.broker_up(2).unwrap();
+    step("broker 2 down for 4 s", &mut faults_done);
+    producing.join().unwrap();
+    group::finish(host, "the host");
+    let records = group::read_topic_at(&bootstrap, "trips", events as usize);
+    let tally = compare(&held_postgres(&pg, "mock"), &truth(&records));
+    record(Row {
+        scenario: "librdkafka MockCluster: leaders move, fetch timeouts, latency, a broker down",
+        runs: faults_done.len() as u64,
+        events,
+        tally: &tally,
+        recover: None,
+        note: faults_done.join("; "),
     });
 }

@@ -100,10 +100,15 @@ pub fn produce(
 
 /// Every record of `topic`, `(partition, offset, payload)`, once `count` have been read.
 pub fn read_topic(broker: &Broker, topic: &str, count: usize) -> Vec<(i32, i64, Vec<u8>)> {
+    read_topic_at(&broker.brokers(), topic, count)
+}
+
+/// [`read_topic`] from the brokers at `bootstrap`.
+pub fn read_topic_at(bootstrap: &str, topic: &str, count: usize) -> Vec<(i32, i64, Vec<u8>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("truth-{topic}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
