@@ -122,7 +122,10 @@ impl Tally {
         for at in held {
             if !seen.insert(*at) || !want.contains(at) {
                 self.duplicated += 1;
-                self.note(format!("{name}: {at:?} held {}", if want.contains(at) { "twice" } else { "but not wanted" }));
+                self.note(format!(
+                    "{name}: {at:?} held {}",
+                    if want.contains(at) { "twice" } else { "but not wanted" }
+                ));
             }
         }
         for at in want.difference(&seen) {

@@ -42,11 +42,17 @@ fn broken(rng: &mut Rng, good: &str, city: &str, time: &str, huge_ok: bool) -> (
         }
         3 => text("city is a number", format!("{{\"city\":7,\"fare\":3,\"event_time\":\"{time}\"}}")),
         4 => text("time is a number", format!("{{\"city\":\"{city}\",\"fare\":3,\"event_time\":{T0}}}")),
-        5 => text("key over max_key_bytes", format!("{{\"city\":\"{}\",\"fare\":3,\"event_time\":\"{time}\"}}", "k".repeat(2000))),
+        5 => text(
+            "key over max_key_bytes",
+            format!("{{\"city\":\"{}\",\"fare\":3,\"event_time\":\"{time}\"}}", "k".repeat(2000)),
+        ),
         6 => {
             let depth = 129 + rng.below(400) as usize;
             let nest = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
-            text("nested too deep", format!("{{\"city\":\"{city}\",\"fare\":3,\"event_time\":\"{time}\",\"x\":{nest}}}"))
+            text(
+                "nested too deep",
+                format!("{{\"city\":\"{city}\",\"fare\":3,\"event_time\":\"{time}\",\"x\":{nest}}}"),
+            )
         }
         7 => {
             let mut b = format!("{{\"city\":\"{}", &city[..2]).into_bytes();
@@ -60,7 +66,10 @@ fn broken(rng: &mut Rng, good: &str, city: &str, time: &str, huge_ok: bool) -> (
             ("binary", b)
         }
         9 => ("blank", [&b""[..], b" ", b"\t \r"][rng.below(3) as usize].to_vec()),
-        10 => text("duplicated key", format!("{{\"city\":\"{city}\",\"city\":\"X\",\"fare\":3,\"event_time\":\"{time}\"}}")),
+        10 => text(
+            "duplicated key",
+            format!("{{\"city\":\"{city}\",\"city\":\"X\",\"fare\":3,\"event_time\":\"{time}\"}}"),
+        ),
         11 => text("NUL in the key", format!("{{\"city\":\"Nu\\u0000l\",\"fare\":3,\"event_time\":\"{time}\"}}")),
         12 => text("not an object", ["[1,2]", "\"trip\"", "42", "null", "{}"][rng.below(5) as usize].to_string()),
         _ => text("over max_record_bytes", format!("{{\"city\":\"{city}\",\"note\":\"{}\"}}", "h".repeat(5 << 20))),

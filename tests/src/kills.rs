@@ -23,10 +23,8 @@ pub fn write_files(dir: &Path, events: u64, files: usize, rate: u64, seed: u64) 
     std::thread::spawn(move || {
         let mut trips =
             TripGenerator::new(TripOptions { seed, late_share: 0.02, malformed_share: 0.01, ..TripOptions::default() });
-        let mut out: Vec<std::fs::File> = paths
-            .iter()
-            .map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap())
-            .collect();
+        let mut out: Vec<std::fs::File> =
+            paths.iter().map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap()).collect();
         let mut ends = vec![0i64; files];
         let mut written = Vec::with_capacity(events as usize);
         let started = Instant::now();

@@ -12,11 +12,11 @@ mod retention;
 
 pub use duration::parse_duration;
 pub use interpolate::interpolate;
-pub use retention::{Keep, RetentionConfig};
 pub use pipeline::{
     AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
     SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
 };
+pub use retention::{Keep, RetentionConfig};
 
 /// The directory a pipeline file's relative paths are relative to: the file's own, shown
 /// as `.` rather than as nothing when the file was named without one.

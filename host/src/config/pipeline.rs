@@ -114,7 +114,10 @@ fn source_by_kind<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<S
     };
     let tagged = toml::Value::Table(toml::Table::from_iter([(kind.clone(), toml::Value::Table(table))]));
     SourceConfig::deserialize(tagged).map_err(|e| {
-        let message = e.to_string().replace(&format!("in `{kind}."), "in `source.").replace(&format!("in `{kind}`"), "in `source`");
+        let message = e
+            .to_string()
+            .replace(&format!("in `{kind}."), "in `source.")
+            .replace(&format!("in `{kind}`"), "in `source`");
         D::Error::custom(format!("source (kind = {kind:?}): {}", message.trim_end()))
     })
 }

@@ -1,9 +1,9 @@
 //! What each plugin store holds: the empty WASI context, the memory limiter, and the
 //! captured stderr that turns a guest panic into a readable failure reason.
 
+use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
-use std::time::Instant;
 
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -70,7 +70,11 @@ impl host::Host for PluginState {
         let plugin = self.plugin.as_str();
         let Some(suppressed) = self.log.take(Instant::now()) else { return };
         if suppressed > 0 {
-            tracing::warn!(plugin, suppressed, "the plugin logged faster than {LOG_LINES_PER_S} lines/s; lines dropped");
+            tracing::warn!(
+                plugin,
+                suppressed,
+                "the plugin logged faster than {LOG_LINES_PER_S} lines/s; lines dropped"
+            );
         }
         if message.len() > LOG_LINE_BYTES {
             let cut = (0..=LOG_LINE_BYTES).rev().find(|&i| message.is_char_boundary(i)).unwrap_or(0);

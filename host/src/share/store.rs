@@ -86,8 +86,10 @@ impl Store {
 
 /// The one `application/wasm` layer of a Wasm artifact manifest.
 pub fn wasm_layer(manifest: &[u8]) -> Result<OciDescriptor> {
-    let manifest: OciImageManifest = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(manifest))
-        .map_err(|e| anyhow::anyhow!("the manifest is not an OCI image manifest: at `{}`: {}", e.path(), e.inner()))?;
+    let manifest: OciImageManifest =
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(manifest)).map_err(|e| {
+            anyhow::anyhow!("the manifest is not an OCI image manifest: at `{}`: {}", e.path(), e.inner())
+        })?;
     if manifest.config.media_type != WASM_MANIFEST_CONFIG_MEDIA_TYPE {
         bail!(
             "the artifact's config has media type {:?}, not {WASM_MANIFEST_CONFIG_MEDIA_TYPE:?}: it is not a Wasm component artifact",
@@ -213,5 +215,4 @@ mod tests {
             }
         }
     }
-
 }

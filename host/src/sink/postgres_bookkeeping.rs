@@ -141,11 +141,19 @@ impl Bookkeeping for PostgresSink {
             .collect())
     }
 
-    fn expire(&mut self, pipeline: &str, lane: Kept, before: Option<i64>, keep: Option<u64>, limit: u64) -> Result<u64> {
+    fn expire(
+        &mut self,
+        pipeline: &str,
+        lane: Kept,
+        before: Option<i64>,
+        keep: Option<u64>,
+        limit: u64,
+    ) -> Result<u64> {
         let (table, stamp) = lane.table();
         let before = std::time::UNIX_EPOCH + std::time::Duration::from_millis(before.unwrap_or(0).max(0) as u64);
         let keep = keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64);
         let (runtime, client) = self.session()?;
-        Ok(runtime.block_on(client.execute(&expire_sql(table, stamp, '$'), &[&pipeline, &before, &keep, &(limit as i64)]))?)
+        Ok(runtime
+            .block_on(client.execute(&expire_sql(table, stamp, '$'), &[&pipeline, &before, &keep, &(limit as i64)]))?)
     }
 }

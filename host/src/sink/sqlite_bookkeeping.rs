@@ -129,7 +129,14 @@ impl Bookkeeping for SqliteSink {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn expire(&mut self, pipeline: &str, lane: Kept, before: Option<i64>, keep: Option<u64>, limit: u64) -> Result<u64> {
+    fn expire(
+        &mut self,
+        pipeline: &str,
+        lane: Kept,
+        before: Option<i64>,
+        keep: Option<u64>,
+        limit: u64,
+    ) -> Result<u64> {
         let (table, stamp) = lane.table();
         // Stamps are ISO 8601 text of one format, so they compare as text.
         let before = super::sqlite::iso(before.unwrap_or(0).max(0));
