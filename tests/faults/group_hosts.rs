@@ -164,7 +164,10 @@ fn a_misbehaving_cluster_moves_leaders_times_out_and_lags_and_nothing_is_lost() 
     let addr = weir_tests::free_addr();
     let mut host = Reaped(
         Command::new(weir_bin())
-            .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--batch", "2048", "--admin", &addr])
+            // Idle longer than any fault below lasts: a producer blocked by a broker down for
+            // 4 s leaves nothing to read for that long, and --until-idle would end the run
+            // before the rest arrives (weir had read everything the brokers then held).
+            .args(["run", pipeline.to_str().unwrap(), "--until-idle", "10s", "--batch", "2048", "--admin", &addr])
             .env("WEIR_PLUGIN_DIR", plugin_dir())
             .env("KAFKA_BROKERS", &bootstrap)
             .env("KAFKA_TOPIC", "trips")
