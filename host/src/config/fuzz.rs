@@ -1,3 +1,5 @@
+#![cfg(test)]
+
 //! Property tests of the pipeline file's errors: the example pipelines, each mutated at
 //! a random key of weir's own (a plugin's `config` is the plugin's to judge), must be
 //! refused with an error that names the key, or accepted; an unknown key is always

@@ -9,6 +9,7 @@ mod fuzz;
 mod interpolate;
 mod pipeline;
 mod retention;
+mod sections;
 
 pub use duration::parse_duration;
 pub use interpolate::interpolate;

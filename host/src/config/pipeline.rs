@@ -16,10 +16,10 @@ pub struct PipelineConfig {
     /// The pipeline's name; it tags checkpoints, dead letters and metrics.
     pub name: String,
     /// Where raw records come from.
-    #[serde(deserialize_with = "source_by_kind")]
+    #[serde(deserialize_with = "super::sections::source_by_kind")]
     pub source: SourceConfig,
     /// Turns raw records into typed events.
-    #[serde(deserialize_with = "section")]
+    #[serde(deserialize_with = "super::sections::section")]
     pub parser: StageConfig,
     /// Judge events, in order.
     #[serde(default)]
@@ -28,31 +28,31 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub transforms: Vec<StageConfig>,
     /// Folds events into per-window state.
-    #[serde(deserialize_with = "section")]
+    #[serde(deserialize_with = "super::sections::section")]
     pub aggregator: StageConfig,
     /// How events are grouped in time and by key.
-    #[serde(deserialize_with = "section")]
+    #[serde(deserialize_with = "super::sections::section")]
     pub window: WindowConfig,
     /// How late events may be.
-    #[serde(default, deserialize_with = "section")]
+    #[serde(default, deserialize_with = "super::sections::section")]
     pub watermark: WatermarkConfig,
     /// Where window rows, offsets, dead letters and late events are written.
-    #[serde(deserialize_with = "section")]
+    #[serde(deserialize_with = "super::sections::section")]
     pub sink: SinkConfig,
     /// How often state and offsets are committed.
-    #[serde(default, deserialize_with = "section")]
+    #[serde(default, deserialize_with = "super::sections::section")]
     pub checkpoint: CheckpointConfig,
     /// When bad data pauses consumption.
-    #[serde(default, deserialize_with = "section")]
+    #[serde(default, deserialize_with = "super::sections::section")]
     pub breaker: BreakerConfig,
     /// Whose plugins the pipeline runs, and what they may do.
-    #[serde(default, deserialize_with = "section")]
+    #[serde(default, deserialize_with = "super::sections::section")]
     pub trust: TrustConfig,
     /// How several hosts in one consumer group share a Kafka topic.
-    #[serde(default, deserialize_with = "section")]
+    #[serde(default, deserialize_with = "super::sections::section")]
     pub scale: ScaleConfig,
     /// How long the checkpoint log, the dead letters and the late lane are kept.
-    #[serde(default, deserialize_with = "section")]
+    #[serde(default, deserialize_with = "super::sections::section")]
     pub retention: super::RetentionConfig,
 }
 
@@ -90,36 +90,6 @@ pub struct TrustConfig {
     /// Import patterns every plugin of this pipeline must stay within, on top of the
     /// team's, e.g. `["weir:plugin/*", "wasi:io/*"]`.
     pub allow_imports: Option<Vec<String>>,
-}
-
-/// A `[section]`, which must be a table. serde's derived structs also take an array,
-/// field by field in order, so `breaker = [1]` was read as a dead-letter rate of 1.
-fn section<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(deserializer: D) -> Result<T, D::Error> {
-    use serde::de::Error;
-    let table = toml::Table::deserialize(deserializer)?;
-    T::deserialize(toml::Value::Table(table)).map_err(|e| D::Error::custom(e.to_string().trim_end()))
-}
-
-/// `[source]`, chosen by its `kind`. serde's internally tagged enums buffer the table
-/// before they read it, and an error found then cannot name its key (`[source]` alone
-/// was shown for a wrong `topic`); read as `{ kind = { ...the rest } }`, every error
-/// names its key.
-fn source_by_kind<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SourceConfig, D::Error> {
-    use serde::de::Error;
-    let mut table = toml::Table::deserialize(deserializer)?;
-    let kind = match table.remove("kind") {
-        Some(toml::Value::String(kind)) => kind,
-        Some(other) => return Err(D::Error::custom(format!("source.kind must be a string, got {other}"))),
-        None => return Err(D::Error::custom("source.kind is missing: kafka, files or producer")),
-    };
-    let tagged = toml::Value::Table(toml::Table::from_iter([(kind.clone(), toml::Value::Table(table))]));
-    SourceConfig::deserialize(tagged).map_err(|e| {
-        let message = e
-            .to_string()
-            .replace(&format!("in `{kind}."), "in `source.")
-            .replace(&format!("in `{kind}`"), "in `source`");
-        D::Error::custom(format!("source (kind = {kind:?}): {}", message.trim_end()))
-    })
 }
 
 /// The source of raw records.
