@@ -1,6 +1,7 @@
 //! Passing database faults are waited out, on a real PostgreSQL: while the sink refuses
 //! weir's connections with SQLSTATE 53300 (too many connections), the run stays up, says
-//! so on `/readyz`, and once the fault passes it commits everything exactly once.
+//! so on `/readyz`, and once the fault passes it commits everything exactly once. A
+//! checkpoint retried after a failed reconnect is still fenced.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -76,4 +77,37 @@ fn a_refused_connection_is_retried_until_it_passes_and_nothing_is_lost() {
     let stopped = Command::new("kill").args(["-INT", &host.0.id().to_string()]).status().unwrap();
     assert!(stopped.success() && host.0.wait().unwrap().success());
     assert_truth(&read_postgres(&mut admin), &truth(&input, Shape::Tumbling, true), "after the fault");
+}
+
+/// A checkpoint whose reconnect fails (PostgreSQL down) keeps its fence for the retry: if
+/// another writer moved the partition meanwhile, the retry is refused, not written over
+/// it. (The fence was once lost with a failed reconnect, and a host cut off from its
+/// database then wrote its older offsets over its successor's.)
+#[test]
+fn a_checkpoint_retried_after_a_failed_reconnect_is_still_fenced() {
+    use weir::sink::{Checkpoint, PostgresSink, Sink, TableSchema};
+    let pg = Postgres::start();
+    let url = pg.create_database("fence");
+    let city = weir_sdk::ColumnDef { name: "city".into(), ty: weir_sdk::ColumnType::Text, nullable: false };
+    let table = TableSchema { name: "t".into(), keys: vec![city], values: vec![] };
+    let at = |offset| Checkpoint { offsets: vec![(0, offset)], source: "test".into(), ..Default::default() };
+    let mut a = PostgresSink::open(&url).unwrap();
+    a.prepare(&table).unwrap();
+    a.restore("p", &[0]).unwrap();
+    a.commit("p", &at(10)).unwrap();
+    pg.stop();
+    // Tried as the sink thread does, again and again: the first attempt finds the
+    // connection gone, the next ones cannot reconnect.
+    for attempt in 0..3 {
+        assert!(a.commit("p", &at(20)).is_err(), "attempt {attempt} while PostgreSQL is down");
+    }
+    pg.restart();
+    let mut b = PostgresSink::open(&url).unwrap();
+    b.prepare(&table).unwrap();
+    b.restore("p", &[0]).unwrap();
+    b.commit("p", &at(30)).unwrap();
+    let refused = a.commit("p", &at(20)).expect_err("the retry must meet the fence");
+    assert!(format!("{refused:#}").contains("the sink holds offset 30"), "{refused:#}");
+    let held: i64 = pg.client("fence").query_one("SELECT next_offset FROM weir_checkpoints", &[]).unwrap().get(0);
+    assert_eq!(held, 30, "the successor's checkpoint stands");
 }

@@ -20,6 +20,7 @@ mod input;
 mod kills_loops;
 mod moments;
 mod outages;
+mod partition;
 mod plugins;
 mod soak;
 
@@ -72,10 +73,11 @@ fn readyz(addr: &str) -> u16 {
     readiness(addr).0
 }
 
-/// `/readyz` of the host at `addr`: its code and reason, or 0 while it does not answer (it
-/// may be starting, or have just ended).
+/// `/readyz` of the host at `addr` (which may carry a token: `group::admin_parts`): its
+/// code and reason, or 0 while it does not answer (it may be starting, or have just ended).
 fn readiness(addr: &str) -> (u16, String) {
     use std::io::{Read, Write};
+    let addr = group::admin_parts(addr).0;
     let answer = || -> std::io::Result<String> {
         let mut stream = std::net::TcpStream::connect(addr)?;
         write!(stream, "GET /readyz HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;

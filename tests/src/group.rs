@@ -46,7 +46,48 @@ pub fn host_at(
     admin: &str,
     idle: &str,
 ) -> Reaped {
-    let child = Command::new(weir_bin())
+    spawn_host(Command::new(weir_bin()), pipeline, broker, topic, db, group, admin, idle)
+}
+
+/// [`host_at`] on `island`: `db` and the broker's advertised address must be reachable
+/// from there, and so must `admin` from here: the island's end of a link, which is beyond
+/// loopback, so `admin` is `TOKEN@host:port` (see [`admin_parts`]).
+pub fn island_host(
+    island: &crate::island::Island,
+    pipeline: &Path,
+    broker: &Broker,
+    topic: &str,
+    db: &str,
+    group: &str,
+    admin: &str,
+) -> Reaped {
+    let (addr, token) = admin_parts(admin);
+    let mut cmd = island.command(weir_bin());
+    cmd.env("WEIR_ADMIN_TOKEN", token.expect("an admin API beyond loopback needs a token"));
+    spawn_host(cmd, pipeline, broker, topic, db, group, addr, "3s")
+}
+
+/// An admin address as the helpers here take it, `host:port` or `TOKEN@host:port`: the
+/// address and the token.
+pub fn admin_parts(admin: &str) -> (&str, Option<&str>) {
+    match admin.split_once('@') {
+        Some((token, addr)) => (addr, Some(token)),
+        None => (admin, None),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_host(
+    mut cmd: Command,
+    pipeline: &Path,
+    broker: &Broker,
+    topic: &str,
+    db: &str,
+    group: &str,
+    admin: &str,
+    idle: &str,
+) -> Reaped {
+    let child = cmd
         .args(["run", pipeline.to_str().unwrap(), "--until-idle", idle, "--batch", "2048", "--admin", admin])
         .env("WEIR_PLUGIN_DIR", plugin_dir())
         .env("KAFKA_BROKERS", broker.brokers())
@@ -311,8 +352,10 @@ pub fn read_sessions(pg: &Postgres, db: &str) -> (Sessions, BTreeSet<(i32, i64)>
 /// starting, or gone).
 pub fn status(admin: &str) -> Option<serde_json::Value> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(admin).ok()?;
-    write!(stream, "GET /api/status HTTP/1.0\r\nHost: {admin}\r\n\r\n").ok()?;
+    let (addr, token) = admin_parts(admin);
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(stream, "GET /api/status HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n").ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     serde_json::from_str(text.split_once("\r\n\r\n")?.1).ok()

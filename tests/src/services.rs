@@ -54,6 +54,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     port: u16,
     durable: bool,
+    /// `listen_addresses`.
+    listen: String,
 }
 
 impl Postgres {
@@ -61,17 +63,23 @@ impl Postgres {
     /// speed its commits return before their WAL is written: a crash of the server can
     /// lose the last ones (see [`start_durable`](Self::start_durable)).
     pub fn start() -> Postgres {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// [`start`](Self::start), but a commit returns once its WAL is written, as on a
     /// production server: a killed server loses no committed transaction. (fsync stays
     /// off: the machine itself does not crash in these tests.)
     pub fn start_durable() -> Postgres {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(durable: bool) -> Postgres {
+    /// [`start`](Self::start), also listening on `addr` and trusting clients from `cidr`
+    /// (a [`crate::island::Island`] link).
+    pub fn start_reachable(addr: &str, cidr: &str) -> Postgres {
+        Self::start_with(false, Some((addr, cidr)))
+    }
+
+    fn start_with(durable: bool, also: Option<(&str, &str)>) -> Postgres {
         let dir = tempfile::Builder::new().prefix("weir-pg-").tempdir().expect("temporary directory");
         // The server runs as `postgres`, which must reach its directory.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
@@ -81,7 +89,14 @@ impl Postgres {
             .output()
             .expect("running initdb (PostgreSQL server binaries on PATH)");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let pg = Postgres { dir, port: free_port(), durable };
+        let mut listen = "127.0.0.1".to_string();
+        if let Some((addr, cidr)) = also {
+            listen = format!("{listen},{addr}");
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).unwrap() + &format!("host all all {cidr} trust\n");
+            std::fs::write(&hba, rules).unwrap();
+        }
+        let pg = Postgres { dir, port: free_port(), durable, listen };
         pg.start_server();
         let mut client = pg.client("postgres");
         client.batch_execute("CREATE DATABASE weir").expect("creating database weir");
@@ -94,9 +109,10 @@ impl Postgres {
 
     fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit={} -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c synchronous_commit={} -c full_page_writes=off",
             self.port,
             self.dir.path().display(),
+            self.listen,
             if self.durable { "on" } else { "off" }
         );
         let log = self.dir.path().join("server.log");
@@ -138,7 +154,12 @@ impl Postgres {
 
     /// The URL of database `db`.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://weir@127.0.0.1:{}/{db}", self.port)
+        self.url_at("127.0.0.1", db)
+    }
+
+    /// The URL of database `db` at `addr`, one of those it listens on.
+    pub fn url_at(&self, addr: &str, db: &str) -> String {
+        format!("postgres://weir@{addr}:{}/{db}", self.port)
     }
 
     /// A new database.
@@ -193,20 +214,31 @@ pub fn signal(pid: u32, which: &str) {
 pub struct Broker {
     child: Child,
     port: u16,
+    /// Where it tells clients to find it.
+    host: String,
 }
 
 impl Broker {
     /// Starts Tansu on a free loopback port.
     pub fn start() -> Broker {
+        Self::start_with("127.0.0.1", "127.0.0.1")
+    }
+
+    /// Tansu listening on every address and telling clients to find it at `host`, one of
+    /// this machine's (a [`crate::island::Island`] link's outer end).
+    pub fn start_advertising(host: &str) -> Broker {
+        Self::start_with("0.0.0.0", host)
+    }
+
+    fn start_with(listen: &str, host: &str) -> Broker {
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
         let mut child = Command::new(tansu_binary())
             .args([
                 "broker",
                 "--listener-url",
-                &url,
+                &format!("tcp://{listen}:{port}"),
                 "--advertised-listener-url",
-                &url,
+                &format!("tcp://{host}:{port}"),
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -215,12 +247,12 @@ impl Broker {
             .spawn()
             .expect("starting the Tansu broker");
         wait_for_port(port, "the Tansu broker", &mut child);
-        Broker { child, port }
+        Broker { child, port, host: host.to_string() }
     }
 
     /// `host:port` for clients.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Freezes the broker (SIGSTOP), as a hung machine would: connections stay open and

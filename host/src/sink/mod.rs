@@ -11,6 +11,7 @@ pub use expire::Kept;
 mod partials;
 mod postgres;
 mod postgres_bookkeeping;
+mod postgres_connect;
 mod postgres_partials;
 mod schema;
 mod sqlite;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use weir_sdk::{ColumnDef, ColumnType};
 
 use super::partials::{self, Merger};
@@ -256,19 +256,7 @@ impl PostgresSink {
 
     fn connect(&mut self) -> Result<()> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let url = self.url.clone();
-            let client = self.runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::warn!(error = %e, "PostgreSQL connection ended");
-                    }
-                });
-                Ok::<_, tokio_postgres::Error>(client)
-            });
-            let client =
-                client.with_context(|| format!("sink.url: connecting to PostgreSQL at {}", redact(&self.url)))?;
-            self.client = Some(client);
+            self.client = Some(self.runtime.block_on(super::postgres_connect::connect(&self.url))?);
         }
         Ok(())
     }
@@ -555,17 +543,6 @@ fn window_states(rows: &[tokio_postgres::Row], table: &TableSchema) -> Result<Ve
 }
 
 /// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// The columns of table `name` (quoted), from the catalog; none if it does not exist.
 async fn existing<C: tokio_postgres::GenericClient>(client: &C, name: &str) -> Result<Vec<Existing>> {
     let rows = client
@@ -775,11 +752,5 @@ mod tests {
         for code in ["28P01", "42501", "42P01", "23505", "22021"] {
             assert!(!passes(code), "{code}");
         }
-    }
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact("postgres://weir:secret@db:5432/x"), "postgres://weir:***@db:5432/x");
-        assert_eq!(redact("host=/tmp dbname=x"), "host=/tmp dbname=x");
     }
 }

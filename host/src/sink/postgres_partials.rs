@@ -31,37 +31,43 @@ impl PostgresSink {
             (true, None) => anyhow::bail!("a checkpoint of partial states came without an aggregator to merge them"),
         };
         let watched = self.fence.watched(checkpoint);
+        // Out of `self` while the session borrows it, and put back whatever happens: a
+        // fence lost with a failed reconnect would let the retry write unchecked.
         let fence = std::mem::take(&mut self.fence);
-        let (runtime, client) = self.session()?;
-        let merged = runtime.block_on(async {
-            let tx = client.transaction().await?;
-            if !watched.is_empty() {
-                // Locked to the commit: no other writer moves them in between (see fence.rs).
-                let held = tx
-                    .query(
-                        "SELECT source_partition, next_offset FROM weir_checkpoints \
+        let merged = self.session().and_then(|(runtime, client)| {
+            runtime.block_on(async {
+                let tx = client.transaction().await?;
+                if !watched.is_empty() {
+                    // Locked to the commit: no other writer moves them in between (see fence.rs).
+                    let held = tx
+                        .query(
+                            "SELECT source_partition, next_offset FROM weir_checkpoints \
                          WHERE pipeline = $1 AND source_partition = ANY($2) FOR UPDATE",
-                        &[&pipeline, &watched],
-                    )
-                    .await
-                    .context("locking the checkpoint's partitions")?;
-                fence.check(checkpoint, &held.iter().map(|r| (r.get(0), r.get(1))).collect::<Vec<_>>())?;
-            }
-            // Offsets, partials, dead letters and late events touch only this host's rows.
-            Self::write(&tx, pipeline, table, checkpoint).await?;
-            let merged = match merger {
-                Some(merger) => {
-                    // The merges one at a time, each after the previous one's commit: the last
-                    // to merge a window reads every partial committed before it, its own too.
-                    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("weir-partials:{pipeline}")])
+                            &[&pipeline, &watched],
+                        )
+                        .await
+                        .context("locking the checkpoint's partitions")?;
+                    fence.check(checkpoint, &held.iter().map(|r| (r.get(0), r.get(1))).collect::<Vec<_>>())?;
+                }
+                // Offsets, partials, dead letters and late events touch only this host's rows.
+                Self::write(&tx, pipeline, table, checkpoint).await?;
+                let merged = match merger {
+                    Some(merger) => {
+                        // The merges one at a time, each after the previous one's commit: the last
+                        // to merge a window reads every partial committed before it, its own too.
+                        tx.execute(
+                            "SELECT pg_advisory_xact_lock(hashtext($1))",
+                            &[&format!("weir-partials:{pipeline}")],
+                        )
                         .await
                         .context("waiting for the group's other checkpoints")?;
-                    Self::merge(&tx, pipeline, table, checkpoint, merger).await?
-                }
-                None => Vec::new(),
-            };
-            tx.commit().await.context("committing the checkpoint")?;
-            Ok::<_, anyhow::Error>(merged)
+                        Self::merge(&tx, pipeline, table, checkpoint, merger).await?
+                    }
+                    None => Vec::new(),
+                };
+                tx.commit().await.context("committing the checkpoint")?;
+                Ok::<_, anyhow::Error>(merged)
+            })
         });
         self.fence = fence;
         self.merged = merged?;

@@ -1,0 +1,139 @@
+//! A host cut off from PostgreSQL by a network partition while it keeps its Kafka partitions.
+
+use super::*;
+use weir_tests::island::Island;
+
+/// The island's link to the broker (which also carries its admin API)...
+const KAFKA: usize = 0;
+/// ... and its link to PostgreSQL.
+const PG: usize = 1;
+
+/// The partitions the host at `addr` holds (none while it does not answer).
+fn partitions(addr: &str) -> Vec<i64> {
+    let Some(status) = group::status(addr) else { return Vec::new() };
+    let label = |p: &serde_json::Value| p[0].as_str()?.strip_prefix("partition ")?.parse().ok();
+    status["lags"].as_array().map_or(Vec::new(), |l| l.iter().filter_map(label).collect())
+}
+
+fn held(addr: &str) -> usize {
+    partitions(addr).len()
+}
+
+/// The sum of the next offsets the sink holds of `of`.
+fn stored(pg: &Postgres, of: &[i64]) -> i64 {
+    let of: Vec<i32> = of.iter().map(|&p| p as i32).collect();
+    let Ok(mut client) = postgres::Client::connect(&pg.url("partition"), postgres::NoTls) else { return 0 };
+    client
+        .query_one(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM weir_checkpoints WHERE source_partition = ANY($1)",
+            &[&of],
+        )
+        .map_or(0, |r| r.get(0))
+}
+
+/// Host A runs on an island (a network namespace) whose links reach the broker and
+/// PostgreSQL; host B runs here; trips arrive throughout. A's link to PostgreSQL is cut
+/// twice, its packets dropped with no reset, as in a real partition:
+/// - until A notices (its TCP bounds, `postgres_connect.rs`: `/readyz` drops), well within
+///   the group's patience (`max.poll.interval.ms`, 60 s here): A keeps its partitions and B
+///   does not take them; healed, A reconnects, commits and catches up;
+/// - until the group has given A's partitions to B and B has committed them: what A had
+///   not committed must not land over B's checkpoints (the fence stops A, which is started
+///   again), and A, cut off in the middle of a commit, must not keep its rows locked against
+///   B (the server ends A's idle transaction).
+///
+/// The table ends exact.
+#[test]
+fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_successor() {
+    let _one = faults::serial();
+    let island = Island::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_advertising(&Island::outer(KAFKA));
+    let pg = Postgres::start_reachable(&Island::outer(PG), &Island::cidr(PG));
+    let url = pg.create_database("partition");
+    let url_a = pg.url_at(&Island::outer(PG), "partition");
+    let pipeline = group::pipeline(dir.path(), "");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let patience = "\"session.timeout.ms\" = \"6000\", \"max.poll.interval.ms\" = \"60000\"";
+    std::fs::write(&pipeline, text.replace("\"session.timeout.ms\" = \"6000\"", patience)).unwrap();
+    // Enough trips at 1,000 a second to outlast both cuts, so both hosts always read.
+    let events: u64 = 240_000;
+    let mut producer = group::produce(&broker, "trips", "none", 29, events, "2024-05-01T08:00:00Z", Some(1000));
+    // Beyond loopback, so with a token.
+    let a = format!("island@{}:{}", Island::inner(KAFKA), weir_tests::services::free_port());
+    let b = weir_tests::free_addr();
+    let start_a = || group::island_host(&island, &pipeline, &broker, "trips", &url_a, "partition", &a);
+    let mut host_a = start_a();
+    let mut host_b = group::host_at(&pipeline, &broker, "trips", &url, "partition", &b, "3s");
+    until(&mut host_a, Duration::from_secs(60), "both hosts holding partitions", || {
+        group::group_ready(&a, 2) && group::group_ready(&b, 2)
+    });
+    let before = group::committed(&pg, "partition");
+    until(&mut host_a, Duration::from_secs(60), "a commit", || group::committed(&pg, "partition") > before);
+
+    // Round 1: cut until A notices, then heal.
+    let cut = Instant::now();
+    island.cut(PG);
+    until(&mut host_a, Duration::from_secs(45), "A unready while cut off", || readyz(&a) == 503);
+    let noticed = cut.elapsed();
+    let reason = readiness(&a).1;
+    assert!(reason.contains("the sink cannot commit"), "A unready for another reason: {reason}");
+    assert_eq!((held(&a), held(&b)), (3, 3), "A keeps its partitions while cut off from PostgreSQL");
+    island.heal(PG);
+    let healed = Instant::now();
+    until(&mut host_a, Duration::from_secs(60), "A ready after the heal", || readyz(&a) == 200);
+    let ready = healed.elapsed();
+    let mut peak = 0;
+    until(&mut host_a, Duration::from_secs(60), "A caught up", || {
+        let l = lag(&a);
+        peak = peak.max(l);
+        l < 2000
+    });
+    let caught_up = healed.elapsed();
+
+    // Round 2: cut until B holds A's partitions and has committed them past where A left
+    // them (A, cut off, cannot have), then heal.
+    let of_a = partitions(&a);
+    let cut = Instant::now();
+    island.cut(PG);
+    until(&mut host_b, Duration::from_secs(150), "B holding every partition", || held(&b) == 6);
+    let left = stored(&pg, &of_a);
+    until(&mut host_b, Duration::from_secs(150), "B committing A's partitions", || stored(&pg, &of_a) > left);
+    let taken = cut.elapsed();
+    island.heal(PG);
+    // A read on up to the cut and could not commit: its next checkpoint meets the fence,
+    // and it stops. (Had it nothing newer than what B restored, it would rejoin instead.)
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while host_a.try_wait().unwrap().is_none() && !(held(&a) > 0 && readyz(&a) == 200) {
+        assert!(Instant::now() < deadline, "A neither stopped nor rejoined within 90 s of the heal");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fenced = host_a.try_wait().unwrap().is_some();
+    if fenced {
+        let (ok, _, log) = group::ended(host_a);
+        assert!(!ok && log.contains("the sink holds offset"), "A ended otherwise: {log}");
+        host_a = start_a();
+    }
+    assert!(producer.wait().unwrap().success(), "weir produce failed");
+    group::finish(host_a, "A");
+    group::finish(host_b, "B");
+    let records = group::read_topic(&broker, "trips", events as usize);
+    let tally = compare(&held_postgres(&pg, "partition"), &truth(&records));
+    record(Row {
+        scenario: "host cut off from PostgreSQL (network partition), 2 hosts",
+        runs: 2,
+        events,
+        tally: &tally,
+        recover: Some(ready),
+        note: format!(
+            "cut while holding partitions: unready {:.1} s after the cut, ready {:.1} s and caught up {:.1} s \
+             after the heal (peak lag {peak}); cut past the group's patience: B committed A's partitions \
+             {:.1} s after the cut, A {}",
+            noticed.as_secs_f64(),
+            ready.as_secs_f64(),
+            caught_up.as_secs_f64(),
+            taken.as_secs_f64(),
+            if fenced { "stopped by the fence (and started again)" } else { "rejoined, with nothing newer to write" },
+        ),
+    });
+}
