@@ -77,3 +77,33 @@ fn a_hostile_file_gives_the_same_windows_and_dead_letters_in_both_sinks() {
     assert_eq!(sqlite_dead.len() as u64, dead);
     assert!(sqlite_dead == pg_dead, "the dead letters differ between the sinks");
 }
+
+/// Broken records read faster than the sink stores them do not pile up for a whole
+/// checkpoint interval: past 64 MiB of raw records waiting, the run checkpoints early, so
+/// reading waits for the sink instead of filling memory.
+#[test]
+fn a_flood_of_large_broken_records_is_checkpointed_before_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("input")).unwrap();
+    // 200 records of 1 MiB that are not JSON (under max_record_bytes, 4 MiB): 200 MiB.
+    let mut file = Vec::with_capacity(201 << 20);
+    for _ in 0..200 {
+        file.extend(std::iter::repeat_n(b'x', 1 << 20));
+        file.push(b'\n');
+    }
+    std::fs::write(dir.path().join("input/trips.jsonl"), &file).unwrap();
+    // An hour's interval: the first checkpoint and the final one are all it would take.
+    std::fs::write(dir.path().join("p.toml"), pipeline(Shape::Tumbling, "sqlite://out.db", "1h")).unwrap();
+    let out = std::process::Command::new(weir_bin())
+        .current_dir(dir.path())
+        .args(["run", "p.toml", "--quiet", "--no-admin"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let conn = Connection::open(dir.path().join("out.db")).unwrap();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM weir_dead_letters WHERE length(raw) = 1048576"), 200);
+    let checkpoints = count("SELECT count(*) FROM weir_checkpoint_log");
+    assert!(checkpoints >= 4, "200 MiB of dead letters in {checkpoints} checkpoints: at most 64 MiB waits");
+}

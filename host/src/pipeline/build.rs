@@ -77,6 +77,8 @@ pub struct Pipeline {
     pub table: TableSchema,
     pub(super) dead_letters: Vec<DeadLetter>,
     pub(super) late_events: Vec<LateEvent>,
+    /// The raw bytes of `dead_letters` and `late_events`, counted as they arrive.
+    pub(super) held: Held,
     /// Session windows replaced by a merged one since the last checkpoint, by window and key.
     pub(super) retracted: Vec<(Window, Vec<Cell>)>,
     /// With partials: this host's partial sessions replaced by a merged one, by window,
@@ -175,6 +177,7 @@ impl Pipeline {
             table: wiring.table,
             dead_letters: Vec::new(),
             late_events: Vec::new(),
+            held: Held::default(),
             retracted: Vec::new(),
             retracted_partials: Vec::new(),
             critical: None,
@@ -232,5 +235,33 @@ impl Pipeline {
     /// How many windows are open.
     pub fn open_windows(&self) -> usize {
         self.windows.groups.len()
+    }
+}
+
+/// What the next checkpoint holds of raw records: a run reading bad input faster than the
+/// sink stores its dead letters checkpoints early on it, rather than hold a whole interval
+/// of them (each up to `max_record_bytes`) in memory.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    dead_letters: usize,
+    late_events: usize,
+    bytes: usize,
+}
+
+/// Past this, the run checkpoints without waiting for the interval.
+pub(super) const HELD_BYTES: usize = 64 << 20;
+
+impl Pipeline {
+    /// The raw bytes the dead letters and late events waiting for the next checkpoint hold;
+    /// counts only what arrived since it last looked.
+    pub(super) fn held_bytes(&mut self) -> usize {
+        let h = &mut self.held;
+        if h.dead_letters > self.dead_letters.len() || h.late_events > self.late_events.len() {
+            *h = Held::default();
+        }
+        h.bytes += self.dead_letters[h.dead_letters..].iter().map(|d| d.raw.len()).sum::<usize>();
+        h.bytes += self.late_events[h.late_events..].iter().map(|l| l.raw.len()).sum::<usize>();
+        (h.dead_letters, h.late_events) = (self.dead_letters.len(), self.late_events.len());
+        h.bytes
     }
 }

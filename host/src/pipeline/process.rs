@@ -460,6 +460,7 @@ impl Pipeline {
         checkpoint.clocks = self.tracker.snapshot().0;
         checkpoint.dead_letters = std::mem::take(&mut self.dead_letters);
         checkpoint.late_events = std::mem::take(&mut self.late_events);
+        self.held = Default::default();
         // Offsets are stored only in this transaction, together with the rows they
         // produced: after a crash the source resumes exactly where the sink stands.
         self.stats.dead_letters += checkpoint.dead_letters.len() as u64;

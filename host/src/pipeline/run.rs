@@ -454,10 +454,11 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             optimizing = true;
             deployer.optimize();
         }
-        // The first results are committed as soon as there are any; then on the interval.
+        // The first results are committed as soon as there are any; then on the interval,
+        // or sooner if bad input piles up (see `build::Held`).
         let first = pipeline.stats.checkpoints == 0 && pipeline.stats.records > 0;
         let due = last_checkpoint.elapsed();
-        if first || due >= config.checkpoint.interval {
+        if first || due >= config.checkpoint.interval || pipeline.held_bytes() > super::build::HELD_BYTES {
             if pending.is_none() {
                 pending = swaps.try_recv().ok();
             }

@@ -23,6 +23,9 @@ use crate::config::FileFormat;
 
 /// How often follow mode lists the directory while it has nothing to read.
 const SCAN_INTERVAL: Duration = Duration::from_millis(200);
+/// A batch ends once its records hold this much, whatever `--batch` says: 4,096 records
+/// of 4 MiB would be 16 GiB in the host and in each plugin's memory.
+const BATCH_BYTES: usize = 16 << 20;
 
 /// How files are read.
 #[derive(Clone, Debug, Default)]
@@ -279,7 +282,7 @@ impl Source for FileSource {
 
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
         let mut batch = RawBatch::default();
-        while batch.len() < max && self.announced.is_empty() {
+        while batch.len() < max && batch.payloads.bytes.len() < BATCH_BYTES && self.announced.is_empty() {
             if self.current >= self.files.len() {
                 if self.options.follow && self.last_scan.is_none_or(|at| at.elapsed() >= SCAN_INTERVAL) {
                     self.scan()?;
@@ -342,6 +345,17 @@ mod tests {
 
     fn jsonl() -> FileOptions {
         FileOptions::default()
+    }
+
+    #[test]
+    fn a_batch_of_large_records_ends_at_its_byte_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = format!("\"{}\"\n", "x".repeat(3 << 20));
+        std::fs::write(dir.path().join("a.jsonl"), record.repeat(8)).unwrap();
+        let mut source = FileSource::open(dir.path(), jsonl()).unwrap();
+        let sizes: Vec<usize> = std::iter::from_fn(|| source.poll(4096).unwrap()).map(|b| b.len()).collect();
+        // Each batch takes records until it holds 16 MiB: the sixth 3 MiB record crosses it.
+        assert_eq!(sizes, [6, 2]);
     }
 
     #[test]
