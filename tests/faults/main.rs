@@ -90,10 +90,10 @@ fn readiness(addr: &str) -> (u16, String) {
     (code, text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
 }
 
-/// The sum of the lags the host at `addr` reports (none while it cannot know them).
-fn lag(addr: &str) -> u64 {
-    let Some(status) = group::status(addr) else { return 0 };
-    status["lags"].as_array().map_or(0, |l| l.iter().filter_map(|p| p[1].as_u64()).sum())
+/// The sum of the lags the host at `addr` reports, or none while it does not answer.
+fn lag(addr: &str) -> Option<u64> {
+    let status = group::status(addr)?;
+    Some(status["lags"].as_array().map_or(0, |l| l.iter().filter_map(|p| p[1].as_u64()).sum()))
 }
 
 /// Polls until `done`, or panics after `within` naming `what`; fails if `host` exits.

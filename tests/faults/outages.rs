@@ -35,19 +35,19 @@ fn outage(
     let dropped = struck.elapsed();
     let mut peak = 0;
     while struck.elapsed() < hold {
-        peak = peak.max(lag(&addr));
+        peak = peak.max(lag(&addr).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(100));
     }
     heal(&broker, &pg);
     let healed = Instant::now();
     until(&mut host, Duration::from_secs(120), "/readyz to return", || {
-        peak = peak.max(lag(&addr));
+        peak = peak.max(lag(&addr).unwrap_or(0));
         readyz(&addr) == 200
     });
     let ready = healed.elapsed();
     // Caught up: less than a second of input left to read, as the host reports its lag.
     until(&mut host, Duration::from_secs(120), "catching up", || {
-        let now = lag(&addr);
+        let Some(now) = lag(&addr) else { return false };
         peak = peak.max(now);
         now < 2000 && readyz(&addr) == 200
     });

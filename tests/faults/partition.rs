@@ -38,9 +38,9 @@ fn stored(pg: &Postgres, of: &[i64]) -> i64 {
 ///   the group's patience (`max.poll.interval.ms`, 60 s here): A keeps its partitions and B
 ///   does not take them; healed, A reconnects, commits and catches up;
 /// - until the group has given A's partitions to B and B has committed them: what A had
-///   not committed must not land over B's checkpoints (the fence stops A, which is started
-///   again), and A, cut off in the middle of a commit, must not keep its rows locked against
-///   B (the server ends A's idle transaction).
+///   read and not committed must not land over B's checkpoints (the fence stops A, which
+///   is started again). Should the cut catch A inside a transaction, the server ends it
+///   after 60 s idle, or B could not commit those partitions at all.
 ///
 /// The table ends exact.
 #[test]
@@ -68,8 +68,8 @@ fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_succes
     until(&mut host_a, Duration::from_secs(60), "both hosts holding partitions", || {
         group::group_ready(&a, 2) && group::group_ready(&b, 2)
     });
-    let before = group::committed(&pg, "partition");
-    until(&mut host_a, Duration::from_secs(60), "a commit", || group::committed(&pg, "partition") > before);
+    let of_a = partitions(&a);
+    until(&mut host_a, Duration::from_secs(60), "a commit of A's", || stored(&pg, &of_a) > 0);
 
     // Round 1: cut until A notices, then heal.
     let cut = Instant::now();
@@ -78,14 +78,15 @@ fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_succes
     let noticed = cut.elapsed();
     let reason = readiness(&a).1;
     assert!(reason.contains("the sink cannot commit"), "A unready for another reason: {reason}");
-    assert_eq!((held(&a), held(&b)), (3, 3), "A keeps its partitions while cut off from PostgreSQL");
+    // A's own status is published by its loop, which waits on the commit: B's is live.
+    assert_eq!(held(&b), 3, "B took A's partitions while A was cut off from PostgreSQL alone");
     island.heal(PG);
     let healed = Instant::now();
     until(&mut host_a, Duration::from_secs(60), "A ready after the heal", || readyz(&a) == 200);
     let ready = healed.elapsed();
     let mut peak = 0;
     until(&mut host_a, Duration::from_secs(60), "A caught up", || {
-        let l = lag(&a);
+        let Some(l) = lag(&a) else { return false };
         peak = peak.max(l);
         l < 2000
     });
@@ -93,7 +94,6 @@ fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_succes
 
     // Round 2: cut until B holds A's partitions and has committed them past where A left
     // them (A, cut off, cannot have), then heal.
-    let of_a = partitions(&a);
     let cut = Instant::now();
     island.cut(PG);
     until(&mut host_b, Duration::from_secs(150), "B holding every partition", || held(&b) == 6);
@@ -101,19 +101,16 @@ fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_succes
     until(&mut host_b, Duration::from_secs(150), "B committing A's partitions", || stored(&pg, &of_a) > left);
     let taken = cut.elapsed();
     island.heal(PG);
-    // A read on up to the cut and could not commit: its next checkpoint meets the fence,
-    // and it stops. (Had it nothing newer than what B restored, it would rejoin instead.)
+    // A read on up to the cut and could not commit: the checkpoint it retries meets the
+    // fence, and it stops.
     let deadline = Instant::now() + Duration::from_secs(90);
-    while host_a.try_wait().unwrap().is_none() && !(held(&a) > 0 && readyz(&a) == 200) {
-        assert!(Instant::now() < deadline, "A neither stopped nor rejoined within 90 s of the heal");
+    while host_a.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "A did not stop at the fence within 90 s of the heal");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let fenced = host_a.try_wait().unwrap().is_some();
-    if fenced {
-        let (ok, _, log) = group::ended(host_a);
-        assert!(!ok && log.contains("the sink holds offset"), "A ended otherwise: {log}");
-        host_a = start_a();
-    }
+    let (ok, _, log) = group::ended(host_a);
+    assert!(!ok && log.contains("the sink holds offset"), "A ended otherwise: {log}");
+    host_a = start_a();
     assert!(producer.wait().unwrap().success(), "weir produce failed");
     group::finish(host_a, "A");
     group::finish(host_b, "B");
@@ -128,12 +125,11 @@ fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_succes
         note: format!(
             "cut while holding partitions: unready {:.1} s after the cut, ready {:.1} s and caught up {:.1} s \
              after the heal (peak lag {peak}); cut past the group's patience: B committed A's partitions \
-             {:.1} s after the cut, A {}",
+             {:.1} s after the cut, and A stopped by the fence once healed (and started again)",
             noticed.as_secs_f64(),
             ready.as_secs_f64(),
             caught_up.as_secs_f64(),
             taken.as_secs_f64(),
-            if fenced { "stopped by the fence (and started again)" } else { "rejoined, with nothing newer to write" },
         ),
     });
 }

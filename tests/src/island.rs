@@ -22,7 +22,12 @@ fn ip(args: &[&str]) -> std::process::Output {
 
 fn ip_ok(args: &[&str]) {
     let out = ip(args);
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {}: {} (an island needs root, or CAP_NET_ADMIN, and veth links)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn outside(link: usize) -> String {

@@ -458,13 +458,14 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         // or sooner if bad input piles up (see `build::Held`).
         let first = pipeline.stats.checkpoints == 0 && pipeline.stats.records > 0;
         let due = last_checkpoint.elapsed();
-        if first || due >= config.checkpoint.interval || pipeline.held_bytes() > super::build::HELD_BYTES {
+        let over = pipeline.held_bytes() > super::build::HELD_BYTES;
+        if first || due >= config.checkpoint.interval || over {
             if pending.is_none() {
                 pending = swaps.try_recv().ok();
             }
             // A switch waits (up to one more interval) for a checkpoint that need not wait
             // for the previous commit, so that the stall around it stays short.
-            let postpone = pending.is_some() && committer.busy() && due < 2 * config.checkpoint.interval;
+            let postpone = pending.is_some() && committer.busy() && due < 2 * config.checkpoint.interval && !over;
             if postpone {
                 continue;
             }

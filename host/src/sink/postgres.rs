@@ -542,7 +542,6 @@ fn window_states(rows: &[tokio_postgres::Row], table: &TableSchema) -> Result<Ve
         .collect()
 }
 
-/// The URL without its password, for messages.
 /// The columns of table `name` (quoted), from the catalog; none if it does not exist.
 async fn existing<C: tokio_postgres::GenericClient>(client: &C, name: &str) -> Result<Vec<Existing>> {
     let rows = client

@@ -34,7 +34,10 @@ const IDLE_IN_TRANSACTION: &str = "60s";
 pub(super) async fn connect(url: &str) -> Result<Client> {
     let context = || format!("sink.url: connecting to PostgreSQL at {}", redact(url));
     let config = bounded(url).with_context(context)?;
-    let timeout = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT);
+    // `connect_timeout` bounds each host's TCP connect in turn (libpq's meaning); the
+    // whole, startup exchange included, gets one more.
+    let tries = config.get_hosts().len().max(1) as u32 + 1;
+    let timeout = config.get_connect_timeout().copied().unwrap_or(CONNECT_TIMEOUT) * tries;
     let client = async {
         let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(async move {
@@ -45,7 +48,7 @@ pub(super) async fn connect(url: &str) -> Result<Client> {
         client
             .batch_execute(&format!(
                 "SELECT set_config('idle_in_transaction_session_timeout', '{IDLE_IN_TRANSACTION}', false) \
-                 WHERE current_setting('idle_in_transaction_session_timeout') = '0'"
+                 WHERE current_setting('idle_in_transaction_session_timeout', true) = '0'"
             ))
             .await?;
         Ok::<_, tokio_postgres::Error>(client)
@@ -70,22 +73,17 @@ fn bounded(url: &str) -> Result<Config> {
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(TCP_USER_TIMEOUT);
     }
-    // The keepalive getters answer defaults when unset, so the URL itself is asked.
-    if !sets(url, "keepalives_idle") {
+    // Unset, the idle time reads as tokio-postgres's default of two hours.
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
         config.keepalives_idle(KEEPALIVES_IDLE);
     }
-    if !sets(url, "keepalives_interval") {
+    if config.get_keepalives_interval().is_none() {
         config.keepalives_interval(KEEPALIVES_INTERVAL);
     }
-    if !sets(url, "keepalives_retries") {
+    if config.get_keepalives_retries().is_none() {
         config.keepalives_retries(KEEPALIVES_RETRIES);
     }
     Ok(config)
-}
-
-/// Whether `url` (either form: `postgres://…?k=v&…` or `k=v k=v`) sets `key`.
-fn sets(url: &str, key: &str) -> bool {
-    url.split(['?', '&', ' ']).any(|part| part.trim_start().strip_prefix(key).is_some_and(|r| r.starts_with('=')))
 }
 
 /// `url` without its password, for messages.
@@ -121,8 +119,9 @@ mod tests {
         assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(3)));
         assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(7)));
         assert_eq!(c.get_keepalives_idle(), Duration::from_secs(60));
-        let c = bounded("host=db dbname=x keepalives_interval=2").unwrap();
+        let c = bounded("host=db dbname=x keepalives_interval = 2\tkeepalives_idle=30").unwrap();
         assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(2)));
-        assert_eq!(c.get_keepalives_idle(), KEEPALIVES_IDLE);
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(30));
+        assert_eq!(c.get_keepalives_retries(), Some(KEEPALIVES_RETRIES));
     }
 }

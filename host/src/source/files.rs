@@ -23,8 +23,9 @@ use crate::config::FileFormat;
 
 /// How often follow mode lists the directory while it has nothing to read.
 const SCAN_INTERVAL: Duration = Duration::from_millis(200);
-/// A batch ends once its records hold this much, whatever `--batch` says: 4,096 records
-/// of 4 MiB would be 16 GiB in the host and in each plugin's memory.
+/// A batch ends once its records (and the rows refused on the way) hold this much,
+/// whatever `--batch` says: 4,096 records of 4 MiB would be 16 GiB in the host and in each
+/// plugin's memory.
 const BATCH_BYTES: usize = 16 << 20;
 
 /// How files are read.
@@ -282,7 +283,9 @@ impl Source for FileSource {
 
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
         let mut batch = RawBatch::default();
-        while batch.len() < max && batch.payloads.bytes.len() < BATCH_BYTES && self.announced.is_empty() {
+        let refused = |rejected: &[Rejected]| rejected.iter().map(|r| r.raw.len()).sum::<usize>();
+        let mut held = refused(&self.rejected);
+        while batch.len() < max && batch.payloads.bytes.len() + held < BATCH_BYTES && self.announced.is_empty() {
             if self.current >= self.files.len() {
                 if self.options.follow && self.last_scan.is_none_or(|at| at.elapsed() >= SCAN_INTERVAL) {
                     self.scan()?;
@@ -310,6 +313,7 @@ impl Source for FileSource {
                     self.record.len(),
                     big.digest
                 );
+                held += self.record.len();
                 self.rejected.push(Rejected { partition: file.id, offset, raw: self.record.clone(), reason });
                 continue;
             }
@@ -322,6 +326,7 @@ impl Source for FileSource {
                 Some(header) => match header.to_json(record, &mut self.json) {
                     Ok(()) => batch.push(&self.json, b"", -1, file.id, offset),
                     Err(reason) => {
+                        held += record.len();
                         self.rejected.push(Rejected { partition: file.id, offset, raw: record.to_vec(), reason })
                     }
                 },
