@@ -151,9 +151,9 @@ impl Bookkeeping for PostgresSink {
     ) -> Result<u64> {
         let (table, stamp) = lane.table();
         let before = std::time::UNIX_EPOCH + std::time::Duration::from_millis(before.unwrap_or(0).max(0) as u64);
+        let sql = expire_sql(table, stamp, '$', keep.is_some());
         let keep = keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64);
         let (runtime, client) = self.session()?;
-        Ok(runtime
-            .block_on(client.execute(&expire_sql(table, stamp, '$'), &[&pipeline, &before, &keep, &(limit as i64)]))?)
+        Ok(runtime.block_on(client.execute(&sql, &[&pipeline, &before, &keep, &(limit as i64)]))?)
     }
 }

@@ -140,8 +140,8 @@ impl Bookkeeping for SqliteSink {
         let (table, stamp) = lane.table();
         // Stamps are ISO 8601 text of one format, so they compare as text.
         let before = super::sqlite::iso(before.unwrap_or(0).max(0));
+        let sql = expire_sql(table, stamp, '?', keep.is_some());
         let keep = keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64);
-        let sql = expire_sql(table, stamp, '?');
         Ok(self.conn.execute(&sql, params![pipeline, before, keep, limit as i64])? as u64)
     }
 }
