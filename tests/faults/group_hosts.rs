@@ -28,14 +28,19 @@ fn a_host_frozen_past_its_session_cannot_write_over_its_successor() {
         until(&mut host_b, Duration::from_secs(60), "both hosts holding partitions", || group::group_ready(&a, 2));
         let before = group::committed(&pg, "zombie");
         until(&mut host_b, Duration::from_secs(60), "a commit", || group::committed(&pg, "zombie") > before);
+        let of_a = partitions(&a);
         weir_tests::services::signal(host_a.id(), "-STOP");
         // Past the 6 s session: the group hands A's partitions to B, which commits them.
         let frozen = Instant::now();
-        until(&mut host_b, Duration::from_secs(60), "B holding every partition", || {
-            group::status(&b).is_some_and(|s| s["lags"].as_array().is_some_and(|p| p.len() == 6))
+        until(&mut host_b, Duration::from_secs(60), "B holding every partition", || held(&b) == 6);
+        // B must have moved A's partitions on: had it only rewritten where A left them, A's
+        // checkpoint would still be on top of the sink, and B the one to stop. A frozen
+        // inside a commit holds their rows' locks until the server ends its idle
+        // transaction (60 s, postgres_connect.rs): B may wait that long.
+        let left = stored(&pg, "zombie", &of_a);
+        until(&mut host_b, Duration::from_secs(120), "B committing A's partitions", || {
+            stored(&pg, "zombie", &of_a) > left
         });
-        let taken = group::committed(&pg, "zombie");
-        until(&mut host_b, Duration::from_secs(60), "B committing", || group::committed(&pg, "zombie") > taken);
         recover = recover.max(frozen.elapsed());
         weir_tests::services::signal(host_a.id(), "-CONT");
         // A read records at 2,000 a second up to its freeze that it had not committed: its

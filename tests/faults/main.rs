@@ -96,6 +96,29 @@ fn lag(addr: &str) -> Option<u64> {
     Some(status["lags"].as_array().map_or(0, |l| l.iter().filter_map(|p| p[1].as_u64()).sum()))
 }
 
+/// The partitions the host at `addr` holds (none while it does not answer).
+fn partitions(addr: &str) -> Vec<i64> {
+    let Some(status) = group::status(addr) else { return Vec::new() };
+    let label = |p: &serde_json::Value| p[0].as_str()?.strip_prefix("partition ")?.parse().ok();
+    status["lags"].as_array().map_or(Vec::new(), |l| l.iter().filter_map(label).collect())
+}
+
+fn held(addr: &str) -> usize {
+    partitions(addr).len()
+}
+
+/// The sum of the next offsets the sink (database `db`) holds of partitions `of`.
+fn stored(pg: &Postgres, db: &str, of: &[i64]) -> i64 {
+    let of: Vec<i32> = of.iter().map(|&p| p as i32).collect();
+    let Ok(mut client) = postgres::Client::connect(&pg.url(db), postgres::NoTls) else { return 0 };
+    client
+        .query_one(
+            "SELECT coalesce(sum(next_offset), 0)::bigint FROM weir_checkpoints WHERE source_partition = ANY($1)",
+            &[&of],
+        )
+        .map_or(0, |r| r.get(0))
+}
+
 /// Polls until `done`, or panics after `within` naming `what`; fails if `host` exits.
 fn until(host: &mut Reaped, within: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;

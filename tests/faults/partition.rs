@@ -8,29 +8,6 @@ const KAFKA: usize = 0;
 /// ... and its link to PostgreSQL.
 const PG: usize = 1;
 
-/// The partitions the host at `addr` holds (none while it does not answer).
-fn partitions(addr: &str) -> Vec<i64> {
-    let Some(status) = group::status(addr) else { return Vec::new() };
-    let label = |p: &serde_json::Value| p[0].as_str()?.strip_prefix("partition ")?.parse().ok();
-    status["lags"].as_array().map_or(Vec::new(), |l| l.iter().filter_map(label).collect())
-}
-
-fn held(addr: &str) -> usize {
-    partitions(addr).len()
-}
-
-/// The sum of the next offsets the sink holds of `of`.
-fn stored(pg: &Postgres, of: &[i64]) -> i64 {
-    let of: Vec<i32> = of.iter().map(|&p| p as i32).collect();
-    let Ok(mut client) = postgres::Client::connect(&pg.url("partition"), postgres::NoTls) else { return 0 };
-    client
-        .query_one(
-            "SELECT coalesce(sum(next_offset), 0)::bigint FROM weir_checkpoints WHERE source_partition = ANY($1)",
-            &[&of],
-        )
-        .map_or(0, |r| r.get(0))
-}
-
 /// Host A runs on an island (a network namespace) whose links reach the broker and
 /// PostgreSQL; host B runs here; trips arrive throughout. A's link to PostgreSQL is cut
 /// twice, its packets dropped with no reset, as in a real partition:
@@ -69,7 +46,7 @@ fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_succes
         group::group_ready(&a, 2) && group::group_ready(&b, 2)
     });
     let of_a = partitions(&a);
-    until(&mut host_a, Duration::from_secs(60), "a commit of A's", || stored(&pg, &of_a) > 0);
+    until(&mut host_a, Duration::from_secs(60), "a commit of A's", || stored(&pg, "partition", &of_a) > 0);
 
     // Round 1: cut until A notices, then heal.
     let cut = Instant::now();
@@ -97,8 +74,10 @@ fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_succes
     let cut = Instant::now();
     island.cut(PG);
     until(&mut host_b, Duration::from_secs(150), "B holding every partition", || held(&b) == 6);
-    let left = stored(&pg, &of_a);
-    until(&mut host_b, Duration::from_secs(150), "B committing A's partitions", || stored(&pg, &of_a) > left);
+    let left = stored(&pg, "partition", &of_a);
+    until(&mut host_b, Duration::from_secs(150), "B committing A's partitions", || {
+        stored(&pg, "partition", &of_a) > left
+    });
     let taken = cut.elapsed();
     island.heal(PG);
     // A read on up to the cut and could not commit: the checkpoint it retries meets the

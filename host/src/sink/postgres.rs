@@ -731,12 +731,14 @@ impl Sink for PostgresSink {
 /// Whether an error with SQLSTATE `code` passes by itself, so that a checkpoint is retried
 /// rather than the run ended: connection exceptions (08), a server shutting down or
 /// restarting (57P), insufficient resources such as a full connection table (53, e.g.
-/// 53300 "too many clients"), a statement or lock timeout (57014, 55P03), serialization
-/// failures and deadlocks (40001, 40P01). Anything else (a missing permission, a schema
-/// that contradicts the pipeline) needs a person, and ends the run with its message.
+/// 53300 "too many clients"), a statement or lock timeout (57014, 55P03), a transaction
+/// the server ended after it idled (25P03: the host froze or was cut off mid-commit, see
+/// `postgres_connect.rs`; the retry meets the fence), serialization failures and deadlocks
+/// (40001, 40P01). Anything else (a missing permission, a schema that contradicts the
+/// pipeline) needs a person, and ends the run with its message.
 fn passes(code: &str) -> bool {
     ["08", "57P", "53"].iter().any(|class| code.starts_with(class))
-        || ["57014", "55P03", "40001", "40P01"].contains(&code)
+        || ["57014", "55P03", "25P03", "40001", "40P01"].contains(&code)
 }
 
 #[cfg(test)]
@@ -745,7 +747,7 @@ mod tests {
 
     #[test]
     fn passing_faults_are_retried_and_lasting_ones_are_not() {
-        for code in ["08006", "57P01", "57P03", "53300", "53100", "57014", "55P03", "40001", "40P01"] {
+        for code in ["08006", "57P01", "57P03", "53300", "53100", "57014", "55P03", "25P03", "40001", "40P01"] {
             assert!(passes(code), "{code}");
         }
         for code in ["28P01", "42501", "42P01", "23505", "22021"] {
