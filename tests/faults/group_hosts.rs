@@ -28,7 +28,11 @@ fn a_host_frozen_past_its_session_cannot_write_over_its_successor() {
         until(&mut host_b, Duration::from_secs(60), "both hosts holding partitions", || group::group_ready(&a, 2));
         let before = group::committed(&pg, "zombie");
         until(&mut host_b, Duration::from_secs(60), "a commit", || group::committed(&pg, "zombie") > before);
-        let of_a = partitions(&a);
+        let mut of_a = Vec::new();
+        until(&mut host_b, Duration::from_secs(30), "A's partitions", || {
+            of_a = partitions(&a);
+            of_a.len() == 3
+        });
         weir_tests::services::signal(host_a.id(), "-STOP");
         // Past the 6 s session: the group hands A's partitions to B, which commits them.
         let frozen = Instant::now();

@@ -45,7 +45,11 @@ fn a_host_cut_off_from_postgres_keeps_its_place_and_cannot_write_over_its_succes
     until(&mut host_a, Duration::from_secs(60), "both hosts holding partitions", || {
         group::group_ready(&a, 2) && group::group_ready(&b, 2)
     });
-    let of_a = partitions(&a);
+    let mut of_a = Vec::new();
+    until(&mut host_a, Duration::from_secs(30), "A's partitions", || {
+        of_a = partitions(&a);
+        of_a.len() == 3
+    });
     until(&mut host_a, Duration::from_secs(60), "a commit of A's", || stored(&pg, "partition", &of_a) > 0);
 
     // Round 1: cut until A notices, then heal.

@@ -5,7 +5,8 @@
 //! vanished) after about 15 minutes. Until then a commit just waits: the host holds its
 //! Kafka partitions, reads nothing and still looks ready. So unless the URL sets its own
 //! value, weir bounds each wait:
-//! - connecting, TCP and the startup exchange together: `connect_timeout`, 10 s;
+//! - connecting: `connect_timeout`, 10 s for each host's TCP connect, and as long again
+//!   for the startup exchange;
 //! - data sent and not acknowledged (Linux): `tcp_user_timeout`, 20 s;
 //! - a connection waiting for an answer: keepalive probes after 10 s, every 5 s.
 //!
