@@ -23,6 +23,11 @@ impl Kept {
     }
 }
 
+/// The statement's third parameter for a row limit of `keep`; unused without one.
+pub(crate) fn keep_param(keep: Option<u64>) -> i64 {
+    keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64)
+}
+
 /// The statement that expires rows of `table` (stamped in `stamp`) among the pipeline's
 /// oldest, as many as the fourth parameter: those older than the second parameter, and
 /// `by_rows`, those at or below the id of the row just past the newest third-parameter

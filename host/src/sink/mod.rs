@@ -6,8 +6,8 @@
 mod expire;
 mod fence;
 mod latest;
-pub(crate) use expire::expire_sql;
 pub use expire::Kept;
+pub(crate) use expire::{expire_sql, keep_param};
 mod partials;
 mod postgres;
 mod postgres_bookkeeping;

@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use super::postgres::PostgresSink;
-use super::{expire_sql, Bookkeeping, Kept, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
+use super::{expire_sql, keep_param, Bookkeeping, Kept, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
 use crate::window::Window;
 
 impl Bookkeeping for PostgresSink {
@@ -152,8 +152,7 @@ impl Bookkeeping for PostgresSink {
         let (table, stamp) = lane.table();
         let before = std::time::UNIX_EPOCH + std::time::Duration::from_millis(before.unwrap_or(0).max(0) as u64);
         let sql = expire_sql(table, stamp, '$', keep.is_some());
-        let keep = keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64);
         let (runtime, client) = self.session()?;
-        Ok(runtime.block_on(client.execute(&sql, &[&pipeline, &before, &keep, &(limit as i64)]))?)
+        Ok(runtime.block_on(client.execute(&sql, &[&pipeline, &before, &keep_param(keep), &(limit as i64)]))?)
     }
 }

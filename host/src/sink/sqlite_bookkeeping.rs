@@ -6,7 +6,7 @@ use anyhow::Result;
 use rusqlite::params;
 
 use super::sqlite::SqliteSink;
-use super::{expire_sql, Bookkeeping, Kept, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
+use super::{expire_sql, keep_param, Bookkeeping, Kept, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
 use crate::window::Window;
 
 impl Bookkeeping for SqliteSink {
@@ -141,8 +141,7 @@ impl Bookkeeping for SqliteSink {
         // Stamps are ISO 8601 text of one format, so they compare as text.
         let before = super::sqlite::iso(before.unwrap_or(0).max(0));
         let sql = expire_sql(table, stamp, '?', keep.is_some());
-        let keep = keep.map_or(i64::MAX, |k| k.min(i64::MAX as u64) as i64);
-        Ok(self.conn.execute(&sql, params![pipeline, before, keep, limit as i64])? as u64)
+        Ok(self.conn.execute(&sql, params![pipeline, before, keep_param(keep), limit as i64])? as u64)
     }
 }
 
