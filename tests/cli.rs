@@ -40,7 +40,7 @@ fn inspect_shows_world_digest_and_schemas() {
     let sha = Command::new("sha256sum").arg(guests::WINDOW_STATS).output().unwrap();
     let sha = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_string();
     assert!(out.contains(&format!("sha256:{sha}")), "{out}");
-    assert!(out.contains("weir:plugin/aggregator-plugin@0.1.0"), "{out}");
+    assert!(out.contains("weir:plugin/aggregator-plugin@0.2.0"), "{out}");
     assert!(out.contains("outputs    trips int64, avg_fare float64?"), "{out}");
 
     let json: serde_json::Value =

@@ -29,7 +29,7 @@ fn a_component_of_another_world_is_refused() {
 #[test]
 fn an_incompatible_contract_version_is_refused() {
     let err = format!("{:#}", runtime().load(guests::FUTURE_CONTRACT.as_ref(), &Policy::none()).unwrap_err());
-    assert!(err.contains("fixture_future_contract") && err.contains("weir:plugin@0.2.0"), "{err}");
+    assert!(err.contains("fixture_future_contract") && err.contains("weir:plugin@0.3.0"), "{err}");
 }
 
 #[test]

@@ -212,3 +212,31 @@ fn projection_keeps_renames_and_filters() {
     assert_eq!(out.output.sources, vec![0, 2]);
     assert_eq!(out.output.events.columns[0].values, ColumnValues::Float64(vec![1.5, 3.5]));
 }
+
+/// A component built against `weir:plugin@0.1.0` (the rules validator as it was before
+/// 0.2.0, kept as a binary in `tests/compat/`) loads and runs beside 0.2.0 components,
+/// with the same results as the current build of the same source.
+#[test]
+fn a_contract_0_1_component_runs_beside_0_2_ones() {
+    let old = weir_tests::services::repo_root().join("tests/compat/rules_validator-0.1.0.wasm");
+    let component = runtime().load(&old, &weir::plugin::Policy::none()).unwrap();
+    assert_eq!((component.kind, component.contract.as_str()), (PluginKind::Validator, "0.1.0"));
+    assert!(component.imports.iter().any(|i| i == "weir:plugin/host@0.1.0"), "{:?}", component.imports);
+
+    let mixed = tempfile::tempdir().unwrap();
+    for stem in ["json_parser", "window_stats"] {
+        std::fs::copy(plugin_dir().join(format!("{stem}.wasm")), mixed.path().join(format!("{stem}.wasm"))).unwrap();
+    }
+    std::fs::copy(&old, mixed.path().join("rules_validator.wasm")).unwrap();
+    let config = RidesChainConfig::builtin().unwrap();
+    let batches = rides_batches(20_000, 2048, 5);
+    let mut current = wasm_chain(runtime(), plugin_dir(), &config, &Limits::default()).unwrap();
+    let mut with_old = wasm_chain(runtime(), mixed.path(), &config, &Limits::default()).unwrap();
+    for batch in &batches {
+        current.process(batch);
+        with_old.process(batch);
+    }
+    assert!(current.stats.rejected > 0, "the validator must have something to reject: {:?}", current.stats);
+    assert_eq!(with_old.stats, current.stats);
+    assert_eq!(with_old.results().unwrap().1, current.results().unwrap().1);
+}

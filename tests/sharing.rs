@@ -118,7 +118,7 @@ fn push_then_pull_by_tag_and_by_digest_in_the_wasm_artifact_layout() {
     let report: serde_json::Value = serde_json::from_str(&inspected).unwrap();
     assert_eq!(report["digest"], sha256(&original));
     assert_eq!(report["reference"], pinned);
-    assert_eq!(report["world"], "weir:plugin/parser-plugin@0.1.0");
+    assert_eq!(report["world"], "weir:plugin/parser-plugin@0.2.0");
     assert_eq!(report["signature"]["status"], "unsigned");
 
     let missing = format!("oci://{}/rides/json-parser@sha256:{}", registry.addr, "0".repeat(64));

@@ -114,6 +114,38 @@ macro_rules! __glue_common {
                 };
                 log(level, message)
             });
+            $crate::resources::install(::std::sync::Arc::new(HostResources));
+        }
+
+        /// The 0.2.0 imports behind `weir_sdk::resources`.
+        struct HostResources;
+
+        fn schema_in(s: weir::plugin::schemas::Schema) -> $crate::Schema {
+            let format = match s.format {
+                weir::plugin::schemas::SchemaFormat::Avro => $crate::SchemaFormat::Avro,
+                weir::plugin::schemas::SchemaFormat::Json => $crate::SchemaFormat::Json,
+            };
+            $crate::Schema { id: s.id, subject: s.subject, version: s.version, format, text: s.text }
+        }
+
+        impl $crate::resources::Resources for HostResources {
+            fn schema_by_id(&self, id: u32) -> Option<$crate::Schema> {
+                weir::plugin::schemas::by_id(id).map(schema_in)
+            }
+            fn schema_by_fingerprint(&self, fingerprint: u64) -> Option<$crate::Schema> {
+                weir::plugin::schemas::by_fingerprint(fingerprint).map(schema_in)
+            }
+            fn reader_schema(&self) -> Option<$crate::Schema> {
+                weir::plugin::schemas::reader().map(schema_in)
+            }
+            fn lookup_columns(&self, table: &str) -> Result<Vec<String>, String> {
+                weir::plugin::lookups::columns(table)
+            }
+            fn lookup(&self, table: &str, column: &str, keys: $crate::PackedBytes) -> Result<$crate::Column, String> {
+                let column = weir::plugin::lookups::get(table, column, &packed_out(keys))?;
+                let batch = batch_in(wit::EventBatch { len: 0, columns: vec![column] });
+                Ok(batch.columns.into_iter().next().expect("one column in, one out"))
+            }
         }
     };
 }

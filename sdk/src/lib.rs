@@ -42,6 +42,7 @@ pub mod config;
 mod export;
 pub mod log;
 pub mod plugin;
+pub mod resources;
 pub mod time;
 
 pub use batch::{
@@ -49,13 +50,14 @@ pub use batch::{
 };
 pub use builder::{BatchBuilder, Value};
 pub use config::Config;
+pub use resources::{Schema, SchemaFormat};
 pub use plugin::{
     emit_encoded, fold_encoded, merge_encoded, migrate_encoded, validate_all, Aggregator, AggregatorInfo, ParseOutput,
     Parser, ParserInfo, Transform, TransformInfo, TransformOutput, Validator,
 };
 
-/// The version of the WIT contract this SDK implements (`weir:plugin@0.1.0`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The version of the WIT contract this SDK implements (`weir:plugin@0.2.0`).
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 #[doc(hidden)]
 pub mod __private {

@@ -16,8 +16,13 @@ use super::policy::Policy;
 use super::signature::Signature;
 use super::state::PluginState;
 
-/// The contract version this host implements; `weir:plugin@0.1.x` components load.
+/// The contract version this host implements and `weir-sdk` builds against.
 pub const CONTRACT_VERSION: &str = weir_sdk::CONTRACT_VERSION;
+
+/// The contract lines whose components this host runs: `weir:plugin@0.1.x` (no imports
+/// beyond `host`) and `weir:plugin@0.2.x` (adds `schemas` and `lookups`). Their kinds'
+/// functions have the same signatures (`exports.rs`).
+pub const CONTRACTS_RUN: [&str; 2] = ["0.1", "0.2"];
 
 /// The four plugin kinds, one WIT world each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,6 +81,8 @@ pub struct PluginComponent {
     pub kind: PluginKind,
     /// The contract version it was built against.
     pub contract: String,
+    /// The full name of the kind's interface it exports, e.g. `weir:plugin/parser@0.1.0`.
+    pub interface: String,
     /// Its imports, by full name.
     pub imports: Vec<String>,
     /// Its exports, by full name.
@@ -150,6 +157,7 @@ impl PluginRuntime {
         let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
         let (kind, contract) = plugin_kind(&exports)?;
+        let interface = format!("weir:plugin/{}@{contract}", kind.name());
 
         policy.admit(&imports)?;
         let mut linker: Linker<PluginState> = Linker::new(&self.engine);
@@ -157,6 +165,7 @@ impl PluginRuntime {
         HostBindings::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("linking the weir host interface")?;
+        super::bindings::add_contract_0_1(&mut linker).context("linking the weir:plugin@0.1.0 host interface")?;
         let pre =
             linker.instantiate_pre(&component).map_err(anyhow::Error::from).context("linking the plugin's imports")?;
         Ok(Arc::new(PluginComponent {
@@ -165,6 +174,7 @@ impl PluginRuntime {
             size: bytes.len(),
             kind,
             contract,
+            interface,
             imports,
             exports,
             signature,
@@ -205,10 +215,11 @@ fn plugin_kind(exports: &[String]) -> Result<(PluginKind, String)> {
         ),
         many => bail!("exports {} plugin interfaces; a plugin implements exactly one", many.len()),
     };
-    if !compatible(&version, CONTRACT_VERSION) {
+    if !CONTRACTS_RUN.iter().any(|line| compatible(&version, &format!("{line}.0"))) {
         bail!(
-            "implements contract weir:plugin@{version}, which this host (weir:plugin@{CONTRACT_VERSION}) cannot run; \
-             rebuild it against weir-sdk {CONTRACT_VERSION}"
+            "implements contract weir:plugin@{version}, which this host cannot run (it runs weir:plugin@{}); \
+             rebuild it against weir-sdk {CONTRACT_VERSION}",
+            CONTRACTS_RUN.map(|line| format!("{line}.x")).join(" and ")
         );
     }
     Ok((kind, version))
@@ -236,8 +247,10 @@ mod tests {
         let exports = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let (kind, version) = plugin_kind(&exports(&["weir:plugin/parser@0.1.3"])).unwrap();
         assert_eq!((kind, version.as_str()), (PluginKind::Parser, "0.1.3"));
-        let err = plugin_kind(&exports(&["weir:plugin/parser@0.2.0"])).unwrap_err().to_string();
-        assert!(err.contains("0.2.0"), "{err}");
+        let (_, version) = plugin_kind(&exports(&["weir:plugin/parser@0.2.1"])).unwrap();
+        assert_eq!(version, "0.2.1");
+        let err = plugin_kind(&exports(&["weir:plugin/parser@0.3.0"])).unwrap_err().to_string();
+        assert!(err.contains("0.3.0") && err.contains("0.1.x and 0.2.x"), "{err}");
         let err = plugin_kind(&exports(&["example:greeter/greet"])).unwrap_err().to_string();
         assert!(err.contains("example:greeter/greet"), "{err}");
     }

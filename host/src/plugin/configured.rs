@@ -13,12 +13,13 @@ use weir_sdk::{
 };
 
 use super::answers::Answers;
-use super::bindings::{parser, types as wit};
+use super::bindings::types as wit;
 use super::bisect::bisect;
 use super::component::{PluginComponent, PluginKind};
 use super::convert::{self, check_batch, check_indices, RawBatchRef};
 use super::failure::{PluginFailure, RecordFailure};
-use super::instance::{Exports, Limits, PluginInstance};
+use super::exports::Exports;
+use super::instance::{Limits, PluginInstance};
 use super::stage::{AggregatorStage, Parsed, ParserStage, TransformStage, Transformed, Validated, ValidatorStage};
 
 /// What a plugin declared at init.
@@ -104,24 +105,24 @@ fn start(component: &Arc<PluginComponent>, config: &str, limits: &Limits) -> Res
     let failed = |e: PluginFailure| anyhow!("plugin {name} failed in init: {e}");
     let info = instance
         .call(|exports, store| {
-            Ok(match exports {
-                Exports::Parser(g) => g.call_init(store, config)?.map(|i| {
+            Ok(match exports.kind {
+                PluginKind::Parser => exports.init_parser(store, config)?.map(|i| {
                     PluginInfo::Parser(ParserInfo {
                         outputs: convert::column_defs(i.outputs),
                         event_time_column: i.event_time_column,
                     })
                 }),
-                Exports::Validator(g) => {
-                    g.call_init(store, config)?.map(|i| PluginInfo::Validator(convert::column_defs(i.inputs)))
+                PluginKind::Validator => {
+                    exports.init_validator(store, config)?.map(|i| PluginInfo::Validator(convert::column_defs(i.inputs)))
                 }
-                Exports::Aggregator(g) => g.call_init(store, config)?.map(|i| {
+                PluginKind::Aggregator => exports.init_aggregator(store, config)?.map(|i| {
                     PluginInfo::Aggregator(AggregatorInfo {
                         inputs: convert::column_defs(i.inputs),
                         outputs: convert::column_defs(i.outputs),
                         state_version: i.state_version,
                     })
                 }),
-                Exports::Transform(g) => g.call_init(store, config)?.map(|i| {
+                PluginKind::Transform => exports.init_transform(store, config)?.map(|i| {
                     PluginInfo::Transform(TransformInfo {
                         inputs: convert::column_defs(i.inputs),
                         outputs: convert::column_defs(i.outputs),
@@ -244,14 +245,7 @@ impl ParserStage for Plugin {
         let (done, failures) = bisect(0..batch.len(), &mut |range| {
             let part =
                 if range.len() == batch.len() { Cow::Borrowed(batch) } else { Cow::Owned(batch.slice(range.clone())) };
-            let out = self.call(|exports, store| match exports {
-                Exports::Parser(g) => {
-                    // The bindgen signature, but lowering from borrowed buffers.
-                    let parse = g.func_parse().func().typed::<(RawBatchRef<'_>,), (parser::ParseOutput,)>(&*store)?;
-                    parse.call(&mut *store, (RawBatchRef::of(&part),)).map(|(out,)| out)
-                }
-                _ => unreachable!("Plugin::new checked the kind"),
-            })?;
+            let out = self.call(|exports, store| exports.parse(store, RawBatchRef::of(&part)))?;
             Mapped::from_guest(out.events, out.sources, out.errors).checked(&outputs, part.len())
         });
         let mut failures = failures;
@@ -274,10 +268,8 @@ impl ValidatorStage for Plugin {
     fn validate(&mut self, events: &EventBatch) -> Validated {
         let (done, failures) = bisect(0..events.len(), &mut |range| {
             let part = rows(events, &range);
-            let found = self.call(|exports, store| match exports {
-                Exports::Validator(g) => g.call_validate(store, &convert::batch_out(&part, &all_columns(&part))),
-                _ => unreachable!("Plugin::new checked the kind"),
-            })?;
+            let found =
+                self.call(|exports, store| exports.validate(store, &convert::batch_out(&part, &all_columns(&part))))?;
             check_indices("violation row", found.iter().map(|v| v.row), part.len()).map_err(PluginFailure::Guest)?;
             Ok(convert::violations_in(found))
         });
@@ -301,10 +293,8 @@ impl TransformStage for Plugin {
         let outputs = TransformStage::info(self).outputs.clone();
         let (done, failures) = bisect(0..events.len(), &mut |range| {
             let part = rows(events, &range);
-            let out = self.call(|exports, store| match exports {
-                Exports::Transform(g) => g.call_apply(store, &convert::batch_out(&part, &all_columns(&part))),
-                _ => unreachable!("Plugin::new checked the kind"),
-            })?;
+            let out =
+                self.call(|exports, store| exports.apply(store, &convert::batch_out(&part, &all_columns(&part))))?;
             Mapped::from_guest(out.events, out.sources, out.errors).checked(&outputs, part.len())
         });
         let mut failures = failures;
@@ -323,10 +313,7 @@ impl AggregatorStage for Plugin {
     }
 
     fn create(&mut self) -> Result<Vec<u8>, PluginFailure> {
-        self.call(|exports, store| match exports {
-            Exports::Aggregator(g) => g.call_create(store),
-            _ => unreachable!("Plugin::new checked the kind"),
-        })
+        self.call(|exports, store| exports.create(store))
     }
 
     fn fold(&mut self, states: &mut [Vec<u8>], events: &EventBatch, groups: &[u32]) -> Vec<RecordFailure> {
@@ -334,16 +321,9 @@ impl AggregatorStage for Plugin {
         // so a split batch folds exactly the rows that did not fail.
         let (_, failures) = bisect(0..events.len(), &mut |range| {
             let part = rows(events, &range);
-            let wit_states = states.to_vec();
             let new = self
-                .call(|exports, store| match exports {
-                    Exports::Aggregator(g) => g.call_fold(
-                        store,
-                        &wit_states,
-                        &convert::batch_out(&part, &all_columns(&part)),
-                        &groups[range.clone()],
-                    ),
-                    _ => unreachable!("Plugin::new checked the kind"),
+                .call(|exports, store| {
+                    exports.fold(store, states, &convert::batch_out(&part, &all_columns(&part)), &groups[range.clone()])
                 })?
                 .map_err(PluginFailure::Guest)?;
             if new.len() != states.len() {
@@ -356,20 +336,14 @@ impl AggregatorStage for Plugin {
     }
 
     fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Vec<u8>, PluginFailure> {
-        self.call(|exports, store| match exports {
-            Exports::Aggregator(g) => g.call_merge(store, a, b),
-            _ => unreachable!("Plugin::new checked the kind"),
-        })?
+        self.call(|exports, store| exports.merge(store, a, b))?
         .map_err(PluginFailure::Guest)
     }
 
     fn emit(&mut self, states: &[Vec<u8>]) -> Result<EventBatch, PluginFailure> {
         let outputs = AggregatorStage::info(self).outputs.clone();
         let out = self
-            .call(|exports, store| match exports {
-                Exports::Aggregator(g) => g.call_emit(store, states),
-                _ => unreachable!("Plugin::new checked the kind"),
-            })?
+            .call(|exports, store| exports.emit(store, states))?
             .map_err(PluginFailure::Guest)?;
         let out = convert::batch_in(out);
         check_batch(&out, &outputs).map_err(PluginFailure::Guest)?;
@@ -380,10 +354,7 @@ impl AggregatorStage for Plugin {
     }
 
     fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, PluginFailure> {
-        self.call(|exports, store| match exports {
-            Exports::Aggregator(g) => g.call_migrate(store, from_version, state),
-            _ => unreachable!("Plugin::new checked the kind"),
-        })?
+        self.call(|exports, store| exports.migrate(store, from_version, state))?
         .map_err(PluginFailure::Guest)
     }
 }

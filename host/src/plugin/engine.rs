@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wasmtime::{Config, Engine, Strategy};
 
+use super::resources::Resources;
+
 /// Engine-wide settings. Per-plugin limits are in [`Limits`](super::Limits).
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -65,6 +67,8 @@ pub struct PluginRuntime {
     pub(crate) compiler: Compiler,
     /// The baseline runtime beside this one, made on first use.
     baseline: Arc<OnceLock<PluginRuntime>>,
+    /// Schemas and lookup tables for every instance of this runtime (and its baseline twin).
+    pub(crate) resources: Arc<Resources>,
     _ticker: Arc<Ticker>,
 }
 
@@ -79,10 +83,15 @@ impl Drop for Ticker {
 impl PluginRuntime {
     /// Builds the optimizing engine and starts the epoch ticker.
     pub fn new(options: RuntimeOptions) -> Result<Self> {
-        Self::with_compiler(options, Compiler::Optimizing)
+        Self::with_compiler(options, Compiler::Optimizing, Arc::default())
     }
 
-    fn with_compiler(options: RuntimeOptions, compiler: Compiler) -> Result<Self> {
+    /// What its plugins may read besides their batches.
+    pub fn resources(&self) -> &Arc<Resources> {
+        &self.resources
+    }
+
+    fn with_compiler(options: RuntimeOptions, compiler: Compiler, resources: Arc<Resources>) -> Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(options.epoch_interruption);
@@ -114,7 +123,14 @@ impl PluginRuntime {
                 }
             })
             .context("starting the epoch ticker")?;
-        Ok(PluginRuntime { engine, options, compiler, baseline: Arc::default(), _ticker: Arc::new(Ticker(stop)) })
+        Ok(PluginRuntime {
+            engine,
+            options,
+            compiler,
+            baseline: Arc::default(),
+            resources,
+            _ticker: Arc::new(Ticker(stop)),
+        })
     }
 
     /// The baseline-compiler runtime with the same settings, shared by all clones of this one.
@@ -125,7 +141,7 @@ impl PluginRuntime {
         if let Some(runtime) = self.baseline.get() {
             return Ok(runtime.clone());
         }
-        let runtime = PluginRuntime::with_compiler(self.options.clone(), Compiler::Baseline)?;
+        let runtime = PluginRuntime::with_compiler(self.options.clone(), Compiler::Baseline, self.resources.clone())?;
         Ok(self.baseline.get_or_init(|| runtime).clone())
     }
 

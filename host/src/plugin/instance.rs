@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{aggregator, parser, transform, validator};
-use super::component::{PluginComponent, PluginKind};
+use super::component::PluginComponent;
+use super::exports::Exports;
 use super::failure::PluginFailure;
 use super::state::PluginState;
 
@@ -28,14 +28,6 @@ impl Default for Limits {
     }
 }
 
-/// The typed exports of one kind.
-pub(crate) enum Exports {
-    Parser(parser::Guest),
-    Validator(validator::Guest),
-    Aggregator(aggregator::Guest),
-    Transform(transform::Guest),
-}
-
 /// A live instance.
 pub(crate) struct PluginInstance {
     pub store: Store<PluginState>,
@@ -44,25 +36,12 @@ pub(crate) struct PluginInstance {
     limits: Limits,
 }
 
-fn load_exports(
-    component: &PluginComponent,
-    store: &mut Store<PluginState>,
-    instance: &wasmtime::component::Instance,
-) -> wasmtime::Result<Exports> {
-    let pre = &component.pre;
-    Ok(match component.kind {
-        PluginKind::Parser => Exports::Parser(parser::GuestIndices::new(pre)?.load(&mut *store, instance)?),
-        PluginKind::Validator => Exports::Validator(validator::GuestIndices::new(pre)?.load(&mut *store, instance)?),
-        PluginKind::Aggregator => Exports::Aggregator(aggregator::GuestIndices::new(pre)?.load(&mut *store, instance)?),
-        PluginKind::Transform => Exports::Transform(transform::GuestIndices::new(pre)?.load(&mut *store, instance)?),
-    })
-}
-
 impl PluginInstance {
     /// Instantiates `component` in a fresh store.
     pub fn new(component: &Arc<PluginComponent>, limits: &Limits) -> Result<Self> {
         let engine = &component.runtime.engine;
-        let mut store = Store::new(engine, PluginState::new(&component.name, limits.max_memory_bytes));
+        let state = PluginState::new(&component.name, limits.max_memory_bytes, component.runtime.resources.clone());
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         let deadline_ticks = component.runtime.deadline_ticks(limits.deadline);
         if let Some(ticks) = deadline_ticks {
@@ -73,7 +52,9 @@ impl PluginInstance {
             .instantiate(&mut store)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("instantiating plugin {}", component.name))?;
-        let exports = load_exports(component, &mut store, &instance).map_err(anyhow::Error::from)?;
+        let exports = super::exports::load(component.kind, &component.interface, &component.pre, &mut store, &instance)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("plugin {}", component.name))?;
         Ok(PluginInstance { store, exports, deadline_ticks, limits: limits.clone() })
     }
 

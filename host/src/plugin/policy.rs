@@ -17,6 +17,8 @@ use super::signature::{Signature, TrustedKey};
 const BASELINE: &[&str] = &[
     "weir:plugin/host",
     "weir:plugin/types",
+    "weir:plugin/schemas",
+    "weir:plugin/lookups",
     "wasi:io/*",
     "wasi:clocks/*",
     "wasi:random/*",

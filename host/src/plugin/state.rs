@@ -1,13 +1,15 @@
 //! What each plugin store holds: the empty WASI context, the memory limiter, and the
 //! captured stderr that turns a guest panic into a readable failure reason.
 
+use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{host, types};
+use super::bindings::{host, lookups, schemas, types};
+use super::resources::Resources;
 use super::tail::TailPipe;
 
 /// How much of a guest's stderr is kept (enough for a panic message).
@@ -26,10 +28,11 @@ pub struct PluginState {
     pub(crate) stderr: TailPipe,
     plugin: String,
     log: LogBudget,
+    resources: Arc<Resources>,
 }
 
 impl PluginState {
-    pub fn new(plugin: &str, max_memory_bytes: u64) -> Self {
+    pub fn new(plugin: &str, max_memory_bytes: u64, resources: Arc<Resources>) -> Self {
         let stderr = TailPipe::new(STDERR_CAPACITY);
         // No preopens, no environment, no arguments, no network: the sandbox.
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
@@ -40,6 +43,7 @@ impl PluginState {
             stderr,
             plugin: plugin.to_string(),
             log: LogBudget::new(),
+            resources,
         }
     }
 
@@ -89,6 +93,41 @@ impl host::Host for PluginState {
             host::LogLevel::Warn => tracing::warn!(plugin, "{message}"),
             host::LogLevel::Error => tracing::error!(plugin, "{message}"),
         }
+    }
+}
+
+fn schema_out(s: weir_sdk::Schema) -> schemas::Schema {
+    let format = match s.format {
+        weir_sdk::SchemaFormat::Avro => schemas::SchemaFormat::Avro,
+        weir_sdk::SchemaFormat::Json => schemas::SchemaFormat::Json,
+    };
+    schemas::Schema { id: s.id, subject: s.subject, version: s.version, format, text: s.text }
+}
+
+impl schemas::Host for PluginState {
+    fn by_id(&mut self, id: u32) -> Option<schemas::Schema> {
+        self.resources.schema_by_id(id).map(schema_out)
+    }
+
+    fn by_fingerprint(&mut self, fingerprint: u64) -> Option<schemas::Schema> {
+        self.resources.schema_by_fingerprint(fingerprint).map(schema_out)
+    }
+
+    fn reader(&mut self) -> Option<schemas::Schema> {
+        self.resources.reader().map(schema_out)
+    }
+}
+
+impl lookups::Host for PluginState {
+    fn columns(&mut self, table: String) -> Result<Vec<String>, String> {
+        self.resources.lookup_table(&table).map(|t| t.columns.clone())
+    }
+
+    fn get(&mut self, table: String, column: String, keys: types::PackedBytes) -> Result<types::Column, String> {
+        let keys = weir_sdk::PackedBytes { bytes: keys.bytes, ends: keys.ends };
+        let column = self.resources.lookup(&table, &column, &keys)?;
+        let batch = weir_sdk::EventBatch { len: keys.len() as u32, columns: vec![column] };
+        Ok(super::convert::batch_out(&batch, &[0]).columns.remove(0))
     }
 }
 

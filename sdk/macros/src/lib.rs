@@ -12,12 +12,13 @@ use proc_macro::TokenStream;
 /// cargo rebuild this crate whenever the WIT changes.
 const TYPES_WIT: &str = include_str!("../../../wit/types.wit");
 const PLUGINS_WIT: &str = include_str!("../../../wit/plugins.wit");
+const IMPORTS_WIT: &str = include_str!("../../../wit/imports.wit");
 
-/// The package as one WIT document: both files declare the same package, so the
-/// second file's declaration is dropped.
+/// The package as one WIT document: every file declares the same package, so the
+/// later files' declarations are dropped.
 fn wit_package() -> String {
-    let plugins: Vec<&str> = PLUGINS_WIT.lines().filter(|line| !line.starts_with("package ")).collect();
-    format!("{TYPES_WIT}\n{}", plugins.join("\n"))
+    let rest = |wit: &'static str| wit.lines().filter(|line| !line.starts_with("package ")).collect::<Vec<_>>().join("\n");
+    format!("{TYPES_WIT}\n{}\n{}", rest(PLUGINS_WIT), rest(IMPORTS_WIT))
 }
 
 /// `wit_world!(parser)` expands to the guest bindings of the `parser-plugin` world.
@@ -58,7 +59,7 @@ mod tests {
             .filter(|name| name.ends_with(".wit"))
             .collect();
         files.sort();
-        assert_eq!(files, ["plugins.wit", "types.wit"]);
+        assert_eq!(files, ["imports.wit", "plugins.wit", "types.wit"]);
         assert_eq!(super::wit_package().matches("package ").count(), 1);
     }
 }
