@@ -11,6 +11,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("RULES_VALIDATOR", "rules-validator", "rules_validator"),
     ("WINDOW_STATS", "window-stats", "window_stats"),
     ("PROJECTION", "projection", "projection"),
+    ("AVRO_PARSER", "avro-parser", "avro_parser"),
     ("HOSTILE", "fixture-hostile", "fixture_hostile"),
     ("WRONG_WORLD", "fixture-wrong-world", "fixture_wrong_world"),
     ("FUTURE_CONTRACT", "fixture-future-contract", "fixture_future_contract"),

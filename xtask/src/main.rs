@@ -26,6 +26,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("rules-validator", "rules_validator"),
     ("window-stats", "window_stats"),
     ("projection", "projection"),
+    ("avro-parser", "avro_parser"),
 ];
 
 fn root() -> PathBuf {
