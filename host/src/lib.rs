@@ -23,6 +23,7 @@ pub mod config;
 pub mod pipeline;
 pub mod plugin;
 pub mod rides;
+pub mod schemas;
 pub mod share;
 pub mod sink;
 pub mod source;

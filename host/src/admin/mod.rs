@@ -149,6 +149,10 @@ pub struct Shared {
     plugins: std::sync::OnceLock<Arc<dyn PluginControl>>,
     board: Mutex<Board>,
     comparison: Mutex<Option<compare::Comparison>>,
+    /// weir's schema registry, served under the Confluent API's paths once the pipeline opened it.
+    pub(crate) registry: crate::schemas::api::Slot,
+    /// Why the pipeline waits for its schema registry, while it does.
+    registry_trouble: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -228,7 +232,15 @@ impl Shared {
     }
 
     /// Why the host is not ready, if it is not: the sink is failing or reading is held.
+    /// Records why the pipeline waits for its schema registry (or that it no longer does).
+    pub fn registry_trouble(&self, trouble: Option<String>) {
+        *self.registry_trouble.lock().expect("admin registry lock") = trouble;
+    }
+
     pub fn not_ready(&self) -> Option<String> {
+        if let Some(trouble) = self.registry_trouble.lock().expect("admin registry lock").clone() {
+            return Some(trouble);
+        }
         let status = self.status();
         match (status.sink_error, status.source_error, status.held) {
             (Some(e), _, _) => Some(format!("the sink cannot commit: {e}")),

@@ -90,6 +90,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/plugins/diff", get(diff))
         .route("/api/plugins/promote", post(promote))
         .route("/api/plugins/discard", post(discard))
+        .merge(crate::schemas::routes(app.shared.registry.clone()))
         .layer(middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -9,6 +9,9 @@ impl PipelineConfig {
     /// The checks serde cannot express; the first problem is reported with its key.
     pub(super) fn check(&self) -> Result<()> {
         self.window.spec()?;
+        if let Some(schemas) = &self.schemas {
+            schemas.check()?;
+        }
         if !(self.sink.url.starts_with("sqlite://")
             || self.sink.url.starts_with("postgres://")
             || self.sink.url.starts_with("postgresql://"))

@@ -9,6 +9,7 @@ mod fuzz;
 mod interpolate;
 mod pipeline;
 mod retention;
+mod schemas;
 mod sections;
 
 pub use duration::parse_duration;
@@ -18,6 +19,7 @@ pub use pipeline::{
     SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
 };
 pub use retention::{Keep, RetentionConfig};
+pub use schemas::SchemasConfig;
 
 /// The directory a pipeline file's relative paths are relative to: the file's own, shown
 /// as `.` rather than as nothing when the file was named without one.

@@ -54,6 +54,15 @@ pub struct PipelineConfig {
     /// How long the checkpoint log, the dead letters and the late lane are kept.
     #[serde(default, deserialize_with = "super::sections::section")]
     pub retention: super::RetentionConfig,
+    /// Where writer schemas are registered, and the reader schema.
+    #[serde(default, deserialize_with = "optional_section")]
+    pub schemas: Option<super::SchemasConfig>,
+}
+
+fn optional_section<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    super::sections::section(deserializer).map(Some)
 }
 
 /// How several hosts share the work. Only a Kafka source is read by several hosts.
@@ -74,6 +83,16 @@ impl PipelineConfig {
     /// Kafka source not declared `[scale] keyed`.
     pub fn merges_partials(&self) -> bool {
         matches!(self.source, SourceConfig::Kafka { .. }) && !self.scale.keyed
+    }
+
+    /// The subject whose versions the pipeline reads: `[schemas] subject`, else the
+    /// topic's value subject (Confluent's default naming), else the pipeline's.
+    pub fn schema_subject(&self) -> Option<String> {
+        let schemas = self.schemas.as_ref()?;
+        Some(schemas.subject.clone().unwrap_or_else(|| match &self.source {
+            SourceConfig::Kafka { topic, .. } => format!("{topic}-value"),
+            _ => format!("{}-value", self.name),
+        }))
     }
 }
 

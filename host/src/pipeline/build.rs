@@ -102,6 +102,8 @@ pub struct Pipeline {
     pub(super) labels: Vec<(i32, String)>,
     /// Reads final windows back from the sink, to correct them (see `reopen.rs`).
     pub(super) lookup: Option<super::reopen::WindowLookup>,
+    /// Fetches the writer schemas a batch names before its parse (`[schemas]`).
+    pub(super) schemas: Option<crate::schemas::Fetcher>,
     /// The highest watermark the sink stored for this pipeline's partitions.
     pub(super) stored_watermark: Option<i64>,
     /// The digest of the file the pipeline names for each stage.
@@ -188,6 +190,7 @@ impl Pipeline {
             replayed_dead: Vec::new(),
             replay_windows: None,
             lookup: None,
+            schemas: None,
             labels: Vec::new(),
             stored_watermark: None,
             deployments: Vec::new(),

@@ -75,6 +75,8 @@ pub(super) struct Opened {
     pub(super) runtime: PluginRuntime,
     /// Every version switched into a stage so far, as the sink recorded them.
     pub(super) history: Vec<Deployment>,
+    /// weir's own schema registry, when the pipeline keeps one (`[schemas]`).
+    pub(super) registry: Option<crate::schemas::Registry>,
 }
 
 /// Loads the pipeline at `path`, wires it and prepares its sink; `quickly` as in [`Pipeline::build`].
@@ -87,13 +89,49 @@ pub(super) fn open(
     let config = PipelineConfig::load(path)?;
     let base = crate::config::base_dir(path);
     let runtime = PluginRuntime::new(runtime_options)?;
+    read_reader_schema(&config, &base, &runtime)?;
     let mut pipeline = Pipeline::build(&config, &base, &runtime, options, quickly)
         .with_context(|| format!("pipeline {}", config.name))?;
     let mut sink = open_sink(&config, &base)?;
     sink.prepare(&pipeline.table)?;
     let history = sink.deployments(&config.name)?;
+    let registry = match &config.schemas {
+        Some(schemas) if schemas.external().is_none() => Some(crate::schemas::Registry::new(
+            crate::schemas::SchemaDb::open(&config.sink.url, &base).context("opening the schema registry")?,
+        )),
+        _ => None,
+    };
+    pipeline.schemas = schema_source(&config, registry.as_ref())
+        .map(|source| crate::schemas::Fetcher::new(source, runtime.resources().clone()));
     for line in pipeline.resume_deployments(&history, &runtime).with_context(|| format!("pipeline {}", config.name))? {
         eprintln!("{line}");
     }
-    Ok(Opened { config, base, pipeline, sink, runtime, history })
+    Ok(Opened { config, base, pipeline, sink, runtime, history, registry })
+}
+
+/// Where the pipeline's writer schemas come from: weir's registry or an external one.
+pub(super) fn schema_source(
+    config: &PipelineConfig,
+    registry: Option<&crate::schemas::Registry>,
+) -> Option<std::sync::Arc<dyn crate::schemas::SchemaSource>> {
+    let schemas = config.schemas.as_ref()?;
+    Some(match (schemas.external(), registry) {
+        (Some(url), _) => std::sync::Arc::new(crate::schemas::Remote::new(url)),
+        (None, Some(registry)) => std::sync::Arc::new(registry.clone()),
+        (None, None) => return None,
+    })
+}
+
+/// Reads `[schemas] reader` into the plugins' resources, so a parser's `init` can read it.
+pub(crate) fn read_reader_schema(config: &PipelineConfig, base: &Path, runtime: &PluginRuntime) -> Result<()> {
+    let Some(path) = config.schemas.as_ref().and_then(|s| s.reader.as_ref()) else { return Ok(()) };
+    let path = base.join(path);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("schemas.reader: reading the reader schema {}", path.display()))?;
+    crate::schemas::parse(crate::schemas::SchemaType::Avro, &text)
+        .map_err(|e| anyhow::anyhow!("schemas.reader: {}: {e}", path.display()))?;
+    let subject = config.schema_subject().unwrap_or_default();
+    let schema = weir_sdk::Schema { id: 0, subject, version: 0, format: weir_sdk::SchemaFormat::Avro, text };
+    runtime.resources().set_reader(Some(schema));
+    Ok(())
 }

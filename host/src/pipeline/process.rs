@@ -113,6 +113,9 @@ impl Pipeline {
             self.tracker.touch(partition, now_ms);
         }
 
+        if let Some(fetcher) = &mut self.schemas {
+            fetcher.prepare(batch)?;
+        }
         let started = Instant::now();
         let parsed = self.parser.parse(batch);
         self.measured.call(0, started.elapsed(), batch.len(), parsed.output.events.len());

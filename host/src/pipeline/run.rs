@@ -206,7 +206,7 @@ pub fn process_start() -> Instant {
 
 /// Runs the pipeline at `path` until stopped or idle.
 pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
-    let Opened { config, base, mut pipeline, mut sink, runtime, mut history } =
+    let Opened { config, base, mut pipeline, mut sink, runtime, mut history, registry } =
         open(path, options, runtime_options, true)?;
     let stored = history.len();
     history.extend(pipeline.deployments.iter().cloned());
@@ -250,6 +250,9 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let flag = stop.clone();
     // A second handler cannot be installed in the same process (tests run several pipelines).
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    if let Some(fetcher) = &mut pipeline.schemas {
+        fetcher.stop = stop.clone();
+    }
 
     let max_skew = config.watermark.max_skew.as_millis() as i64;
     let mut timing = Timing::default();
@@ -277,6 +280,14 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         admin_addr = Some(admin.addr.to_string());
         admin.shared.attach(deployer.clone());
         admin.shared.show(&pipeline.table);
+        if let Some(registry) = &registry {
+            let _ = admin.shared.registry.set(registry.clone());
+            eprintln!("schema registry (Confluent API) on http://{}: /subjects, /schemas/ids/ID, /config", admin.addr);
+        }
+        if let Some(fetcher) = &mut pipeline.schemas {
+            let shared = admin.shared.clone();
+            fetcher.trouble = Arc::new(move |trouble| shared.registry_trouble(trouble));
+        }
         timing.admin = Some(admin.shared);
     }
     let timing_admin = timing.admin.clone();

@@ -12,6 +12,7 @@ mod partials;
 mod postgres;
 mod postgres_bookkeeping;
 mod postgres_connect;
+pub(crate) use postgres_connect::connect as connect_postgres;
 mod postgres_partials;
 mod schema;
 mod sqlite;

@@ -32,7 +32,7 @@ const KEEPALIVES_RETRIES: u32 = 3;
 const IDLE_IN_TRANSACTION: &str = "60s";
 
 /// A connection to `url`, its driver spawned on the current runtime.
-pub(super) async fn connect(url: &str) -> Result<Client> {
+pub(crate) async fn connect(url: &str) -> Result<Client> {
     let context = || format!("sink.url: connecting to PostgreSQL at {}", redact(url));
     let config = bounded(url).with_context(context)?;
     // `connect_timeout` bounds each host's TCP connect in turn (libpq's meaning); the

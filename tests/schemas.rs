@@ -1,0 +1,165 @@
+//! Schemas that evolve, end to end: producers written with confluent-kafka's own
+//! SchemaRegistryClient and AvroSerializer (PyPI) register trip schemas v1 and v2 in
+//! weir's registry (served on the admin port) and write both to one Tansu topic at
+//! once; weir reads them with v2 into PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weir_tests::group::{finish, wait_committed};
+use weir_tests::services::{repo_root, signal, Broker, Postgres};
+use weir_tests::{free_addr, http_get, plugin_dir, weir_bin, Reaped};
+
+/// Runs `tests/avro/produce.py` with `args`, failing the test with its output if it fails.
+fn python(args: &[&str]) {
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/avro/produce.py"))
+        .args(args)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "produce.py {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `weir run` of the Avro rides example, its admin API (and so its registry) at `admin`.
+fn run(broker: &Broker, topic: &str, db: &str, admin: &str, registry: Option<&str>) -> Reaped {
+    let mut cmd = Command::new(weir_bin());
+    cmd.args(["run", repo_root().join("examples/rides/pipeline-avro.toml").to_str().unwrap()])
+        .args(["--admin", admin, "--batch", "512"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("KAFKA_BROKERS", broker.brokers())
+        .env("KAFKA_TOPIC", topic)
+        .env("KAFKA_GROUP", format!("weir-{db}"))
+        .env("DATABASE_URL", db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(url) = registry {
+        cmd.env("SCHEMA_REGISTRY", url);
+    }
+    Reaped(cmd.spawn().unwrap())
+}
+
+/// Waits until `path` on `admin` answers `code`, while `host` runs.
+fn wait_for(admin: &str, path: &str, code: u16, host: &mut Reaped) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = host.0.try_wait() {
+            panic!("weir exited with {status} before {path} answered {code}");
+        }
+        if std::net::TcpStream::connect(admin).is_ok() {
+            let (got, body) = http_get(admin, path);
+            if got == code {
+                return body;
+            }
+        }
+        assert!(Instant::now() < deadline, "{path} on {admin} did not answer {code} within a minute");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What produce.py says the sink must hold.
+struct Truth {
+    records: i64,
+    ids: (i64, i64),
+    refused: serde_json::Value,
+    /// (window start, city) → (trips, fare sum, tip sum, tips)
+    windows: BTreeMap<(i64, String), (i64, f64, f64, i64)>,
+}
+
+fn truth(path: &Path) -> Truth {
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let windows = json["windows"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let (start, city) = k.split_once(' ').unwrap();
+            let w = v.as_array().unwrap();
+            let n = |i: usize| w[i].as_f64().unwrap();
+            ((start.parse().unwrap(), city.to_string()), (n(0) as i64, n(1), n(2), n(3) as i64))
+        })
+        .collect();
+    Truth {
+        records: json["records"].as_i64().unwrap(),
+        ids: (json["ids"]["1"].as_i64().unwrap(), json["ids"]["2"].as_i64().unwrap()),
+        refused: json["refused"].clone(),
+        windows,
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(1.0)
+}
+
+/// Compares the sink's windows and dead letters with the truth.
+fn assert_sink(pg: &Postgres, db: &str, want: &Truth) {
+    let mut client = pg.client(db);
+    let sql = "SELECT (extract(epoch FROM window_start) * 1000)::bigint, city, trips, sum_fare, sum_tip, avg_tip \
+               FROM rides_avro_city_minute ORDER BY 1, 2";
+    let rows = client.query(sql, &[]).unwrap();
+    assert_eq!(rows.len(), want.windows.len(), "windows");
+    for r in rows {
+        let key: (i64, String) = (r.get(0), r.get(1));
+        let (trips, fare, tips, tipped) = want.windows[&key];
+        let (got_trips, got_fare): (i64, f64) = (r.get(2), r.get(3));
+        let (sum_tip, avg_tip): (Option<f64>, Option<f64>) = (r.get(4), r.get(5));
+        assert_eq!(got_trips, trips, "{key:?}: trips from v1 and v2 together");
+        assert!(close(got_fare, fare), "{key:?}: fare sum {got_fare}, want {fare}");
+        match tipped {
+            0 => assert_eq!((sum_tip, avg_tip), (None, None), "{key:?}: no tip, no average"),
+            n => {
+                assert!(close(sum_tip.unwrap(), tips), "{key:?}: tip sum");
+                // The average is over the trips with a tip: v1 trips take v2's default, null.
+                assert!(close(avg_tip.unwrap(), tips / n as f64), "{key:?}: average tip over {n} of {trips} trips");
+            }
+        }
+    }
+    let reasons: Vec<String> =
+        client.query("SELECT reason FROM weir_dead_letters ORDER BY reason", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(reasons.len(), 2, "the two broken records, and nothing else: {reasons:?}");
+    eprintln!("dead letters: {reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("unknown schema id 999")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("field \"")), "a truncated body names its field: {reasons:?}");
+}
+
+#[test]
+fn v1_and_v2_producers_with_a_stock_client_count_in_the_same_windows() {
+    let (pg, broker) = (Postgres::start(), Broker::start());
+    let db = pg.create_database("avro");
+    let topic = "trips-avro";
+    python(&["create-topic", &broker.brokers(), topic, "3"]);
+    let admin = free_addr();
+    let mut host = run(&broker, topic, &db, &admin, None);
+    assert_eq!(wait_for(&admin, "/subjects", 200, &mut host).trim(), "[]", "a new registry is empty");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("truth.json");
+    python(&["produce", &broker.brokers(), &format!("http://{admin}"), topic, "20000", "7", out.to_str().unwrap()]);
+    let want = truth(&out);
+    wait_committed(&pg, "avro", want.records - 1, &mut host.0);
+    signal(host.0.id(), "-TERM");
+    finish(host, "the Avro pipeline");
+    assert_sink(&pg, "avro", &want);
+
+    // The registry kept both versions, with the ids the serializers framed records with.
+    let mut client = pg.client("avro");
+    let versions: Vec<(String, i64, i64)> = client
+        .query("SELECT subject, version, id FROM weir_schemas ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let subject = format!("{topic}-value");
+    assert_eq!(versions, [(subject.clone(), 1, want.ids.0), (subject, 2, want.ids.1)]);
+    // v3 adds a field without a default: BACKWARD refuses it with a 409 naming the field.
+    let message = want.refused["message"].as_str().unwrap_or_default();
+    assert_eq!(want.refused["status"], 409, "{:?}", want.refused);
+    assert!(message.contains("BACKWARD") && message.contains("surge"), "{message}");
+    eprintln!("v3 refused: {message}");
+}
