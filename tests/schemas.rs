@@ -47,6 +47,11 @@ fn run(broker: &Broker, topic: &str, db: &str, admin: &str, registry: Option<&st
 
 /// Waits until `path` on `admin` answers `code`, while `host` runs.
 fn wait_for(admin: &str, path: &str, code: u16, host: &mut Reaped) -> String {
+    wait_until(admin, path, code, host, |_| true)
+}
+
+/// Waits until `path` on `admin` answers `code` with a body that `fits`, while `host` runs.
+fn wait_until(admin: &str, path: &str, code: u16, host: &mut Reaped, fits: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(Some(status)) = host.0.try_wait() {
@@ -54,7 +59,7 @@ fn wait_for(admin: &str, path: &str, code: u16, host: &mut Reaped) -> String {
         }
         if std::net::TcpStream::connect(admin).is_ok() {
             let (got, body) = http_get(admin, path);
-            if got == code {
+            if got == code && fits(&body) {
                 return body;
             }
         }
@@ -162,4 +167,44 @@ fn v1_and_v2_producers_with_a_stock_client_count_in_the_same_windows() {
     assert_eq!(want.refused["status"], 409, "{:?}", want.refused);
     assert!(message.contains("BACKWARD") && message.contains("surge"), "{message}");
     eprintln!("v3 refused: {message}");
+}
+
+/// A host that reads through an external registry (here another weir's, by URL) holds
+/// its pipeline while the registry is out of reach, dead-letters nothing, says why on
+/// `/readyz`, and goes on once the registry answers.
+#[test]
+fn a_registry_out_of_reach_holds_the_pipeline_and_dead_letters_nothing() {
+    let (pg, broker) = (Postgres::start(), Broker::start());
+    let (registry_db, reader_db) = (pg.create_database("registry"), pg.create_database("reader"));
+    let topic = "trips-avro";
+    python(&["create-topic", &broker.brokers(), topic, "3"]);
+    let registry_addr = free_addr();
+    let mut registry = run(&broker, topic, &registry_db, &registry_addr, None);
+    wait_for(&registry_addr, "/subjects", 200, &mut registry);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("truth.json");
+    let url = format!("http://{registry_addr}");
+    python(&["produce", &broker.brokers(), &url, topic, "4000", "11", out.to_str().unwrap()]);
+    let want = truth(&out);
+    wait_committed(&pg, "registry", want.records - 1, &mut registry.0);
+    signal(registry.0.id(), "-TERM");
+    finish(registry, "the registry's host");
+
+    let reader_addr = free_addr();
+    let mut reader = run(&broker, topic, &reader_db, &reader_addr, Some(&url));
+    let why = wait_until(&reader_addr, "/readyz", 503, &mut reader, |body| body.contains("schema registry"));
+    assert!(why.contains(&registry_addr), "names the registry: {why}");
+    let mut client = pg.client("reader");
+    let dead: i64 = client.query_one("SELECT count(*) FROM weir_dead_letters", &[]).unwrap().get(0);
+    assert_eq!(dead, 0, "records wait for their schemas; none is a dead letter meanwhile");
+
+    // The registry's host comes back at the same address.
+    let mut registry = run(&broker, topic, &registry_db, &registry_addr, None);
+    wait_committed(&pg, "reader", want.records - 1, &mut reader.0);
+    wait_until(&reader_addr, "/readyz", 200, &mut reader, |_| true);
+    signal(reader.0.id(), "-TERM");
+    finish(reader, "the reader");
+    signal(registry.0.id(), "-TERM");
+    let _ = registry.0.wait();
+    assert_sink(&pg, "reader", &want);
 }
