@@ -148,9 +148,33 @@ fn v1_and_v2_producers_with_a_stock_client_count_in_the_same_windows() {
     python(&["produce", &broker.brokers(), &format!("http://{admin}"), topic, "20000", "7", out.to_str().unwrap()]);
     let want = truth(&out);
     wait_committed(&pg, "avro", want.records - 1, &mut host.0);
+    // A stock client sets the subject's level to NONE and registers a version whose fare
+    // is a string, which the v2 reader cannot read.
+    python(&["retype-fare", &format!("http://{admin}"), &format!("{topic}-value")]);
     signal(host.0.id(), "-TERM");
     finish(host, "the Avro pipeline");
     assert_sink(&pg, "avro", &want);
+
+    // `weir validate` lists the versions the pipeline reads, and the one it cannot.
+    let out = Command::new(weir_bin())
+        .args(["validate", repo_root().join("examples/rides/pipeline-avro.toml").to_str().unwrap()])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("KAFKA_BROKERS", broker.brokers())
+        .env("KAFKA_TOPIC", topic)
+        .env("DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "an unreadable version is a problem: {report}");
+    let reader = report.lines().find(|l| l.contains("reader schema schemas/trip-v2.avsc: {")).unwrap_or_default();
+    assert!(reader.contains("\"aliases\":[\"distance_km\"]") && reader.contains("\"tip\""), "{report}");
+    for (version, id) in [(1, want.ids.0), (2, want.ids.1)] {
+        let line = format!("subject {topic}-value version {version} (id {id}, registered ");
+        let line = report.lines().find(|l| l.contains(&line)).unwrap_or_else(|| panic!("{line} in {report}"));
+        assert!(line.ends_with("): readable"), "{line}");
+    }
+    let line = report.lines().find(|l| l.contains("version 3 (id ")).unwrap_or_else(|| panic!("{report}"));
+    assert!(line.contains("NOT readable") && line.contains("fare"), "{line}");
 
     // The registry kept both versions, with the ids the serializers framed records with.
     let mut client = pg.client("avro");
@@ -161,7 +185,8 @@ fn v1_and_v2_producers_with_a_stock_client_count_in_the_same_windows() {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     let subject = format!("{topic}-value");
-    assert_eq!(versions, [(subject.clone(), 1, want.ids.0), (subject, 2, want.ids.1)]);
+    assert_eq!(versions[..2], [(subject.clone(), 1, want.ids.0), (subject.clone(), 2, want.ids.1)]);
+    assert_eq!(versions[2].1, 3, "the retyped fare, registered under NONE: {versions:?}");
     // v3 adds a field without a default: BACKWARD refuses it with a 409 naming the field.
     let message = want.refused["message"].as_str().unwrap_or_default();
     assert_eq!(want.refused["status"], 409, "{:?}", want.refused);

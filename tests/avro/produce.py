@@ -3,6 +3,7 @@ SchemaRegistryClient and AvroSerializer, pointed at a schema registry (weir's).
 
   produce.py create-topic BROKERS TOPIC PARTITIONS
   produce.py produce BROKERS REGISTRY TOPIC EVENTS SEED OUT.json
+  produce.py retype-fare REGISTRY SUBJECT
 
 `produce` registers trip schemas v1 and v2 under TOPIC-value through the serializers,
 tries to register an incompatible v3 and records the registry's answer, then writes
@@ -120,5 +121,19 @@ def produce(brokers, registry, topic, events, seed, out):
         json.dump({"records": total, "ids": ids, "refused": refused, "windows": windows}, f)
 
 
+def retype_fare(registry, subject):
+    """Sets the subject's level to NONE and registers a schema whose fare is a string: a
+    version the v2 reader cannot read."""
+    client = SchemaRegistryClient({"url": registry})
+    answer = client.set_compatibility(subject, "NONE")
+    assert answer == {"compatibility": "NONE"}, answer
+    assert client.get_compatibility(subject) == "NONE"
+    v4 = json.loads(schema("trip-v2.avsc"))
+    next(f for f in v4["fields"] if f["name"] == "fare")["type"] = "string"
+    client.register_schema(subject, Schema(json.dumps(v4), "AVRO"))
+    latest = client.get_latest_version(subject)
+    assert latest.version == 3, latest
+
+
 if __name__ == "__main__":
-    {"create-topic": create_topic, "produce": produce}[sys.argv[1]](*sys.argv[2:])
+    {"create-topic": create_topic, "produce": produce, "retype-fare": retype_fare}[sys.argv[1]](*sys.argv[2:])

@@ -44,6 +44,66 @@ fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
     })
 }
 
+/// The reader schema, the registry, and the subject's versions, each checked readable
+/// with the reader schema.
+fn schemas(config: &PipelineConfig, base: &Path) -> Result<String> {
+    use crate::schemas::{can_read, parse, Registry, SchemaDb, SchemaSource, SchemaType};
+    let Some(schemas) = &config.schemas else { return Ok(String::new()) };
+    let subject = config.schema_subject().unwrap_or_default();
+    let reader = match &schemas.reader {
+        Some(path) => {
+            let text = std::fs::read_to_string(base.join(path))
+                .map_err(|e| anyhow::anyhow!("schemas.reader {}: {e}", base.join(path).display()))?;
+            let parsed = parse(SchemaType::Avro, &text).map_err(|e| anyhow::anyhow!("schemas.reader: {e}"))?;
+            // As written, on one line: the canonical form would drop its defaults and aliases.
+            let compact = serde_json::from_str::<serde_json::Value>(&text).map(|v| v.to_string()).unwrap_or(text);
+            Some((format!("{}: {compact}", path.display()), parsed))
+        }
+        None => None,
+    };
+    let mut lines = Vec::new();
+    match &reader {
+        Some((described, _)) => lines.push(format!("reader schema {described}")),
+        None => lines.push("no reader schema ([schemas] reader): the parser's config must give one".into()),
+    }
+    let versions = match schemas.external() {
+        Some(url) => {
+            lines.push(format!("registry {url}"));
+            crate::schemas::Remote::new(url).versions(&subject).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        None => {
+            lines.push("registry: weir's own, in the sink, served on the admin port".into());
+            match SchemaDb::inspect(&config.sink.url, base)? {
+                Some(db) => Registry::new(db).versions(&subject)?,
+                None => Vec::new(),
+            }
+        }
+    };
+    if versions.is_empty() {
+        lines.push(format!("subject {subject}: no versions registered yet"));
+    }
+    let mut unreadable = Vec::new();
+    for v in &versions {
+        let verdict = match (&reader, parse(v.ty, &v.text)) {
+            (_, Err(e)) => Err(e),
+            (Some((_, reader)), Ok(writer)) => can_read(&writer, reader),
+            (None, Ok(_)) => Ok(()),
+        };
+        let at = if v.registered_at.is_empty() { String::new() } else { format!(", registered {}", v.registered_at) };
+        match verdict {
+            Ok(()) => lines.push(format!("subject {subject} version {} (id {}{at}): readable", v.version, v.id)),
+            Err(e) => {
+                lines.push(format!("subject {subject} version {} (id {}{at}): NOT readable: {e}", v.version, v.id));
+                unreadable.push(v.version);
+            }
+        }
+    }
+    if !unreadable.is_empty() {
+        bail!("the reader schema cannot read version(s) {unreadable:?} of {subject}:\n  {}", lines.join("\n  "));
+    }
+    Ok(lines.join("\n        "))
+}
+
 /// How several hosts share the pipeline, and why.
 fn scale_mode(config: &PipelineConfig) -> String {
     if config.merges_partials() {
@@ -81,8 +141,10 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         admin: None,
         sharing: args.runtime.sharing()?,
     };
-    let built = PluginRuntime::new(args.runtime.options())
-        .and_then(|runtime| Pipeline::build(&config, &base, &runtime, &options, false));
+    let built = PluginRuntime::new(args.runtime.options()).and_then(|runtime| {
+        crate::pipeline::read_reader_schema(&config, &base, &runtime)?;
+        Pipeline::build(&config, &base, &runtime, &options, false)
+    });
     let table = match built {
         Ok(pipeline) => {
             let t = pipeline.table.clone();
@@ -107,6 +169,9 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         }
     };
 
+    if config.schemas.is_some() {
+        report("schemas", schemas(&config, &base));
+    }
     report("source", source(&config, &base));
     report("scale-out", Ok(scale_mode(&config)));
 

@@ -32,7 +32,7 @@ mod windows;
 pub use build::{Pipeline, PipelineOptions};
 pub use deploy::{DeployReport, Deployer, Switched, Trial, MAX_ERROR_INCREASE};
 pub use metrics::{Histogram, Measured, StageMetrics, BUCKETS};
-pub use open::{inspect_sink, open_sink};
+pub use open::{inspect_sink, open_sink, read_reader_schema};
 pub use replay::{replay, ReplaySelection, ReplaySummary};
 pub use run::{now_ms, process_start, run, RunSummary};
 pub use shadow::shadow_table;

@@ -123,7 +123,7 @@ pub(super) fn schema_source(
 }
 
 /// Reads `[schemas] reader` into the plugins' resources, so a parser's `init` can read it.
-pub(crate) fn read_reader_schema(config: &PipelineConfig, base: &Path, runtime: &PluginRuntime) -> Result<()> {
+pub fn read_reader_schema(config: &PipelineConfig, base: &Path, runtime: &PluginRuntime) -> Result<()> {
     let Some(path) = config.schemas.as_ref().and_then(|s| s.reader.as_ref()) else { return Ok(()) };
     let path = base.join(path);
     let text = std::fs::read_to_string(&path)

@@ -43,6 +43,14 @@ pub fn parse(ty: SchemaType, text: &str) -> Result<Parsed, String> {
     }
 }
 
+/// Whether data written with `writer` can be read with `reader`, or why not.
+pub fn can_read(writer: &Parsed, reader: &Parsed) -> Result<(), String> {
+    match (&writer.avro, &reader.avro) {
+        (Some(w), Some(r)) => SchemaCompatibility::can_read(w, r).map_err(|e| e.to_string()),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `new` may follow `old` under `level` (`old` is the version `version` of the
 /// subject): `Err` names the rule, the version and the field.
 pub fn check(level: Level, new: &Parsed, old: &Parsed, version: u32) -> Result<(), String> {

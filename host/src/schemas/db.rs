@@ -136,6 +136,41 @@ impl SchemaDb {
         Ok(SchemaDb { conn: Mutex::new(conn), postgres })
     }
 
+    /// Opens the registry's tables to look at, creating nothing: `None` if the database
+    /// or the tables do not exist yet (`weir validate`).
+    pub fn inspect(url: &str, base: &Path) -> Result<Option<Self>> {
+        let conn = match url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let path = base.join(path);
+                if !path.exists() {
+                    return Ok(None);
+                }
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+                let conn = rusqlite::Connection::open_with_flags(&path, flags)?;
+                let found: i64 = conn.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'weir_schemas'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if found == 0 {
+                    return Ok(None);
+                }
+                Conn::Sqlite(conn)
+            }
+            None => {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let client = runtime.block_on(crate::sink::connect_postgres(url))?;
+                let found = runtime.block_on(client.query_one("SELECT to_regclass('weir_schemas') IS NOT NULL", &[]))?;
+                if !found.get::<_, bool>(0) {
+                    return Ok(None);
+                }
+                Conn::Postgres { runtime, client: Some(client), url: url.to_string() }
+            }
+        };
+        let postgres = matches!(conn, Conn::Postgres { .. });
+        Ok(Some(SchemaDb { conn: Mutex::new(conn), postgres }))
+    }
+
     /// Whether the database is PostgreSQL.
     pub fn postgres(&self) -> bool {
         self.postgres
@@ -147,7 +182,11 @@ impl SchemaDb {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *conn {
             Conn::Sqlite(conn) => {
-                let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let behavior = match conn.is_readonly(rusqlite::MAIN_DB)? {
+                    true => rusqlite::TransactionBehavior::Deferred,
+                    false => rusqlite::TransactionBehavior::Immediate,
+                };
+                let tx = conn.transaction_with_behavior(behavior)?;
                 let mut lite = Lite(&tx);
                 let out = f(&mut lite)?;
                 tx.commit()?;

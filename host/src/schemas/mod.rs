@@ -16,7 +16,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use api::routes;
-pub use avro::{parse, Parsed};
+pub use avro::{can_read, parse, Parsed};
 pub use db::SchemaDb;
 pub use fetch::{frames, Fetcher, SchemaSource};
 pub use registry::{Refusal, Registry};
