@@ -19,6 +19,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("TRAPPING_VALIDATOR", "fixture-trapping-validator", "fixture_trapping_validator"),
     ("COUNTER", "fixture-counter", "fixture_counter"),
     ("COUNTER_V2", "fixture-counter-v2", "fixture_counter_v2"),
+    ("COUNTER_WIDE", "fixture-counter-wide", "fixture_counter_wide"),
     ("ROGUE", "fixture-rogue", "fixture_rogue"),
 ];
 

@@ -10,12 +10,17 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use weir_tests::guests::{COUNTER, COUNTER_V2, HOSTILE, JSON_PARSER, TRAPPING_VALIDATOR};
+use weir_tests::guests::{COUNTER, COUNTER_V2, COUNTER_WIDE, HOSTILE, JSON_PARSER, TRAPPING_VALIDATOR, WINDOW_STATS};
 use weir_tests::{free_addr, wait_status, weir_bin, weir_cli};
 
 /// Every record's payload length is its key; all event times are 0, so every window
 /// stays open and its state lives in memory across the switches.
 fn pipeline(dir: &Path, watch: bool) -> std::path::PathBuf {
+    pipeline_into(dir, watch, "sqlite://out.db")
+}
+
+/// [`pipeline`] into the sink at `url`.
+fn pipeline_into(dir: &Path, watch: bool, url: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("in")).unwrap();
     std::fs::copy(HOSTILE, dir.join("hostile.wasm")).unwrap();
     std::fs::copy(COUNTER, dir.join("counter.wasm")).unwrap();
@@ -36,7 +41,7 @@ kind = "tumbling"
 size = "1m"
 key = ["len"]
 [sink]
-url = "sqlite://out.db"
+url = "{url}"
 table = "lengths"
 [checkpoint]
 interval = "100ms"
@@ -163,6 +168,97 @@ fn an_aggregator_state_migrates_across_deploy_restart_and_rollback() {
     let mut runs: Vec<bool> = versions.iter().map(|v| v.contains("fixture_counter_v2@")).collect();
     runs.dedup();
     assert_eq!(runs, [false, true, false], "v1, then v2 across the restart, then v1: {versions:?}");
+}
+
+/// A version whose output adds a column is switched in, while files keep arriving, with
+/// the column added to the table at its checkpoint; one that would drop or rename a
+/// column is refused, saying so. In SQLite and in PostgreSQL.
+#[test]
+fn a_new_output_column_is_added_at_the_switch_and_a_dropped_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = adds_a_column(dir.path(), "sqlite://out.db");
+    let conn = Connection::open(dir.path().join("out.db")).unwrap();
+    let mut stmt = conn.prepare("SELECT len, rows, doubled FROM lengths").unwrap();
+    let got: Vec<(i64, i64, Option<i64>)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    assert_added(&got, &rows);
+    let how: Vec<String> = conn
+        .prepare("SELECT how FROM weir_deployments WHERE stage = 'aggregator' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(how, ["configured", "deploy"]);
+
+    let pg = weir_tests::services::Postgres::start();
+    let url = pg.create_database("lengths");
+    let dir = tempfile::tempdir().unwrap();
+    let rows = adds_a_column(dir.path(), &url);
+    let got: Vec<(i64, i64, Option<i64>)> = pg
+        .client("lengths")
+        .query("SELECT len, rows, doubled FROM lengths", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_added(&got, &rows);
+    // Each checkpoint's records went through one aggregator version: v1's, then the wide one's.
+    let versions: Vec<String> = pg
+        .client("lengths")
+        .query("SELECT plugins FROM weir_checkpoint_log ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut runs: Vec<bool> = versions.iter().map(|v| v.contains("fixture_counter_wide@")).collect();
+    runs.dedup();
+    assert_eq!(runs, [false, true], "{versions:?}");
+}
+
+/// Runs the counter into `url`, refuses window_stats, deploys the wide counter while
+/// files arrive, and returns the counts written.
+fn adds_a_column(dir: &Path, url: &str) -> BTreeMap<i64, i64> {
+    let pipeline = pipeline_into(dir, false, url);
+    let mut written = lines(0, 900);
+    std::fs::write(dir.join("in/a.jsonl"), &written).unwrap();
+    let addr = free_addr();
+    let mut host = start(&pipeline, &addr);
+    wait_records(&addr, &mut host, 900);
+
+    // window_stats, configured as the counter is (not at all), writes `count`, not `rows`.
+    let (ok, _, why) = deploy(&addr, "aggregator", Path::new(WINDOW_STATS));
+    assert!(!ok && why.contains("column rows (int64) would be dropped or renamed"), "{why}");
+    assert!(why.contains("versioned"), "says how to opt into a new table: {why}");
+
+    // Files arrive during the deploy, and one more after it, so every window takes records
+    // from the new version too.
+    let arriving = {
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || {
+            (0..20).map(|i| {
+                let text = lines(900 + i * 45, 45);
+                std::fs::write(dir.join(format!("in/b{i:02}.jsonl")), &text).unwrap();
+                std::thread::sleep(Duration::from_millis(25));
+                text
+            }).collect::<String>()
+        })
+    };
+    let (ok, _, why) = deploy(&addr, "aggregator", Path::new(COUNTER_WIDE));
+    assert!(ok, "{why}");
+    written.push_str(&arriving.join().unwrap());
+    let last = lines(1800, 90);
+    std::fs::write(dir.join("in/c.jsonl"), &last).unwrap();
+    written.push_str(&last);
+    wait_records(&addr, &mut host, 1890);
+    stop(host);
+    count_by_length(&written)
+}
+
+fn assert_added(got: &[(i64, i64, Option<i64>)], want: &BTreeMap<i64, i64>) {
+    let counts: BTreeMap<i64, i64> = got.iter().map(|r| (r.0, r.1)).collect();
+    assert_eq!(&counts, want, "the counts go on across the switch");
+    assert!(got.iter().all(|(_, n, doubled)| *doubled == Some(2 * n)), "rows written by the new version: {got:?}");
 }
 
 /// The trial holds against a new version only what the running one does not do too.

@@ -104,6 +104,8 @@ pub struct Pipeline {
     pub(super) lookup: Option<super::reopen::WindowLookup>,
     /// Fetches the writer schemas a batch names before its parse (`[schemas]`).
     pub(super) schemas: Option<crate::schemas::Fetcher>,
+    /// The output table a switch gave new columns, for the next checkpoint to add them.
+    pub(super) table_changed: Option<TableSchema>,
     /// The highest watermark the sink stored for this pipeline's partitions.
     pub(super) stored_watermark: Option<i64>,
     /// The digest of the file the pipeline names for each stage.
@@ -191,6 +193,7 @@ impl Pipeline {
             replay_windows: None,
             lookup: None,
             schemas: None,
+            table_changed: None,
             labels: Vec::new(),
             stored_watermark: None,
             deployments: Vec::new(),

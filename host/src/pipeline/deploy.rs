@@ -208,8 +208,9 @@ impl Deployer {
     }
 
     /// Records a switch the run loop made.
-    pub(super) fn switched(&self, plan: StagePlan, record: Option<Deployment>) {
+    pub(super) fn switched(&self, plan: StagePlan, record: Option<Deployment>, table: &TableSchema) {
         let mut live = self.live.lock().expect("live lock");
+        live.table = table.clone();
         if let Some(slot) = live.plans.iter_mut().find(|p| p.id == plan.id) {
             *slot = plan;
         }
@@ -352,8 +353,8 @@ impl Deployer {
             |e: anyhow::Error| e.context(format!("{stage}: {} cannot run in the shadow", candidate.version()));
         let pipeline =
             Pipeline::assemble(&self.config, plans).context("it does not fit the pipeline").map_err(refused)?;
-        if let Some(change) = stages::table_change(&table, &pipeline.table) {
-            return Err(refused(anyhow!("it does not fit the pipeline: {change}")));
+        if let stages::TableChange::Breaks(why) = stages::table_change(&table, &pipeline.table) {
+            return Err(refused(anyhow!("it does not fit the pipeline: {why}")));
         }
         let started =
             self.ask(Change::Shadow { plan: candidate.clone(), pipeline: Box::new(pipeline) }).map_err(refused)?;
@@ -384,8 +385,8 @@ impl Deployer {
         let running = self.live.lock().expect("live lock").plans.clone();
         let (with_candidate, table) = self.with_candidate(candidate);
         let mut new = Pipeline::assemble(&self.config, with_candidate).context("it does not fit the pipeline")?;
-        if let Some(change) = stages::table_change(&table, &new.table) {
-            bail!("it does not fit the pipeline: {change}");
+        if let stages::TableChange::Breaks(why) = stages::table_change(&table, &new.table) {
+            bail!("it does not fit the pipeline: {why}");
         }
         let (batches, states, from_version) = {
             let sample = self.sample.lock().expect("sample lock");

@@ -422,6 +422,7 @@ impl Pipeline {
             watermark: mark,
             plugins: self.plugin_versions(),
             deployments: std::mem::take(&mut self.deployments),
+            table: self.table_changed.take(),
             source: self.source.clone(),
             replayed_late: std::mem::take(&mut self.replayed_late),
             replayed_dead: std::mem::take(&mut self.replayed_dead),

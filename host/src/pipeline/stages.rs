@@ -269,25 +269,46 @@ pub fn wiring(config: &PipelineConfig, plugins: &[&Plugin]) -> Result<Wiring> {
     })
 }
 
-/// Why a table of `new` columns cannot replace one of `old`, if it cannot.
-pub fn table_change(old: &TableSchema, new: &TableSchema) -> Option<String> {
+/// How the output table changes when a new version's table replaces the running one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TableChange {
+    /// The same columns.
+    Same,
+    /// Only new value columns: added at the switch's checkpoint, null in earlier rows.
+    Adds(Vec<ColumnDef>),
+    /// Readers would break: a key, or a column dropped, renamed or retyped. Why.
+    Breaks(String),
+}
+
+/// How a table of `new` columns would replace one of `old`.
+pub fn table_change(old: &TableSchema, new: &TableSchema) -> TableChange {
     let describe =
         |cols: &[ColumnDef]| cols.iter().map(|c| format!("{} {}", c.name, c.ty.name())).collect::<Vec<_>>().join(", ");
     if old.keys != new.keys {
-        return Some(format!(
+        return TableChange::Breaks(format!(
             "the window key would change from ({}) to ({})",
             describe(&old.keys),
             describe(&new.keys)
         ));
     }
-    (old.values != new.values).then(|| {
-        format!(
-            "the output columns of {} would change from ({}) to ({})",
-            old.name,
-            describe(&old.values),
-            describe(&new.values)
-        )
-    })
+    for column in &old.values {
+        let breaks = match new.values.iter().find(|c| c.name == column.name) {
+            Some(c) if c.ty == column.ty => continue,
+            Some(c) => format!("column {} would change type from {} to {}", column.name, column.ty.name(), c.ty.name()),
+            None => format!("column {} ({}) would be dropped or renamed", column.name, column.ty.name()),
+        };
+        return TableChange::Breaks(format!(
+            "{breaks} in table {}, which breaks its readers; a new version may only add output columns \
+             (or set [sink] versioned = true to write a new table behind a view of the old name)",
+            old.name
+        ));
+    }
+    let added: Vec<ColumnDef> =
+        new.values.iter().filter(|c| !old.values.iter().any(|o| o.name == c.name)).cloned().collect();
+    match added.is_empty() {
+        true => TableChange::Same,
+        false => TableChange::Adds(added),
+    }
 }
 
 /// A digest, or a `name@digest` version, short enough to read: 12 hex digits.

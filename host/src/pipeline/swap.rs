@@ -101,8 +101,8 @@ impl Pipeline {
         let old = std::mem::replace(self.plugin_mut(plan.id), plugin);
         let fits = stages::wiring(&self.config, &self.plugins()).and_then(|wiring| {
             match stages::table_change(&self.table, &wiring.table) {
-                Some(change) => bail!("{change}"),
-                None => Ok(wiring),
+                stages::TableChange::Breaks(why) => bail!("{why}"),
+                _ => Ok(wiring),
             }
         });
         let migrated = fits.and_then(|wiring| {
@@ -133,6 +133,13 @@ impl Pipeline {
         }
         self.aggregator_columns = wiring.aggregator;
         self.key_columns = wiring.keys;
+        if let stages::TableChange::Adds(added) = stages::table_change(&self.table, &wiring.table) {
+            let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(table = %wiring.table.name, columns = ?names, "the output table gains columns at this switch");
+            self.table = wiring.table.clone();
+            // Added in the transaction of the next checkpoint, which records the switch.
+            self.table_changed = Some(wiring.table);
+        }
         if let Some(how) = how {
             self.deployments.push(self.deployment(&plan, how, from));
             let why = if how == How::Promote { "promoted" } else { "a new version was switched in" };

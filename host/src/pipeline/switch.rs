@@ -55,10 +55,10 @@ pub(super) fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, p
             let (version, at) = (plan_version(pipeline, stage), positions_text(&positions));
             if how.is_some() {
                 pipeline.stats.swaps += 1;
-                deployer.switched(plan, pipeline.deployments.last().cloned());
+                deployer.switched(plan, pipeline.deployments.last().cloned(), &pipeline.table);
                 eprintln!("\n{stage} switched to {version} at {at}");
             } else {
-                deployer.switched(plan, None);
+                deployer.switched(plan, None, &pipeline.table);
                 eprintln!("\n{stage} runs optimized code of {version} from {at}");
             }
             Ok(switched_at(pipeline, positions, started))

@@ -187,6 +187,10 @@ pub struct Checkpoint {
     pub deployments: Vec<Deployment>,
     /// The rows a shadow version made of the same records, for its own table.
     pub shadow: Option<ShadowRows>,
+    /// The output table as a plugin switched in with this checkpoint's records writes it,
+    /// when it adds columns: they are added (`ALTER TABLE … ADD COLUMN`) in this
+    /// checkpoint's transaction, the one that records the switch.
+    pub table: Option<TableSchema>,
     /// `states` are partial states per source partition, and the sink writes the rows
     /// of their windows by merging every partition's partial (see `partials.rs`);
     /// `rows` is empty.

@@ -369,6 +369,12 @@ impl PostgresSink {
         checkpoint: &Checkpoint,
     ) -> Result<()> {
         let now = SystemTime::now();
+        if checkpoint.table.is_some() {
+            let existing = existing(tx, &quote(&table.name)).await?;
+            for sql in schema::plan(table, &existing, &DIALECT)? {
+                tx.batch_execute(&sql).await.with_context(|| format!("migrating table {}: {sql}", table.name))?;
+            }
+        }
         if !checkpoint.labels.is_empty() {
             let (partitions, labels): (Vec<i32>, Vec<String>) = checkpoint.labels.iter().cloned().unzip();
             tx.execute(
@@ -704,10 +710,16 @@ impl Sink for PostgresSink {
     }
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
-        let table = self.table()?;
+        let table = match &checkpoint.table {
+            Some(table) => table.clone(),
+            None => self.table()?,
+        };
         let mut merger = self.merger.take();
         let outcome = self.commit_with(pipeline, &table, checkpoint, merger.as_deref_mut());
         self.merger = merger;
+        if outcome.is_ok() {
+            self.table = Some(table);
+        }
         outcome
     }
 

@@ -278,6 +278,11 @@ impl SqliteSink {
 
     fn write(tx: &Transaction, pipeline: &str, table: &TableSchema, checkpoint: &Checkpoint) -> Result<()> {
         let now = now_iso();
+        if checkpoint.table.is_some() {
+            for sql in plan_on(tx, table)? {
+                tx.execute_batch(&sql).with_context(|| format!("migrating table {}: {sql}", table.name))?;
+            }
+        }
         // Replayed records leave their lane first; one that fails again is written back below.
         let mut forget = tx.prepare_cached("DELETE FROM weir_late_events WHERE id = ?")?;
         for id in &checkpoint.replayed_late {
@@ -566,7 +571,10 @@ impl Sink for SqliteSink {
     }
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
-        let table = self.table()?.clone();
+        let table = match &checkpoint.table {
+            Some(table) => table.clone(),
+            None => self.table()?.clone(),
+        };
         let merger = match (checkpoint.partials, self.merger.as_deref_mut()) {
             (false, _) => None,
             (true, Some(merger)) => Some(merger),
@@ -590,6 +598,7 @@ impl Sink for SqliteSink {
         };
         tx.commit().context("committing the checkpoint")?;
         self.merged = merged;
+        self.table = Some(table);
         self.fence.committed(checkpoint);
         Ok(())
     }
