@@ -191,6 +191,36 @@ fn a_new_output_column_is_added_at_the_switch_and_a_dropped_one_is_refused() {
         .collect();
     assert_eq!(how, ["configured", "deploy"]);
 
+    // The history: the aggregator's two versions, each with its schema, and the offsets
+    // of each file partition split between them where the switch came.
+    let out = Command::new(weir_bin())
+        .args(["schema", "history", dir.path().join("pipeline.toml").to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = history["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "aggregator").unwrap()["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(runs.len(), 2, "{history}");
+    assert!(runs[0]["version"].as_str().unwrap().starts_with("counter@sha256:"), "{history}");
+    assert_eq!(runs[0]["schema"], "reads (len int64), outputs (rows int64), state version 1", "{history}");
+    assert_eq!((runs[1]["how"].as_str(), runs[1]["checkpoints"].as_u64().is_some_and(|n| n > 0)), (Some("deploy"), true));
+    assert!(runs[1]["schema"].as_str().unwrap().contains("outputs (rows int64, doubled int64?)"), "{history}");
+    let spans = |run: &serde_json::Value| -> BTreeMap<String, (i64, i64)> {
+        run["offsets"].as_object().unwrap().iter().map(|(p, s)| (p.clone(), (s[0].as_i64().unwrap(), s[1].as_i64().unwrap()))).collect()
+    };
+    let (before, after) = (spans(&runs[0]), spans(&runs[1]));
+    assert!(!after.is_empty(), "{history}");
+    for (partition, (first, _)) in &after {
+        if let Some((_, last)) = before.get(partition) {
+            assert_eq!(*first, last + 1, "partition {partition}: the new version starts where the old one stopped");
+        } else {
+            assert_eq!(*first, 0, "partition {partition}: a file only the new version read");
+        }
+    }
+
     let pg = weir_tests::services::Postgres::start();
     let url = pg.create_database("lengths");
     let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@ mod plugin_test;
 mod produce;
 mod replay;
 mod run;
+mod schema;
 mod validate;
 
 use std::path::PathBuf;
@@ -54,6 +55,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Schemas over time: each stage's versions and the offsets each processed.
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
 }
 
 #[derive(Subcommand)]
@@ -284,6 +288,7 @@ pub fn main() -> ExitCode {
         }
         Command::Late(LateCommand::List(args)) => lanes::list(&args, crate::sink::Lane::Late),
         Command::Bench(command) => bench::run(command),
+        Command::Schema(command) => schema::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -409,6 +409,17 @@ impl Restored {
     }
 }
 
+/// One row of `weir_checkpoint_log`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogRow {
+    /// `name@digest` of each stage's plugin, in pipeline order, comma-separated.
+    pub plugins: String,
+    /// The next offset of each partition the checkpoint wrote.
+    pub offsets: Vec<(i32, i64)>,
+    /// When it committed, RFC 3339 UTC.
+    pub committed_at: String,
+}
+
 /// weir's bookkeeping tables, read and written outside a checkpoint: the dead letters and
 /// late events (for replays and `weir dead-letters`), the leases of the processes working
 /// on a pipeline, and what its partitions stand for.
@@ -429,6 +440,9 @@ pub trait Bookkeeping {
     fn store_component(&mut self, digest: &str, name: &str, bytes: &[u8]) -> Result<()>;
     /// A component's bytes by digest, if stored.
     fn component(&mut self, digest: &str) -> Result<Option<Vec<u8>>>;
+    /// `pipeline`'s checkpoint log, oldest first: which plugin versions processed each
+    /// checkpoint's records, the next offsets it left, and when it committed.
+    fn checkpoint_log(&mut self, pipeline: &str) -> Result<Vec<LogRow>>;
     /// Removes up to `limit` of `pipeline`'s rows of `lane` that are older than `before` or
     /// not among its newest `keep`, oldest first; returns how many went.
     fn expire(&mut self, pipeline: &str, lane: Kept, before: Option<i64>, keep: Option<u64>, limit: u64)

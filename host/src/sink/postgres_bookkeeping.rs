@@ -2,7 +2,7 @@
 //! events a replay or `weir dead-letters` reads and purges, the leases of the processes
 //! that work on a pipeline, and what each partition stands for.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::postgres::PostgresSink;
 use super::{expire_sql, keep_param, Bookkeeping, Kept, Lane, Lease, Stored, HOST_COLUMNS, HOST_UPDATES};
@@ -103,6 +103,25 @@ impl Bookkeeping for PostgresSink {
         let row =
             runtime.block_on(client.query_opt("SELECT bytes FROM weir_components WHERE digest = $1", &[&digest]))?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    fn checkpoint_log(&mut self, pipeline: &str) -> Result<Vec<super::LogRow>> {
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(client.query(
+            "SELECT plugins, offsets, to_char(committed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') \
+             FROM weir_checkpoint_log WHERE pipeline = $1 ORDER BY id",
+            &[&pipeline],
+        ))?;
+        rows.iter()
+            .map(|r| {
+                let offsets: String = r.get(1);
+                Ok(super::LogRow {
+                    plugins: r.get(0),
+                    offsets: serde_json::from_str(&offsets).with_context(|| format!("checkpoint log offsets {offsets}"))?,
+                    committed_at: r.get(2),
+                })
+            })
+            .collect()
     }
 
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {

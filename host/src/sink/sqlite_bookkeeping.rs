@@ -2,7 +2,7 @@
 //! replay or `weir dead-letters` reads and purges, the leases of the processes that work
 //! on a pipeline, and what each partition stands for.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rusqlite::params;
 
 use super::sqlite::SqliteSink;
@@ -102,6 +102,20 @@ impl Bookkeeping for SqliteSink {
             .query_row("SELECT bytes FROM weir_components WHERE digest = ?", [digest], |r| r.get(0))
             .optional()?;
         Ok(bytes)
+    }
+
+    fn checkpoint_log(&mut self, pipeline: &str) -> Result<Vec<super::LogRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT plugins, offsets, committed_at FROM weir_checkpoint_log WHERE pipeline = ? ORDER BY id")?;
+        let rows = stmt.query_map([pipeline], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)))?;
+        rows.map(|row| {
+            let (plugins, offsets, committed_at) = row?;
+            let offsets =
+                serde_json::from_str(&offsets).with_context(|| format!("checkpoint log offsets {offsets}"))?;
+            Ok(super::LogRow { plugins, offsets, committed_at })
+        })
+        .collect()
     }
 
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
