@@ -12,6 +12,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("WINDOW_STATS", "window-stats", "window_stats"),
     ("PROJECTION", "projection", "projection"),
     ("AVRO_PARSER", "avro-parser", "avro_parser"),
+    ("ENRICH", "enrich", "enrich"),
     ("HOSTILE", "fixture-hostile", "fixture_hostile"),
     ("WRONG_WORLD", "fixture-wrong-world", "fixture_wrong_world"),
     ("FUTURE_CONTRACT", "fixture-future-contract", "fixture_future_contract"),

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod lookup;
 pub mod pipeline;
 pub mod plugin;
 pub mod rides;

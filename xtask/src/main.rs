@@ -27,6 +27,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("window-stats", "window_stats"),
     ("projection", "projection"),
     ("avro-parser", "avro_parser"),
+    ("enrich", "enrich"),
 ];
 
 fn root() -> PathBuf {

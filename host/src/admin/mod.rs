@@ -64,6 +64,9 @@ pub struct Status {
     pub measured: crate::pipeline::Measured,
     /// The whole group, as the hosts record themselves in the sink.
     pub group: Option<GroupView>,
+    /// What keeps the pipeline from being all right though it runs: its schema registry
+    /// out of reach, a lookup table that fails to load.
+    pub troubles: Vec<String>,
 }
 
 /// Every host working on the pipeline, read from the sink (`weir_hosts`), so that each
@@ -151,8 +154,9 @@ pub struct Shared {
     comparison: Mutex<Option<compare::Comparison>>,
     /// weir's schema registry, served under the Confluent API's paths once the pipeline opened it.
     pub(crate) registry: crate::schemas::api::Slot,
-    /// Why the pipeline waits for its schema registry, while it does.
-    registry_trouble: Mutex<Option<String>>,
+    /// What keeps the pipeline from being all right though it runs, by what: `registry`
+    /// while it waits for its schema registry, `lookups` while a lookup table fails to load.
+    troubles: Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 impl Shared {
@@ -177,7 +181,9 @@ impl Shared {
 
     /// The published status.
     pub fn status(&self) -> Status {
-        self.status.lock().expect("admin status lock").clone()
+        let mut status = self.status.lock().expect("admin status lock").clone();
+        status.troubles = self.troubles();
+        status
     }
 
     /// Starts the results board for the pipeline's output table.
@@ -232,13 +238,21 @@ impl Shared {
     }
 
     /// Why the host is not ready, if it is not: the sink is failing or reading is held.
-    /// Records why the pipeline waits for its schema registry (or that it no longer does).
-    pub fn registry_trouble(&self, trouble: Option<String>) {
-        *self.registry_trouble.lock().expect("admin registry lock") = trouble;
+    /// Records what troubles `what` (or that nothing does any more).
+    pub fn trouble(&self, what: &'static str, trouble: Option<String>) {
+        let mut troubles = self.troubles.lock().expect("admin troubles lock");
+        match trouble {
+            Some(t) => troubles.insert(what, t),
+            None => troubles.remove(what),
+        };
+    }
+
+    fn troubles(&self) -> Vec<String> {
+        self.troubles.lock().expect("admin troubles lock").values().cloned().collect()
     }
 
     pub fn not_ready(&self) -> Option<String> {
-        if let Some(trouble) = self.registry_trouble.lock().expect("admin registry lock").clone() {
+        if let Some(trouble) = self.troubles().into_iter().next() {
             return Some(trouble);
         }
         let status = self.status();

@@ -132,6 +132,7 @@ pub fn run(command: SchemaCommand) -> Result<()> {
     // What each version declared, with the stage's config as the pipeline file gives it.
     let runtime = PluginRuntime::new(args.runtime.options())?;
     crate::pipeline::read_reader_schema(&config, &base, &runtime)?;
+    let _lookups = crate::lookup::Lookups::start(&config, &base, runtime.resources().clone())?;
     for ((id, stage), h) in config.stages().zip(&mut history) {
         for run in &mut h.runs {
             let digest = run.version.rsplit_once('@').map_or("", |(_, d)| d).to_string();

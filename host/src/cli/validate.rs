@@ -143,6 +143,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     };
     let built = PluginRuntime::new(args.runtime.options()).and_then(|runtime| {
         crate::pipeline::read_reader_schema(&config, &base, &runtime)?;
+        crate::lookup::Lookups::start(&config, &base, runtime.resources().clone())?;
         Pipeline::build(&config, &base, &runtime, &options, false)
     });
     let table = match built {

@@ -12,6 +12,12 @@ impl PipelineConfig {
         if let Some(schemas) = &self.schemas {
             schemas.check()?;
         }
+        for (i, lookup) in self.lookup.iter().enumerate() {
+            lookup.check(i)?;
+            if self.lookup[..i].iter().any(|l| l.name == lookup.name) {
+                bail!("lookup[{i}]: a second lookup table named {:?}", lookup.name);
+            }
+        }
         if !(self.sink.url.starts_with("sqlite://")
             || self.sink.url.starts_with("postgres://")
             || self.sink.url.starts_with("postgresql://"))

@@ -8,6 +8,7 @@ mod duration;
 mod fuzz;
 mod interpolate;
 mod pipeline;
+mod lookups;
 mod retention;
 mod schemas;
 mod sections;
@@ -18,6 +19,7 @@ pub use pipeline::{
     AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
     SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
 };
+pub use lookups::LookupConfig;
 pub use retention::{Keep, RetentionConfig};
 pub use schemas::SchemasConfig;
 

@@ -57,6 +57,9 @@ pub struct PipelineConfig {
     /// Where writer schemas are registered, and the reader schema.
     #[serde(default, deserialize_with = "optional_section")]
     pub schemas: Option<super::SchemasConfig>,
+    /// Reference tables plugins look keys up in (`[[lookup]]`).
+    #[serde(default)]
+    pub lookup: Vec<super::LookupConfig>,
 }
 
 fn optional_section<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(

@@ -106,6 +106,8 @@ pub struct Pipeline {
     pub(super) schemas: Option<crate::schemas::Fetcher>,
     /// The output table a switch gave new columns, for the next checkpoint to add them.
     pub(super) table_changed: Option<TableSchema>,
+    /// The lookup tables (`[[lookup]]`), refreshed at checkpoint boundaries.
+    pub(super) lookups: Option<crate::lookup::Lookups>,
     /// The highest watermark the sink stored for this pipeline's partitions.
     pub(super) stored_watermark: Option<i64>,
     /// The digest of the file the pipeline names for each stage.
@@ -194,6 +196,7 @@ impl Pipeline {
             lookup: None,
             schemas: None,
             table_changed: None,
+            lookups: None,
             labels: Vec::new(),
             stored_watermark: None,
             deployments: Vec::new(),

@@ -90,11 +90,13 @@ pub(super) fn open(
     let base = crate::config::base_dir(path);
     let runtime = PluginRuntime::new(runtime_options)?;
     read_reader_schema(&config, &base, &runtime)?;
+    let lookups = crate::lookup::Lookups::start(&config, &base, runtime.resources().clone())?;
     let mut pipeline = Pipeline::build(&config, &base, &runtime, options, quickly)
         .with_context(|| format!("pipeline {}", config.name))?;
     let mut sink = open_sink(&config, &base)?;
     sink.prepare(&pipeline.table)?;
     let history = sink.deployments(&config.name)?;
+    pipeline.lookups = lookups;
     let registry = match &config.schemas {
         Some(schemas) if schemas.external().is_none() => Some(crate::schemas::Registry::new(
             crate::schemas::SchemaDb::open(&config.sink.url, &base).context("opening the schema registry")?,

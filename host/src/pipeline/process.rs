@@ -423,6 +423,8 @@ impl Pipeline {
             plugins: self.plugin_versions(),
             deployments: std::mem::take(&mut self.deployments),
             table: self.table_changed.take(),
+            lookups: self.lookups.as_ref().map(|l| l.versions()).unwrap_or_default(),
+            lookup_versions: self.lookups.as_mut().map(|l| l.unstored()).unwrap_or_default(),
             source: self.source.clone(),
             replayed_late: std::mem::take(&mut self.replayed_late),
             replayed_dead: std::mem::take(&mut self.replayed_dead),
@@ -456,6 +458,10 @@ impl Pipeline {
                 revision: group.revision,
                 is_final: group.is_final,
             });
+        }
+        // The records after this checkpoint are enriched with what loaded meanwhile.
+        if let Some(lookups) = &mut self.lookups {
+            lookups.at_boundary();
         }
         checkpoint.retracted = std::mem::take(&mut self.retracted);
         checkpoint.retracted_partials = std::mem::take(&mut self.retracted_partials);

@@ -286,7 +286,11 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         }
         if let Some(fetcher) = &mut pipeline.schemas {
             let shared = admin.shared.clone();
-            fetcher.trouble = Arc::new(move |trouble| shared.registry_trouble(trouble));
+            fetcher.trouble = Arc::new(move |trouble| shared.trouble("registry", trouble));
+        }
+        if let Some(lookups) = &mut pipeline.lookups {
+            let shared = admin.shared.clone();
+            lookups.trouble = Arc::new(move |trouble| shared.trouble("lookups", trouble));
         }
         timing.admin = Some(admin.shared);
     }

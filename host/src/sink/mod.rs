@@ -191,6 +191,11 @@ pub struct Checkpoint {
     /// when it adds columns: they are added (`ALTER TABLE … ADD COLUMN`) in this
     /// checkpoint's transaction, the one that records the switch.
     pub table: Option<TableSchema>,
+    /// The version of each lookup table this checkpoint's records were enriched with,
+    /// as JSON (`{"cities": "sha256:…"}`); empty without lookups.
+    pub lookups: String,
+    /// Lookup versions no earlier checkpoint stored: kept in `weir_lookups`.
+    pub lookup_versions: Vec<crate::lookup::LookupVersion>,
     /// `states` are partial states per source partition, and the sink writes the rows
     /// of their windows by merging every partition's partial (see `partials.rs`);
     /// `rows` is empty.

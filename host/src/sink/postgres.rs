@@ -120,6 +120,16 @@ CREATE TABLE IF NOT EXISTS weir_checkpoint_log (
     offsets text NOT NULL,
     committed_at timestamptz NOT NULL
 );
+ALTER TABLE weir_checkpoint_log ADD COLUMN IF NOT EXISTS lookups text;
+CREATE TABLE IF NOT EXISTS weir_lookups (
+    pipeline text NOT NULL,
+    name text NOT NULL,
+    version text NOT NULL,
+    rows bigint NOT NULL,
+    content text NOT NULL,
+    loaded_at timestamptz NOT NULL,
+    PRIMARY KEY (pipeline, name, version)
+);
 "#;
 
 /// Serialises concurrent `prepare`s of several hosts: `CREATE TABLE IF NOT EXISTS` races.
@@ -474,6 +484,15 @@ impl PostgresSink {
             .await
             .context("writing late events")?;
         }
+        for v in &checkpoint.lookup_versions {
+            tx.execute(
+                "INSERT INTO weir_lookups (pipeline, name, version, rows, content, loaded_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT DO NOTHING",
+                &[&pipeline, &v.name, &v.version, &v.rows, &*v.content, &now],
+            )
+            .await
+            .context("storing a lookup table's version")?;
+        }
         for d in &checkpoint.deployments {
             let state_version = d.state_version.map(i64::from);
             tx.execute(
@@ -504,7 +523,8 @@ impl PostgresSink {
             let actives: Vec<Option<i64>> = parts.iter().map(|p| p.2.map(|c| c.last_active_ms)).collect();
             // The log row rides on the same statement: one round trip per checkpoint.
             tx.execute(
-                "WITH log AS (INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at) VALUES ($1, $3, $10, $4)) \
+                "WITH log AS (INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at, lookups) \
+                 VALUES ($1, $3, $10, $4, NULLIF($11, ''))) \
                  INSERT INTO weir_checkpoints (pipeline, watermark, plugins, updated_at, source, source_partition, next_offset, max_event_ms, last_active_ms) \
                  SELECT $1, $2, $3, $4, $9, * FROM unnest($5::integer[], $6::bigint[], $7::bigint[], $8::bigint[]) \
                  ON CONFLICT (pipeline, source_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, source = EXCLUDED.source, \
@@ -521,6 +541,7 @@ impl PostgresSink {
                     &actives,
                     &checkpoint.source,
                     &serde_json::to_string(&checkpoint.offsets)?,
+                    &checkpoint.lookups,
                 ],
             )
             .await

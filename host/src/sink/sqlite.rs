@@ -108,7 +108,17 @@ CREATE TABLE IF NOT EXISTS weir_checkpoint_log (
     pipeline TEXT NOT NULL,
     plugins TEXT NOT NULL,
     offsets TEXT NOT NULL,
-    committed_at TEXT NOT NULL
+    committed_at TEXT NOT NULL,
+    lookups TEXT
+);
+CREATE TABLE IF NOT EXISTS weir_lookups (
+    pipeline TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    content TEXT NOT NULL,
+    loaded_at TEXT NOT NULL,
+    PRIMARY KEY (pipeline, name, version)
 );
 "#;
 
@@ -123,6 +133,19 @@ pub struct SqliteSink {
 
 /// Before partial states, a window and key had one state whatever its partition; SQLite
 /// changes a primary key only by copying the table.
+/// A checkpoint log from before lookups gains their column.
+fn migrate_checkpoint_log(conn: &Connection) -> Result<()> {
+    let has: bool =
+        conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('weir_checkpoint_log') WHERE name = 'lookups'", [], |r| {
+            r.get(0)
+        })?;
+    if !has {
+        conn.execute_batch("ALTER TABLE weir_checkpoint_log ADD COLUMN lookups TEXT")
+            .context("giving weir_checkpoint_log its lookups column")?;
+    }
+    Ok(())
+}
+
 fn migrate_window_state(conn: &Connection) -> Result<()> {
     let keyed_by_partition: bool = conn.query_row(
         "SELECT pk > 0 FROM pragma_table_info('weir_window_state') WHERE name = 'source_partition'",
@@ -197,6 +220,7 @@ impl SqliteSink {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(BOOKKEEPING).context("creating weir's bookkeeping tables")?;
         migrate_window_state(&conn)?;
+        migrate_checkpoint_log(&conn)?;
         Ok(SqliteSink { conn, table: None, merger: None, merged: Vec::new(), fence: Default::default() })
     }
 
@@ -386,9 +410,16 @@ impl SqliteSink {
             ])?;
         }
         tx.prepare_cached(
-            "INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO weir_checkpoint_log (pipeline, plugins, offsets, committed_at, lookups) VALUES (?, ?, ?, ?, NULLIF(?, ''))",
         )?
-        .execute(params![pipeline, checkpoint.plugins, serde_json::to_string(&checkpoint.offsets)?, now])?;
+        .execute(params![pipeline, checkpoint.plugins, serde_json::to_string(&checkpoint.offsets)?, now, checkpoint.lookups])?;
+        let mut store = tx.prepare_cached(
+            "INSERT INTO weir_lookups (pipeline, name, version, rows, content, loaded_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )?;
+        for v in &checkpoint.lookup_versions {
+            store.execute(params![pipeline, v.name, v.version, v.rows, v.content.as_str(), now])?;
+        }
         let mut label = tx.prepare_cached(
             "INSERT INTO weir_partitions (pipeline, source_partition, label) VALUES (?, ?, ?) \
              ON CONFLICT (pipeline, source_partition) DO UPDATE SET label = excluded.label",

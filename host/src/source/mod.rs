@@ -1,7 +1,7 @@
 //! Sources of raw records. Each record carries its partition and offset; a source can
 //! be positioned at any committed offset, which is how a restart resumes exactly.
 
-mod csv;
+pub(crate) mod csv;
 mod files;
 mod kafka;
 mod kafka_context;

@@ -66,6 +66,10 @@ function showStatus(now, s) {
     state.textContent = "sink failing";
     state.className = "badge failing";
     state.title = s.sink_error;
+  } else if (s.troubles && s.troubles.length) {
+    state.textContent = "degraded";
+    state.className = "badge held";
+    state.title = s.troubles.join("\n");
   } else if (s.held) {
     state.textContent = s.held.startsWith("circuit breaker") ? "breaker open" : "paused";
     state.className = "badge held";
