@@ -141,10 +141,10 @@ macro_rules! __glue_common {
             fn lookup_columns(&self, table: &str) -> Result<Vec<String>, String> {
                 weir::plugin::lookups::columns(table)
             }
-            fn lookup(&self, table: &str, column: &str, keys: $crate::PackedBytes) -> Result<$crate::Column, String> {
-                let column = weir::plugin::lookups::get(table, column, &packed_out(keys))?;
-                let batch = batch_in(wit::EventBatch { len: 0, columns: vec![column] });
-                Ok(batch.columns.into_iter().next().expect("one column in, one out"))
+            fn lookup(&self, table: &str, columns: &[String], keys: &$crate::PackedBytes) -> Result<Vec<$crate::Column>, String> {
+                let keys = wit::PackedBytes { bytes: keys.bytes.clone(), ends: keys.ends.clone() };
+                let found = weir::plugin::lookups::get(table, columns, &keys)?;
+                Ok(batch_in(wit::EventBatch { len: 0, columns: found }).columns)
             }
         }
     };

@@ -42,8 +42,9 @@ pub trait Resources: Send + Sync {
     fn reader_schema(&self) -> Option<Schema>;
     /// A lookup table's value columns.
     fn lookup_columns(&self, table: &str) -> Result<Vec<String>, String>;
-    /// Each key's value of `column` in `table`, as text; null where there is no row.
-    fn lookup(&self, table: &str, column: &str, keys: PackedBytes) -> Result<Column, String>;
+    /// Each key's values of `columns` in `table`, a text column per name; null where
+    /// there is no row.
+    fn lookup(&self, table: &str, columns: &[String], keys: &PackedBytes) -> Result<Vec<Column>, String>;
 }
 
 static RESOURCES: RwLock<Option<Arc<dyn Resources>>> = RwLock::new(None);
@@ -81,8 +82,8 @@ pub fn lookup_columns(table: &str) -> Result<Vec<String>, String> {
     with(|r| r.lookup_columns(table), Err("no lookup tables are available here".into()))
 }
 
-/// For each key, the value of `column` in `table`'s row with that key, as a text
-/// column; null where the table has no such key.
-pub fn lookup(table: &str, column: &str, keys: PackedBytes) -> Result<Column, String> {
-    with(|r| r.lookup(table, column, keys), Err("no lookup tables are available here".into()))
+/// For each key, the values of `columns` in `table`'s row with that key: a text column
+/// per name, null where the table has no such key. Each key is looked up once.
+pub fn lookup(table: &str, columns: &[String], keys: &PackedBytes) -> Result<Vec<Column>, String> {
+    with(|r| r.lookup(table, columns, keys), Err("no lookup tables are available here".into()))
 }

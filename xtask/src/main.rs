@@ -199,6 +199,7 @@ fn main() -> Result<()> {
         Some("bench") => {
             let dir = plugins()?;
             weir(&["bench", "plugins"], &dir)?;
+            weir(&["bench", "schemas"], &dir)?;
             // The pipeline benchmark starts its own PostgreSQL and broker.
             ensure_test_services()?;
             run(cargo().args(["bench", "-p", "weir-tests", "--bench", "pipeline"]))

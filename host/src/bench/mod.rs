@@ -5,6 +5,9 @@
 //! plugins and the windowing that separates their costs.
 
 pub mod chain;
+mod formats;
+
+pub use formats::{schema_bench, SchemaBench};
 
 use std::path::Path;
 use std::time::{Duration, Instant};

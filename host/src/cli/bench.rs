@@ -1,4 +1,5 @@
 //! `weir bench plugins`: plugin throughput through WASM against native Rust.
+//! `weir bench schemas`: Avro against JSON parsing, and a lookup enrichment's cost.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,19 @@ use crate::plugin::Limits;
 pub enum BenchCommand {
     /// The rides chain (parser → validator → aggregator), WASM with limits on vs native.
     Plugins {
+        /// The directory holding the built reference plugins.
+        #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
+        plugins: PathBuf,
+        /// Events per run.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Records per plugin call.
+        #[arg(long, default_value_t = 8192)]
+        batch: usize,
+    },
+    /// Confluent-framed Avro against JSON on the same trips (avro-parser, json-parser), and
+    /// what a lookup enrichment (enrich, two columns) costs per event against the rides chain.
+    Schemas {
         /// The directory holding the built reference plugins.
         #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
         plugins: PathBuf,
@@ -38,6 +52,18 @@ fn line(label: &str, f: &RunFigures) {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Schemas { plugins, events, batch } => {
+            eprintln!("{events} trips, {batch} per call, one core, through the WASM components");
+            let r = crate::bench::schema_bench(&plugins, events, batch)?;
+            println!("json-parser       {:>12.0} events/s  ({:.0} bytes/event)", r.json_eps, r.json_bytes as f64 / r.events as f64);
+            println!("avro-parser       {:>12.0} events/s  ({:.0} bytes/event, Confluent-framed)", r.avro_eps, r.avro_bytes as f64 / r.events as f64);
+            println!("avro / json       {:.2}x  (target >= 1.0)", r.avro_ratio());
+            println!("rides chain       {:>12.0} events/s", r.chain_eps);
+            println!("enrich (lookup)   {:>12.0} events/s", r.enrich_eps);
+            println!("lookup cost       {:.1}% of the chain per event  (target <= 10%)", 100.0 * r.lookup_share());
+            println!("checked: both parsers produced identical columns for every trip");
+            Ok(())
+        }
         BenchCommand::Plugins { plugins, events, batch } => {
             let limits = Limits { max_memory_bytes: 256 * 1024 * 1024, deadline: Duration::from_secs(1) };
             eprintln!("rides chain over {events} events, {batch} per call, one core; limits: 256 MiB, 1 s deadline, epoch interruption on");

@@ -38,7 +38,7 @@ pub fn load(config: &LookupConfig, base: &std::path::Path, sink_url: &str, broke
     Ok(LookupTable { name: config.name.clone(), version, columns, rows })
 }
 
-type Rows = HashMap<String, Vec<Option<String>>>;
+type Rows = rustc_hash::FxHashMap<String, Vec<Option<String>>>;
 
 /// The value columns: as configured, else `found` without the key.
 fn value_columns(config: &LookupConfig, found: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -73,7 +73,7 @@ fn csv(text: &str, config: &LookupConfig) -> Result<(Vec<String>, Rows)> {
         .iter()
         .map(|c| header.iter().position(|h| h == c).with_context(|| format!("the header has no column {c:?}")))
         .collect::<Result<_>>()?;
-    let mut rows = Rows::new();
+    let mut rows = Rows::default();
     for (i, record) in body.iter().enumerate() {
         let cells = split(record.as_bytes()).map_err(|e| anyhow::anyhow!("row {}: {e}", i + 2))?;
         if cells.len() != header.len() {
@@ -126,7 +126,7 @@ fn postgres(query: &str, url: &str, config: &LookupConfig) -> Result<(Vec<String
             bail!("the query's columns ({}) have no key column {:?}", names.join(", "), config.key);
         }
         let columns = value_columns(config, names);
-        let mut rows = Rows::new();
+        let mut rows = Rows::default();
         for row in found {
             let object: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0))?;
             let key = object.get(&config.key).and_then(json_text).context("a row whose key is null")?;

@@ -4,6 +4,8 @@
 //! them, lookup tables at checkpoint boundaries) and plugin calls only read it.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, RwLock};
 
 use weir_sdk::{Column, ColumnValues, PackedBytes, Schema};
@@ -18,7 +20,7 @@ pub struct LookupTable {
     /// The value columns, in order.
     pub columns: Vec<String>,
     /// Each key's values, one per column.
-    pub rows: HashMap<String, Vec<Option<String>>>,
+    pub rows: FxHashMap<String, Vec<Option<String>>>,
 }
 
 #[derive(Default)]
@@ -97,20 +99,36 @@ impl Resources {
         })
     }
 
-    /// Each key's value of `column` in `table`, as a text column; null where no row.
-    pub fn lookup(&self, table: &str, column: &str, keys: &PackedBytes) -> Result<Column, String> {
+    /// Each key's values of `columns` in `table`, a text column per name; null where no row.
+    pub fn lookup(&self, table: &str, columns: &[String], keys: &PackedBytes) -> Result<Vec<Column>, String> {
         let table = self.lookup_table(table)?;
-        let at = table.columns.iter().position(|c| c == column).ok_or_else(|| {
-            format!("lookup table {:?} has no column {column:?}; it has {}", table.name, table.columns.join(", "))
-        })?;
-        let mut values = PackedBytes::default();
-        let mut valid = Vec::with_capacity(keys.len());
+        let at: Vec<usize> = columns
+            .iter()
+            .map(|column| {
+                table.columns.iter().position(|c| c == column).ok_or_else(|| {
+                    format!("lookup table {:?} has no column {column:?}; it has {}", table.name, table.columns.join(", "))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let n = keys.len();
+        let mut out: Vec<(PackedBytes, Vec<bool>)> = at
+            .iter()
+            .map(|_| (PackedBytes { bytes: Vec::with_capacity(n * 8), ends: Vec::with_capacity(n) }, Vec::with_capacity(n)))
+            .collect();
         for key in keys.iter() {
-            let value = std::str::from_utf8(key).ok().and_then(|k| table.rows.get(k)).and_then(|row| row[at].as_deref());
-            values.push(value.unwrap_or("").as_bytes());
-            valid.push(value.is_some());
+            let row = std::str::from_utf8(key).ok().and_then(|k| table.rows.get(k));
+            for ((values, valid), &c) in out.iter_mut().zip(&at) {
+                let value = row.and_then(|r| r[c].as_deref());
+                values.push(value.unwrap_or("").as_bytes());
+                valid.push(value.is_some());
+            }
         }
-        let valid = if valid.iter().all(|v| *v) { Vec::new() } else { valid };
-        Ok(Column { values: ColumnValues::Text(values), valid })
+        Ok(out
+            .into_iter()
+            .map(|(values, valid)| {
+                let valid = if valid.iter().all(|v| *v) { Vec::new() } else { valid };
+                Column { values: ColumnValues::Text(values), valid }
+            })
+            .collect())
     }
 }

@@ -123,11 +123,12 @@ impl lookups::Host for PluginState {
         self.resources.lookup_table(&table).map(|t| t.columns.clone())
     }
 
-    fn get(&mut self, table: String, column: String, keys: types::PackedBytes) -> Result<types::Column, String> {
+    fn get(&mut self, table: String, columns: Vec<String>, keys: types::PackedBytes) -> Result<Vec<types::Column>, String> {
         let keys = weir_sdk::PackedBytes { bytes: keys.bytes, ends: keys.ends };
-        let column = self.resources.lookup(&table, &column, &keys)?;
-        let batch = weir_sdk::EventBatch { len: keys.len() as u32, columns: vec![column] };
-        Ok(super::convert::batch_out(&batch, &[0]).columns.remove(0))
+        let found = self.resources.lookup(&table, &columns, &keys)?;
+        let all: Vec<usize> = (0..found.len()).collect();
+        let batch = weir_sdk::EventBatch { len: keys.len() as u32, columns: found };
+        Ok(super::convert::batch_out(&batch, &all).columns)
     }
 }
 

@@ -20,6 +20,7 @@
 //! fields: `["null", T]` is a nullable column; `int`/`long` is int64, `float`/`double`
 //! float64, `string`/`enum`/`uuid` text, the timestamp and date logical types timestamps.
 
+mod columns;
 mod plan;
 mod writer;
 
@@ -29,8 +30,9 @@ use std::rc::Rc;
 
 use apache_avro::Schema;
 use serde::Deserialize;
-use weir_sdk::{BatchBuilder, ColumnDef, Config, ParseOutput, Parser, ParserInfo, RawBatch, RecordError, Value};
+use weir_sdk::{ColumnDef, Config, ParseOutput, Parser, ParserInfo, RawBatch, RecordError};
 
+use columns::Columns;
 use plan::{Action, Plan, ReaderField};
 use writer::Reader;
 
@@ -100,47 +102,69 @@ impl Parser for AvroParser {
     }
 
     fn parse(&self, batch: &RawBatch) -> ParseOutput {
-        let mut out = BatchBuilder::new(&self.columns);
+        let mut out = Columns::new(&self.columns, batch.len());
         let mut sources = Vec::with_capacity(batch.len());
         let mut errors = Vec::new();
+        // Records of one batch mostly share a writer schema: its plan is kept at hand.
+        let mut last: Option<(WriterKey, Rc<Result<Plan, String>>)> = None;
         for (i, payload) in batch.payloads.iter().enumerate() {
-            match self.record(payload, &mut out) {
+            match self.record(payload, &mut last, &mut out) {
                 Ok(()) => sources.push(i as u32),
-                Err(reason) => errors.push(RecordError { index: i as u32, reason }),
+                Err(reason) => {
+                    out.truncate(sources.len());
+                    errors.push(RecordError { index: i as u32, reason })
+                }
             }
         }
-        ParseOutput { events: out.finish(), sources, errors }
+        ParseOutput { events: out.finish(sources.len()), sources, errors }
     }
 }
 
 impl AvroParser {
-    /// Decodes one record and appends it to `out`; nothing is appended on error.
-    fn record(&self, payload: &[u8], out: &mut BatchBuilder) -> Result<(), String> {
+    /// Decodes one record into `out`; on error `out` may hold part of it, which the caller
+    /// truncates away.
+    fn record(
+        &self,
+        payload: &[u8],
+        last: &mut Option<(WriterKey, Rc<Result<Plan, String>>)>,
+        out: &mut Columns,
+    ) -> Result<(), String> {
         let (key, body) = self.frame(payload)?;
-        let plan = self.plan(key)?;
-        let plan: &Plan = plan.as_ref().as_ref().map_err(Clone::clone)?;
-        let mut row: Vec<Value> = plan
-            .defaults
-            .iter()
-            .zip(&self.fields)
-            .map(|(d, f)| d.as_ref().map_or(Value::Null, |d| d.value(f.ty)))
-            .collect();
+        if last.as_ref().is_none_or(|(k, _)| *k != key) {
+            *last = Some((key, self.plan(key)?));
+        }
+        let plan: &Plan = last.as_ref().expect("set above").1.as_ref().as_ref().map_err(Clone::clone)?;
         let mut reader = Reader { bytes: body, at: 0 };
         for ((name, w), action) in plan.root.iter().zip(&plan.actions) {
             let failed = |e: String| format!("field {name:?}: {e}");
-            match action {
+            match *action {
+                Action::Text(c) => {
+                    let bytes = reader.string().map_err(failed)?;
+                    std::str::from_utf8(bytes).map_err(|_| failed("a string that is not UTF-8".into()))?;
+                    out.push_text(c, bytes);
+                }
+                Action::Long(c) => out.push_i64(c, reader.long().map_err(failed)?),
+                Action::Double(c) => {
+                    let bytes = reader.bytes(8).map_err(failed)?;
+                    out.push_f64(c, f64::from_le_bytes(bytes.try_into().expect("8 bytes")));
+                }
                 Action::Skip => reader.skip(w, &plan.named).map_err(failed)?,
                 Action::Fill(c) => {
                     let cell = reader.cell(w, &plan.named).map_err(failed)?;
                     let cell = cell.ok_or_else(|| failed("a complex value where the reader expects a column".into()))?;
-                    row[*c] = plan::convert(cell, &self.fields[*c]).map_err(failed)?;
+                    out.push(c, &plan::convert(cell, &self.fields[c]).map_err(failed)?);
                 }
             }
         }
         if reader.at != body.len() {
             return Err(format!("{} bytes follow the record", body.len() - reader.at));
         }
-        out.push_row(&row)
+        for (c, default) in plan.defaults.iter().enumerate() {
+            if let Some(d) = default {
+                out.push(c, &d.value(self.fields[c].ty));
+            }
+        }
+        Ok(())
     }
 
     fn frame<'a>(&self, payload: &'a [u8]) -> Result<(WriterKey, &'a [u8]), String> {

@@ -68,11 +68,28 @@ pub fn columns(fields: &[ReaderField]) -> Vec<ColumnDef> {
     fields.iter().map(|f| ColumnDef { name: f.name.clone(), ty: f.ty, nullable: f.nullable }).collect()
 }
 
-/// What to do with one writer field.
-#[derive(Clone, Debug)]
+/// What to do with one writer field: the common cases decoded straight into their
+/// column, the rest through `Reader::cell` and `convert`.
+#[derive(Clone, Copy, Debug)]
 pub enum Action {
     Skip,
     Fill(usize),
+    /// A string into a text column.
+    Text(usize),
+    /// A long (or a timestamp in milliseconds) into an int64 or timestamp column.
+    Long(usize),
+    /// A double into a float64 column.
+    Double(usize),
+}
+
+/// The fast action for writer type `w` into `field`'s column `c`, if there is one.
+fn fast(w: &W, field: &ReaderField, c: usize) -> Action {
+    match (w, field.ty) {
+        (W::Str, ColumnType::Text) if field.symbols.is_none() => Action::Text(c),
+        (W::Long(Unit::Plain | Unit::Millis), ColumnType::Int64 | ColumnType::TimestampMs) => Action::Long(c),
+        (W::Double, ColumnType::Float64) => Action::Double(c),
+        _ => Action::Fill(c),
+    }
 }
 
 /// How the records of one writer schema are read.
@@ -136,7 +153,7 @@ pub fn plan(writer: &Schema, fields: &[ReaderField]) -> Result<Plan, String> {
             Some(c) if !filled[c] => {
                 check(w, &named, &fields[c]).map_err(|e| format!("field {name:?}: {e}"))?;
                 filled[c] = true;
-                actions.push(Action::Fill(c));
+                actions.push(fast(w, &fields[c], c));
             }
             _ => actions.push(Action::Skip),
         }

@@ -49,7 +49,7 @@ impl Resources for Registry {
     fn lookup_columns(&self, _: &str) -> Result<Vec<String>, String> {
         Err("none".into())
     }
-    fn lookup(&self, _: &str, _: &str, _: PackedBytes) -> Result<Column, String> {
+    fn lookup(&self, _: &str, _: &[String], _: &PackedBytes) -> Result<Vec<Column>, String> {
         Err("none".into())
     }
 }

@@ -114,6 +114,7 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
         let end = end.ok_or_else(|| format!("the record ends {} bytes early", self.at + n - self.bytes.len()))?;
@@ -123,10 +124,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A zig-zag varint, as Avro writes `int` and `long`.
+    #[inline]
     pub fn long(&mut self) -> Result<i64, String> {
         let mut value: u64 = 0;
-        for shift in (0..70).step_by(7) {
-            let byte = *self.bytes.get(self.at).ok_or("the record ends inside a number")?;
+        let mut shift = 0;
+        loop {
+            let Some(&byte) = self.bytes.get(self.at) else { return Err("the record ends inside a number".into()) };
             self.at += 1;
             if shift == 63 && byte > 1 {
                 return Err("a number longer than 64 bits".into());
@@ -135,8 +138,21 @@ impl<'a> Reader<'a> {
             if byte & 0x80 == 0 {
                 return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
             }
+            shift += 7;
         }
-        Err("a number longer than 10 bytes".into())
+    }
+
+    /// `n` bytes, as a slice of the record.
+    #[inline]
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        self.take(n)
+    }
+
+    /// A string or bytes value: its length, then its bytes.
+    #[inline]
+    pub fn string(&mut self) -> Result<&'a [u8], String> {
+        let n = self.len()?;
+        self.take(n)
     }
 
     fn len(&mut self) -> Result<usize, String> {

@@ -100,29 +100,30 @@ impl Transform for Enrich {
         };
         let mut columns: Vec<Column> = events.columns[..self.kept].to_vec();
         let mut errors = Vec::new();
+        let added = match weir_sdk::resources::lookup(&self.table, &self.add, &keys) {
+            Ok(added) => added,
+            Err(reason) => {
+                let errors = (0..n as u32).map(|index| RecordError { index, reason: reason.clone() }).collect();
+                return TransformOutput { events: EventBatch { len: 0, columns: Vec::new() }, sources: Vec::new(), errors };
+            }
+        };
         let mut found = vec![true; n];
-        for name in &self.add {
-            match weir_sdk::resources::lookup(&self.table, name, keys.clone()) {
-                Ok(mut column) => {
-                    // A null key finds nothing.
-                    if !key.valid.is_empty() {
-                        if column.valid.is_empty() {
-                            column.valid = vec![true; n];
-                        }
-                        for (row, v) in column.valid.iter_mut().enumerate() {
-                            *v &= key.is_valid(row);
-                        }
-                    }
-                    for (row, f) in found.iter_mut().enumerate() {
-                        *f &= column.is_valid(row);
-                    }
-                    columns.push(column);
+        for mut column in added {
+            // A null key finds nothing.
+            if !key.valid.is_empty() {
+                if column.valid.is_empty() {
+                    column.valid = vec![true; n];
                 }
-                Err(reason) => {
-                    let errors = (0..n as u32).map(|index| RecordError { index, reason: reason.clone() }).collect();
-                    return TransformOutput { events: EventBatch { len: 0, columns: Vec::new() }, sources: Vec::new(), errors };
+                for (row, v) in column.valid.iter_mut().enumerate() {
+                    *v &= key.is_valid(row);
                 }
             }
+            if self.required {
+                for (row, f) in found.iter_mut().enumerate() {
+                    *f &= column.is_valid(row);
+                }
+            }
+            columns.push(column);
         }
         let mut sources: Vec<u32> = (0..n as u32).collect();
         if self.required && found.iter().any(|f| !f) {
