@@ -259,7 +259,7 @@ fn adds_a_column(dir: &Path, url: &str) -> BTreeMap<i64, i64> {
     // window_stats, configured as the counter is (not at all), writes `count`, not `rows`.
     let (ok, _, why) = deploy(&addr, "aggregator", Path::new(WINDOW_STATS));
     assert!(!ok && why.contains("column rows (int64) would be dropped or renamed"), "{why}");
-    assert!(why.contains("versioned"), "says how to opt into a new table: {why}");
+    assert!(why.contains("may only add output columns"), "says what a version may change: {why}");
 
     // Files arrive during the deploy, and one more after it, so every window takes records
     // from the new version too.

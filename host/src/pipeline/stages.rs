@@ -299,7 +299,7 @@ pub fn table_change(old: &TableSchema, new: &TableSchema) -> TableChange {
         };
         return TableChange::Breaks(format!(
             "{breaks} in table {}, which breaks its readers; a new version may only add output columns \
-             (or set [sink] versioned = true to write a new table behind a view of the old name)",
+             (to change them, point sink.table at a new table and restart)",
             old.name
         ));
     }
