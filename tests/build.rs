@@ -13,6 +13,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("PROJECTION", "projection", "projection"),
     ("AVRO_PARSER", "avro-parser", "avro_parser"),
     ("ENRICH", "enrich", "enrich"),
+    ("JSON_SCHEMA_PARSER", "json-schema-parser", "json_schema_parser"),
     ("HOSTILE", "fixture-hostile", "fixture_hostile"),
     ("WRONG_WORLD", "fixture-wrong-world", "fixture_wrong_world"),
     ("FUTURE_CONTRACT", "fixture-future-contract", "fixture_future_contract"),
@@ -21,6 +22,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("COUNTER", "fixture-counter", "fixture_counter"),
     ("COUNTER_V2", "fixture-counter-v2", "fixture_counter_v2"),
     ("COUNTER_WIDE", "fixture-counter-wide", "fixture_counter_wide"),
+    ("COUNTER_RENAMED", "fixture-counter-renamed", "fixture_counter_renamed"),
     ("ROGUE", "fixture-rogue", "fixture_rogue"),
 ];
 

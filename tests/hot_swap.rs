@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use weir_tests::guests::{COUNTER, COUNTER_V2, COUNTER_WIDE, HOSTILE, JSON_PARSER, TRAPPING_VALIDATOR, WINDOW_STATS};
+use weir_tests::guests::{
+    COUNTER, COUNTER_RENAMED, COUNTER_V2, COUNTER_WIDE, HOSTILE, JSON_PARSER, TRAPPING_VALIDATOR, WINDOW_STATS,
+};
 use weir_tests::{free_addr, wait_status, weir_bin, weir_cli};
 
 /// Every record's payload length is its key; all event times are 0, so every window
@@ -259,7 +261,7 @@ fn adds_a_column(dir: &Path, url: &str) -> BTreeMap<i64, i64> {
     // window_stats, configured as the counter is (not at all), writes `count`, not `rows`.
     let (ok, _, why) = deploy(&addr, "aggregator", Path::new(WINDOW_STATS));
     assert!(!ok && why.contains("column rows (int64) would be dropped or renamed"), "{why}");
-    assert!(why.contains("may only add output columns"), "says what a version may change: {why}");
+    assert!(why.contains("may only add output columns") && why.contains("versioned"), "says what a version may change: {why}");
 
     // Files arrive during the deploy, and one more after it, so every window takes records
     // from the new version too.
@@ -289,6 +291,84 @@ fn assert_added(got: &[(i64, i64, Option<i64>)], want: &BTreeMap<i64, i64>) {
     let counts: BTreeMap<i64, i64> = got.iter().map(|r| (r.0, r.1)).collect();
     assert_eq!(&counts, want, "the counts go on across the switch");
     assert!(got.iter().all(|(_, n, doubled)| *doubled == Some(2 * n)), "rows written by the new version: {got:?}");
+}
+
+/// With `[sink] versioned = true`, a version that renames the count column writes a new
+/// table, `lengths_v2`; the old one becomes `lengths_v1`, and `lengths` a view in its
+/// columns over both. A restart writes on into the newest version. In SQLite and PostgreSQL.
+#[test]
+fn a_breaking_version_writes_a_new_table_behind_a_view_of_the_old_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = renames_a_column(dir.path(), "sqlite://out.db");
+    let conn = Connection::open(dir.path().join("out.db")).unwrap();
+    let kind: String = conn.query_row("SELECT type FROM sqlite_master WHERE name = 'lengths'", [], |r| r.get(0)).unwrap();
+    assert_eq!(kind, "view");
+    let read = |sql: &str| -> BTreeMap<i64, Option<i64>> {
+        conn.prepare(sql).unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    assert_versions(&before, &after, read("SELECT len, rows FROM lengths_v1"), read("SELECT len, count FROM lengths_v2"), read("SELECT len, rows FROM lengths"));
+
+    let pg = weir_tests::services::Postgres::start();
+    let url = pg.create_database("lengths");
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = renames_a_column(dir.path(), &url);
+    let mut client = pg.client("lengths");
+    let mut read = |sql: &str| -> BTreeMap<i64, Option<i64>> {
+        client.query(sql, &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let (v1, v2, view) = (
+        read("SELECT len, rows FROM lengths_v1"),
+        read("SELECT len, count FROM lengths_v2"),
+        read("SELECT len, rows FROM lengths"),
+    );
+    assert_versions(&before, &after, v1, v2, view);
+}
+
+/// The counts at the switch and at the end, against what each table and the view hold.
+fn assert_versions(
+    before: &BTreeMap<i64, i64>,
+    after: &BTreeMap<i64, i64>,
+    v1: BTreeMap<i64, Option<i64>>,
+    v2: BTreeMap<i64, Option<i64>>,
+    view: BTreeMap<i64, Option<i64>>,
+) {
+    // v1 holds every window as the old version left it, never less than the count at
+    // the switch; v2 holds the final counts (the state carried across); the view shows
+    // each window once, from the newest table, in v1's columns: `rows` is not v2's.
+    for (len, n) in before {
+        assert!(v1[len].is_some_and(|m| m >= *n), "lengths_v1 {len}: {:?} < {n}", v1[len]);
+    }
+    assert_eq!(v2, after.iter().map(|(l, n)| (*l, Some(*n))).collect::<BTreeMap<_, _>>(), "v1 {v1:?}, view {view:?}");
+    assert_eq!(view, after.keys().map(|l| (*l, None)).collect::<BTreeMap<_, _>>(), "each window once, from lengths_v2");
+}
+
+/// Runs the counter into `url` with a versioned sink, deploys the renamed counter, restarts
+/// once, and returns the counts at the deploy and at the end.
+fn renames_a_column(dir: &Path, url: &str) -> (BTreeMap<i64, i64>, BTreeMap<i64, i64>) {
+    let pipeline = pipeline_into(dir, false, url);
+    let text = std::fs::read_to_string(&pipeline).unwrap().replace("table = \"lengths\"", "table = \"lengths\"\nversioned = true");
+    std::fs::write(&pipeline, text).unwrap();
+    let mut written = lines(0, 900);
+    std::fs::write(dir.join("in/a.jsonl"), &written).unwrap();
+    let addr = free_addr();
+    let mut host = start(&pipeline, &addr);
+    wait_records(&addr, &mut host, 900);
+    let before = count_by_length(&written);
+    let (ok, _, why) = deploy(&addr, "aggregator", Path::new(COUNTER_RENAMED));
+    assert!(ok, "{why}");
+    let more = lines(900, 450);
+    std::fs::write(dir.join("in/b.jsonl"), &more).unwrap();
+    written.push_str(&more);
+    wait_records(&addr, &mut host, 1350);
+    stop(host);
+    // A restart resumes the renamed version, into lengths_v2.
+    let mut host = start(&pipeline, &addr);
+    let more = lines(1350, 450);
+    std::fs::write(dir.join("in/c.jsonl"), &more).unwrap();
+    written.push_str(&more);
+    wait_records(&addr, &mut host, 450);
+    stop(host);
+    (before, count_by_length(&written))
 }
 
 /// The trial holds against a new version only what the running one does not do too.

@@ -240,3 +240,38 @@ fn a_contract_0_1_component_runs_beside_0_2_ones() {
     assert_eq!(with_old.stats, current.stats);
     assert_eq!(with_old.results().unwrap().1, current.results().unwrap().1);
 }
+
+/// `json-schema-parser` as a component: records that do not match the JSON Schema are
+/// errors naming where, the others are columns.
+#[test]
+fn the_json_schema_parser_refuses_records_that_do_not_match_naming_where() {
+    let config = serde_json::json!({
+        "event_time": "event_time",
+        "fields": [{"name": "city", "type": "text"}, {"name": "fare", "type": "float64"}, {"name": "event_time", "type": "timestamp"}],
+        "schema": {
+            "type": "object",
+            "required": ["city", "fare", "event_time"],
+            "properties": {
+                "city": {"type": "string", "enum": ["Oslo", "Lima"]},
+                "fare": {"type": "number", "minimum": 0, "maximum": 10000},
+                "event_time": {"type": "string"}
+            }
+        }
+    });
+    let mut parser = plugin(guests::JSON_SCHEMA_PARSER, PluginKind::Parser, &config, Limits::default());
+    let batch = RawBatch::from_payloads([
+        r#"{"city":"Oslo","fare":12.5,"event_time":"2024-05-01T00:00:00Z"}"#,
+        r#"{"city":"Paris","fare":12.5,"event_time":"2024-05-01T00:00:00Z"}"#,
+        r#"{"city":"Lima","fare":-3,"event_time":"2024-05-01T00:00:00Z"}"#,
+        r#"{"city":"Lima","event_time":"2024-05-01T00:00:00Z"}"#,
+        r#"{"city":"Lima","fare":7,"event_time":"2024-05-01T00:02:00Z"}"#,
+    ]);
+    let parsed = parser.parse(&batch);
+    assert!(parsed.failures.is_empty(), "{:?}", parsed.failures);
+    assert_eq!(parsed.output.sources, [0, 4]);
+    let reasons: Vec<&str> = parsed.output.errors.iter().map(|e| e.reason.as_str()).collect();
+    assert!(reasons[0].contains("at /city"), "{reasons:?}");
+    assert!(reasons[1].contains("at /fare") && reasons[1].contains("minimum"), "{reasons:?}");
+    assert!(reasons[2].contains("\"fare\" is a required property"), "{reasons:?}");
+    assert_eq!(parsed.output.events.columns[1].values.f64(1), Some(7.0));
+}

@@ -28,6 +28,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("projection", "projection"),
     ("avro-parser", "avro_parser"),
     ("enrich", "enrich"),
+    ("json-schema-parser", "json_schema_parser"),
 ];
 
 fn root() -> PathBuf {

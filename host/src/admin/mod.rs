@@ -237,7 +237,6 @@ impl Shared {
         self.plugins.get().cloned()
     }
 
-    /// Why the host is not ready, if it is not: the sink is failing or reading is held.
     /// Records what troubles `what` (or that nothing does any more).
     pub fn trouble(&self, what: &'static str, trouble: Option<String>) {
         let mut troubles = self.troubles.lock().expect("admin troubles lock");
@@ -251,6 +250,8 @@ impl Shared {
         self.troubles.lock().expect("admin troubles lock").values().cloned().collect()
     }
 
+    /// Why the host is not ready, if it is not: a trouble (its registry out of reach, a
+    /// lookup that fails to load), the sink failing, or reading held.
     pub fn not_ready(&self) -> Option<String> {
         if let Some(trouble) = self.troubles().into_iter().next() {
             return Some(trouble);

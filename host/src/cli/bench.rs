@@ -13,30 +13,24 @@ use crate::plugin::Limits;
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
     /// The rides chain (parser → validator → aggregator), WASM with limits on vs native.
-    Plugins {
-        /// The directory holding the built reference plugins.
-        #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
-        plugins: PathBuf,
-        /// Events per run.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: usize,
-        /// Records per plugin call.
-        #[arg(long, default_value_t = 8192)]
-        batch: usize,
-    },
+    Plugins(BenchArgs),
     /// Confluent-framed Avro against JSON on the same trips (avro-parser, json-parser), and
     /// what a lookup enrichment (enrich, two columns) costs per event against the rides chain.
-    Schemas {
-        /// The directory holding the built reference plugins.
-        #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
-        plugins: PathBuf,
-        /// Events per run.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: usize,
-        /// Records per plugin call.
-        #[arg(long, default_value_t = 8192)]
-        batch: usize,
-    },
+    Schemas(BenchArgs),
+}
+
+/// What a benchmark runs on.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// The directory holding the built reference plugins.
+    #[arg(long, default_value = "target/plugins", env = "WEIR_PLUGIN_DIR")]
+    plugins: PathBuf,
+    /// Events per run.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Records per plugin call.
+    #[arg(long, default_value_t = 8192)]
+    batch: usize,
 }
 
 fn line(label: &str, f: &RunFigures) {
@@ -52,7 +46,7 @@ fn line(label: &str, f: &RunFigures) {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
-        BenchCommand::Schemas { plugins, events, batch } => {
+        BenchCommand::Schemas(BenchArgs { plugins, events, batch }) => {
             eprintln!("{events} trips, {batch} per call, one core, through the WASM components");
             let r = crate::bench::schema_bench(&plugins, events, batch)?;
             println!("json-parser       {:>12.0} events/s  ({:.0} bytes/event)", r.json_eps, r.json_bytes as f64 / r.events as f64);
@@ -64,7 +58,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
             println!("checked: both parsers produced identical columns for every trip");
             Ok(())
         }
-        BenchCommand::Plugins { plugins, events, batch } => {
+        BenchCommand::Plugins(BenchArgs { plugins, events, batch }) => {
             let limits = Limits { max_memory_bytes: 256 * 1024 * 1024, deadline: Duration::from_secs(1) };
             eprintln!("rides chain over {events} events, {batch} per call, one core; limits: 256 MiB, 1 s deadline, epoch interruption on");
             let report = plugin_throughput(&plugins, events, batch, limits)?;

@@ -54,7 +54,8 @@ fn schemas(config: &PipelineConfig, base: &Path) -> Result<String> {
         Some(path) => {
             let text = std::fs::read_to_string(base.join(path))
                 .map_err(|e| anyhow::anyhow!("schemas.reader {}: {e}", base.join(path).display()))?;
-            let parsed = parse(SchemaType::Avro, &text).map_err(|e| anyhow::anyhow!("schemas.reader: {e}"))?;
+            let ty = SchemaType::of_file(&base.join(path));
+            let parsed = parse(ty, &text).map_err(|e| anyhow::anyhow!("schemas.reader: {e}"))?;
             // As written, on one line: the canonical form would drop its defaults and aliases.
             let compact = serde_json::from_str::<serde_json::Value>(&text).map(|v| v.to_string()).unwrap_or(text);
             Some((format!("{}: {compact}", path.display()), parsed))

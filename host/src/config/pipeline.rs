@@ -385,6 +385,12 @@ pub struct SinkConfig {
     pub url: String,
     /// The table of window rows; created from the declared schema when missing.
     pub table: String,
+    /// A new plugin version whose output would break the table's readers (a column
+    /// dropped, renamed or retyped) writes a new table, `<table>_v2`, `_v3`, …, and `table`
+    /// becomes a view in its first columns over every version (default false: such a
+    /// version is refused).
+    #[serde(default)]
+    pub versioned: bool,
 }
 
 /// Checkpoints.

@@ -17,7 +17,8 @@ pub struct SchemasConfig {
     /// external registry, e.g. `"http://registry:8081"`.
     #[serde(default = "embedded")]
     pub registry: String,
-    /// A file holding the reader schema (Avro JSON), relative to the pipeline file.
+    /// A file holding the reader schema, relative to the pipeline file: Avro (`.avsc`), or
+    /// a JSON Schema (`.json`) for `json-schema-parser`.
     pub reader: Option<PathBuf>,
     /// The subject the input's schemas are registered under; `weir validate` lists its
     /// versions (default `<topic>-value` for a Kafka source, else `<pipeline name>-value`).

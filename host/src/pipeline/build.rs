@@ -104,8 +104,9 @@ pub struct Pipeline {
     pub(super) lookup: Option<super::reopen::WindowLookup>,
     /// Fetches the writer schemas a batch names before its parse (`[schemas]`).
     pub(super) schemas: Option<crate::schemas::Fetcher>,
-    /// The output table a switch gave new columns, for the next checkpoint to add them.
-    pub(super) table_changed: Option<TableSchema>,
+    /// The output table a switch changed, for the next checkpoint: with new columns
+    /// (`false`), or as a new version of a versioned table (`true`).
+    pub(super) table_changed: Option<(TableSchema, bool)>,
     /// The lookup tables (`[[lookup]]`), refreshed at checkpoint boundaries.
     pub(super) lookups: Option<crate::lookup::Lookups>,
     /// The highest watermark the sink stored for this pipeline's partitions.

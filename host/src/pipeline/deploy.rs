@@ -353,7 +353,7 @@ impl Deployer {
             |e: anyhow::Error| e.context(format!("{stage}: {} cannot run in the shadow", candidate.version()));
         let pipeline =
             Pipeline::assemble(&self.config, plans).context("it does not fit the pipeline").map_err(refused)?;
-        if let stages::TableChange::Breaks(why) = stages::table_change(&table, &pipeline.table) {
+        if let Err(why) = stages::table_change(&table, &pipeline.table).allowed(self.config.sink.versioned) {
             return Err(refused(anyhow!("it does not fit the pipeline: {why}")));
         }
         let started =
@@ -385,7 +385,7 @@ impl Deployer {
         let running = self.live.lock().expect("live lock").plans.clone();
         let (with_candidate, table) = self.with_candidate(candidate);
         let mut new = Pipeline::assemble(&self.config, with_candidate).context("it does not fit the pipeline")?;
-        if let stages::TableChange::Breaks(why) = stages::table_change(&table, &new.table) {
+        if let Err(why) = stages::table_change(&table, &new.table).allowed(self.config.sink.versioned) {
             bail!("it does not fit the pipeline: {why}");
         }
         let (batches, states, from_version) = {

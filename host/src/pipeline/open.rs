@@ -94,7 +94,7 @@ pub(super) fn open(
     let mut pipeline = Pipeline::build(&config, &base, &runtime, options, quickly)
         .with_context(|| format!("pipeline {}", config.name))?;
     let mut sink = open_sink(&config, &base)?;
-    sink.prepare(&pipeline.table)?;
+    sink.prepare_bookkeeping()?;
     let history = sink.deployments(&config.name)?;
     pipeline.lookups = lookups;
     let registry = match &config.schemas {
@@ -108,6 +108,10 @@ pub(super) fn open(
     for line in pipeline.resume_deployments(&history, &runtime).with_context(|| format!("pipeline {}", config.name))? {
         eprintln!("{line}");
     }
+    // The table is prepared for the versions that run now: a resumed version's columns
+    // were added, or its table version made, when it was deployed.
+    pipeline.table_changed = None;
+    sink.prepare(&pipeline.table)?;
     Ok(Opened { config, base, pipeline, sink, runtime, history, registry })
 }
 
@@ -130,10 +134,14 @@ pub fn read_reader_schema(config: &PipelineConfig, base: &Path, runtime: &Plugin
     let path = base.join(path);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("schemas.reader: reading the reader schema {}", path.display()))?;
-    crate::schemas::parse(crate::schemas::SchemaType::Avro, &text)
-        .map_err(|e| anyhow::anyhow!("schemas.reader: {}: {e}", path.display()))?;
+    let ty = crate::schemas::SchemaType::of_file(&path);
+    crate::schemas::parse(ty, &text).map_err(|e| anyhow::anyhow!("schemas.reader: {}: {e}", path.display()))?;
     let subject = config.schema_subject().unwrap_or_default();
-    let schema = weir_sdk::Schema { id: 0, subject, version: 0, format: weir_sdk::SchemaFormat::Avro, text };
+    let format = match ty {
+        crate::schemas::SchemaType::Avro => weir_sdk::SchemaFormat::Avro,
+        crate::schemas::SchemaType::Json => weir_sdk::SchemaFormat::Json,
+    };
+    let schema = weir_sdk::Schema { id: 0, subject, version: 0, format, text };
     runtime.resources().set_reader(Some(schema));
     Ok(())
 }

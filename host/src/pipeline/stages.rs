@@ -276,8 +276,23 @@ pub enum TableChange {
     Same,
     /// Only new value columns: added at the switch's checkpoint, null in earlier rows.
     Adds(Vec<ColumnDef>),
-    /// Readers would break: a key, or a column dropped, renamed or retyped. Why.
+    /// Readers would break: a column dropped, renamed or retyped. Why. A versioned sink
+    /// writes a new table version instead.
     Breaks(String),
+    /// The window key would change: no table can take it. Why.
+    Rekeys(String),
+}
+
+impl TableChange {
+    /// Whether a version may make this change: `Err` says why not. `versioned` is the
+    /// sink's `versioned` setting.
+    pub fn allowed(&self, versioned: bool) -> Result<(), String> {
+        match self {
+            TableChange::Breaks(why) if !versioned => Err(why.clone()),
+            TableChange::Rekeys(why) => Err(why.clone()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// How a table of `new` columns would replace one of `old`.
@@ -285,7 +300,7 @@ pub fn table_change(old: &TableSchema, new: &TableSchema) -> TableChange {
     let describe =
         |cols: &[ColumnDef]| cols.iter().map(|c| format!("{} {}", c.name, c.ty.name())).collect::<Vec<_>>().join(", ");
     if old.keys != new.keys {
-        return TableChange::Breaks(format!(
+        return TableChange::Rekeys(format!(
             "the window key would change from ({}) to ({})",
             describe(&old.keys),
             describe(&new.keys)
@@ -299,7 +314,7 @@ pub fn table_change(old: &TableSchema, new: &TableSchema) -> TableChange {
         };
         return TableChange::Breaks(format!(
             "{breaks} in table {}, which breaks its readers; a new version may only add output columns \
-             (to change them, point sink.table at a new table and restart)",
+             (or set [sink] versioned = true to write such a version into a new table behind a view of this one)",
             old.name
         ));
     }

@@ -100,9 +100,9 @@ impl Pipeline {
         }
         let old = std::mem::replace(self.plugin_mut(plan.id), plugin);
         let fits = stages::wiring(&self.config, &self.plugins()).and_then(|wiring| {
-            match stages::table_change(&self.table, &wiring.table) {
-                stages::TableChange::Breaks(why) => bail!("{why}"),
-                _ => Ok(wiring),
+            match stages::table_change(&self.table, &wiring.table).allowed(self.config.sink.versioned) {
+                Err(why) => bail!("{why}"),
+                Ok(()) => Ok(wiring),
             }
         });
         let migrated = fits.and_then(|wiring| {
@@ -133,12 +133,20 @@ impl Pipeline {
         }
         self.aggregator_columns = wiring.aggregator;
         self.key_columns = wiring.keys;
-        if let stages::TableChange::Adds(added) = stages::table_change(&self.table, &wiring.table) {
-            let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
-            tracing::info!(table = %wiring.table.name, columns = ?names, "the output table gains columns at this switch");
-            self.table = wiring.table.clone();
-            // Added in the transaction of the next checkpoint, which records the switch.
-            self.table_changed = Some(wiring.table);
+        match stages::table_change(&self.table, &wiring.table) {
+            stages::TableChange::Adds(added) => {
+                let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
+                tracing::info!(table = %wiring.table.name, columns = ?names, "the output table gains columns at this switch");
+                self.table = wiring.table.clone();
+                // Added in the transaction of the next checkpoint, which records the switch.
+                self.table_changed = Some((wiring.table, false));
+            }
+            stages::TableChange::Breaks(why) => {
+                tracing::info!(table = %wiring.table.name, "a new version of the output table at this switch: {why}");
+                self.table = wiring.table.clone();
+                self.table_changed = Some((wiring.table, true));
+            }
+            stages::TableChange::Same | stages::TableChange::Rekeys(_) => {}
         }
         if let Some(how) = how {
             self.deployments.push(self.deployment(&plan, how, from));

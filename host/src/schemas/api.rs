@@ -181,47 +181,37 @@ async fn lookup(State(slot): State<Slot>, Path(subject): Path<String>, bytes: By
     .await
 }
 
-fn id_of(id: &str) -> Result<u32, Response> {
-    id.parse().map_err(|_| error(40403, format!("Schema {id} not found")))
+/// Answers with `answer` of the schema the path's id names, or 40403.
+async fn with_schema<F>(slot: Slot, id: String, answer: F) -> Response
+where
+    F: FnOnce(&Registered) -> Response + Send + 'static,
+{
+    let Ok(id) = id.parse::<u32>() else { return error(40403, format!("Schema {id} not found")) };
+    with(slot, move |r| match r.by_id(id) {
+        Ok(Some(v)) => answer(&v),
+        Ok(None) => error(40403, format!("Schema {id} not found")),
+        Err(e) => failed(e),
+    })
+    .await
 }
 
 async fn by_id(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
-    let id = match id_of(&id) {
-        Ok(id) => id,
-        Err(e) => return e,
-    };
-    with(slot, move |r| match r.by_id(id) {
-        Ok(Some(v)) => {
-            let mut body = json!({"schema": v.text});
-            if v.ty != SchemaType::Avro {
-                body["schemaType"] = json!(v.ty.name());
-            }
-            reply(StatusCode::OK, body)
+    with_schema(slot, id, |v| {
+        let mut body = json!({"schema": v.text});
+        if v.ty != SchemaType::Avro {
+            body["schemaType"] = json!(v.ty.name());
         }
-        Ok(None) => error(40403, format!("Schema {id} not found")),
-        Err(e) => failed(e),
+        reply(StatusCode::OK, body)
     })
     .await
 }
 
 async fn by_id_text(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
-    let id = match id_of(&id) {
-        Ok(id) => id,
-        Err(e) => return e,
-    };
-    with(slot, move |r| match r.by_id(id) {
-        Ok(Some(v)) => reply(StatusCode::OK, raw(&v.text)),
-        Ok(None) => error(40403, format!("Schema {id} not found")),
-        Err(e) => failed(e),
-    })
-    .await
+    with_schema(slot, id, |v| reply(StatusCode::OK, raw(&v.text))).await
 }
 
 async fn id_versions(State(slot): State<Slot>, Path(id): Path<String>) -> Response {
-    let id = match id_of(&id) {
-        Ok(id) => id,
-        Err(e) => return e,
-    };
+    let Ok(id) = id.parse::<u32>() else { return error(40403, format!("Schema {id} not found")) };
     with(slot, move |r| match r.uses_of(id) {
         Ok(uses) if uses.is_empty() => error(40403, format!("Schema {id} not found")),
         Ok(uses) => {

@@ -67,6 +67,10 @@ pub fn frames(payload: &[u8]) -> Option<Frame> {
 /// (a producer may register it a moment later).
 const UNKNOWN_FOR: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// At most this many schemas are asked for per batch: a flood of records with made-up ids
+/// must not become a flood of requests to the registry. The records whose ids were not
+/// asked for are dead letters naming the id, as unknown ones are.
+const MAX_FETCHES_PER_BATCH: usize = 64;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Fetches a batch's writer schemas into the plugins' resources.
@@ -102,7 +106,7 @@ impl Fetcher {
                 Frame::Fingerprint(f) => self.resources.has_fingerprint(f),
             };
             let recently_unknown = self.unknown.get(&frame).is_some_and(|at| at.elapsed() < UNKNOWN_FOR);
-            if !known && !recently_unknown && !wanted.contains(&frame) {
+            if !known && !recently_unknown && !wanted.contains(&frame) && wanted.len() < MAX_FETCHES_PER_BATCH {
                 wanted.push(frame);
             }
         }

@@ -42,6 +42,15 @@ impl SchemaType {
         }
     }
 
+    /// The type of a schema file: a JSON Schema if its name ends in `.json`, else Avro
+    /// (`.avsc`).
+    pub fn of_file(path: &std::path::Path) -> Self {
+        match path.extension().is_some_and(|e| e == "json") {
+            true => SchemaType::Json,
+            false => SchemaType::Avro,
+        }
+    }
+
     /// Reads the registry API's `schemaType` (absent means Avro).
     pub fn parse(name: Option<&str>) -> Result<Self, String> {
         match name.map(str::to_ascii_uppercase).as_deref() {

@@ -12,6 +12,8 @@ mod partials;
 mod postgres;
 mod postgres_bookkeeping;
 mod postgres_connect;
+mod postgres_versions;
+mod versions;
 pub(crate) use postgres_connect::connect as connect_postgres;
 mod postgres_partials;
 mod schema;
@@ -191,6 +193,10 @@ pub struct Checkpoint {
     /// when it adds columns: they are added (`ALTER TABLE … ADD COLUMN`) in this
     /// checkpoint's transaction, the one that records the switch.
     pub table: Option<TableSchema>,
+    /// `table` breaks the old table's readers and the pipeline writes versioned tables
+    /// (`[sink] versioned`): it goes into a new version table, behind a view of the old
+    /// name (`versions.rs`).
+    pub new_table_version: bool,
     /// The version of each lookup table this checkpoint's records were enriched with,
     /// as JSON (`{"cities": "sha256:…"}`); empty without lookups.
     pub lookups: String,
@@ -456,6 +462,8 @@ pub trait Bookkeeping {
 
 /// A transactional sink, with its bookkeeping.
 pub trait Sink: Bookkeeping {
+    /// Creates weir's bookkeeping tables where they are missing.
+    fn prepare_bookkeeping(&mut self) -> Result<()>;
     /// Creates the output and bookkeeping tables, or checks that existing ones fit.
     fn prepare(&mut self, table: &TableSchema) -> Result<()>;
     /// What `prepare` would change, without changing it: the statements to run (none

@@ -145,7 +145,7 @@ fn pg_type(ty: ColumnType) -> &'static str {
     }
 }
 
-const DIALECT: Dialect = Dialect {
+pub(super) const DIALECT: Dialect = Dialect {
     type_of: pg_type,
     window: "timestamp with time zone",
     boolean: "boolean",
@@ -379,11 +379,17 @@ impl PostgresSink {
         checkpoint: &Checkpoint,
     ) -> Result<()> {
         let now = SystemTime::now();
-        if checkpoint.table.is_some() {
-            let existing = existing(tx, &quote(&table.name)).await?;
-            for sql in schema::plan(table, &existing, &DIALECT)? {
-                tx.batch_execute(&sql).await.with_context(|| format!("migrating table {}: {sql}", table.name))?;
+        match &checkpoint.table {
+            Some(logical) if checkpoint.new_table_version => {
+                super::postgres_versions::switch(tx, &logical.name, table).await?;
             }
+            Some(_) => {
+                let existing = existing(tx, &quote(&table.name)).await?;
+                for sql in schema::plan(table, &existing, &DIALECT)? {
+                    tx.batch_execute(&sql).await.with_context(|| format!("migrating table {}: {sql}", table.name))?;
+                }
+            }
+            None => {}
         }
         if !checkpoint.labels.is_empty() {
             let (partitions, labels): (Vec<i32>, Vec<String>) = checkpoint.labels.iter().cloned().unzip();
@@ -570,7 +576,7 @@ fn window_states(rows: &[tokio_postgres::Row], table: &TableSchema) -> Result<Ve
 }
 
 /// The columns of table `name` (quoted), from the catalog; none if it does not exist.
-async fn existing<C: tokio_postgres::GenericClient>(client: &C, name: &str) -> Result<Vec<Existing>> {
+pub(super) async fn existing<C: tokio_postgres::GenericClient>(client: &C, name: &str) -> Result<Vec<Existing>> {
     let rows = client
         .query(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), \
@@ -584,27 +590,41 @@ async fn existing<C: tokio_postgres::GenericClient>(client: &C, name: &str) -> R
 
 impl Sink for PostgresSink {
     fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>> {
-        let name = quote(&table.name);
         let (runtime, client) = self.session()?;
-        let existing = runtime.block_on(existing(&*client, &name))?;
-        schema::plan(table, &existing, &DIALECT)
+        runtime.block_on(async {
+            let table = super::postgres_versions::resolve(&*client, table).await?;
+            let existing = existing(&*client, &quote(&table.name)).await?;
+            schema::plan(&table, &existing, &DIALECT)
+        })
     }
 
-    fn prepare(&mut self, table: &TableSchema) -> Result<()> {
-        let name = quote(&table.name);
+    fn prepare_bookkeeping(&mut self) -> Result<()> {
         let (runtime, client) = self.session()?;
         runtime.block_on(async {
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PREPARE_LOCK]).await?;
             tx.batch_execute(BOOKKEEPING).await.context("creating weir's bookkeeping tables")?;
-            let existing = existing(&tx, &name).await?;
-            for sql in schema::plan(table, &existing, &DIALECT)? {
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn prepare(&mut self, table: &TableSchema) -> Result<()> {
+        let (runtime, client) = self.session()?;
+        let table = runtime.block_on(async {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PREPARE_LOCK]).await?;
+            tx.batch_execute(BOOKKEEPING).await.context("creating weir's bookkeeping tables")?;
+            // A versioned table's name is a view: the pipeline writes its latest version.
+            let table = super::postgres_versions::resolve(&tx, table).await?;
+            let existing = existing(&tx, &quote(&table.name)).await?;
+            for sql in schema::plan(&table, &existing, &DIALECT)? {
                 tx.batch_execute(&sql).await.with_context(|| format!("preparing table {}: {sql}", table.name))?;
             }
             tx.commit().await?;
-            Ok::<_, anyhow::Error>(())
+            Ok::<_, anyhow::Error>(table)
         })?;
-        self.table = Some(table.clone());
+        self.table = Some(table);
         Ok(())
     }
 
@@ -731,9 +751,12 @@ impl Sink for PostgresSink {
     }
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
+        let current = self.table()?;
         let table = match &checkpoint.table {
-            Some(table) => table.clone(),
-            None => self.table()?,
+            // A new version of a versioned table, or the table gaining columns.
+            Some(table) if checkpoint.new_table_version => super::versions::next(table, &current.name),
+            Some(table) => TableSchema { name: current.name.clone(), ..table.clone() },
+            None => current,
         };
         let mut merger = self.merger.take();
         let outcome = self.commit_with(pipeline, &table, checkpoint, merger.as_deref_mut());

@@ -165,13 +165,65 @@ fn migrate_window_state(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// `'table'`, `'view'`, or `None`: what `name` is.
+fn kind(conn: &Connection, name: &str) -> Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn.query_row("SELECT type FROM sqlite_master WHERE name = ?", [name], |r| r.get(0)).optional()?)
+}
+
+/// The version tables of `base`, oldest first.
+fn version_tables(conn: &Connection, base: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?")?;
+    let prefix = format!("{base}_v");
+    let names = stmt.query_map(params![prefix.len() as i64, prefix], |r| r.get::<_, String>(0))?;
+    let mut versions: Vec<(u32, String)> = names
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(|n| super::versions::latest(base, [n.clone()]).map(|v| (v, n)))
+        .collect();
+    versions.sort();
+    Ok(versions.into_iter().map(|(_, n)| n).collect())
+}
+
+/// The table `table.name` stands for: itself, or its latest version once it is a view.
+fn resolve(conn: &Connection, table: &TableSchema) -> Result<TableSchema> {
+    if kind(conn, &table.name)?.as_deref() != Some("view") {
+        return Ok(table.clone());
+    }
+    let names = version_tables(conn, &table.name)?;
+    let latest = names.last().with_context(|| format!("{} is a view without version tables", table.name))?;
+    Ok(TableSchema { name: latest.clone(), ..table.clone() })
+}
+
+/// Makes `new` (a version of `base`) the table `base` writes to (see `versions.rs`).
+fn switch_version(tx: &Transaction, base: &str, new: &TableSchema) -> Result<()> {
+    use super::versions::{version_name, view_sql};
+    if kind(tx, base)?.as_deref() == Some("table") {
+        tx.execute_batch(&format!("ALTER TABLE {} RENAME TO {}", quote(base), quote(&version_name(base, 1))))?;
+    }
+    for sql in plan_on(tx, new)? {
+        tx.execute_batch(&sql).with_context(|| format!("creating {}: {sql}", new.name))?;
+    }
+    let mut all = Vec::new();
+    for name in version_tables(tx, base)? {
+        all.push((name.clone(), columns_of(tx, &name)?));
+    }
+    let keys: Vec<String> = new.keys.iter().map(|k| k.name.clone()).collect();
+    tx.execute_batch(&format!("DROP VIEW IF EXISTS {}", quote(base)))?;
+    tx.execute_batch(&view_sql(base, &keys, &all)).with_context(|| format!("creating the view {base}"))?;
+    Ok(())
+}
+
+fn columns_of(conn: &Connection, name: &str) -> Result<Vec<Existing>> {
+    Ok(conn
+        .prepare(&format!("PRAGMA table_info({})", quote(name)))?
+        .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
+        .collect::<Result<_, _>>()?)
+}
+
 /// What it takes to make `table` fit, read through `conn` (a transaction, too).
 fn plan_on(conn: &Connection, table: &TableSchema) -> Result<Vec<String>> {
-    let existing: Vec<Existing> = conn
-        .prepare(&format!("PRAGMA table_info({})", quote(&table.name)))?
-        .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
-        .collect::<Result<_, _>>()?;
-    schema::plan(table, &existing, &DIALECT)
+    schema::plan(table, &columns_of(conn, &table.name)?, &DIALECT)
 }
 
 pub(super) fn iso(ms: i64) -> String {
@@ -302,10 +354,14 @@ impl SqliteSink {
 
     fn write(tx: &Transaction, pipeline: &str, table: &TableSchema, checkpoint: &Checkpoint) -> Result<()> {
         let now = now_iso();
-        if checkpoint.table.is_some() {
-            for sql in plan_on(tx, table)? {
-                tx.execute_batch(&sql).with_context(|| format!("migrating table {}: {sql}", table.name))?;
+        match &checkpoint.table {
+            Some(logical) if checkpoint.new_table_version => switch_version(tx, &logical.name, table)?,
+            Some(_) => {
+                for sql in plan_on(tx, table)? {
+                    tx.execute_batch(&sql).with_context(|| format!("migrating table {}: {sql}", table.name))?;
+                }
             }
+            None => {}
         }
         // Replayed records leave their lane first; one that fails again is written back below.
         let mut forget = tx.prepare_cached("DELETE FROM weir_late_events WHERE id = ?")?;
@@ -526,14 +582,21 @@ impl Sink for SqliteSink {
     }
 
     fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>> {
-        plan_on(&self.conn, table)
+        plan_on(&self.conn, &resolve(&self.conn, table)?)
+    }
+
+    fn prepare_bookkeeping(&mut self) -> Result<()> {
+        // Made when the database is opened.
+        Ok(())
     }
 
     fn prepare(&mut self, table: &TableSchema) -> Result<()> {
-        for sql in self.plan(table)? {
+        // A versioned table's name is a view: the pipeline writes its latest version.
+        let table = resolve(&self.conn, table)?;
+        for sql in plan_on(&self.conn, &table)? {
             self.conn.execute_batch(&sql).with_context(|| format!("preparing table {}: {sql}", table.name))?;
         }
-        self.table = Some(table.clone());
+        self.table = Some(table);
         Ok(())
     }
 
@@ -602,9 +665,12 @@ impl Sink for SqliteSink {
     }
 
     fn commit(&mut self, pipeline: &str, checkpoint: &Checkpoint) -> Result<()> {
+        let current = self.table()?.clone();
         let table = match &checkpoint.table {
-            Some(table) => table.clone(),
-            None => self.table()?.clone(),
+            // A new version of a versioned table, or the table gaining columns.
+            Some(table) if checkpoint.new_table_version => super::versions::next(table, &current.name),
+            Some(table) => TableSchema { name: current.name.clone(), ..table.clone() },
+            None => current,
         };
         let merger = match (checkpoint.partials, self.merger.as_deref_mut()) {
             (false, _) => None,
