@@ -66,6 +66,9 @@ fn a_lookup_table_edited_mid_run_enriches_the_records_after_one_checkpoint_bound
     assert_eq!(first.len(), 1, "{first:?}");
 
     // Oslo moves to another region: the new version is used from a checkpoint boundary on.
+    let before_edit = weir_sdk::time::format_iso8601(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
+    );
     let edited = original.replace("Oslo,Europe,", "Oslo,Nordics,");
     replace(&csv, &edited);
     wait_until("the edited table is used", &mut host, || versions_used(&db).len() == 2);
@@ -116,6 +119,40 @@ fn a_lookup_table_edited_mid_run_enriches_the_records_after_one_checkpoint_bound
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no windowed count in {stdout}"));
     assert_eq!(trips, windowed);
+
+    // A replay of the late lane as of before the edit enriches with the version then in
+    // use, read back from the sink (the CSV now says Nordics), and records it.
+    let replay = |args: &[&str]| {
+        let out = Command::new(weir_bin())
+            .args(["replay", pipeline.to_str().unwrap(), "--late", "--quiet"])
+            .args(args)
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let late: i64 = conn.query_row("SELECT count(*) FROM weir_late_events", [], |r| r.get(0)).unwrap();
+    assert!(late > 0, "the producer's late events");
+    let logged = |conn: &Connection| -> i64 { conn.query_row("SELECT max(id) FROM weir_checkpoint_log", [], |r| r.get(0)).unwrap() };
+    let before = logged(&conn);
+    let report = replay(&["--lookups-as-of", &before_edit]);
+    assert!(report.contains(&format!("replayed {late} late events")), "{report}");
+    let used: Vec<String> = conn
+        .prepare("SELECT DISTINCT lookups FROM weir_checkpoint_log WHERE id > ?")
+        .unwrap()
+        .query_map([before], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(used, [first[0].clone()], "the replay enriched with the version in use before the edit");
+    let err = Command::new(weir_bin())
+        .args(["replay", pipeline.to_str().unwrap(), "--late", "--lookups-as-of", "2000-01-01T00:00:00Z"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success() && why.contains("no recorded version of lookup table cities"), "{why}");
 }
 
 /// The same table from each kind of source: a CSV file, JSON lines, a PostgreSQL query,

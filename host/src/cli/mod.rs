@@ -222,6 +222,7 @@ impl ChainArgs {
             progress: !self.quiet,
             admin: None,
             sharing: self.runtime.sharing()?,
+            lookups_as_of: None,
         })
     }
 }

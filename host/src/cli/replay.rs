@@ -26,6 +26,11 @@ pub struct ReplayArgs {
     /// Only dead letters whose reason contains this text (e.g. a rule name).
     #[arg(long, requires = "dead_letters")]
     reason: Option<String>,
+    /// Enrich with the lookup table versions the last checkpoint at or before this time
+    /// used (ISO 8601, e.g. a dead letter's time), as the sink recorded them, instead of
+    /// loading the tables now: the replay does what the original run did.
+    #[arg(long, value_name = "TIME")]
+    lookups_as_of: Option<String>,
     /// Plugins, batch size (one sink transaction per batch), progress.
     #[command(flatten)]
     chain: ChainArgs,
@@ -37,7 +42,12 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         kind: args.kind,
         reason: args.reason,
     };
-    let options = args.chain.options(None)?;
+    let mut options = args.chain.options(None)?;
+    if let Some(at) = &args.lookups_as_of {
+        let ms = weir_sdk::time::parse_iso8601(at.as_bytes())
+            .ok_or_else(|| anyhow::anyhow!("--lookups-as-of {at:?}: not an ISO 8601 time (2024-05-01T12:00:00Z)"))?;
+        options.lookups_as_of = Some(ms);
+    }
     let summary = replay(&args.pipeline, &selection, &options, args.chain.runtime.options())?;
     let what = if args.late { "late events" } else { "dead letters" };
     println!(

@@ -141,6 +141,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         progress: false,
         admin: None,
         sharing: args.runtime.sharing()?,
+        lookups_as_of: None,
     };
     let built = PluginRuntime::new(args.runtime.options()).and_then(|runtime| {
         crate::pipeline::read_reader_schema(&config, &base, &runtime)?;

@@ -20,6 +20,13 @@ pub use load::{load, MAX_ROWS};
 use crate::config::{LookupConfig, PipelineConfig, SourceConfig};
 use crate::plugin::{LookupTable, Resources};
 
+/// A version's rows as `weir_lookups.content` keeps them.
+#[derive(serde::Deserialize)]
+struct StoredContent {
+    columns: Vec<String>,
+    rows: rustc_hash::FxHashMap<String, Vec<Option<String>>>,
+}
+
 /// A version of a table first used by a checkpoint: stored with it, so what enriched its
 /// records can be read back.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +113,30 @@ impl Lookups {
             failing: BTreeMap::new(),
             trouble: Arc::new(|_| {}),
         }))
+    }
+
+    /// The versions the sink recorded, `(name, version, content)`, in place for good: what
+    /// a replay enriches with to do what the original run did. Every table the pipeline
+    /// declares must be among them.
+    pub fn recorded(
+        config: &PipelineConfig,
+        recorded: Vec<(String, String, String)>,
+        resources: Arc<Resources>,
+    ) -> Result<Self> {
+        let mut current = BTreeMap::new();
+        for (name, version, content) in recorded {
+            let stored: StoredContent =
+                serde_json::from_str(&content).with_context(|| format!("the stored rows of lookup {name} {version}"))?;
+            let table = Arc::new(LookupTable { name: name.clone(), version, columns: stored.columns, rows: stored.rows });
+            resources.set_lookup(table.clone());
+            current.insert(name, table);
+        }
+        if let Some(missing) = config.lookup.iter().find(|l| !current.contains_key(&l.name)) {
+            anyhow::bail!("no recorded version of lookup table {} at that time", missing.name);
+        }
+        let (_, loaded) = mpsc::channel();
+        let stored = current.values().map(|t| t.version.clone()).collect();
+        Ok(Lookups { resources, loaded, current, stored, failing: BTreeMap::new(), trouble: Arc::new(|_| {}) })
     }
 
     /// The versions in place, as the checkpoint log records them: `{"name": "sha256:…"}`.

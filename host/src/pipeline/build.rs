@@ -28,6 +28,9 @@ pub struct PipelineOptions {
     pub admin: Option<crate::admin::AdminOptions>,
     /// Registry references, the host config's trust, and the store of pulled plugins.
     pub sharing: crate::share::Sharing,
+    /// Enrich with the lookup versions the sink recorded for the last checkpoint at or
+    /// before this time (ms since the epoch), instead of loading the sources (`weir replay`).
+    pub lookups_as_of: Option<i64>,
 }
 
 /// Counters over the whole run.

@@ -90,7 +90,15 @@ pub(super) fn open(
     let base = crate::config::base_dir(path);
     let runtime = PluginRuntime::new(runtime_options)?;
     read_reader_schema(&config, &base, &runtime)?;
-    let lookups = crate::lookup::Lookups::start(&config, &base, runtime.resources().clone())?;
+    let lookups = match options.lookups_as_of {
+        None => crate::lookup::Lookups::start(&config, &base, runtime.resources().clone())?,
+        Some(at) => {
+            let mut sink = open_sink(&config, &base)?;
+            sink.prepare_bookkeeping()?;
+            let recorded = sink.lookups_as_of(&config.name, at).context("reading the recorded lookup versions")?;
+            Some(crate::lookup::Lookups::recorded(&config, recorded, runtime.resources().clone())?)
+        }
+    };
     let mut pipeline = Pipeline::build(&config, &base, &runtime, options, quickly)
         .with_context(|| format!("pipeline {}", config.name))?;
     let mut sink = open_sink(&config, &base)?;

@@ -454,6 +454,9 @@ pub trait Bookkeeping {
     /// `pipeline`'s checkpoint log, oldest first: which plugin versions processed each
     /// checkpoint's records, the next offsets it left, and when it committed.
     fn checkpoint_log(&mut self, pipeline: &str) -> Result<Vec<LogRow>>;
+    /// The lookup table versions the last checkpoint of `pipeline` committed at or before
+    /// `at_ms` used, with their stored rows: `(name, version, content)`.
+    fn lookups_as_of(&mut self, pipeline: &str, at_ms: i64) -> Result<Vec<(String, String, String)>>;
     /// Removes up to `limit` of `pipeline`'s rows of `lane` that are older than `before` or
     /// not among its newest `keep`, oldest first; returns how many went.
     fn expire(&mut self, pipeline: &str, lane: Kept, before: Option<i64>, keep: Option<u64>, limit: u64)

@@ -124,6 +124,18 @@ impl Bookkeeping for PostgresSink {
             .collect()
     }
 
+    fn lookups_as_of(&mut self, pipeline: &str, at_ms: i64) -> Result<Vec<(String, String, String)>> {
+        let (runtime, client) = self.session()?;
+        let rows = runtime.block_on(client.query(
+            "SELECT l.name, l.version, l.content FROM weir_lookups l, jsonb_each_text(( \
+                 SELECT lookups::jsonb FROM weir_checkpoint_log WHERE pipeline = $1 AND lookups IS NOT NULL \
+                 AND committed_at <= to_timestamp($2::bigint / 1000.0) ORDER BY id DESC LIMIT 1)) AS used(name, version) \
+             WHERE l.pipeline = $1 AND l.name = used.name AND l.version = used.version ORDER BY l.name",
+            &[&pipeline, &at_ms],
+        ))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
         let sql = match lane {
             Lane::Late => {

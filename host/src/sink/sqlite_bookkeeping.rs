@@ -118,6 +118,18 @@ impl Bookkeeping for SqliteSink {
         .collect()
     }
 
+    fn lookups_as_of(&mut self, pipeline: &str, at_ms: i64) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT l.name, l.version, l.content FROM weir_lookups l, json_each(( \
+                 SELECT lookups FROM weir_checkpoint_log WHERE pipeline = ?1 AND lookups IS NOT NULL \
+                 AND committed_at <= ?2 ORDER BY id DESC LIMIT 1)) AS used \
+             WHERE l.pipeline = ?1 AND l.name = used.key AND l.version = used.value ORDER BY l.name",
+        )?;
+        let at = weir_sdk::time::format_iso8601(at_ms);
+        let rows = stmt.query_map(rusqlite::params![pipeline, at], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn stored(&mut self, pipeline: &str, lane: Lane) -> Result<Vec<Stored>> {
         let sql = match lane {
             Lane::Late => "SELECT id, source_partition, source_offset, raw, '', '', window_start, window_end, '', created_at, event_time \
