@@ -208,10 +208,18 @@ fn a_new_output_column_is_added_at_the_switch_and_a_dropped_one_is_refused() {
     assert_eq!(runs.len(), 2, "{history}");
     assert!(runs[0]["version"].as_str().unwrap().starts_with("counter@sha256:"), "{history}");
     assert_eq!(runs[0]["schema"], "reads (len int64), outputs (rows int64), state version 1", "{history}");
-    assert_eq!((runs[1]["how"].as_str(), runs[1]["checkpoints"].as_u64().is_some_and(|n| n > 0)), (Some("deploy"), true));
+    assert_eq!(
+        (runs[1]["how"].as_str(), runs[1]["checkpoints"].as_u64().is_some_and(|n| n > 0)),
+        (Some("deploy"), true)
+    );
     assert!(runs[1]["schema"].as_str().unwrap().contains("outputs (rows int64, doubled int64?)"), "{history}");
     let spans = |run: &serde_json::Value| -> BTreeMap<String, (i64, i64)> {
-        run["offsets"].as_object().unwrap().iter().map(|(p, s)| (p.clone(), (s[0].as_i64().unwrap(), s[1].as_i64().unwrap()))).collect()
+        run["offsets"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(p, s)| (p.clone(), (s[0].as_i64().unwrap(), s[1].as_i64().unwrap())))
+            .collect()
     };
     let (before, after) = (spans(&runs[0]), spans(&runs[1]));
     assert!(!after.is_empty(), "{history}");
@@ -261,19 +269,24 @@ fn adds_a_column(dir: &Path, url: &str) -> BTreeMap<i64, i64> {
     // window_stats, configured as the counter is (not at all), writes `count`, not `rows`.
     let (ok, _, why) = deploy(&addr, "aggregator", Path::new(WINDOW_STATS));
     assert!(!ok && why.contains("column rows (int64) would be dropped or renamed"), "{why}");
-    assert!(why.contains("may only add output columns") && why.contains("versioned"), "says what a version may change: {why}");
+    assert!(
+        why.contains("may only add output columns") && why.contains("versioned"),
+        "says what a version may change: {why}"
+    );
 
     // Files arrive during the deploy, and one more after it, so every window takes records
     // from the new version too.
     let arriving = {
         let dir = dir.to_path_buf();
         std::thread::spawn(move || {
-            (0..20).map(|i| {
-                let text = lines(900 + i * 45, 45);
-                std::fs::write(dir.join(format!("in/b{i:02}.jsonl")), &text).unwrap();
-                std::thread::sleep(Duration::from_millis(25));
-                text
-            }).collect::<String>()
+            (0..20)
+                .map(|i| {
+                    let text = lines(900 + i * 45, 45);
+                    std::fs::write(dir.join(format!("in/b{i:02}.jsonl")), &text).unwrap();
+                    std::thread::sleep(Duration::from_millis(25));
+                    text
+                })
+                .collect::<String>()
         })
     };
     let (ok, _, why) = deploy(&addr, "aggregator", Path::new(COUNTER_WIDE));
@@ -301,12 +314,19 @@ fn a_breaking_version_writes_a_new_table_behind_a_view_of_the_old_name() {
     let dir = tempfile::tempdir().unwrap();
     let (before, after) = renames_a_column(dir.path(), "sqlite://out.db");
     let conn = Connection::open(dir.path().join("out.db")).unwrap();
-    let kind: String = conn.query_row("SELECT type FROM sqlite_master WHERE name = 'lengths'", [], |r| r.get(0)).unwrap();
+    let kind: String =
+        conn.query_row("SELECT type FROM sqlite_master WHERE name = 'lengths'", [], |r| r.get(0)).unwrap();
     assert_eq!(kind, "view");
     let read = |sql: &str| -> BTreeMap<i64, Option<i64>> {
         conn.prepare(sql).unwrap().query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
     };
-    assert_versions(&before, &after, read("SELECT len, rows FROM lengths_v1"), read("SELECT len, count FROM lengths_v2"), read("SELECT len, rows FROM lengths"));
+    assert_versions(
+        &before,
+        &after,
+        read("SELECT len, rows FROM lengths_v1"),
+        read("SELECT len, count FROM lengths_v2"),
+        read("SELECT len, rows FROM lengths"),
+    );
 
     let pg = weir_tests::services::Postgres::start();
     let url = pg.create_database("lengths");
@@ -346,7 +366,9 @@ fn assert_versions(
 /// once, and returns the counts at the deploy and at the end.
 fn renames_a_column(dir: &Path, url: &str) -> (BTreeMap<i64, i64>, BTreeMap<i64, i64>) {
     let pipeline = pipeline_into(dir, false, url);
-    let text = std::fs::read_to_string(&pipeline).unwrap().replace("table = \"lengths\"", "table = \"lengths\"\nversioned = true");
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("table = \"lengths\"", "table = \"lengths\"\nversioned = true");
     std::fs::write(&pipeline, text).unwrap();
     let mut written = lines(0, 900);
     std::fs::write(dir.join("in/a.jsonl"), &written).unwrap();

@@ -45,7 +45,9 @@ fn a_lookup_table_edited_mid_run_enriches_the_records_after_one_checkpoint_bound
     let original = std::fs::read_to_string(examples.join("lookups/cities.csv")).unwrap();
     std::fs::write(&csv, &original).unwrap();
     let pipeline = dir.path().join("pipeline.toml");
-    let text = std::fs::read_to_string(examples.join("pipeline-regions.toml")).unwrap().replace("refresh = \"5s\"", "refresh = \"100ms\"");
+    let text = std::fs::read_to_string(examples.join("pipeline-regions.toml"))
+        .unwrap()
+        .replace("refresh = \"5s\"", "refresh = \"100ms\"");
     std::fs::write(&pipeline, text).unwrap();
     let db = dir.path().join(".weir/rides-regions.db");
 
@@ -103,7 +105,9 @@ fn a_lookup_table_edited_mid_run_enriches_the_records_after_one_checkpoint_bound
     let stored: i64 = conn.query_row("SELECT count(*) FROM weir_lookups", [], |r| r.get(0)).unwrap();
     assert_eq!(stored, 2, "each version used is stored once, with its content");
     let regions: Vec<(String, i64)> = conn
-        .prepare("SELECT region, sum(trips) FROM rides_region_minute WHERE city = 'Oslo' GROUP BY region ORDER BY region")
+        .prepare(
+            "SELECT region, sum(trips) FROM rides_region_minute WHERE city = 'Oslo' GROUP BY region ORDER BY region",
+        )
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
@@ -134,7 +138,9 @@ fn a_lookup_table_edited_mid_run_enriches_the_records_after_one_checkpoint_bound
     };
     let late: i64 = conn.query_row("SELECT count(*) FROM weir_late_events", [], |r| r.get(0)).unwrap();
     assert!(late > 0, "the producer's late events");
-    let logged = |conn: &Connection| -> i64 { conn.query_row("SELECT max(id) FROM weir_checkpoint_log", [], |r| r.get(0)).unwrap() };
+    let logged = |conn: &Connection| -> i64 {
+        conn.query_row("SELECT max(id) FROM weir_checkpoint_log", [], |r| r.get(0)).unwrap()
+    };
     let before = logged(&conn);
     let report = replay(&["--lookups-as-of", &before_edit]);
     assert!(report.contains(&format!("replayed {late} late events")), "{report}");
@@ -168,20 +174,27 @@ fn a_file_a_query_and_a_compacted_topic_load_the_same_table() {
     std::fs::write(dir.path().join("cities.csv"), &csv).unwrap();
     let jsonl: String = rows
         .iter()
-        .map(|r| serde_json::json!({"city": r[0], "region": r[1], "timezone": r[2], "currency": r[3]}).to_string() + "\n")
+        .map(|r| {
+            serde_json::json!({"city": r[0], "region": r[1], "timezone": r[2], "currency": r[3]}).to_string() + "\n"
+        })
         .collect();
     std::fs::write(dir.path().join("cities.jsonl"), jsonl).unwrap();
 
     let pg = weir_tests::services::Postgres::start();
     let url = pg.create_database("app");
     let mut client = pg.client("app");
-    client.batch_execute("CREATE TABLE cities (city text PRIMARY KEY, region text, timezone text, currency text, pop int)").unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE cities (city text PRIMARY KEY, region text, timezone text, currency text, pop int)",
+        )
+        .unwrap();
     for r in &rows {
         client.execute("INSERT INTO cities VALUES ($1, $2, $3, $4, 1)", &[&r[0], &r[1], &r[2], &r[3]]).unwrap();
     }
 
     let broker = weir_tests::services::Broker::start();
-    let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", broker.brokers()).create().unwrap();
+    let producer: BaseProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", broker.brokers()).create().unwrap();
     let send = |key: &str, value: &str| {
         producer.send(BaseRecord::to("cities").key(key).payload(value)).map_err(|(e, _)| e).unwrap();
     };
@@ -210,16 +223,29 @@ fn a_file_a_query_and_a_compacted_topic_load_the_same_table() {
     let sources = [
         LookupConfig { file: Some("cities.csv".into()), columns: None, ..base.clone() },
         LookupConfig { file: Some("cities.jsonl".into()), ..base.clone() },
-        LookupConfig { query: Some("SELECT city, region, timezone, currency FROM cities".into()), url: Some(url.clone()), columns: None, ..base.clone() },
+        LookupConfig {
+            query: Some("SELECT city, region, timezone, currency FROM cities".into()),
+            url: Some(url.clone()),
+            columns: None,
+            ..base.clone()
+        },
         LookupConfig { topic: Some("cities".into()), brokers: Some(broker.brokers()), ..base.clone() },
     ];
     let tables: Vec<_> = sources
         .iter()
-        .map(|c| weir::lookup::load(c, dir.path(), "sqlite://unused.db", None).unwrap_or_else(|e| panic!("{c:?}: {e:#}")))
+        .map(|c| {
+            weir::lookup::load(c, dir.path(), "sqlite://unused.db", None).unwrap_or_else(|e| panic!("{c:?}: {e:#}"))
+        })
         .collect();
     for table in &tables {
         assert_eq!(table.columns, columns.clone().unwrap());
-        assert_eq!(table.rows.len(), rows.len(), "{} rows of {:?}", table.rows.len(), table.rows.keys().collect::<Vec<_>>());
+        assert_eq!(
+            table.rows.len(),
+            rows.len(),
+            "{} rows of {:?}",
+            table.rows.len(),
+            table.rows.keys().collect::<Vec<_>>()
+        );
         assert_eq!(table.rows["Oslo"], [Some("Europe".into()), Some("Europe/Oslo".into()), Some("NOK".into())]);
         assert_eq!(table.version, tables[0].version, "the same rows are the same version");
     }

@@ -125,8 +125,12 @@ fn assert_sink(pg: &Postgres, db: &str, want: &Truth) {
             }
         }
     }
-    let reasons: Vec<String> =
-        client.query("SELECT reason FROM weir_dead_letters ORDER BY reason", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let reasons: Vec<String> = client
+        .query("SELECT reason FROM weir_dead_letters ORDER BY reason", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(reasons.len(), 2, "the two broken records, and nothing else: {reasons:?}");
     eprintln!("dead letters: {reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("unknown schema id 999")), "{reasons:?}");

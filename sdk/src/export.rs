@@ -141,7 +141,12 @@ macro_rules! __glue_common {
             fn lookup_columns(&self, table: &str) -> Result<Vec<String>, String> {
                 weir::plugin::lookups::columns(table)
             }
-            fn lookup(&self, table: &str, columns: &[String], keys: &$crate::PackedBytes) -> Result<Vec<$crate::Column>, String> {
+            fn lookup(
+                &self,
+                table: &str,
+                columns: &[String],
+                keys: &$crate::PackedBytes,
+            ) -> Result<Vec<$crate::Column>, String> {
                 let keys = wit::PackedBytes { bytes: keys.bytes.clone(), ends: keys.ends.clone() };
                 let found = weir::plugin::lookups::get(table, columns, &keys)?;
                 Ok(batch_in(wit::EventBatch { len: 0, columns: found }).columns)

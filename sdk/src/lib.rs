@@ -50,11 +50,11 @@ pub use batch::{
 };
 pub use builder::{BatchBuilder, Value};
 pub use config::Config;
-pub use resources::{Schema, SchemaFormat};
 pub use plugin::{
     emit_encoded, fold_encoded, merge_encoded, migrate_encoded, validate_all, Aggregator, AggregatorInfo, ParseOutput,
     Parser, ParserInfo, Transform, TransformInfo, TransformOutput, Validator,
 };
+pub use resources::{Schema, SchemaFormat};
 
 /// The version of the WIT contract this SDK implements (`weir:plugin@0.2.0`).
 pub const CONTRACT_VERSION: &str = "0.2.0";

@@ -86,7 +86,13 @@ fn ensure_test_services() -> Result<()> {
     let avro = Command::new("python3").args(["-c", "import confluent_kafka.schema_registry.avro"]).output()?;
     if !avro.status.success() {
         eprintln!("installing confluent-kafka's Avro serializer (pip) for the schema registry tests");
-        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "confluent-kafka[avro,schemaregistry]==2.16.1"]))?;
+        run(Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "confluent-kafka[avro,schemaregistry]==2.16.1",
+        ]))?;
     }
     for tool in ["initdb", "pg_ctl"] {
         if Command::new(tool).arg("--version").output().is_err() {

@@ -12,7 +12,9 @@ use anyhow::{ensure, Context, Result};
 use apache_avro::types::Value as Avro;
 use weir_sdk::{EventBatch, RawBatch};
 
-use crate::plugin::{Limits, LookupTable, ParserStage, Plugin, PluginKind, PluginRuntime, Policy, RuntimeOptions, TransformStage};
+use crate::plugin::{
+    Limits, LookupTable, ParserStage, Plugin, PluginKind, PluginRuntime, Policy, RuntimeOptions, TransformStage,
+};
 use crate::rides::{TripGenerator, TripOptions};
 
 /// The trips' Avro schema: the JSON trips' eight fields.
@@ -94,7 +96,11 @@ fn parse_all(parser: &mut Plugin, batches: &[RawBatch]) -> Result<(Duration, Vec
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
         let parsed = parser.parse(batch);
-        ensure!(parsed.output.errors.is_empty() && parsed.failures.is_empty(), "records failed: {:?}", parsed.output.errors.first());
+        ensure!(
+            parsed.output.errors.is_empty() && parsed.failures.is_empty(),
+            "records failed: {:?}",
+            parsed.output.errors.first()
+        );
         out.push(parsed.output.events);
     }
     Ok((started.elapsed(), out))
@@ -113,9 +119,16 @@ pub fn schema_bench(plugin_dir: &Path, events: usize, batch: usize) -> Result<Sc
     let fields = r#"[{"name":"trip_id","type":"text"},{"name":"city","type":"text"},{"name":"driver_id","type":"text"},
         {"name":"rider_id","type":"text"},{"name":"fare","type":"float64"},{"name":"distance_km","type":"float64"},
         {"name":"status","type":"text"},{"name":"event_time","type":"timestamp"}]"#;
-    let mut json_parser = load("json_parser", PluginKind::Parser, &format!(r#"{{"event_time":"event_time","fields":{fields}}}"#))?;
+    let mut json_parser =
+        load("json_parser", PluginKind::Parser, &format!(r#"{{"event_time":"event_time","fields":{fields}}}"#))?;
     runtime.resources().add_schema(
-        weir_sdk::Schema { id: 1, subject: "trips-value".into(), version: 1, format: weir_sdk::SchemaFormat::Avro, text: TRIP.into() },
+        weir_sdk::Schema {
+            id: 1,
+            subject: "trips-value".into(),
+            version: 1,
+            format: weir_sdk::SchemaFormat::Avro,
+            text: TRIP.into(),
+        },
         None,
     );
     let config = serde_json::json!({"event_time": "event_time", "schema": TRIP}).to_string();
@@ -125,7 +138,12 @@ pub fn schema_bench(plugin_dir: &Path, events: usize, batch: usize) -> Result<Sc
     ensure!(parsed == from_avro, "the Avro and JSON parsers read the trips differently");
 
     // The lookup: the rides cities' table, and `enrich` over the parsed trips.
-    let mut table = LookupTable { name: "cities".into(), version: "bench".into(), columns: vec!["region".into(), "timezone".into()], ..Default::default() };
+    let mut table = LookupTable {
+        name: "cities".into(),
+        version: "bench".into(),
+        columns: vec!["region".into(), "timezone".into()],
+        ..Default::default()
+    };
     for city in TripOptions::default().cities {
         table.rows.insert(city.clone(), vec![Some(format!("region of {city}")), Some("UTC".into())]);
     }

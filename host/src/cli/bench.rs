@@ -49,8 +49,16 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Schemas(BenchArgs { plugins, events, batch }) => {
             eprintln!("{events} trips, {batch} per call, one core, through the WASM components");
             let r = crate::bench::schema_bench(&plugins, events, batch)?;
-            println!("json-parser       {:>12.0} events/s  ({:.0} bytes/event)", r.json_eps, r.json_bytes as f64 / r.events as f64);
-            println!("avro-parser       {:>12.0} events/s  ({:.0} bytes/event, Confluent-framed)", r.avro_eps, r.avro_bytes as f64 / r.events as f64);
+            println!(
+                "json-parser       {:>12.0} events/s  ({:.0} bytes/event)",
+                r.json_eps,
+                r.json_bytes as f64 / r.events as f64
+            );
+            println!(
+                "avro-parser       {:>12.0} events/s  ({:.0} bytes/event, Confluent-framed)",
+                r.avro_eps,
+                r.avro_bytes as f64 / r.events as f64
+            );
             println!("avro / json       {:.2}x  (target >= 1.0)", r.avro_ratio());
             println!("rides chain       {:>12.0} events/s", r.chain_eps);
             println!("enrich (lookup)   {:>12.0} events/s", r.enrich_eps);

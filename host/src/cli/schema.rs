@@ -61,7 +61,8 @@ pub struct StageHistory {
 
 /// Splits the log into each stage's runs of one version.
 pub fn runs(stages: &[String], log: &[LogRow], deployments: &[Deployment]) -> Vec<StageHistory> {
-    let mut out: Vec<StageHistory> = stages.iter().map(|s| StageHistory { stage: s.clone(), runs: Vec::new() }).collect();
+    let mut out: Vec<StageHistory> =
+        stages.iter().map(|s| StageHistory { stage: s.clone(), runs: Vec::new() }).collect();
     // Each partition's next offset before the checkpoint at hand: where its records began.
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for row in log {
@@ -140,7 +141,8 @@ pub fn run(command: SchemaCommand) -> Result<()> {
             run.schema = (|| -> Result<String> {
                 let bytes = sink.component(&digest)?.context("its component is not stored in the sink")?;
                 let component = runtime.load_bytes(&name, &bytes, &Policy::granting(stage.grants.clone()))?;
-                let plugin = Plugin::new(component, id.kind(), &serde_json::to_string(&stage.config)?, Limits::default())?;
+                let plugin =
+                    Plugin::new(component, id.kind(), &serde_json::to_string(&stage.config)?, Limits::default())?;
                 Ok(describe(plugin.info()))
             })()
             .unwrap_or_else(|e| format!("unknown: {e:#}"));
@@ -188,7 +190,11 @@ fn subject_versions(config: &PipelineConfig, base: &std::path::Path) -> Option<(
         Ok(v) => v
             .iter()
             .map(|v| {
-                let at = if v.registered_at.is_empty() { String::new() } else { format!(", registered {}", v.registered_at) };
+                let at = if v.registered_at.is_empty() {
+                    String::new()
+                } else {
+                    format!(", registered {}", v.registered_at)
+                };
                 format!("version {} (id {}, {}{at})", v.version, v.id, v.ty.name())
             })
             .collect(),

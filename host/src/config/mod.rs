@@ -7,19 +7,19 @@ mod duration;
 #[cfg(test)]
 mod fuzz;
 mod interpolate;
-mod pipeline;
 mod lookups;
+mod pipeline;
 mod retention;
 mod schemas;
 mod sections;
 
 pub use duration::parse_duration;
 pub use interpolate::interpolate;
+pub use lookups::LookupConfig;
 pub use pipeline::{
     AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
     SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
 };
-pub use lookups::LookupConfig;
 pub use retention::{Keep, RetentionConfig};
 pub use schemas::SchemasConfig;
 

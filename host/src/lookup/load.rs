@@ -15,12 +15,21 @@ pub const MAX_ROWS: usize = 1_000_000;
 
 /// Loads `config`'s table; relative files are relative to `base`, and `sink_url` and
 /// `brokers` are the defaults for a query and a topic.
-pub fn load(config: &LookupConfig, base: &std::path::Path, sink_url: &str, brokers: Option<&str>) -> Result<LookupTable> {
+pub fn load(
+    config: &LookupConfig,
+    base: &std::path::Path,
+    sink_url: &str,
+    brokers: Option<&str>,
+) -> Result<LookupTable> {
     let (columns, rows) = if let Some(file) = &config.file {
         let path = base.join(file);
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let is_jsonl = path.extension().is_some_and(|e| e == "jsonl" || e == "json");
-        if is_jsonl { json_lines(&text, config)? } else { csv(&text, config)? }
+        if is_jsonl {
+            json_lines(&text, config)?
+        } else {
+            csv(&text, config)?
+        }
     } else if let Some(query) = &config.query {
         postgres(query, config.url.as_deref().unwrap_or(sink_url), config)?
     } else if let Some(topic) = &config.topic {
@@ -65,9 +74,10 @@ fn csv(text: &str, config: &LookupConfig) -> Result<(Vec<String>, Rows)> {
     }
     let Some((header, body)) = records.split_first() else { bail!("the file is empty: a CSV lookup needs a header") };
     let header = split(header.trim_start_matches('\u{feff}').as_bytes()).map_err(|e| anyhow::anyhow!("header: {e}"))?;
-    let key = header.iter().position(|h| *h == config.key).with_context(|| {
-        format!("the header ({}) has no key column {:?}", header.join(", "), config.key)
-    })?;
+    let key = header
+        .iter()
+        .position(|h| *h == config.key)
+        .with_context(|| format!("the header ({}) has no key column {:?}", header.join(", "), config.key))?;
     let columns = value_columns(config, header.clone());
     let at: Vec<usize> = columns
         .iter()
@@ -146,7 +156,8 @@ fn kafka(topic: &str, brokers: &str, config: &LookupConfig) -> Result<(Vec<Strin
         .create()?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(Some(topic), timeout).with_context(|| format!("topic {topic}"))?;
-    let partitions: Vec<i32> = metadata.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
+    let partitions: Vec<i32> =
+        metadata.topics().first().map(|t| t.partitions().iter().map(|p| p.id()).collect()).unwrap_or_default();
     if partitions.is_empty() {
         bail!("topic {topic} has no partitions (does it exist?)");
     }
@@ -194,6 +205,7 @@ fn kafka(topic: &str, brokers: &str, config: &LookupConfig) -> Result<(Vec<Strin
         objects.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
     let found: BTreeSet<String> = live.iter().flat_map(|(_, o)| o.keys().cloned()).collect();
     let columns = value_columns(config, found);
-    let rows = live.into_iter().map(|(k, o)| (k, columns.iter().map(|c| o.get(c).and_then(json_text)).collect())).collect();
+    let rows =
+        live.into_iter().map(|(k, o)| (k, columns.iter().map(|c| o.get(c).and_then(json_text)).collect())).collect();
     Ok((columns, rows))
 }

@@ -78,8 +78,12 @@ impl Lookups {
             SourceConfig::Kafka { brokers, .. } => Some(brokers.clone()),
             _ => None,
         };
-        let sources =
-            Sources { configs: config.lookup.clone(), base: base.to_path_buf(), sink_url: config.sink.url.clone(), brokers };
+        let sources = Sources {
+            configs: config.lookup.clone(),
+            base: base.to_path_buf(),
+            sink_url: config.sink.url.clone(),
+            brokers,
+        };
         let mut current = BTreeMap::new();
         for c in &sources.configs {
             let table = sources.load(c).with_context(|| format!("loading lookup table {}", c.name))?;
@@ -125,9 +129,10 @@ impl Lookups {
     ) -> Result<Self> {
         let mut current = BTreeMap::new();
         for (name, version, content) in recorded {
-            let stored: StoredContent =
-                serde_json::from_str(&content).with_context(|| format!("the stored rows of lookup {name} {version}"))?;
-            let table = Arc::new(LookupTable { name: name.clone(), version, columns: stored.columns, rows: stored.rows });
+            let stored: StoredContent = serde_json::from_str(&content)
+                .with_context(|| format!("the stored rows of lookup {name} {version}"))?;
+            let table =
+                Arc::new(LookupTable { name: name.clone(), version, columns: stored.columns, rows: stored.rows });
             resources.set_lookup(table.clone());
             current.insert(name, table);
         }
@@ -177,7 +182,12 @@ impl Lookups {
                     if self.current.get(&name).is_some_and(|t| t.version == table.version) {
                         continue;
                     }
-                    tracing::info!(table = name, rows = table.rows.len(), version = table.version, "lookup table refreshed");
+                    tracing::info!(
+                        table = name,
+                        rows = table.rows.len(),
+                        version = table.version,
+                        "lookup table refreshed"
+                    );
                     let table = Arc::new(table);
                     self.resources.set_lookup(table.clone());
                     self.current.insert(name, table);
@@ -194,7 +204,8 @@ impl Lookups {
             }
         }
         if changed {
-            let trouble = (!self.failing.is_empty()).then(|| self.failing.values().cloned().collect::<Vec<_>>().join("; "));
+            let trouble =
+                (!self.failing.is_empty()).then(|| self.failing.values().cloned().collect::<Vec<_>>().join("; "));
             (self.trouble)(trouble);
         }
     }

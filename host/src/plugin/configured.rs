@@ -17,8 +17,8 @@ use super::bindings::types as wit;
 use super::bisect::bisect;
 use super::component::{PluginComponent, PluginKind};
 use super::convert::{self, check_batch, check_indices, RawBatchRef};
-use super::failure::{PluginFailure, RecordFailure};
 use super::exports::Exports;
+use super::failure::{PluginFailure, RecordFailure};
 use super::instance::{Limits, PluginInstance};
 use super::stage::{AggregatorStage, Parsed, ParserStage, TransformStage, Transformed, Validated, ValidatorStage};
 
@@ -112,9 +112,9 @@ fn start(component: &Arc<PluginComponent>, config: &str, limits: &Limits) -> Res
                         event_time_column: i.event_time_column,
                     })
                 }),
-                PluginKind::Validator => {
-                    exports.init_validator(store, config)?.map(|i| PluginInfo::Validator(convert::column_defs(i.inputs)))
-                }
+                PluginKind::Validator => exports
+                    .init_validator(store, config)?
+                    .map(|i| PluginInfo::Validator(convert::column_defs(i.inputs))),
                 PluginKind::Aggregator => exports.init_aggregator(store, config)?.map(|i| {
                     PluginInfo::Aggregator(AggregatorInfo {
                         inputs: convert::column_defs(i.inputs),
@@ -336,15 +336,12 @@ impl AggregatorStage for Plugin {
     }
 
     fn merge(&mut self, a: &[u8], b: &[u8]) -> Result<Vec<u8>, PluginFailure> {
-        self.call(|exports, store| exports.merge(store, a, b))?
-        .map_err(PluginFailure::Guest)
+        self.call(|exports, store| exports.merge(store, a, b))?.map_err(PluginFailure::Guest)
     }
 
     fn emit(&mut self, states: &[Vec<u8>]) -> Result<EventBatch, PluginFailure> {
         let outputs = AggregatorStage::info(self).outputs.clone();
-        let out = self
-            .call(|exports, store| exports.emit(store, states))?
-            .map_err(PluginFailure::Guest)?;
+        let out = self.call(|exports, store| exports.emit(store, states))?.map_err(PluginFailure::Guest)?;
         let out = convert::batch_in(out);
         check_batch(&out, &outputs).map_err(PluginFailure::Guest)?;
         if out.len() != states.len() {
@@ -354,8 +351,7 @@ impl AggregatorStage for Plugin {
     }
 
     fn migrate(&mut self, from_version: u32, state: &[u8]) -> Result<Vec<u8>, PluginFailure> {
-        self.call(|exports, store| exports.migrate(store, from_version, state))?
-        .map_err(PluginFailure::Guest)
+        self.call(|exports, store| exports.migrate(store, from_version, state))?.map_err(PluginFailure::Guest)
     }
 }
 

@@ -118,7 +118,11 @@ impl Exports {
         }
     }
 
-    pub fn init_parser(&self, store: &mut Store<PluginState>, config: &str) -> wasmtime::Result<Res<parser::ParserInfo>> {
+    pub fn init_parser(
+        &self,
+        store: &mut Store<PluginState>,
+        config: &str,
+    ) -> wasmtime::Result<Res<parser::ParserInfo>> {
         self.call(store, "init", (config,))
     }
 
@@ -146,15 +150,27 @@ impl Exports {
         self.call(store, "init", (config,))
     }
 
-    pub fn parse(&self, store: &mut Store<PluginState>, batch: RawBatchRef<'_>) -> wasmtime::Result<parser::ParseOutput> {
+    pub fn parse(
+        &self,
+        store: &mut Store<PluginState>,
+        batch: RawBatchRef<'_>,
+    ) -> wasmtime::Result<parser::ParseOutput> {
         self.call(store, "parse", (batch,))
     }
 
-    pub fn validate(&self, store: &mut Store<PluginState>, events: Batch<'_>) -> wasmtime::Result<Vec<types::Violation>> {
+    pub fn validate(
+        &self,
+        store: &mut Store<PluginState>,
+        events: Batch<'_>,
+    ) -> wasmtime::Result<Vec<types::Violation>> {
         self.call(store, "validate", (events,))
     }
 
-    pub fn apply(&self, store: &mut Store<PluginState>, events: Batch<'_>) -> wasmtime::Result<transform::TransformOutput> {
+    pub fn apply(
+        &self,
+        store: &mut Store<PluginState>,
+        events: Batch<'_>,
+    ) -> wasmtime::Result<transform::TransformOutput> {
         self.call(store, "apply", (events,))
     }
 

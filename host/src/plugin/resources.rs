@@ -106,14 +106,20 @@ impl Resources {
             .iter()
             .map(|column| {
                 table.columns.iter().position(|c| c == column).ok_or_else(|| {
-                    format!("lookup table {:?} has no column {column:?}; it has {}", table.name, table.columns.join(", "))
+                    format!(
+                        "lookup table {:?} has no column {column:?}; it has {}",
+                        table.name,
+                        table.columns.join(", ")
+                    )
                 })
             })
             .collect::<Result<_, _>>()?;
         let n = keys.len();
         let mut out: Vec<(PackedBytes, Vec<bool>)> = at
             .iter()
-            .map(|_| (PackedBytes { bytes: Vec::with_capacity(n * 8), ends: Vec::with_capacity(n) }, Vec::with_capacity(n)))
+            .map(|_| {
+                (PackedBytes { bytes: Vec::with_capacity(n * 8), ends: Vec::with_capacity(n) }, Vec::with_capacity(n))
+            })
             .collect();
         for key in keys.iter() {
             let row = std::str::from_utf8(key).ok().and_then(|k| table.rows.get(k));

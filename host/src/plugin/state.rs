@@ -123,7 +123,12 @@ impl lookups::Host for PluginState {
         self.resources.lookup_table(&table).map(|t| t.columns.clone())
     }
 
-    fn get(&mut self, table: String, columns: Vec<String>, keys: types::PackedBytes) -> Result<Vec<types::Column>, String> {
+    fn get(
+        &mut self,
+        table: String,
+        columns: Vec<String>,
+        keys: types::PackedBytes,
+    ) -> Result<Vec<types::Column>, String> {
         let keys = weir_sdk::PackedBytes { bytes: keys.bytes, ends: keys.ends };
         let found = self.resources.lookup(&table, &columns, &keys)?;
         let all: Vec<usize> = (0..found.len()).collect();

@@ -94,7 +94,10 @@ fn pick(versions: &[Registered], subject: &str, version: &str) -> Result<Registe
     let wanted = match version {
         "latest" | "-1" => versions.last().map(|v| v.version),
         n => Some(n.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
-            error(42202, format!("The specified version '{n}' is not a valid version id: use a positive integer or \"latest\""))
+            error(
+                42202,
+                format!("The specified version '{n}' is not a valid version id: use a positive integer or \"latest\""),
+            )
         })?),
     };
     versions
@@ -214,9 +217,10 @@ async fn id_versions(State(slot): State<Slot>, Path(id): Path<String>) -> Respon
     let Ok(id) = id.parse::<u32>() else { return error(40403, format!("Schema {id} not found")) };
     with(slot, move |r| match r.uses_of(id) {
         Ok(uses) if uses.is_empty() => error(40403, format!("Schema {id} not found")),
-        Ok(uses) => {
-            reply(StatusCode::OK, json!(uses.iter().map(|u| json!({"subject": u.subject, "version": u.version})).collect::<Vec<_>>()))
-        }
+        Ok(uses) => reply(
+            StatusCode::OK,
+            json!(uses.iter().map(|u| json!({"subject": u.subject, "version": u.version})).collect::<Vec<_>>()),
+        ),
         Err(e) => failed(e),
     })
     .await
@@ -298,7 +302,9 @@ async fn subject_level(
             Ok(level) => reply(StatusCode::OK, json!({"compatibilityLevel": level.unwrap_or(DEFAULT_LEVEL).name()})),
             Err(e) => failed(e),
         },
-        (Ok(None), false) => error(40408, format!("Subject '{subject}' does not have subject-level compatibility configured")),
+        (Ok(None), false) => {
+            error(40408, format!("Subject '{subject}' does not have subject-level compatibility configured"))
+        }
         (Err(e), _) => failed(e),
     })
     .await

@@ -122,13 +122,14 @@ impl SchemaDb {
             None => {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let client = runtime.block_on(crate::sink::connect_postgres(url))?;
-                runtime.block_on(async {
-                    client.batch_execute(&format!("SELECT pg_advisory_lock({REGISTER_LOCK})")).await?;
-                    let made = client.batch_execute(POSTGRES_TABLES).await;
-                    client.batch_execute(&format!("SELECT pg_advisory_unlock({REGISTER_LOCK})")).await?;
-                    made
-                })
-                .context("creating the schema registry's tables")?;
+                runtime
+                    .block_on(async {
+                        client.batch_execute(&format!("SELECT pg_advisory_lock({REGISTER_LOCK})")).await?;
+                        let made = client.batch_execute(POSTGRES_TABLES).await;
+                        client.batch_execute(&format!("SELECT pg_advisory_unlock({REGISTER_LOCK})")).await?;
+                        made
+                    })
+                    .context("creating the schema registry's tables")?;
                 Conn::Postgres { runtime, client: Some(client), url: url.to_string() }
             }
         };
@@ -160,7 +161,8 @@ impl SchemaDb {
             None => {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let client = runtime.block_on(crate::sink::connect_postgres(url))?;
-                let found = runtime.block_on(client.query_one("SELECT to_regclass('weir_schemas') IS NOT NULL", &[]))?;
+                let found =
+                    runtime.block_on(client.query_one("SELECT to_regclass('weir_schemas') IS NOT NULL", &[]))?;
                 if !found.get::<_, bool>(0) {
                     return Ok(None);
                 }

@@ -86,13 +86,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(source: Arc<dyn SchemaSource>, resources: Arc<Resources>) -> Self {
-        Fetcher {
-            source,
-            resources,
-            unknown: HashMap::new(),
-            stop: Arc::default(),
-            trouble: Arc::new(|_| {}),
-        }
+        Fetcher { source, resources, unknown: HashMap::new(), stop: Arc::default(), trouble: Arc::new(|_| {}) }
     }
 
     /// Makes every writer schema `batch` names available, waiting while the registry

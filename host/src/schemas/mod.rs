@@ -147,6 +147,12 @@ impl Registered {
             SchemaType::Avro => weir_sdk::SchemaFormat::Avro,
             SchemaType::Json => weir_sdk::SchemaFormat::Json,
         };
-        weir_sdk::Schema { id: self.id, subject: self.subject.clone(), version: self.version, format, text: self.text.clone() }
+        weir_sdk::Schema {
+            id: self.id,
+            subject: self.subject.clone(),
+            version: self.version,
+            format,
+            text: self.text.clone(),
+        }
     }
 }

@@ -84,7 +84,13 @@ impl Registry {
 
     /// Whether `text` could be registered under `subject`, checked against `version` (or,
     /// with `None`, against what the subject's level checks); the reasons if not.
-    pub fn test(&self, subject: &str, ty: SchemaType, text: &str, version: Option<u32>) -> Result<Vec<String>, Refusal> {
+    pub fn test(
+        &self,
+        subject: &str,
+        ty: SchemaType,
+        text: &str,
+        version: Option<u32>,
+    ) -> Result<Vec<String>, Refusal> {
         let parsed = avro::parse(ty, text).map_err(Refusal::Invalid)?;
         let versions = self.versions(subject)?;
         let level = self.level(Some(subject))?.or(self.level(None)?).unwrap_or(DEFAULT_LEVEL);
@@ -142,7 +148,10 @@ impl Registry {
         self.db.locked(|tx| {
             let subject = Val::S(subject.unwrap_or("").into());
             tx.exec("DELETE FROM weir_schema_config WHERE subject = $1", std::slice::from_ref(&subject))?;
-            tx.exec("INSERT INTO weir_schema_config (subject, level) VALUES ($1, $2)", &[subject, Val::S(level.name().into())])
+            tx.exec(
+                "INSERT INTO weir_schema_config (subject, level) VALUES ($1, $2)",
+                &[subject, Val::S(level.name().into())],
+            )
         })
     }
 
@@ -179,7 +188,8 @@ fn check_against(level: Level, new: &avro::Parsed, ty: SchemaType, versions: &[R
         false => &same_type[same_type.len().saturating_sub(1)..],
     };
     for old in against.iter().rev() {
-        let parsed = avro::parse(old.ty, &old.text).map_err(|e| format!("version {} in the registry is {e}", old.version))?;
+        let parsed =
+            avro::parse(old.ty, &old.text).map_err(|e| format!("version {} in the registry is {e}", old.version))?;
         avro::check(level, new, &parsed, old.version)?;
     }
     Ok(())

@@ -117,7 +117,8 @@ impl Bookkeeping for PostgresSink {
                 let offsets: String = r.get(1);
                 Ok(super::LogRow {
                     plugins: r.get(0),
-                    offsets: serde_json::from_str(&offsets).with_context(|| format!("checkpoint log offsets {offsets}"))?,
+                    offsets: serde_json::from_str(&offsets)
+                        .with_context(|| format!("checkpoint log offsets {offsets}"))?,
                     committed_at: r.get(2),
                 })
             })

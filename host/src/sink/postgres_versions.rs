@@ -6,7 +6,7 @@ use tokio_postgres::GenericClient;
 
 use super::postgres::{existing, DIALECT};
 use super::schema::{self, quote};
-use super::versions::{latest, view_sql, version_name};
+use super::versions::{latest, version_name, view_sql};
 use super::TableSchema;
 
 /// `'r'` for a table, `'v'` for a view, `None` if `name` is neither.
@@ -24,11 +24,8 @@ async fn versions<C: GenericClient>(client: &C, base: &str) -> Result<Vec<String
             &[&format!("{base}_v")],
         )
         .await?;
-    let mut names: Vec<(u32, String)> = rows
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .filter_map(|n| latest(base, [n.clone()]).map(|v| (v, n)))
-        .collect();
+    let mut names: Vec<(u32, String)> =
+        rows.iter().map(|r| r.get::<_, String>(0)).filter_map(|n| latest(base, [n.clone()]).map(|v| (v, n))).collect();
     names.sort();
     Ok(names.into_iter().map(|(_, n)| n).collect())
 }

@@ -135,10 +135,11 @@ pub struct SqliteSink {
 /// changes a primary key only by copying the table.
 /// A checkpoint log from before lookups gains their column.
 fn migrate_checkpoint_log(conn: &Connection) -> Result<()> {
-    let has: bool =
-        conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('weir_checkpoint_log') WHERE name = 'lookups'", [], |r| {
-            r.get(0)
-        })?;
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('weir_checkpoint_log') WHERE name = 'lookups'",
+        [],
+        |r| r.get(0),
+    )?;
     if !has {
         conn.execute_batch("ALTER TABLE weir_checkpoint_log ADD COLUMN lookups TEXT")
             .context("giving weir_checkpoint_log its lookups column")?;

@@ -25,10 +25,7 @@ pub fn version_of(base: &str, physical: &str) -> u32 {
 /// The highest version among `names` (a catalog's table names), if any is a version of `base`.
 pub fn latest(base: &str, names: impl IntoIterator<Item = String>) -> Option<u32> {
     let prefix = format!("{base}_v");
-    names
-        .into_iter()
-        .filter_map(|n| n.strip_prefix(&prefix).and_then(|v| v.parse::<u32>().ok()))
-        .max()
+    names.into_iter().filter_map(|n| n.strip_prefix(&prefix).and_then(|v| v.parse::<u32>().ok())).max()
 }
 
 /// The view named `base` over the version tables `versions` (oldest first, with their
@@ -50,7 +47,9 @@ pub fn view_sql(base: &str, keys: &[String], versions: &[(String, Vec<Existing>)
                 .collect();
             let newer: Vec<String> = versions[k + 1..]
                 .iter()
-                .map(|(newer, _)| format!("NOT EXISTS (SELECT 1 FROM {} n WHERE {})", quote(newer), matches.join(" AND ")))
+                .map(|(newer, _)| {
+                    format!("NOT EXISTS (SELECT 1 FROM {} n WHERE {})", quote(newer), matches.join(" AND "))
+                })
                 .collect();
             let filter = if newer.is_empty() { String::new() } else { format!(" WHERE {}", newer.join(" AND ")) };
             format!("SELECT {} FROM {} t{filter}", cols.join(", "), quote(name))

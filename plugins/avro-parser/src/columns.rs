@@ -31,7 +31,9 @@ impl Columns {
         let column = &mut self.columns[c];
         column.valid.push(!matches!(value, Value::Null));
         match (&mut column.values, value) {
-            (ColumnValues::Int64(v) | ColumnValues::TimestampMs(v), Value::Int64(x) | Value::TimestampMs(x)) => v.push(*x),
+            (ColumnValues::Int64(v) | ColumnValues::TimestampMs(v), Value::Int64(x) | Value::TimestampMs(x)) => {
+                v.push(*x)
+            }
             (ColumnValues::Float64(v), Value::Float64(x)) => v.push(*x),
             (ColumnValues::Boolean(v), Value::Boolean(x)) => v.push(*x),
             (ColumnValues::Text(p), Value::Text(x)) => p.push(x.as_bytes()),

@@ -88,11 +88,13 @@ impl Parser for AvroParser {
                 "no reader schema: declare one in the pipeline ([schemas] reader = \"FILE.avsc\") or give config.schema",
             )?,
         };
-        let reader = Schema::parse_str(&text).map_err(|e| format!("the reader schema is not a valid Avro schema: {e}"))?;
+        let reader =
+            Schema::parse_str(&text).map_err(|e| format!("the reader schema is not a valid Avro schema: {e}"))?;
         let fields = plan::reader_fields(&reader, &config.event_time)?;
-        let time = fields.iter().find(|f| f.name == config.event_time).ok_or_else(|| {
-            format!("event_time {:?} is not a field of the reader schema", config.event_time)
-        })?;
+        let time = fields
+            .iter()
+            .find(|f| f.name == config.event_time)
+            .ok_or_else(|| format!("event_time {:?} is not a field of the reader schema", config.event_time))?;
         if time.ty != weir_sdk::ColumnType::TimestampMs {
             return Err(format!("event_time {:?} must be a timestamp or a long of milliseconds", config.event_time));
         }
@@ -151,7 +153,8 @@ impl AvroParser {
                 Action::Skip => reader.skip(w, &plan.named).map_err(failed)?,
                 Action::Fill(c) => {
                     let cell = reader.cell(w, &plan.named).map_err(failed)?;
-                    let cell = cell.ok_or_else(|| failed("a complex value where the reader expects a column".into()))?;
+                    let cell =
+                        cell.ok_or_else(|| failed("a complex value where the reader expects a column".into()))?;
                     out.push(c, &plan::convert(cell, &self.fields[c]).map_err(failed)?);
                 }
             }
@@ -172,7 +175,9 @@ impl AvroParser {
             match payload {
                 [0, a, b, c, d, body @ ..] => Ok((WriterKey::Id(u32::from_be_bytes([*a, *b, *c, *d])), body)),
                 [0, ..] => Err(format!("a Confluent frame of {} bytes, shorter than its 5-byte header", payload.len())),
-                [first, ..] => Err(format!("not Confluent-framed: the first byte is 0x{first:02x}, not the magic byte 0")),
+                [first, ..] => {
+                    Err(format!("not Confluent-framed: the first byte is 0x{first:02x}, not the magic byte 0"))
+                }
                 [] => Err("an empty record".into()),
             }
         };

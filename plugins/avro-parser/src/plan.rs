@@ -34,7 +34,9 @@ pub fn reader_fields(reader: &Schema, event_time: &str) -> Result<Vec<ReaderFiel
             let (inner, nullable) = match &f.schema {
                 Schema::Union(u) => match u.variants() {
                     [Schema::Null, t] | [t, Schema::Null] => (t, true),
-                    _ => return Err(format!("field {:?}: a union other than [\"null\", T] cannot be a column", f.name)),
+                    _ => {
+                        return Err(format!("field {:?}: a union other than [\"null\", T] cannot be a column", f.name))
+                    }
                 },
                 t => (t, false),
             };
@@ -128,13 +130,18 @@ impl Default {
 
 fn default_of(field: &ReaderField) -> Result<Default, String> {
     let json = field.default.as_ref().ok_or_else(|| {
-        format!("the writer schema has no field {:?} (nor any of its aliases) and the reader's has no default", field.name)
+        format!(
+            "the writer schema has no field {:?} (nor any of its aliases) and the reader's has no default",
+            field.name
+        )
     })?;
     let bad = || format!("field {:?}: default {json} does not fit its type", field.name);
     Ok(match (json, field.ty) {
         (serde_json::Value::Null, _) if field.nullable => Default::Null,
         (serde_json::Value::Bool(b), ColumnType::Boolean) => Default::Bool(*b),
-        (serde_json::Value::Number(n), ColumnType::Int64 | ColumnType::TimestampMs) => Default::Int(n.as_i64().ok_or_else(bad)?),
+        (serde_json::Value::Number(n), ColumnType::Int64 | ColumnType::TimestampMs) => {
+            Default::Int(n.as_i64().ok_or_else(bad)?)
+        }
         (serde_json::Value::Number(n), ColumnType::Float64) => Default::Float(n.as_f64().ok_or_else(bad)?),
         (serde_json::Value::String(s), ColumnType::Text) => Default::Text(s.clone()),
         _ => return Err(bad()),

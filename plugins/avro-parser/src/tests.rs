@@ -171,7 +171,8 @@ fn decoding_agrees_with_apache_avro() {
     let out = parser.parse(&RawBatch::from_payloads(records.iter().map(|r| confluent(2, r))));
     assert!(out.errors.is_empty());
     for (row, record) in records.iter().enumerate() {
-        let Avro::Record(fields) = apache_avro::from_avro_datum(&writer, &mut &record[..], Some(&writer)).unwrap() else {
+        let Avro::Record(fields) = apache_avro::from_avro_datum(&writer, &mut &record[..], Some(&writer)).unwrap()
+        else {
             panic!("a record")
         };
         for (c, (name, value)) in fields.iter().enumerate() {
@@ -183,10 +184,13 @@ fn decoding_agrees_with_apache_avro() {
                 Avro::Enum(_, s) => assert_eq!(column.values.str(row), Some(s.as_str())),
                 Avro::TimestampMillis(t) => assert_eq!(column.values.i64(row), Some(*t)),
                 Avro::Union(0, _) => assert!(!column.is_valid(row)),
-                Avro::Union(_, v) => assert_eq!(column.values.f64(row), Some(match **v {
-                    Avro::Double(d) => d,
-                    _ => unreachable!(),
-                })),
+                Avro::Union(_, v) => assert_eq!(
+                    column.values.f64(row),
+                    Some(match **v {
+                        Avro::Double(d) => d,
+                        _ => unreachable!(),
+                    })
+                ),
                 other => panic!("unexpected {other:?}"),
             }
         }

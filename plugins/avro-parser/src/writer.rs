@@ -92,7 +92,9 @@ fn compile_in(
         Schema::Array(a) => W::Array(Box::new(go(&a.items)?)),
         Schema::Map(m) => W::Map(Box::new(go(&m.types)?)),
         Schema::Union(u) => W::Union(u.variants().iter().map(&mut go).collect::<Result<_, _>>()?),
-        Schema::Record(r) => W::Record(r.fields.iter().map(|f| Ok((f.name.clone(), go(&f.schema)?))).collect::<Result<_, String>>()?),
+        Schema::Record(r) => {
+            W::Record(r.fields.iter().map(|f| Ok((f.name.clone(), go(&f.schema)?))).collect::<Result<_, String>>()?)
+        }
         Schema::Ref { name } => {
             if let Some(&i) = index.get(name) {
                 return Ok(W::Named(i));

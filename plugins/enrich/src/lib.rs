@@ -20,7 +20,10 @@
 //! `config.required = true`.
 
 use serde::Deserialize;
-use weir_sdk::{Column, ColumnDef, ColumnType, Config, EventBatch, PackedBytes, RecordError, Transform, TransformInfo, TransformOutput};
+use weir_sdk::{
+    Column, ColumnDef, ColumnType, Config, EventBatch, PackedBytes, RecordError, Transform, TransformInfo,
+    TransformOutput,
+};
 
 /// One column passed through.
 #[derive(Clone, Debug, Deserialize)]
@@ -104,7 +107,11 @@ impl Transform for Enrich {
             Ok(added) => added,
             Err(reason) => {
                 let errors = (0..n as u32).map(|index| RecordError { index, reason: reason.clone() }).collect();
-                return TransformOutput { events: EventBatch { len: 0, columns: Vec::new() }, sources: Vec::new(), errors };
+                return TransformOutput {
+                    events: EventBatch { len: 0, columns: Vec::new() },
+                    sources: Vec::new(),
+                    errors,
+                };
             }
         };
         let mut found = vec![true; n];

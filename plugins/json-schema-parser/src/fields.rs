@@ -55,7 +55,9 @@ impl Fields {
         }
         match fields.iter().find(|(_, c)| c.name == config.event_time) {
             Some((_, c)) if c.ty == ColumnType::TimestampMs => {}
-            Some(_) => return Err(format!("config.event_time: field {:?} must have type \"timestamp\"", config.event_time)),
+            Some(_) => {
+                return Err(format!("config.event_time: field {:?} must have type \"timestamp\"", config.event_time))
+            }
             None => return Err(format!("config.event_time: {:?} is not one of config.fields", config.event_time)),
         }
         let columns: Vec<ColumnDef> = fields.iter().map(|(_, c)| c.clone()).collect();

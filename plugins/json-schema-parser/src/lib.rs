@@ -40,13 +40,21 @@ impl Parser for JsonSchemaParser {
             Some(schema) => schema,
             None => match weir_sdk::resources::reader_schema() {
                 Some(s) if s.format == SchemaFormat::Json => parse_schema(&s.text)?,
-                Some(_) => return Err("the pipeline's reader schema is not a JSON Schema ([schemas] reader = \"….json\")".into()),
+                Some(_) => {
+                    return Err(
+                        "the pipeline's reader schema is not a JSON Schema ([schemas] reader = \"….json\")".into()
+                    )
+                }
                 None => {
-                    return Err("no JSON Schema: give config.schema, or [schemas] reader = \"FILE.json\" in the pipeline".into())
+                    return Err(
+                        "no JSON Schema: give config.schema, or [schemas] reader = \"FILE.json\" in the pipeline"
+                            .into(),
+                    )
                 }
             },
         };
-        let schema = jsonschema::validator_for(&schema).map_err(|e| format!("config.schema is not a valid JSON Schema: {e}"))?;
+        let schema =
+            jsonschema::validator_for(&schema).map_err(|e| format!("config.schema is not a valid JSON Schema: {e}"))?;
         let (fields, info) = Fields::new(Config::from_json(serde_json::Value::Object(json).to_string()))?;
         Ok((JsonSchemaParser { schema, fields }, info))
     }

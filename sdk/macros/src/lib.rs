@@ -17,7 +17,8 @@ const IMPORTS_WIT: &str = include_str!("../../../wit/imports.wit");
 /// The package as one WIT document: every file declares the same package, so the
 /// later files' declarations are dropped.
 fn wit_package() -> String {
-    let rest = |wit: &'static str| wit.lines().filter(|line| !line.starts_with("package ")).collect::<Vec<_>>().join("\n");
+    let rest =
+        |wit: &'static str| wit.lines().filter(|line| !line.starts_with("package ")).collect::<Vec<_>>().join("\n");
     format!("{TYPES_WIT}\n{}\n{}", rest(PLUGINS_WIT), rest(IMPORTS_WIT))
 }
 
