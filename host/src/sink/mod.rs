@@ -20,6 +20,7 @@ mod schema;
 mod sqlite;
 mod sqlite_bookkeeping;
 mod sqlite_partials;
+mod sqlite_versions;
 
 pub use latest::COUNTED_ROWS;
 pub use partials::Merger;

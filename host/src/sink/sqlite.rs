@@ -166,56 +166,7 @@ fn migrate_window_state(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// `'table'`, `'view'`, or `None`: what `name` is.
-fn kind(conn: &Connection, name: &str) -> Result<Option<String>> {
-    use rusqlite::OptionalExtension;
-    Ok(conn.query_row("SELECT type FROM sqlite_master WHERE name = ?", [name], |r| r.get(0)).optional()?)
-}
-
-/// The version tables of `base`, oldest first.
-fn version_tables(conn: &Connection, base: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?")?;
-    let prefix = format!("{base}_v");
-    let names = stmt.query_map(params![prefix.len() as i64, prefix], |r| r.get::<_, String>(0))?;
-    let mut versions: Vec<(u32, String)> = names
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .filter_map(|n| super::versions::latest(base, [n.clone()]).map(|v| (v, n)))
-        .collect();
-    versions.sort();
-    Ok(versions.into_iter().map(|(_, n)| n).collect())
-}
-
-/// The table `table.name` stands for: itself, or its latest version once it is a view.
-fn resolve(conn: &Connection, table: &TableSchema) -> Result<TableSchema> {
-    if kind(conn, &table.name)?.as_deref() != Some("view") {
-        return Ok(table.clone());
-    }
-    let names = version_tables(conn, &table.name)?;
-    let latest = names.last().with_context(|| format!("{} is a view without version tables", table.name))?;
-    Ok(TableSchema { name: latest.clone(), ..table.clone() })
-}
-
-/// Makes `new` (a version of `base`) the table `base` writes to (see `versions.rs`).
-fn switch_version(tx: &Transaction, base: &str, new: &TableSchema) -> Result<()> {
-    use super::versions::{version_name, view_sql};
-    if kind(tx, base)?.as_deref() == Some("table") {
-        tx.execute_batch(&format!("ALTER TABLE {} RENAME TO {}", quote(base), quote(&version_name(base, 1))))?;
-    }
-    for sql in plan_on(tx, new)? {
-        tx.execute_batch(&sql).with_context(|| format!("creating {}: {sql}", new.name))?;
-    }
-    let mut all = Vec::new();
-    for name in version_tables(tx, base)? {
-        all.push((name.clone(), columns_of(tx, &name)?));
-    }
-    let keys: Vec<String> = new.keys.iter().map(|k| k.name.clone()).collect();
-    tx.execute_batch(&format!("DROP VIEW IF EXISTS {}", quote(base)))?;
-    tx.execute_batch(&view_sql(base, &keys, &all)).with_context(|| format!("creating the view {base}"))?;
-    Ok(())
-}
-
-fn columns_of(conn: &Connection, name: &str) -> Result<Vec<Existing>> {
+pub(super) fn columns_of(conn: &Connection, name: &str) -> Result<Vec<Existing>> {
     Ok(conn
         .prepare(&format!("PRAGMA table_info({})", quote(name)))?
         .query_map([], |r| Ok(Existing { name: r.get(1)?, ty: r.get(2)?, primary_key: r.get::<_, i64>(5)? > 0 }))?
@@ -223,7 +174,7 @@ fn columns_of(conn: &Connection, name: &str) -> Result<Vec<Existing>> {
 }
 
 /// What it takes to make `table` fit, read through `conn` (a transaction, too).
-fn plan_on(conn: &Connection, table: &TableSchema) -> Result<Vec<String>> {
+pub(super) fn plan_on(conn: &Connection, table: &TableSchema) -> Result<Vec<String>> {
     schema::plan(table, &columns_of(conn, &table.name)?, &DIALECT)
 }
 
@@ -356,7 +307,7 @@ impl SqliteSink {
     fn write(tx: &Transaction, pipeline: &str, table: &TableSchema, checkpoint: &Checkpoint) -> Result<()> {
         let now = now_iso();
         match &checkpoint.table {
-            Some(logical) if checkpoint.new_table_version => switch_version(tx, &logical.name, table)?,
+            Some(logical) if checkpoint.new_table_version => super::sqlite_versions::switch(tx, &logical.name, table)?,
             Some(_) => {
                 for sql in plan_on(tx, table)? {
                     tx.execute_batch(&sql).with_context(|| format!("migrating table {}: {sql}", table.name))?;
@@ -583,7 +534,7 @@ impl Sink for SqliteSink {
     }
 
     fn plan(&mut self, table: &TableSchema) -> Result<Vec<String>> {
-        plan_on(&self.conn, &resolve(&self.conn, table)?)
+        plan_on(&self.conn, &super::sqlite_versions::resolve(&self.conn, table)?)
     }
 
     fn prepare_bookkeeping(&mut self) -> Result<()> {
@@ -593,7 +544,7 @@ impl Sink for SqliteSink {
 
     fn prepare(&mut self, table: &TableSchema) -> Result<()> {
         // A versioned table's name is a view: the pipeline writes its latest version.
-        let table = resolve(&self.conn, table)?;
+        let table = super::sqlite_versions::resolve(&self.conn, table)?;
         for sql in plan_on(&self.conn, &table)? {
             self.conn.execute_batch(&sql).with_context(|| format!("preparing table {}: {sql}", table.name))?;
         }
