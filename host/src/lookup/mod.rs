@@ -92,17 +92,26 @@ impl Lookups {
             resources.set_lookup(table.clone());
             current.insert(c.name.clone(), table);
         }
-        let (send, loaded) = mpsc::channel();
+        // Bounded, and only news is sent (a new version, a failure, a recovery): a pipeline
+        // that takes no checkpoint for a while (paused, held) never piles tables up.
+        let (send, loaded) = mpsc::sync_channel(sources.configs.len() * 2);
+        let mut last: Vec<Result<String, String>> =
+            sources.configs.iter().map(|c| Ok(current[&c.name].version.clone())).collect();
         std::thread::Builder::new().name("weir-lookups".into()).spawn(move || {
             let mut due: Vec<Instant> = sources.configs.iter().map(|c| Instant::now() + c.refresh).collect();
             loop {
                 std::thread::sleep(Duration::from_millis(100));
-                for (c, at) in sources.configs.iter().zip(&mut due) {
+                for ((c, at), last) in sources.configs.iter().zip(&mut due).zip(&mut last) {
                     if Instant::now() < *at {
                         continue;
                     }
                     *at = Instant::now() + c.refresh;
                     let result = sources.load(c).map_err(|e| format!("{e:#}"));
+                    let seen = result.as_ref().map(|t| t.version.clone()).map_err(Clone::clone);
+                    if seen == *last {
+                        continue;
+                    }
+                    *last = seen;
                     if send.send((c.name.clone(), result)).is_err() {
                         return; // The pipeline is gone.
                     }
@@ -139,7 +148,7 @@ impl Lookups {
         if let Some(missing) = config.lookup.iter().find(|l| !current.contains_key(&l.name)) {
             anyhow::bail!("no recorded version of lookup table {} at that time", missing.name);
         }
-        let (_, loaded) = mpsc::channel();
+        let (_, loaded) = mpsc::sync_channel(0);
         let stored = current.values().map(|t| t.version.clone()).collect();
         Ok(Lookups { resources, loaded, current, stored, failing: BTreeMap::new(), trouble: Arc::new(|_| {}) })
     }

@@ -131,6 +131,10 @@ impl Fetcher {
                             self.unknown.remove(&frame);
                         }
                         None => {
+                            // Made-up ids must not grow the list for ever.
+                            if self.unknown.len() >= 10_000 {
+                                self.unknown.retain(|_, at| at.elapsed() < UNKNOWN_FOR);
+                            }
                             self.unknown.insert(frame, Instant::now());
                         }
                     }
