@@ -140,7 +140,11 @@ fn bad_records_are_errors_that_say_why() {
     // The union's branch index sits after trip_id, city, fare, distance and status.
     let at = 2 + 5 + 8 + 8 + 1;
     bad_branch[at] = 0x08;
+    // trip_id's length forged to 2^62: refused, not a panic.
+    let mut forged = good.clone();
+    forged.splice(0..1, [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
     let batch = RawBatch::from_payloads([
+        confluent(2, &forged),
         confluent(9, &good),
         confluent(2, &good[..good.len() - 1]),
         [confluent(2, &good), vec![1, 2]].concat(),
@@ -148,8 +152,11 @@ fn bad_records_are_errors_that_say_why() {
         confluent(2, &bad_branch),
     ]);
     let out = parser.parse(&batch);
-    let reasons: Vec<&str> = out.errors.iter().map(|e| e.reason.as_str()).collect();
+    let mut reasons: Vec<&str> = out.errors.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(out.events.len, 0);
+    let forged = reasons.remove(0);
+    // 2^62 bytes: more than the record has (natively), or than a wasm32 guest can address.
+    assert!(forged.contains("field \"trip_id\"") && forged.contains("4611686018427387904"), "{forged}");
     assert!(reasons[0].contains("unknown schema id 9"), "{reasons:?}");
     assert!(reasons[1].contains("field \"ts\""), "{reasons:?}");
     assert!(reasons[2].contains("2 bytes follow"), "{reasons:?}");

@@ -119,7 +119,9 @@ impl<'a> Reader<'a> {
     #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| format!("the record ends {} bytes early", self.at + n - self.bytes.len()))?;
+        // A forged length may be near usize::MAX: the message must not overflow either.
+        let left = self.bytes.len() - self.at;
+        let end = end.ok_or_else(|| format!("the record ends early: {n} bytes wanted, {left} left"))?;
         let out = &self.bytes[self.at..end];
         self.at = end;
         Ok(out)
@@ -159,7 +161,11 @@ impl<'a> Reader<'a> {
 
     fn len(&mut self) -> Result<usize, String> {
         let n = self.long()?;
-        usize::try_from(n).map_err(|_| format!("a negative length ({n})"))
+        match usize::try_from(n) {
+            Ok(n) => Ok(n),
+            Err(_) if n < 0 => Err(format!("a negative length ({n})")),
+            Err(_) => Err(format!("a length of {n} bytes, more than can be addressed")),
+        }
     }
 
     /// Reads a primitive value (a union's branch included); `None` for a complex one, skipped.
