@@ -1,11 +1,12 @@
 //! The operating surface of a running host, checked by real clients: a Prometheus
-//! server scrapes `/metrics`, and the series it stores agree with the sink.
+//! server scrapes `/metrics`, and the series it stores agree with the sink; `promtool`
+//! checks and evaluates the alert rules `weir alerts rules` writes.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir_tests::services::Prometheus;
+use weir_tests::services::{repo_root, Prometheus};
 use weir_tests::{free_addr, http_get, plugin_dir, rides_pipeline, wait_status, weir_bin};
 
 const EVENTS: u64 = 200_000;
@@ -119,4 +120,58 @@ fn prometheus_scrapes_the_expected_series_and_they_agree_with_the_sink() {
     }
     let _ = host.kill();
     let _ = host.wait();
+}
+
+/// `weir alerts rules` writes rules that Prometheus's own `promtool` accepts, and, fed
+/// series as weir's `/metrics` exports them, fires each health alert when it should and
+/// not otherwise (`promtool test rules` evaluates them as Prometheus does).
+#[test]
+fn the_health_alert_rules_pass_promtool_and_fire_when_they_should() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(weir_bin())
+        .args(["alerts", "rules", repo_root().join("examples/rides/pipeline.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.path().join("rules.yml"), &out.stdout).unwrap();
+    let promtool = |args: &[&str]| {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("promtool (Debian's prometheus)");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, said) = promtool(&["check", "rules", "rules.yml"]);
+    assert!(ok && said.contains("SUCCESS: 5 rules found"), "{said}");
+
+    let alert = |name: &str, at: &str, summary: Option<&str>| {
+        match summary {
+        Some(summary) => format!(
+            "      - eval_time: {at}\n        alertname: {name}\n        exp_alerts:\n          - exp_labels: {{severity: {}, pipeline: rides}}\n            exp_annotations: {{summary: \"{summary}\"}}\n",
+            if name == "WeirLagGrowing" { "warn" } else { "page" }
+        ),
+        None => format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts: []\n"),
+    }
+    };
+    let tests = String::from(
+        "rule_files: [rules.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n\
+         \x20     - series: 'weir_reading_held{pipeline=\"rides\"}'\n        values: '0 0 1 1 1 1'\n\
+         \x20     - series: 'weir_sink_failing{pipeline=\"rides\"}'\n        values: '0x20'\n\
+         \x20     - series: 'weir_checkpoint_age_seconds{pipeline=\"rides\"}'\n        values: '1 1 100 160 220 280'\n\
+         \x20     - series: 'weir_consumer_lag{pipeline=\"rides\", partition=\"0\"}'\n        values: '0+100x20'\n\
+         \x20     - series: 'weir_records_in_total{pipeline=\"rides\"}'\n        values: '0+10x20'\n    alert_rule_test:\n",
+    ) + &alert("WeirReadingHeld", "1m", None)
+        + &alert("WeirReadingHeld", "5m", Some("pipeline rides: reading is held (circuit breaker open, or paused)"))
+        + &alert("WeirSinkFailing", "5m", None)
+        + &alert("WeirNoCommit", "5m", Some("pipeline rides: no checkpoint committed for over 30 s (10 intervals)"))
+        + &alert("WeirLagGrowing", "5m", None)
+        + &alert("WeirLagGrowing", "20m", Some("pipeline rides: its lag has grown for 10 minutes"))
+        + &alert("WeirMetricsAbsent", "5m", None);
+    std::fs::write(dir.path().join("tests.yml"), tests).unwrap();
+    let (ok, said) = promtool(&["test", "rules", "tests.yml"]);
+    assert!(ok && said.contains("SUCCESS"), "{said}");
 }

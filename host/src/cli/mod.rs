@@ -1,5 +1,6 @@
 //! The command line. Pipeline meaning lives in files; process behaviour in flags.
 
+mod alerts;
 mod bench;
 mod lanes;
 mod pipeline;
@@ -58,6 +59,9 @@ enum Command {
     /// Schemas over time: each stage's versions and the offsets each processed.
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
+    /// Alerting: a Prometheus rules file for a pipeline's health.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
 }
 
 #[derive(Subcommand)]
@@ -290,6 +294,7 @@ pub fn main() -> ExitCode {
         Command::Late(LateCommand::List(args)) => lanes::list(&args, crate::sink::Lane::Late),
         Command::Bench(command) => bench::run(command),
         Command::Schema(command) => schema::run(command),
+        Command::Alerts(command) => alerts::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,109 @@
+//! `weir alerts rules PIPELINE`: a Prometheus rules file for the pipeline's health, over
+//! the series weir's `/metrics` exports (all labelled `pipeline`). `promtool check rules`
+//! accepts it, and `promtool test rules` shows each alert fire (`tests/observability.rs`).
+//!
+//! Health only so far: reading held (breaker or pause), the sink failing, no commit for
+//! ten checkpoint intervals, lag growing, and the pipeline's metrics gone.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::config::PipelineConfig;
+
+/// Alert commands.
+#[derive(clap::Subcommand)]
+pub enum AlertsCommand {
+    /// Print a Prometheus rules file for the pipeline's health (redirect it to a file).
+    Rules {
+        /// The pipeline file.
+        pipeline: PathBuf,
+    },
+}
+
+/// One alerting rule.
+struct Rule {
+    name: &'static str,
+    expr: String,
+    wait: &'static str,
+    severity: &'static str,
+    summary: String,
+}
+
+/// The rules for `config`.
+fn rules(config: &PipelineConfig) -> Vec<Rule> {
+    let p = format!("pipeline=\"{}\"", config.name.replace('\\', "\\\\").replace('"', "\\\""));
+    let name = &config.name;
+    // Ten intervals without a commit: a checkpoint that only retries is still news.
+    let stale = (config.checkpoint.interval.as_secs_f64() * 10.0).max(30.0);
+    vec![
+        Rule {
+            name: "WeirReadingHeld",
+            expr: format!("max(weir_reading_held{{{p}}}) == 1"),
+            wait: "1m",
+            severity: "page",
+            summary: format!("pipeline {name}: reading is held (circuit breaker open, or paused)"),
+        },
+        Rule {
+            name: "WeirSinkFailing",
+            expr: format!("max(weir_sink_failing{{{p}}}) == 1"),
+            wait: "2m",
+            severity: "page",
+            summary: format!("pipeline {name}: checkpoints are failing and being retried"),
+        },
+        Rule {
+            name: "WeirNoCommit",
+            expr: format!("min(weir_checkpoint_age_seconds{{{p}}}) > {stale}"),
+            wait: "1m",
+            severity: "page",
+            summary: format!("pipeline {name}: no checkpoint committed for over {stale} s (10 intervals)"),
+        },
+        Rule {
+            name: "WeirLagGrowing",
+            expr: format!("sum(weir_consumer_lag{{{p}}}) > 0 and sum(delta(weir_consumer_lag{{{p}}}[10m])) > 0"),
+            wait: "10m",
+            severity: "warn",
+            summary: format!("pipeline {name}: its lag has grown for 10 minutes"),
+        },
+        Rule {
+            name: "WeirMetricsAbsent",
+            expr: format!("absent_over_time(weir_records_in_total{{{p}}}[5m])"),
+            wait: "1m",
+            severity: "page",
+            summary: format!("pipeline {name}: no host has exported its metrics for 5 minutes"),
+        },
+    ]
+}
+
+/// `s` as a YAML double-quoted string.
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+/// The rules file.
+pub fn rules_file(config: &PipelineConfig) -> String {
+    let mut out = format!(
+        "# Prometheus alerting rules for weir pipeline {:?}, by `weir alerts rules`.\ngroups:\n  - name: {}\n    rules:\n",
+        config.name,
+        quoted(&format!("weir-{}", config.name))
+    );
+    for r in rules(config) {
+        out.push_str(&format!(
+            "      - alert: {}\n        expr: {}\n        for: {}\n        labels:\n          severity: {}\n          pipeline: {}\n        annotations:\n          summary: {}\n",
+            r.name,
+            quoted(&r.expr),
+            r.wait,
+            r.severity,
+            quoted(&config.name),
+            quoted(&r.summary)
+        ));
+    }
+    out
+}
+
+pub fn run(command: AlertsCommand) -> Result<()> {
+    let AlertsCommand::Rules { pipeline } = command;
+    let config = PipelineConfig::load(&pipeline)?;
+    print!("{}", rules_file(&config));
+    Ok(())
+}
