@@ -50,6 +50,9 @@ pub struct Lookups {
     failing: BTreeMap<String, String>,
     /// Told what is failing (`Some`), or that nothing is (`None`).
     pub trouble: Arc<dyn Fn(Option<String>) + Send + Sync>,
+    /// Held while the tables are wanted: the reload thread stops once it is dropped (it
+    /// sends only news, so a closed channel alone would not tell it).
+    _alive: Arc<()>,
 }
 
 /// Where a pipeline's lookups load from.
@@ -97,9 +100,11 @@ impl Lookups {
         let (send, loaded) = mpsc::sync_channel(sources.configs.len() * 2);
         let mut last: Vec<Result<String, String>> =
             sources.configs.iter().map(|c| Ok(current[&c.name].version.clone())).collect();
+        let alive = Arc::new(());
+        let wanted = Arc::downgrade(&alive);
         std::thread::Builder::new().name("weir-lookups".into()).spawn(move || {
             let mut due: Vec<Instant> = sources.configs.iter().map(|c| Instant::now() + c.refresh).collect();
-            loop {
+            while wanted.strong_count() > 0 {
                 std::thread::sleep(Duration::from_millis(100));
                 for ((c, at), last) in sources.configs.iter().zip(&mut due).zip(&mut last) {
                     if Instant::now() < *at {
@@ -125,6 +130,7 @@ impl Lookups {
             stored: HashSet::new(),
             failing: BTreeMap::new(),
             trouble: Arc::new(|_| {}),
+            _alive: alive,
         }))
     }
 
@@ -150,7 +156,15 @@ impl Lookups {
         }
         let (_, loaded) = mpsc::sync_channel(0);
         let stored = current.values().map(|t| t.version.clone()).collect();
-        Ok(Lookups { resources, loaded, current, stored, failing: BTreeMap::new(), trouble: Arc::new(|_| {}) })
+        Ok(Lookups {
+            resources,
+            loaded,
+            current,
+            stored,
+            failing: BTreeMap::new(),
+            trouble: Arc::new(|_| {}),
+            _alive: Arc::new(()),
+        })
     }
 
     /// The versions in place, as the checkpoint log records them: `{"name": "sha256:…"}`.

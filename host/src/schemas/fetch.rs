@@ -93,8 +93,13 @@ impl Fetcher {
     /// cannot be reached; an error only if the run was asked to stop meanwhile.
     pub fn prepare(&mut self, batch: &RawBatch) -> Result<()> {
         let mut wanted: Vec<Frame> = Vec::new();
+        let mut previous = None;
         for payload in batch.payloads.iter() {
             let Some(frame) = frames(payload) else { continue };
+            // Runs of one writer schema are the rule: each is looked at once.
+            if previous.replace(frame) == Some(frame) {
+                continue;
+            }
             let known = match frame {
                 Frame::Id(id) => self.resources.has_schema(id),
                 Frame::Fingerprint(f) => self.resources.has_fingerprint(f),
