@@ -13,6 +13,7 @@ mod postgres;
 mod postgres_bookkeeping;
 mod postgres_connect;
 mod postgres_versions;
+mod postgres_write;
 mod versions;
 pub(crate) use postgres_connect::connect as connect_postgres;
 mod postgres_partials;
