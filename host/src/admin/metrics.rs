@@ -50,6 +50,60 @@ impl Families {
     }
 }
 
+/// The quality scores, rules, SLAs and anomalies.
+fn quality(f: &mut Families, q: &super::QualityView) {
+    let over = format!("{}s", q.over_ms / 1000);
+    f.family(
+        "weir_quality_score",
+        "gauge",
+        "A share-valued quality score over the latest quality windows (see docs/QUALITY.md).",
+    );
+    for (score, value) in q.scores.iter().filter(|(s, _)| !s.is_duration()) {
+        if let Some(v) = value {
+            f.sample("weir_quality_score", &[("score", score.name()), ("over", &over)], v);
+        }
+    }
+    f.family("weir_quality_seconds", "gauge", "A time-valued quality score: event-to-row delay p50/p99, freshness.");
+    for (score, value) in q.scores.iter().filter(|(s, _)| s.is_duration()) {
+        if let Some(v) = value {
+            f.sample("weir_quality_seconds", &[("score", score.name()), ("over", &over)], v / 1000.0);
+        }
+    }
+    f.family(
+        "weir_quality_rule_ok",
+        "gauge",
+        "1 while a quality rule holds, 0 while it is broken; absent without data.",
+    );
+    for r in &q.rules {
+        if let Some(ok) = r.ok {
+            let labels = [("rule", r.rule.as_str()), ("severity", r.severity.name()), ("score", r.score.name())];
+            f.sample("weir_quality_rule_ok", &labels, u8::from(ok));
+        }
+    }
+    f.family("weir_sla_compliance", "gauge", "The share of an SLA's minutes in its period that held.");
+    for r in &q.rules {
+        if let Some(sla) = &r.sla {
+            f.sample("weir_sla_compliance", &[("rule", &r.rule)], sla.compliance);
+        }
+    }
+    f.family(
+        "weir_sla_error_budget_remaining",
+        "gauge",
+        "What is left of an SLA's error budget: 1 untouched, 0 spent.",
+    );
+    for r in &q.rules {
+        if let Some(sla) = &r.sla {
+            f.sample("weir_sla_error_budget_remaining", &[("rule", &r.rule)], sla.budget_remaining);
+        }
+    }
+    f.single(
+        "weir_anomalies_total",
+        "counter",
+        "Window values flagged as anomalies by this host.",
+        Some(q.anomalies_flagged),
+    );
+}
+
 /// The metrics of `status`, at wall time `now_ms`.
 pub fn render(status: &Status, now_ms: i64) -> String {
     let seconds_since = |ms: Option<i64>| ms.map(|ms| (now_ms - ms) as f64 / 1000.0);
@@ -124,6 +178,9 @@ pub fn render(status: &Status, now_ms: i64) -> String {
     }
     f.family("weir_checkpoint_duration_seconds", "histogram", "From handing a checkpoint to the sink to its commit.");
     f.histogram("weir_checkpoint_duration_seconds", &[], &m.checkpoints);
+    if let Some(q) = &status.quality {
+        quality(&mut f, q);
+    }
     if !status.lags.is_empty() {
         f.family("weir_consumer_lag", "gauge", "Records not yet read, per partition.");
         for (partition, lag) in &status.lags {

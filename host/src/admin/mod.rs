@@ -10,6 +10,7 @@ mod board;
 mod compare;
 mod dashboard;
 mod metrics;
+mod quality;
 mod server;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 pub use board::Board;
+pub use quality::QualityView;
 pub use server::{start, AdminOptions, DEFAULT_BIND};
 
 /// What the run loop last published.
@@ -67,6 +69,8 @@ pub struct Status {
     /// What keeps the pipeline from being all right though it runs: its schema registry
     /// out of reach, a lookup table that fails to load.
     pub troubles: Vec<String>,
+    /// The data's quality: scores, rules and SLAs, anomalies, alerts (`[quality]`).
+    pub quality: Option<QualityView>,
 }
 
 /// Every host working on the pipeline, read from the sink (`weir_hosts`), so that each

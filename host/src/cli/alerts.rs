@@ -2,8 +2,9 @@
 //! the series weir's `/metrics` exports (all labelled `pipeline`). `promtool check rules`
 //! accepts it, and `promtool test rules` shows each alert fire (`tests/observability.rs`).
 //!
-//! Health only so far: reading held (breaker or pause), the sink failing, no commit for
-//! ten checkpoint intervals, lag growing, and the pipeline's metrics gone.
+//! Health: reading held (breaker or pause), the sink failing, no commit for ten
+//! checkpoint intervals, lag growing, and the pipeline's metrics gone. Quality: each
+//! `[[quality.rule]]` broken for a minute, and each SLA's error budget spent.
 
 use std::path::PathBuf;
 
@@ -28,6 +29,8 @@ struct Rule {
     wait: &'static str,
     severity: &'static str,
     summary: String,
+    /// The quality rule it watches, as a `rule` label.
+    rule: Option<String>,
 }
 
 /// The rules for `config`.
@@ -36,13 +39,14 @@ fn rules(config: &PipelineConfig) -> Vec<Rule> {
     let name = &config.name;
     // Ten intervals without a commit: a checkpoint that only retries is still news.
     let stale = (config.checkpoint.interval.as_secs_f64() * 10.0).max(30.0);
-    vec![
+    let mut all = vec![
         Rule {
             name: "WeirReadingHeld",
             expr: format!("max(weir_reading_held{{{p}}}) == 1"),
             wait: "1m",
             severity: "page",
             summary: format!("pipeline {name}: reading is held (circuit breaker open, or paused)"),
+            rule: None,
         },
         Rule {
             name: "WeirSinkFailing",
@@ -50,6 +54,7 @@ fn rules(config: &PipelineConfig) -> Vec<Rule> {
             wait: "2m",
             severity: "page",
             summary: format!("pipeline {name}: checkpoints are failing and being retried"),
+            rule: None,
         },
         Rule {
             name: "WeirNoCommit",
@@ -57,6 +62,7 @@ fn rules(config: &PipelineConfig) -> Vec<Rule> {
             wait: "1m",
             severity: "page",
             summary: format!("pipeline {name}: no checkpoint committed for over {stale} s (10 intervals)"),
+            rule: None,
         },
         Rule {
             name: "WeirLagGrowing",
@@ -64,6 +70,7 @@ fn rules(config: &PipelineConfig) -> Vec<Rule> {
             wait: "10m",
             severity: "warn",
             summary: format!("pipeline {name}: its lag has grown for 10 minutes"),
+            rule: None,
         },
         Rule {
             name: "WeirMetricsAbsent",
@@ -71,8 +78,35 @@ fn rules(config: &PipelineConfig) -> Vec<Rule> {
             wait: "1m",
             severity: "page",
             summary: format!("pipeline {name}: no host has exported its metrics for 5 minutes"),
+            rule: None,
         },
-    ]
+    ];
+    for rule in config.quality.iter().flat_map(|q| &q.rule) {
+        let r = format!("rule={}", quoted(&rule.name()));
+        let severity = match rule.severity {
+            crate::config::Severity::Warn => "warn",
+            _ => "page",
+        };
+        all.push(Rule {
+            name: "WeirQualityRule",
+            expr: format!("min(weir_quality_rule_ok{{{p},{r}}}) == 0"),
+            wait: "1m",
+            severity,
+            summary: format!("pipeline {name}: quality rule {:?} ({}) is broken", rule.name(), rule.check.trim()),
+            rule: Some(rule.name()),
+        });
+        if rule.target.is_some() {
+            all.push(Rule {
+                name: "WeirSlaBudgetSpent",
+                expr: format!("min(weir_sla_error_budget_remaining{{{p},{r}}}) <= 0"),
+                wait: "5m",
+                severity: "page",
+                summary: format!("pipeline {name}: the error budget of SLA {:?} is spent", rule.name()),
+                rule: Some(rule.name()),
+            });
+        }
+    }
+    all
 }
 
 /// `s` as a YAML double-quoted string.
@@ -88,8 +122,9 @@ pub fn rules_file(config: &PipelineConfig) -> String {
         quoted(&format!("weir-{}", config.name))
     );
     for r in rules(config) {
+        let rule = r.rule.map(|rule| format!("          rule: {}\n", quoted(&rule))).unwrap_or_default();
         out.push_str(&format!(
-            "      - alert: {}\n        expr: {}\n        for: {}\n        labels:\n          severity: {}\n          pipeline: {}\n        annotations:\n          summary: {}\n",
+            "      - alert: {}\n        expr: {}\n        for: {}\n        labels:\n          severity: {}\n          pipeline: {}\n{rule}        annotations:\n          summary: {}\n",
             r.name,
             quoted(&r.expr),
             r.wait,

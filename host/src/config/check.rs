@@ -12,6 +12,15 @@ impl PipelineConfig {
         if let Some(schemas) = &self.schemas {
             schemas.check()?;
         }
+        if let Some(quality) = &self.quality {
+            quality.check()?;
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.check()?;
+            if self.quality.as_ref().is_none_or(|q| q.rule.is_empty()) {
+                bail!("alerts.webhooks: alerts are sent when a [[quality.rule]] breaks; the pipeline has none");
+            }
+        }
         for (i, lookup) in self.lookup.iter().enumerate() {
             lookup.check(i)?;
             if self.lookup[..i].iter().any(|l| l.name == lookup.name) {

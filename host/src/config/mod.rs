@@ -2,6 +2,7 @@
 //! names the file and the key, and `${VAR}` / `${VAR:-default}` come from the
 //! environment so that secrets never live in the file.
 
+mod alerts;
 mod check;
 mod duration;
 #[cfg(test)]
@@ -9,10 +10,12 @@ mod fuzz;
 mod interpolate;
 mod lookups;
 mod pipeline;
+mod quality;
 mod retention;
 mod schemas;
 mod sections;
 
+pub use alerts::AlertsConfig;
 pub use duration::parse_duration;
 pub use interpolate::interpolate;
 pub use lookups::LookupConfig;
@@ -20,6 +23,7 @@ pub use pipeline::{
     AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
     SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
 };
+pub use quality::{AnomalyConfig, Check, ColumnAnomaly, Op, QualityConfig, Range, RuleConfig, Score, Severity};
 pub use retention::{Keep, RetentionConfig};
 pub use schemas::SchemasConfig;
 

@@ -60,6 +60,12 @@ pub struct PipelineConfig {
     /// Reference tables plugins look keys up in (`[[lookup]]`).
     #[serde(default)]
     pub lookup: Vec<super::LookupConfig>,
+    /// Quality scores, valid ranges, anomaly flags, rules and SLAs (off without the section).
+    #[serde(default, deserialize_with = "optional_section")]
+    pub quality: Option<super::QualityConfig>,
+    /// Webhooks weir posts quality alerts to.
+    #[serde(default, deserialize_with = "optional_section")]
+    pub alerts: Option<super::AlertsConfig>,
 }
 
 fn optional_section<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(

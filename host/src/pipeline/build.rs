@@ -136,6 +136,8 @@ pub struct Pipeline {
     pub(super) deployments: Vec<Deployment>,
     /// A candidate version running beside this pipeline on the same records.
     pub(super) shadow: Option<Box<super::shadow::Shadow>>,
+    /// Counts what became of each record for `weir_quality` (`[quality]`; not in a replay).
+    pub(super) meter: Option<super::quality::Meter>,
 }
 
 impl Pipeline {
@@ -166,6 +168,15 @@ impl Pipeline {
         let empty_state =
             aggregator.create().map_err(|e| anyhow::anyhow!("aggregator failed to create a state: {e}"))?;
         let spec = config.window.spec()?;
+        let quality_window = match spec {
+            WindowSpec::Tumbling { size_ms } => size_ms,
+            WindowSpec::Hopping { slide_ms, .. } => slide_ms,
+            WindowSpec::Session { .. } => 60_000,
+        };
+        let meter = config
+            .quality
+            .as_ref()
+            .map(|q| super::quality::Meter::new(q, &ParserStage::info(&parser).outputs, quality_window));
         let tracker = WatermarkTracker::new(
             config.watermark.lateness.as_millis() as i64,
             config.watermark.idle_timeout.as_millis() as i64,
@@ -213,6 +224,7 @@ impl Pipeline {
             miskeyed: None,
             measured: super::metrics::Measured { stages: vec![Default::default(); plans.len()], ..Default::default() },
             plans,
+            meter,
         })
     }
 

@@ -102,6 +102,7 @@ impl Committer {
         checkpoint: Checkpoint,
         stop: Arc<AtomicBool>,
         admin: Option<Arc<Shared>>,
+        watch: Option<Arc<super::watch::Watch>>,
     ) -> Result<()> {
         debug_assert!(self.in_flight.is_none(), "one commit in flight at a time");
         let positions = checkpoint.offsets.clone();
@@ -115,8 +116,14 @@ impl Committer {
                 }
                 outcome.map_err(|error| Failed { transient: sink.is_transient(&error), error })
             });
-            if let (Ok(()), Some(admin)) = (&result, &admin) {
-                admin.committed(&checkpoint, &sink.take_merged());
+            if result.is_ok() && (admin.is_some() || watch.is_some()) {
+                let merged = sink.take_merged();
+                if let Some(watch) = &watch {
+                    watch.committed(sink, &checkpoint, &merged);
+                }
+                if let Some(admin) = &admin {
+                    admin.committed(&checkpoint, &merged);
+                }
             }
             let _ = done.send(result);
         }))?;

@@ -68,6 +68,10 @@ impl Pipeline {
     pub fn reject(&mut self, rejected: Vec<Rejected>) {
         // A record the source could not frame was read all the same: it counts.
         self.stats.records += rejected.len() as u64;
+        if let Some(meter) = self.meter.as_mut().filter(|_| !self.replaying) {
+            let now = super::now_ms();
+            rejected.iter().for_each(|r| meter.unframed(r.partition, now));
+        }
         self.dead_letters.extend(rejected.into_iter().map(|r| DeadLetter {
             kind: DeadLetterKind::Malformed,
             reason: r.reason,
@@ -125,6 +129,7 @@ impl Pipeline {
         let identity: Vec<u32> = (0..batch.len() as u32).collect();
         push_failures(&mut self.dead_letters, batch, parsed.failures, &identity, &self.parser);
         let mut events = parsed.output.events;
+        let metering = !self.replaying && self.meter.is_some();
         // The rows of `events` still in play, once a validator has dropped some. Taking
         // them out of every column copied columns no later stage reads.
         let mut rows: Option<Vec<u32>> = None;
@@ -132,6 +137,10 @@ impl Pipeline {
         // Event time moves only with the records every stage accepted: see `judge`.
         let mut times: Vec<i64> =
             events.columns[self.time_column].values.i64_slice().map(<[i64]>::to_vec).unwrap_or_default();
+        if let Some(meter) = self.meter.as_mut().filter(|_| metering) {
+            meter.begin(batch.len());
+            meter.parsed(&events, &records, &times);
+        }
 
         for i in 0..self.validators.len() {
             let input = events.select(&self.validators[i].1, rows.as_deref());
@@ -184,6 +193,9 @@ impl Pipeline {
             }
         }
 
+        if let Some(meter) = self.meter.as_mut().filter(|_| metering) {
+            meter.accepted(&records);
+        }
         for i in 0..self.transforms.len() {
             let input = events.select(&self.transforms[i].1, rows.take().as_deref());
             let started = Instant::now();
@@ -208,6 +220,9 @@ impl Pipeline {
         }
 
         self.fold(batch, &events, rows.as_deref(), &records, &times, now_ms)?;
+        if let Some(meter) = self.meter.as_mut().filter(|_| metering) {
+            meter.finish(batch, now_ms);
+        }
         if let Some(why) = &self.miskeyed {
             // Before a checkpoint writes one partition's share of a window as the whole of it.
             anyhow::bail!("{why}");
@@ -299,6 +314,9 @@ impl Pipeline {
             }
             if late_for == windows.len() && late_for > 0 {
                 self.stats.late_records += 1;
+                if let Some(meter) = self.meter.as_mut().filter(|_| !replaying) {
+                    meter.late(record);
+                }
             }
         }
         if fold_rows.is_empty() {
@@ -489,6 +507,11 @@ impl Pipeline {
         // keeps them: a later record of the same window must correct it, not restart it.
         if !self.replaying {
             self.windows.take_closed(|g| g.is_final);
+        }
+        if let Some(meter) = self.meter.as_mut() {
+            checkpoint.quality = meter.take(now_ms);
+            let windows = checkpoint.rows.iter().map(|r| r.window).chain(checkpoint.states.iter().map(|s| s.window));
+            checkpoint.output_check = meter.output_check(windows.map(|w| (w.start, w.end)));
         }
         checkpoint.shadow = self.shadow_checkpoint(checkpoint.offsets.clone(), now_ms);
         Ok(checkpoint)

@@ -77,6 +77,8 @@ pub(super) struct Timing {
     stalls: Vec<Duration>,
     /// The same gap around ordinary checkpoints, to compare with.
     checkpoint_gaps: Vec<Duration>,
+    /// The quality watch, which judges the final rows of each commit (`[quality]`).
+    watch: Option<Arc<super::watch::Watch>>,
 }
 
 /// How long `--until-idle` waits for a consumer group's first assignment.
@@ -104,7 +106,7 @@ fn checkpoint(
     }
     let checkpoint = pipeline.build_checkpoint(source.positions(), now_ms())?;
     timing.committing = timing.latency.mark();
-    committer.commit(pipeline.name.clone(), checkpoint, stop.clone(), timing.admin.clone())
+    committer.commit(pipeline.name.clone(), checkpoint, stop.clone(), timing.admin.clone(), timing.watch.clone())
 }
 
 /// Notes the commit in flight once it has landed (waiting for it if `wait`): the source
@@ -295,10 +297,16 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         timing.admin = Some(admin.shared);
     }
     let timing_admin = timing.admin.clone();
+    let watch = super::watch::Watch::start(&config, &pipeline.table, timing.admin.clone())?;
+    timing.watch.clone_from(&watch);
     let name = pipeline.name.clone();
     let seen = committer.with(move |sink| sink.last_deployment(&name))??;
     let following = super::group::Following::new(deployer.clone(), seen);
-    let beat = |pipeline: &Pipeline, source: &mut dyn Source, committer: &Committer, renewed: &mut (Instant, u64)| {
+    let beat = |pipeline: &Pipeline,
+                source: &mut dyn Source,
+                committer: &Committer,
+                renewed: &mut (Instant, u64),
+                up: bool| {
         let rate =
             pipeline.stats.records.saturating_sub(renewed.1) as f64 / renewed.0.elapsed().as_secs_f64().max(1e-3);
         *renewed = (Instant::now(), pipeline.stats.records);
@@ -311,13 +319,21 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             timing_admin.clone(),
             pipeline.partials,
             following,
-        )
+        )?;
+        match &watch {
+            Some(watch) => {
+                let watch = watch.clone();
+                committer.run(move |sink| watch.judge(sink, now_ms(), up))
+            }
+            None => Ok(()),
+        }
     };
-    beat(&pipeline, source.as_mut(), &committer, &mut renewed)?;
+    beat(&pipeline, source.as_mut(), &committer, &mut renewed, true)?;
     let mut expiry = super::retention::Expiry::new(&config.retention);
     while !stop.load(Ordering::SeqCst) {
         if renewed.0.elapsed() >= super::lease::RENEW_EVERY {
-            beat(&pipeline, source.as_mut(), &committer, &mut renewed)?;
+            let up = breaker.open().is_none() && !operator_paused;
+            beat(&pipeline, source.as_mut(), &committer, &mut renewed, up)?;
             expiry.tick(&committer, &pipeline.name)?;
         }
         if let Some(change) = source.rebalance() {
@@ -403,8 +419,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 timing.processed = Some(Instant::now());
                 deployer.observe(batch, &pipeline);
                 let dead = pipeline.dead_letters.len().saturating_sub(dead_before) as u64;
-                if let Some(open) = breaker.observe(Instant::now(), batch.len() as u64, dead, pipeline.take_critical())
-                {
+                let critical = pipeline.take_critical().or_else(|| watch.as_ref().and_then(|w| w.rules.take_stop()));
+                if let Some(open) = breaker.observe(Instant::now(), batch.len() as u64, dead, critical) {
                     eprintln!(
                         "\ncircuit breaker open: {}. Reading is paused for breaker.cooldown = {:?}; \
                          the records so far are checkpointed and nothing is skipped.",

@@ -259,6 +259,9 @@ pub fn wiring(config: &PipelineConfig, plugins: &[&Plugin]) -> Result<Wiring> {
             config.sink.table
         );
     }
+    if let Some(quality) = &config.quality {
+        quality.check_columns(&info.outputs, &values)?;
+    }
     Ok(Wiring {
         time_column,
         validators,

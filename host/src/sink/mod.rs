@@ -17,10 +17,17 @@ mod postgres_write;
 mod versions;
 pub(crate) use postgres_connect::connect as connect_postgres;
 mod postgres_partials;
+mod postgres_quality;
+mod quality;
+pub use quality::{
+    delay_bucket, delay_columns, delay_quantile, Anomaly, OutputCheck, QualityRow, QualityStore, QualitySums,
+    SlaMinute, SlaRecord, DELAY_BOUNDS_S, DELAY_BUCKETS,
+};
 mod schema;
 mod sqlite;
 mod sqlite_bookkeeping;
 mod sqlite_partials;
+mod sqlite_quality;
 mod sqlite_versions;
 
 pub use latest::COUNTED_ROWS;
@@ -208,6 +215,11 @@ pub struct Checkpoint {
     /// of their windows by merging every partition's partial (see `partials.rs`);
     /// `rows` is empty.
     pub partials: bool,
+    /// Each source partition's quality counts per quality window since the last
+    /// checkpoint (`[quality]`), added to `weir_quality`.
+    pub quality: Vec<QualityRow>,
+    /// The windows whose output rows are recounted against their ranges (`[quality]`).
+    pub output_check: Option<OutputCheck>,
 }
 
 /// What a candidate running in the shadow of a stage made of a checkpoint's records.
@@ -466,7 +478,7 @@ pub trait Bookkeeping {
 }
 
 /// A transactional sink, with its bookkeeping.
-pub trait Sink: Bookkeeping {
+pub trait Sink: Bookkeeping + QualityStore {
     /// Creates weir's bookkeeping tables where they are missing.
     fn prepare_bookkeeping(&mut self) -> Result<()>;
     /// Creates the output and bookkeeping tables, or checks that existing ones fit.

@@ -132,6 +132,11 @@ CREATE TABLE IF NOT EXISTS weir_lookups (
 );
 "#;
 
+/// weir's own tables: its bookkeeping and the quality tables.
+fn bookkeeping() -> String {
+    BOOKKEEPING.to_string() + &super::quality::tables("timestamptz", "bigint", "double precision")
+}
+
 /// Serialises concurrent `prepare`s of several hosts: `CREATE TABLE IF NOT EXISTS` races.
 const PREPARE_LOCK: i64 = 0x7765_6972; // "weir"
 
@@ -419,7 +424,7 @@ impl Sink for PostgresSink {
         runtime.block_on(async {
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PREPARE_LOCK]).await?;
-            tx.batch_execute(BOOKKEEPING).await.context("creating weir's bookkeeping tables")?;
+            tx.batch_execute(&bookkeeping()).await.context("creating weir's bookkeeping tables")?;
             tx.commit().await?;
             Ok(())
         })
@@ -430,7 +435,7 @@ impl Sink for PostgresSink {
         let table = runtime.block_on(async {
             let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PREPARE_LOCK]).await?;
-            tx.batch_execute(BOOKKEEPING).await.context("creating weir's bookkeeping tables")?;
+            tx.batch_execute(&bookkeeping()).await.context("creating weir's bookkeeping tables")?;
             // A versioned table's name is a view: the pipeline writes its latest version.
             let table = super::postgres_versions::resolve(&tx, table).await?;
             let existing = existing(&tx, &quote(&table.name)).await?;

@@ -65,6 +65,7 @@ impl PostgresSink {
                     }
                     None => Vec::new(),
                 };
+                Self::write_quality(&tx, pipeline, &table.name, checkpoint, std::time::SystemTime::now()).await?;
                 tx.commit().await.context("committing the checkpoint")?;
                 Ok::<_, anyhow::Error>(merged)
             })

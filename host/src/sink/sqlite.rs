@@ -223,6 +223,8 @@ impl SqliteSink {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(BOOKKEEPING).context("creating weir's bookkeeping tables")?;
+        conn.execute_batch(&super::quality::tables("TEXT", "INTEGER", "REAL"))
+            .context("creating weir's quality tables")?;
         migrate_window_state(&conn)?;
         migrate_checkpoint_log(&conn)?;
         Ok(SqliteSink { conn, table: None, merger: None, merged: Vec::new(), fence: Default::default() })
@@ -645,6 +647,7 @@ impl Sink for SqliteSink {
             Some(merger) => super::sqlite_partials::merge(&tx, pipeline, &table, checkpoint, merger)?,
             None => Vec::new(),
         };
+        Self::write_quality(&tx, pipeline, &table.name, checkpoint, &now_iso())?;
         tx.commit().context("committing the checkpoint")?;
         self.merged = merged;
         self.table = Some(table);
