@@ -285,11 +285,24 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Debian's `prometheus`, scraping `/metrics` of `target` (`host:port`).
     pub fn start(target: &str) -> Prometheus {
+        Prometheus::start_alerting(target, None)
+    }
+
+    /// Starts Debian's `prometheus` scraping `target`, and, with `alerting`, evaluating
+    /// the rules file's rules every 500 ms and sending alerts to the Alertmanager at the
+    /// given `host:port`.
+    pub fn start_alerting(target: &str, alerting: Option<(&Path, &str)>) -> Prometheus {
         let dir = tempfile::tempdir().expect("a directory for Prometheus");
         let config = dir.path().join("prometheus.yml");
-        let text = format!(
-            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{target}']\n"
+        let mut text = format!(
+            "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\n  evaluation_interval: 500ms\nscrape_configs:\n  - job_name: weir\n    static_configs:\n      - targets: ['{target}']\n"
         );
+        if let Some((rules, alertmanager)) = alerting {
+            text.push_str(&format!(
+                "rule_files: ['{}']\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n",
+                rules.display()
+            ));
+        }
         std::fs::write(&config, text).expect("writing prometheus.yml");
         let port = free_port();
         let mut cmd = Command::new("prometheus");
@@ -305,6 +318,40 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(50));
         }
         Prometheus { _child: child, _dir: dir, addr }
+    }
+}
+
+/// Debian's `prometheus-alertmanager`, routing every alert to one webhook at once.
+pub struct Alertmanager {
+    _child: crate::Reaped,
+    _dir: tempfile::TempDir,
+    /// Where its API listens (`host:port`).
+    pub addr: String,
+}
+
+impl Alertmanager {
+    /// Starts it with one receiver, `webhook` (a URL), without waiting to group alerts.
+    pub fn start(webhook: &str) -> Alertmanager {
+        let dir = tempfile::tempdir().expect("a directory for Alertmanager");
+        let config = dir.path().join("alertmanager.yml");
+        let text = format!(
+            "route:\n  receiver: test\n  group_by: ['alertname', 'rule']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n"
+        );
+        std::fs::write(&config, text).expect("writing alertmanager.yml");
+        let port = free_port();
+        let mut cmd = Command::new("prometheus-alertmanager");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=");
+        let child = serve(cmd, "prometheus-alertmanager", port);
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while crate::http_get(&addr, "/-/ready").0 != 200 {
+            assert!(Instant::now() < deadline, "alertmanager was not ready within 30s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Alertmanager { _child: child, _dir: dir, addr }
     }
 }
 

@@ -102,6 +102,7 @@ fn ensure_test_services() -> Result<()> {
     // A real Prometheus scrapes `/metrics`, and Debian's headless Chromium loads the
     // dashboard, driven by playwright-core from the npm registry (never a downloaded browser).
     apt_install("prometheus", "prometheus", "the metrics scrape test")?;
+    apt_install("prometheus-alertmanager", "prometheus-alertmanager", "the quality alerts test")?;
     apt_install("chromium", "chromium", "the dashboard test")?;
     // The tests start registries of their own on free loopback ports.
     apt_install("docker-registry", "docker-registry", "the plugin sharing tests")?;

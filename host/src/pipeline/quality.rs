@@ -116,20 +116,28 @@ impl Meter {
         self.status[record as usize] = LATE;
     }
 
-    /// Counts the batch's records, in partition order; `now_ms` places records of a
-    /// partition with no event time yet.
+    /// Counts the batch's records, in partition order. A record that did not pass the
+    /// validators counts where its partition's accepted event time stands (its own may
+    /// be the garbage that failed it); before a partition has one, at the first this
+    /// batch brings, or at `now_ms`.
     pub fn finish(&mut self, batch: &RawBatch, now_ms: i64) {
         for r in 0..batch.len() {
+            if self.status[r] >= ACCURATE {
+                self.clocks.entry(batch.partitions[r]).or_insert(self.times[r]);
+            }
+        }
+        for r in 0..batch.len() {
             let partition = batch.partitions[r];
-            let t = match self.times[r] {
-                i64::MIN => *self.clocks.get(&partition).unwrap_or(&now_ms),
-                t => {
+            let status = self.status[r];
+            let t = match status >= ACCURATE {
+                false => *self.clocks.get(&partition).unwrap_or(&now_ms),
+                true => {
+                    let t = self.times[r];
                     let clock = self.clocks.entry(partition).or_insert(t);
                     *clock = (*clock).max(t);
                     t
                 }
             };
-            let status = self.status[r];
             let missing = match self.seqs.get_mut(r).and_then(Option::take) {
                 Some((producer, seq)) => {
                     let last = self.last_seq.entry((partition, producer)).or_insert(seq - 1);

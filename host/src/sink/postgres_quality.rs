@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use tokio_postgres::types::ToSql;
 
 use super::postgres::{time, PostgresSink};
-use super::quality::{count_columns, counts_of, Anomaly, QualityStore, QualitySums, SlaMinute, SlaRecord};
+use super::quality::{count_columns, counts_of, NEWEST, Anomaly, QualityStore, QualitySums, SlaMinute, SlaRecord};
 use super::schema::quote;
 use super::Checkpoint;
 
@@ -78,7 +78,7 @@ impl QualityStore for PostgresSink {
         runtime.block_on(async {
             let newest: Option<i64> = client
                 .query_one(
-                    &format!("SELECT {} FROM weir_quality WHERE pipeline = $1", ms("max(window_end)")),
+                    &format!("SELECT {} FROM weir_quality WHERE pipeline = $1 AND {NEWEST}", ms("max(window_end)")),
                     &[&pipeline],
                 )
                 .await?

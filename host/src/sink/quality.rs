@@ -98,6 +98,11 @@ impl OutputCheck {
     }
 }
 
+/// The quality windows the span of the scores ends with: those with records on time or
+/// output rows. A window only bad records reached (placed where their partition stood,
+/// or at the wall clock before it stood anywhere) must not move the span.
+pub(super) const NEWEST: &str = "(on_time > 0 OR rows_out > 0)";
+
 /// The sums of `weir_quality` over a span of quality windows.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QualitySums {

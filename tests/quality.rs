@@ -1,0 +1,160 @@
+//! Data quality end to end, with real parts: the rides pipeline into a real PostgreSQL with
+//! a third of its records bad breaks its accuracy rule. A real Prometheus, scraping weir
+//! and evaluating the rules `weir alerts rules` wrote, fires the alert; a real Alertmanager
+//! routes it to a webhook served by this test; and weir's own notifier posts the same
+//! receiver, once.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir_tests::services::{Alertmanager, Postgres, Prometheus};
+use weir_tests::{free_addr, http_get, plugin_dir, rides_pipeline, wait_status, weir_bin, Reaped};
+
+type Posts = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// A webhook receiver: every POST's path and JSON body, answered 200.
+fn receiver() -> (String, Posts) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let posts: Posts = Arc::default();
+    let kept = posts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            kept.lock().unwrap().push((path, json));
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, posts)
+}
+
+/// The alerts posted to `path` so far, as (status, labels).
+fn alerts(posts: &Posts, path: &str) -> Vec<(String, serde_json::Value)> {
+    let posts = posts.lock().unwrap();
+    let bodies = posts.iter().filter(|(p, _)| p == path);
+    let all = bodies.flat_map(|(_, body)| body["alerts"].as_array().cloned().unwrap_or_default());
+    all.map(|a| (a["status"].as_str().unwrap_or_default().to_string(), a["labels"].clone())).collect()
+}
+
+#[test]
+fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_own_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = Postgres::start();
+    let url = postgres.create_database("quality");
+    let (receiving, posts) = receiver();
+    let alertmanager = Alertmanager::start(&format!("http://{receiving}/alertmanager"));
+    let pipeline = rides_pipeline(
+        dir.path(),
+        &[
+            ("events = 1000000", "events = 100000000"),
+            ("seed = 42", "seed = 42\npace = 4000"),
+            // A third of the records bad: about half of those the validator rejects.
+            ("malformed_share = 0.01", "malformed_share = 0.3"),
+            ("sqlite://./rides.db", &url),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str(&format!("\n[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n"));
+    std::fs::write(&pipeline, text).unwrap();
+
+    let rules = Command::new(weir_bin()).args(["alerts", "rules", pipeline.to_str().unwrap()]).output().unwrap();
+    assert!(rules.status.success(), "{}", String::from_utf8_lossy(&rules.stderr));
+    let rules = String::from_utf8(rules.stdout).unwrap();
+    assert!(rules.contains("rule: \"accuracy\""), "{rules}");
+    // The minute a rule must stay broken is Prometheus' own `for`; a second keeps the test short.
+    let rules_file = dir.path().join("rules.yml");
+    std::fs::write(&rules_file, rules.replace("for: 1m", "for: 1s")).unwrap();
+
+    let addr = free_addr();
+    let mut host = Reaped(
+        Command::new(weir_bin())
+            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let _prometheus = Prometheus::start_alerting(&addr, Some((&rules_file, &alertmanager.addr)));
+
+    let broken = |s: &serde_json::Value| {
+        s["quality"]["rules"].as_array().into_iter().flatten().any(|r| r["rule"] == "accuracy" && r["ok"] == false)
+    };
+    let status = wait_status(&addr, &mut host.0, Duration::from_secs(120), broken);
+    let rule = status["quality"]["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "accuracy").unwrap();
+    let accuracy = rule["value"].as_f64().unwrap();
+    assert!((0.8..0.97).contains(&accuracy), "{rule}");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let fired = |path: &str| {
+        alerts(&posts, path).iter().any(|(status, labels)| {
+            status == "firing" && labels["alertname"] == "WeirQualityRule" && labels["rule"] == "accuracy"
+        })
+    };
+    while !(fired("/weir") && fired("/alertmanager")) {
+        assert!(
+            Instant::now() < deadline,
+            "no firing accuracy alert from both weir and Alertmanager within 2 minutes: {:?}",
+            posts.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let routed = alerts(&posts, "/alertmanager");
+    let (_, labels) = routed.iter().find(|(_, l)| l["rule"] == "accuracy").unwrap();
+    assert_eq!(labels["severity"], "page");
+    assert_eq!(labels["pipeline"], "rides");
+
+    // Judged again and again, still broken: weir posts it once (the repeat is 4 hours).
+    let judged = status["quality"]["judged_ms"].as_i64().unwrap();
+    wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| {
+        s["quality"]["judged_ms"].as_i64().is_some_and(|t| t > judged + 6_000)
+    });
+    let firing: Vec<_> =
+        alerts(&posts, "/weir").into_iter().filter(|(s, l)| s == "firing" && l["rule"] == "accuracy").collect();
+    assert_eq!(firing.len(), 1, "{firing:?}");
+
+    // The scores come from the sink: weir_quality holds the counts, weir_sla the minutes.
+    let mut db = postgres.client("quality");
+    let row = db
+        .query_one(
+            "SELECT sum(records)::bigint, sum(complete)::bigint, sum(accurate)::bigint FROM weir_quality \
+             WHERE pipeline = 'rides' AND source_partition >= 0",
+            &[],
+        )
+        .unwrap();
+    let (records, complete, accurate): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert!(records > 10_000 && complete < records && accurate < complete, "{records} {complete} {accurate}");
+    let stored = accurate as f64 / complete as f64;
+    assert!((stored - accuracy).abs() < 0.02, "the sink's accuracy {stored} against the rule's {accuracy}");
+    let bad: i64 = db
+        .query_one("SELECT count(*) FROM weir_sla WHERE pipeline = 'rides' AND rule = 'accuracy' AND NOT ok", &[])
+        .unwrap()
+        .get(0);
+    assert!(bad >= 1);
+    let (code, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics
+        .contains("weir_quality_rule_ok{pipeline=\"rides\",rule=\"accuracy\",severity=\"page\",score=\"accuracy\"} 0"));
+}
