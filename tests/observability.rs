@@ -146,7 +146,8 @@ fn the_health_alert_rules_pass_promtool_and_fire_when_they_should() {
         )
     };
     let (ok, said) = promtool(&["check", "rules", "rules.yml"]);
-    assert!(ok && said.contains("SUCCESS: 5 rules found"), "{said}");
+    // Five for health, one per quality rule, one per SLA's error budget.
+    assert!(ok && said.contains("SUCCESS: 8 rules found"), "{said}");
 
     let alert = |name: &str, at: &str, summary: Option<&str>| {
         match summary {
@@ -163,14 +164,19 @@ fn the_health_alert_rules_pass_promtool_and_fire_when_they_should() {
          \x20     - series: 'weir_sink_failing{pipeline=\"rides\"}'\n        values: '0x20'\n\
          \x20     - series: 'weir_checkpoint_age_seconds{pipeline=\"rides\"}'\n        values: '1 1 100 160 220 280'\n\
          \x20     - series: 'weir_consumer_lag{pipeline=\"rides\", partition=\"0\"}'\n        values: '0+100x20'\n\
-         \x20     - series: 'weir_records_in_total{pipeline=\"rides\"}'\n        values: '0+10x20'\n    alert_rule_test:\n",
+         \x20     - series: 'weir_records_in_total{pipeline=\"rides\"}'\n        values: '0+10x20'\n\
+         \x20     - series: 'weir_quality_rule_ok{pipeline=\"rides\", rule=\"accuracy\", severity=\"page\", score=\"accuracy\"}'\n        values: '1 1 0 0 0 0'\n\
+         \x20     - series: 'weir_sla_error_budget_remaining{pipeline=\"rides\", rule=\"on time\"}'\n        values: '1 1 1 1 1 1'\n    alert_rule_test:\n",
     ) + &alert("WeirReadingHeld", "1m", None)
         + &alert("WeirReadingHeld", "5m", Some("pipeline rides: reading is held (circuit breaker open, or paused)"))
         + &alert("WeirSinkFailing", "5m", None)
         + &alert("WeirNoCommit", "5m", Some("pipeline rides: no checkpoint committed for over 30 s (10 intervals)"))
         + &alert("WeirLagGrowing", "5m", None)
         + &alert("WeirLagGrowing", "20m", Some("pipeline rides: its lag has grown for 10 minutes"))
-        + &alert("WeirMetricsAbsent", "5m", None);
+        + &alert("WeirMetricsAbsent", "5m", None)
+        + &alert("WeirSlaBudgetSpent", "5m", None)
+        + "      - eval_time: 2m\n        alertname: WeirQualityRule\n        exp_alerts: []\n"
+        + "      - eval_time: 5m\n        alertname: WeirQualityRule\n        exp_alerts:\n          - exp_labels: {severity: page, pipeline: rides, rule: accuracy}\n            exp_annotations: {summary: 'pipeline rides: quality rule \"accuracy\" (accuracy >= 0.97) is broken'}\n";
     std::fs::write(dir.path().join("tests.yml"), tests).unwrap();
     let (ok, said) = promtool(&["test", "rules", "tests.yml"]);
     assert!(ok && said.contains("SUCCESS"), "{said}");
