@@ -19,6 +19,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("FUTURE_CONTRACT", "fixture-future-contract", "fixture_future_contract"),
     ("WANTS_SOCKETS", "fixture-wants-sockets", "fixture_wants_sockets"),
     ("TRAPPING_VALIDATOR", "fixture-trapping-validator", "fixture_trapping_validator"),
+    ("STRICT_VALIDATOR", "fixture-strict-validator", "fixture_strict_validator"),
     ("COUNTER", "fixture-counter", "fixture_counter"),
     ("COUNTER_V2", "fixture-counter-v2", "fixture_counter_v2"),
     ("COUNTER_WIDE", "fixture-counter-wide", "fixture_counter_wide"),

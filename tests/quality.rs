@@ -158,3 +158,96 @@ fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_ow
     assert!(metrics
         .contains("weir_quality_rule_ok{pipeline=\"rides\",rule=\"accuracy\",severity=\"page\",score=\"accuracy\"} 0"));
 }
+
+/// A validator version that rejects half the trips, deployed under load past its trial
+/// (`--max-error-increase 100`), is rolled back by the canary at a checkpoint; the sink
+/// stays exact: every record counted once, in a window, a dead letter or the late lane,
+/// and the broken version's failures lie between its switch and the rollback's.
+#[test]
+fn a_broken_validator_is_rolled_back_by_the_canary_and_the_sink_stays_exact() {
+    const EVENTS: i64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = Postgres::start();
+    let url = postgres.create_database("canary");
+    let pipeline = rides_pipeline(
+        dir.path(),
+        &[
+            ("events = 1000000", &format!("events = {EVENTS}")),
+            ("seed = 42", "seed = 42\npace = 3000"),
+            ("sqlite://./rides.db", &url),
+            // Only the canary acts on the broken version's dead letters here.
+            ("dead_letter_rate = 0.5", "dead_letter_rate = 0.99"),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str("\n[deploy]\ncanary = \"1m\"\nmax_dead_letter_increase = 0.05\nmin_records = 500\n");
+    std::fs::write(&pipeline, text).unwrap();
+    let addr = free_addr();
+    let mut host = Reaped(
+        Command::new(weir_bin())
+            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr, "--until-idle", "3s"])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| s["records"].as_i64().is_some_and(|r| r > 6_000));
+    let (ok, _, why) = weir_tests::weir_cli(
+        &addr,
+        &[
+            "plugin",
+            "deploy",
+            "--pipeline",
+            "rides",
+            "--stage",
+            "validators[0]",
+            "--max-error-increase",
+            "100",
+            weir_tests::guests::STRICT_VALIDATOR,
+        ],
+    );
+    assert!(ok, "{why}");
+    let rolled_back = |s: &serde_json::Value| s["records"].as_i64().is_some() && s["swaps"].as_u64() >= Some(2);
+    wait_status(&addr, &mut host.0, Duration::from_secs(120), rolled_back);
+    let (code, plugins) = http_get(&addr, "/api/plugins");
+    assert_eq!(code, 200);
+    let plugins: serde_json::Value = serde_json::from_str(&plugins).unwrap();
+    let history = plugins["history"].as_array().unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last["how"], "rollback", "{plugins}");
+    assert_eq!(last["plugin"], "rules_validator", "{plugins}");
+    assert!(last["reason"].as_str().unwrap().starts_with("canary: "), "{plugins}");
+
+    let out = std::mem::replace(&mut host.0, Command::new("true").spawn().unwrap()).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("rolled back to rules_validator"), "{stderr}");
+
+    let mut db = postgres.client("canary");
+    let one = |db: &mut postgres::Client, sql: &str| -> i64 { db.query_one(sql, &[]).unwrap().get(0) };
+    let windowed = one(&mut db, "SELECT sum(trips)::bigint FROM rides_city_minute");
+    let dead = one(&mut db, "SELECT count(*) FROM weir_dead_letters");
+    let late = one(&mut db, "SELECT count(*) FROM weir_late_events");
+    assert_eq!(windowed + dead + late, EVENTS, "{windowed} windowed + {dead} dead letters + {late} late");
+    // The broken version's rejections lie between its switch and the rollback's, which the
+    // sink recorded with the reason.
+    let rows = db
+        .query("SELECT how, from_offsets, reason FROM weir_deployments WHERE pipeline = 'rides' AND how <> 'configured' ORDER BY id", &[])
+        .unwrap();
+    let hows: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(hows, ["deploy", "rollback"]);
+    let offset = |i: usize| -> i64 {
+        let offsets: serde_json::Value = serde_json::from_str(rows[i].get::<_, &str>(1)).unwrap();
+        offsets[0][1].as_i64().unwrap()
+    };
+    let (from, to) = (offset(0), offset(1));
+    assert!(rows[1].get::<_, Option<String>>(2).unwrap().contains("canary"));
+    let failures =
+        db.query("SELECT source_offset FROM weir_dead_letters WHERE reason LIKE 'fare-at-most-40%'", &[]).unwrap();
+    assert!(!failures.is_empty());
+    for f in failures {
+        let at: i64 = f.get(0);
+        assert!((from..to).contains(&at), "a rejection at offset {at}, outside the broken version's {from}..{to}");
+    }
+}

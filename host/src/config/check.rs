@@ -15,6 +15,9 @@ impl PipelineConfig {
         if let Some(quality) = &self.quality {
             quality.check()?;
         }
+        if let Some(deploy) = &self.deploy {
+            deploy.check()?;
+        }
         if let Some(alerts) = &self.alerts {
             alerts.check()?;
             if self.quality.as_ref().is_none_or(|q| q.rule.is_empty()) {

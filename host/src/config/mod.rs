@@ -4,6 +4,7 @@
 
 mod alerts;
 mod check;
+mod deploy;
 mod duration;
 #[cfg(test)]
 mod fuzz;
@@ -16,6 +17,7 @@ mod schemas;
 mod sections;
 
 pub use alerts::AlertsConfig;
+pub use deploy::DeployConfig;
 pub use duration::parse_duration;
 pub use interpolate::interpolate;
 pub use lookups::LookupConfig;

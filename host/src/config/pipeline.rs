@@ -66,6 +66,9 @@ pub struct PipelineConfig {
     /// Webhooks weir posts quality alerts to.
     #[serde(default, deserialize_with = "optional_section")]
     pub alerts: Option<super::AlertsConfig>,
+    /// How a new plugin version is watched, and rolled back if it does worse.
+    #[serde(default, deserialize_with = "optional_section")]
+    pub deploy: Option<super::DeployConfig>,
 }
 
 fn optional_section<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(

@@ -162,6 +162,8 @@ pub struct Deployer {
     busy: Mutex<()>,
     /// Where a deploy asks the other hosts of the group first (set by the run loop).
     pub(super) council: std::sync::OnceLock<Arc<super::council::Council>>,
+    /// Why the rollback under way was decided, for its record in `weir_deployments`.
+    reason: Mutex<Option<String>>,
 }
 
 impl Deployer {
@@ -185,6 +187,7 @@ impl Deployer {
             swaps,
             busy: Mutex::new(()),
             council: std::sync::OnceLock::new(),
+            reason: Mutex::new(None),
         };
         (Arc::new(deployer), receiver)
     }
@@ -474,6 +477,19 @@ impl Deployer {
         self.deploy(stage, &previous.plugin, previous.bytes.to_vec(), How::Rollback, f64::INFINITY)
     }
 
+    /// Rolls `stage` back because of `reason` (the canary's), which its record keeps.
+    pub(super) fn rollback_because(&self, stage: StageId, reason: String) -> Result<DeployReport> {
+        *self.reason.lock().expect("reason lock") = Some(reason);
+        let outcome = self.rollback(stage);
+        self.reason.lock().expect("reason lock").take();
+        outcome
+    }
+
+    /// The reason of the rollback being switched in, if weir decided it.
+    pub(super) fn take_reason(&self) -> Option<String> {
+        self.reason.lock().expect("reason lock").take()
+    }
+
     /// The stages, what runs in each, and every switch so far.
     pub fn list(&self) -> serde_json::Value {
         let live = self.live.lock().expect("live lock");
@@ -501,6 +517,7 @@ impl Deployer {
                     "state_version": d.state_version,
                     "at": weir_sdk::time::format_iso8601(d.at_ms),
                     "from_offsets": d.from_offsets,
+                    "reason": d.reason,
                 })
             })
             .collect();

@@ -4,6 +4,7 @@
 mod anomaly;
 mod breaker;
 mod build;
+mod canary;
 mod committer;
 mod council;
 mod deploy;

@@ -104,7 +104,6 @@ fn rfc3339(ms: i64) -> String {
 
 /// One alert as Alertmanager's webhook posts it.
 pub fn webhook_body(pipeline: &str, v: &Verdict, firing: bool, now_ms: i64) -> Value {
-    let status = if firing { "firing" } else { "resolved" };
     let labels = json!({
         "alertname": "WeirQualityRule",
         "pipeline": pipeline,
@@ -115,32 +114,65 @@ pub fn webhook_body(pipeline: &str, v: &Verdict, firing: bool, now_ms: i64) -> V
     let summary = format!("{}: quality rule {:?} {}", pipeline, v.rule, if firing { "broke" } else { "holds again" });
     let description =
         format!("{} over {}s is {} (rule: {})", v.score.name(), v.over_ms / 1000, shown(v.score, v.value), v.check);
+    let ends = (!firing).then_some(now_ms);
+    body(pipeline, &v.rule, labels, &summary, &description, v.since_ms, ends)
+}
+
+/// A webhook body of one alert whose `rule` label is `rule`; resolved if it `ends`.
+fn body(
+    pipeline: &str,
+    rule: &str,
+    labels: Value,
+    summary: &str,
+    description: &str,
+    starts: i64,
+    ends: Option<i64>,
+) -> Value {
+    let status = if ends.is_none() { "firing" } else { "resolved" };
     let fingerprint = {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(format!("{pipeline}\u{0}{}", v.rule));
+        let digest = sha2::Sha256::digest(format!("{pipeline}\u{0}{rule}"));
         digest[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
     let alert = json!({
         "status": status,
         "labels": labels,
         "annotations": { "summary": summary, "description": description },
-        "startsAt": rfc3339(v.since_ms),
-        "endsAt": if firing { "0001-01-01T00:00:00Z".to_string() } else { rfc3339(now_ms) },
+        "startsAt": rfc3339(starts),
+        "endsAt": ends.map_or("0001-01-01T00:00:00Z".to_string(), rfc3339),
         "generatorURL": "",
         "fingerprint": fingerprint,
     });
     json!({
         "version": "4",
-        "groupKey": format!("{{}}:{{pipeline=\"{pipeline}\", rule=\"{}\"}}", v.rule),
+        "groupKey": format!("{{}}:{{pipeline=\"{pipeline}\", rule=\"{rule}\"}}"),
         "truncatedAlerts": 0,
         "status": status,
         "receiver": "weir",
-        "groupLabels": { "pipeline": pipeline, "rule": v.rule },
+        "groupLabels": { "pipeline": pipeline, "rule": rule },
         "commonLabels": labels,
         "commonAnnotations": alert["annotations"].clone(),
         "externalURL": "",
         "alerts": [alert],
     })
+}
+
+impl Notifier {
+    /// Posts a one-off page (an automatic rollback): `what` names it, as the `rule` label.
+    pub fn page(&self, alertname: &str, what: &str, summary: &str, description: &str, now_ms: i64) {
+        let labels = json!({ "alertname": alertname, "pipeline": self.pipeline, "rule": what, "severity": "page" });
+        let body = body(&self.pipeline, what, labels, summary, description, now_ms, None);
+        self.log.lock().expect("alert log lock").push(Sent {
+            rule: what.to_string(),
+            status: "firing".into(),
+            at_ms: now_ms,
+            delivered: 0,
+            error: None,
+        });
+        if self.queue.try_send(body).is_err() {
+            tracing::warn!(alertname, "the alert queue is full; this alert is dropped");
+        }
+    }
 }
 
 /// Posts each alert to every receiver in turn, retrying one that fails with backoff.

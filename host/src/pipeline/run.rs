@@ -266,6 +266,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let mut last_progress = (Instant::now(), 0u64);
     let mut idle_since: Option<Instant> = None;
     let mut breaker = Breaker::new(config.breaker.clone());
+    let mut canary = config.deploy.clone().map(super::canary::Canary::new);
     let (mut operator_paused, mut resume_requested, mut held) = (false, false, None::<String>);
     let mut optimizing = false;
     let mut last_publish = Instant::now();
@@ -419,6 +420,11 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 timing.processed = Some(Instant::now());
                 deployer.observe(batch, &pipeline);
                 let dead = pipeline.dead_letters.len().saturating_sub(dead_before) as u64;
+                if let Some(condemned) =
+                    canary.as_mut().and_then(|c| c.observe(Instant::now(), batch.len() as u64, dead))
+                {
+                    roll_back(&deployer, condemned, timing.admin.clone(), watch.clone());
+                }
                 let critical = pipeline.take_critical().or_else(|| watch.as_ref().and_then(|w| w.rules.take_stop()));
                 if let Some(open) = breaker.observe(Instant::now(), batch.len() as u64, dead, critical) {
                     eprintln!(
@@ -504,7 +510,17 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
             last_checkpoint = Instant::now();
             let mut switched = false;
             while let Some(swap) = pending.take().or_else(|| swaps.try_recv().ok()) {
+                let before = pipeline.deployments.len();
                 switched |= switch(&mut pipeline, swap, &deployer, source.positions());
+                if let (Some(canary), Some(d)) = (canary.as_mut(), pipeline.deployments.get(before)) {
+                    match d.how.as_str() {
+                        "deploy" | "promote" | "watch" => {
+                            let version = format!("{}@{}", d.plugin, super::stages::short(&d.digest));
+                            canary.started(d.stage.parse()?, version, Instant::now());
+                        }
+                        _ => canary.ended(),
+                    }
+                }
             }
             // Gaps are measured only while batches follow each other closely.
             timing.gap = timing.processed.filter(|t| t.elapsed() < Duration::from_secs(1)).map(|t| (t, switched));
@@ -541,4 +557,45 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         swap_stalls: timing.stalls,
         checkpoint_gaps: timing.checkpoint_gaps,
     })
+}
+
+/// Rolls back the version the canary condemned, on a thread of its own (the rollback
+/// waits for this loop to switch it in). A rollback that fails (the previous version no
+/// longer loads) keeps the running version and says so on `/readyz` and `/api/status`.
+fn roll_back(
+    deployer: &Arc<super::Deployer>,
+    condemned: super::canary::Condemned,
+    admin: Option<Arc<Shared>>,
+    watch: Option<Arc<super::watch::Watch>>,
+) {
+    let deployer = deployer.clone();
+    let super::canary::Condemned { stage, reason } = condemned;
+    eprintln!("\n{stage}: {reason}; rolling back");
+    tracing::error!(stage = %stage, reason, "the canary condemned a new version; rolling back");
+    let spawned = std::thread::Builder::new().name("weir-rollback".into()).spawn(move || {
+        let stage_name = stage.to_string();
+        match deployer.rollback_because(stage, reason.clone()) {
+            Ok(report) => {
+                let summary = format!("{stage}: rolled back to {} automatically", report.version);
+                eprintln!("\n{summary}");
+                if let Some(watch) = &watch {
+                    watch.rolled_back(&stage_name, &summary, &reason);
+                }
+            }
+            Err(e) => {
+                let why = format!("{stage}: the automatic rollback failed and the condemned version runs on: {e:#}");
+                if let Some(watch) = &watch {
+                    watch.rolled_back(&stage_name, &why, &reason);
+                }
+                tracing::error!("{why}");
+                eprintln!("\n{why}");
+                if let Some(admin) = admin {
+                    admin.trouble("rollback", Some(why));
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the rollback");
+    }
 }

@@ -192,6 +192,7 @@ impl Pipeline {
             from_offsets: from,
             at_ms: super::now_ms(),
             bytes: plan.bytes.clone(),
+            reason: None,
         }
     }
 

@@ -55,6 +55,11 @@ pub(super) fn switch(pipeline: &mut Pipeline, swap: Swap, deployer: &Deployer, p
             let (version, at) = (plan_version(pipeline, stage), positions_text(&positions));
             if how.is_some() {
                 pipeline.stats.swaps += 1;
+                if how == Some(How::Rollback) {
+                    if let Some(d) = pipeline.deployments.last_mut() {
+                        d.reason = deployer.take_reason();
+                    }
+                }
                 deployer.switched(plan, pipeline.deployments.last().cloned(), &pipeline.table);
                 eprintln!("\n{stage} switched to {version} at {at}");
             } else {

@@ -48,6 +48,13 @@ impl Watch {
         })))
     }
 
+    /// Pages about an automatic rollback through the webhooks, if any.
+    pub fn rolled_back(&self, stage: &str, summary: &str, reason: &str) {
+        if let Some(notifier) = &self.notifier {
+            notifier.page("WeirAutoRollback", stage, summary, reason, super::now_ms());
+        }
+    }
+
     /// Judges the final rows a commit has just landed (its own, and those the sink
     /// merged), and stores what is strange in `weir_anomalies`.
     pub fn committed(&self, sink: &mut dyn Sink, checkpoint: &Checkpoint, merged: &[WindowRow]) {

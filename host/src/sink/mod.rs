@@ -263,6 +263,8 @@ pub struct Deployment {
     pub at_ms: i64,
     /// The component, so that a restart or a rollback can load it again.
     pub bytes: std::sync::Arc<Vec<u8>>,
+    /// Why, where weir decided it: an automatic rollback names what the canary saw.
+    pub reason: Option<String>,
 }
 
 impl Deployment {

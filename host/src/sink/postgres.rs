@@ -121,6 +121,7 @@ CREATE TABLE IF NOT EXISTS weir_checkpoint_log (
     committed_at timestamptz NOT NULL
 );
 ALTER TABLE weir_checkpoint_log ADD COLUMN IF NOT EXISTS lookups text;
+ALTER TABLE weir_deployments ADD COLUMN IF NOT EXISTS reason text;
 CREATE TABLE IF NOT EXISTS weir_lookups (
     pipeline text NOT NULL,
     name text NOT NULL,
@@ -550,7 +551,7 @@ impl Sink for PostgresSink {
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>> {
         let (runtime, client) = self.session()?;
         let rows = runtime.block_on(client.query(
-            "SELECT d.stage, d.plugin, d.digest, d.how, d.state_version, d.configured_digest, d.from_offsets, d.deployed_ms, c.bytes \
+            "SELECT d.stage, d.plugin, d.digest, d.how, d.state_version, d.configured_digest, d.from_offsets, d.deployed_ms, c.bytes, d.reason \
              FROM weir_deployments d JOIN weir_components c USING (digest) WHERE d.pipeline = $1 ORDER BY d.id",
             &[&pipeline],
         ))?;
@@ -566,6 +567,7 @@ impl Sink for PostgresSink {
                     from_offsets: Deployment::offsets_from_json(r.get(6))?,
                     at_ms: r.get(7),
                     bytes: std::sync::Arc::new(r.get(8)),
+                    reason: r.get(9),
                 })
             })
             .collect()

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use tokio_postgres::types::ToSql;
 
 use super::postgres::{time, PostgresSink};
-use super::quality::{count_columns, counts_of, NEWEST, Anomaly, QualityStore, QualitySums, SlaMinute, SlaRecord};
+use super::quality::{count_columns, counts_of, Anomaly, QualityStore, QualitySums, SlaMinute, SlaRecord, NEWEST};
 use super::schema::quote;
 use super::Checkpoint;
 

@@ -143,8 +143,8 @@ impl PostgresSink {
             let state_version = d.state_version.map(i64::from);
             tx.execute(
                 "WITH component AS (INSERT INTO weir_components (digest, name, bytes) VALUES ($4, $3, $10) ON CONFLICT DO NOTHING) \
-                 INSERT INTO weir_deployments (pipeline, stage, plugin, digest, how, state_version, configured_digest, from_offsets, deployed_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 INSERT INTO weir_deployments (pipeline, stage, plugin, digest, how, state_version, configured_digest, from_offsets, deployed_ms, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11)",
                 &[
                     &pipeline,
                     &d.stage,
@@ -156,6 +156,7 @@ impl PostgresSink {
                     &d.offsets_json(),
                     &d.at_ms,
                     d.bytes.as_ref(),
+                    &d.reason,
                 ],
             )
             .await

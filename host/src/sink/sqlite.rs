@@ -133,7 +133,8 @@ pub struct SqliteSink {
 
 /// Before partial states, a window and key had one state whatever its partition; SQLite
 /// changes a primary key only by copying the table.
-/// A checkpoint log from before lookups gains their column.
+/// A checkpoint log from before lookups gains their column, deployments from before
+/// automatic rollbacks their reason.
 fn migrate_checkpoint_log(conn: &Connection) -> Result<()> {
     let has: bool = conn.query_row(
         "SELECT count(*) > 0 FROM pragma_table_info('weir_checkpoint_log') WHERE name = 'lookups'",
@@ -143,6 +144,15 @@ fn migrate_checkpoint_log(conn: &Connection) -> Result<()> {
     if !has {
         conn.execute_batch("ALTER TABLE weir_checkpoint_log ADD COLUMN lookups TEXT")
             .context("giving weir_checkpoint_log its lookups column")?;
+    }
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('weir_deployments') WHERE name = 'reason'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE weir_deployments ADD COLUMN reason TEXT")
+            .context("giving weir_deployments its reason column")?;
     }
     Ok(())
 }
@@ -402,8 +412,8 @@ impl SqliteSink {
         let mut component =
             tx.prepare_cached("INSERT OR IGNORE INTO weir_components (digest, name, bytes) VALUES (?, ?, ?)")?;
         let mut deployment = tx.prepare_cached(
-            "INSERT INTO weir_deployments (pipeline, stage, plugin, digest, how, state_version, configured_digest, from_offsets, deployed_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO weir_deployments (pipeline, stage, plugin, digest, how, state_version, configured_digest, from_offsets, deployed_ms, reason) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
         for d in &checkpoint.deployments {
             component.execute(params![d.digest, d.plugin, d.bytes.as_slice()])?;
@@ -416,7 +426,8 @@ impl SqliteSink {
                 d.state_version,
                 d.configured_digest,
                 d.offsets_json(),
-                d.at_ms
+                d.at_ms,
+                d.reason
             ])?;
         }
         tx.prepare_cached(
@@ -591,7 +602,7 @@ impl Sink for SqliteSink {
 
     fn deployments(&mut self, pipeline: &str) -> Result<Vec<Deployment>> {
         let mut stmt = self.conn.prepare(
-            "SELECT d.stage, d.plugin, d.digest, d.how, d.state_version, d.configured_digest, d.from_offsets, d.deployed_ms, c.bytes \
+            "SELECT d.stage, d.plugin, d.digest, d.how, d.state_version, d.configured_digest, d.from_offsets, d.deployed_ms, c.bytes, d.reason \
              FROM weir_deployments d JOIN weir_components c USING (digest) WHERE d.pipeline = ? ORDER BY d.id",
         )?;
         let rows = stmt.query_map([pipeline], |r| {
@@ -606,6 +617,7 @@ impl Sink for SqliteSink {
                     from_offsets: Vec::new(),
                     at_ms: r.get(7)?,
                     bytes: std::sync::Arc::new(r.get(8)?),
+                    reason: r.get(9)?,
                 },
                 r.get::<_, String>(6)?,
             ))

@@ -68,7 +68,11 @@ impl SqliteSink {
 impl QualityStore for SqliteSink {
     fn quality_sums(&mut self, pipeline: &str, over_ms: i64) -> Result<QualitySums> {
         let newest: Option<i64> = self.conn.query_row(
-            &format!("SELECT {} FROM weir_quality WHERE pipeline = ? AND {}", ms("max(window_end)"), super::quality::NEWEST),
+            &format!(
+                "SELECT {} FROM weir_quality WHERE pipeline = ? AND {}",
+                ms("max(window_end)"),
+                super::quality::NEWEST
+            ),
             [pipeline],
             |r| r.get(0),
         )?;

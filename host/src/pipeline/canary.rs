@@ -1,0 +1,137 @@
+//! The canary (`[deploy] canary`): after this host switched a stage to a new version (a
+//! deploy, a promote, a watched file), the dead-letter rate of the records it processes
+//! is compared with the rate over the same span before the switch, when the previous
+//! version ran. Worse by more than `max_dead_letter_increase` once `min_records` were
+//! seen, and the version is rolled back; the rollback is switched in at a checkpoint, as
+//! any other, so every offset is still processed by exactly one version.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::stages::StageId;
+use crate::config::DeployConfig;
+
+/// A new version under watch.
+struct Watching {
+    stage: StageId,
+    version: String,
+    since: Instant,
+    records: u64,
+    dead: u64,
+    /// Records and dead letters of the previous version over the canary's span.
+    baseline: (u64, u64),
+}
+
+/// A version the canary condemned.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condemned {
+    /// Its stage.
+    pub stage: StageId,
+    /// Why, with the figures.
+    pub reason: String,
+}
+
+/// The canary of one run.
+pub struct Canary {
+    config: DeployConfig,
+    /// Batches of the last canary span: (when, records, dead letters).
+    recent: VecDeque<(Instant, u64, u64)>,
+    watching: Option<Watching>,
+}
+
+impl Canary {
+    /// A canary with `config`.
+    pub fn new(config: DeployConfig) -> Self {
+        Canary { config, recent: VecDeque::new(), watching: None }
+    }
+
+    /// Starts watching `version`, just switched into `stage`.
+    pub fn started(&mut self, stage: StageId, version: String, now: Instant) {
+        let baseline = self.recent.iter().fold((0, 0), |(r, d), &(_, records, dead)| (r + records, d + dead));
+        self.recent.clear();
+        self.watching = Some(Watching { stage, version, since: now, records: 0, dead: 0, baseline });
+    }
+
+    /// Stops watching: the stage was rolled back or switched again.
+    pub fn ended(&mut self) {
+        self.watching = None;
+    }
+
+    /// Counts a batch of `records`, `dead` of them dead letters. Returns the version to
+    /// roll back, once.
+    pub fn observe(&mut self, now: Instant, records: u64, dead: u64) -> Option<Condemned> {
+        self.recent.push_back((now, records, dead));
+        while self.recent.front().is_some_and(|&(at, _, _)| now.duration_since(at) > self.config.canary) {
+            self.recent.pop_front();
+        }
+        let w = self.watching.as_mut()?;
+        w.records += records;
+        w.dead += dead;
+        let rate = |dead: u64, records: u64| dead as f64 / records.max(1) as f64;
+        let (new, old) = (rate(w.dead, w.records), rate(w.baseline.1, w.baseline.0));
+        if w.records >= self.config.min_records && new > old + self.config.max_dead_letter_increase {
+            let reason = format!(
+                "canary: {} of the {} records {} processed were dead letters ({:.2}%), against {:.2}% of {} for the \
+                 version before it; more than deploy.max_dead_letter_increase = {} higher",
+                w.dead,
+                w.records,
+                w.version,
+                100.0 * new,
+                100.0 * old,
+                w.baseline.0,
+                self.config.max_dead_letter_increase
+            );
+            let stage = w.stage;
+            self.watching = None;
+            return Some(Condemned { stage, reason });
+        }
+        if now.duration_since(w.since) >= self.config.canary {
+            eprintln!(
+                "\ncanary passed: {} in {} after {} records ({:.2}% dead letters, {:.2}% before)",
+                w.version,
+                w.stage,
+                w.records,
+                100.0 * new,
+                100.0 * old
+            );
+            self.watching = None;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config() -> DeployConfig {
+        DeployConfig { canary: Duration::from_secs(60), max_dead_letter_increase: 0.02, min_records: 1000 }
+    }
+
+    #[test]
+    fn a_version_with_more_dead_letters_than_the_last_is_condemned_once_and_a_good_one_passes() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut canary = Canary::new(config());
+        for s in 0..10 {
+            assert_eq!(canary.observe(at(s), 1000, 10), None, "nothing watched yet");
+        }
+        canary.started(StageId::Validator(0), "v2".into(), at(10));
+        assert_eq!(canary.observe(at(11), 500, 100), None, "too few records to judge");
+        let condemned = canary.observe(at(12), 500, 100).expect("20% against 1%");
+        assert_eq!(condemned.stage, StageId::Validator(0));
+        assert!(condemned.reason.contains("(20.00%), against 1.00% of 10000"), "{}", condemned.reason);
+        assert_eq!(canary.observe(at(13), 1000, 500), None, "once");
+
+        canary.started(StageId::Validator(0), "v3".into(), at(20));
+        for s in 21..90 {
+            assert_eq!(
+                canary.observe(at(s), 1000, 25),
+                None,
+                "2.5% is below the rate before it (the condemned version's)"
+            );
+        }
+        assert!(canary.watching.is_none(), "passed after the canary span");
+    }
+}
