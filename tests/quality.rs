@@ -251,3 +251,156 @@ fn a_broken_validator_is_rolled_back_by_the_canary_and_the_sink_stays_exact() {
         assert!((from..to).contains(&at), "a rejection at offset {at}, outside the broken version's {from}..{to}");
     }
 }
+
+/// Trips of `cities` for each minute of `minutes` as JSON lines: about 40 per city, fares
+/// uniform in `fares` (deterministic), but for `spike`: Oslo's fares triple and Lima has
+/// no trip at all.
+fn trips(minutes: std::ops::Range<i64>, fares: (f64, f64), spike: Option<i64>) -> String {
+    let cities = ["Oslo", "Lima", "Pune", "Austin", "Berlin", "Tokyo"];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ minutes.start as u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut out = String::new();
+    for minute in minutes {
+        for city in cities {
+            if spike == Some(minute) && city == "Lima" {
+                continue;
+            }
+            let n = 35 + (next() * 11.0) as i64;
+            for i in 0..n {
+                let mut fare = fares.0 + next() * (fares.1 - fares.0);
+                if spike == Some(minute) && city == "Oslo" {
+                    fare *= 3.0;
+                }
+                let at = weir_sdk::time::format_iso8601(1_714_521_600_000 + minute * 60_000 + i * 60_000 / n);
+                out.push_str(&format!(
+                    "{{\"trip_id\":\"t-{minute}-{city}-{i}\",\"city\":\"{city}\",\"driver_id\":\"d\",\"rider_id\":\"r\",\
+                     \"fare\":{fare:.2},\"distance_km\":3.5,\"status\":\"completed\",\"event_time\":\"{at}\"}}\n"
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Forty minutes of steady trips with one strange minute: the detector flags exactly
+/// Oslo's tripled fare and Lima's missing trips, in the sink; the dashboard, in Debian's
+/// headless Chromium, shows the scores, the rules, both anomalies listed and ringed on the
+/// charts, and then the automatic rollback of a bad version deployed meanwhile.
+#[test]
+fn an_injected_spike_is_flagged_and_the_dashboard_shows_it_and_the_rollback() {
+    let drive = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboard");
+    assert!(
+        drive.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci --prefix tests/dashboard` (cargo xtask test does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.jsonl"), trips(0..40, (10.0, 30.0), Some(28))).unwrap();
+    let source = format!("kind = \"files\"\npath = \"{}\"\nformat = \"jsonl\"\nfollow = true", input.display());
+    let pipeline = rides_pipeline(
+        dir.path(),
+        &[
+            ("kind = \"producer\"", &source),
+            ("events = 1000000", ""),
+            ("rate = 1000", ""),
+            ("seed = 42", ""),
+            ("late_share = 0.02", ""),
+            ("malformed_share = 0.01", ""),
+            ("interval = \"1s\"", "interval = \"250ms\""),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str("\n[deploy]\ncanary = \"1m\"\nmax_dead_letter_increase = 0.05\nmin_records = 200\n");
+    std::fs::write(&pipeline, text).unwrap();
+    let addr = free_addr();
+    let _host = Reaped(
+        Command::new(weir_bin())
+            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut browser = Reaped(
+        Command::new("node")
+            .arg(drive.join("quality.mjs"))
+            .arg(format!("http://{addr}/"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("running node"),
+    );
+    let mut steps = BufReader::new(browser.0.stdout.take().unwrap()).lines();
+    let mut next = |name: &str| -> serde_json::Value {
+        let line = steps.next().unwrap_or_else(|| panic!("the browser ended before step {name}")).unwrap();
+        let step: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(step["step"], name, "{step}");
+        step
+    };
+
+    let seen = next("anomalies");
+    assert_eq!(seen["errors"], serde_json::json!([]), "the page logged no errors");
+    assert_eq!(seen["shown"], true);
+    assert_eq!(seen["tiles"]["accuracy"]["text"], "100.00 %", "{seen}");
+    assert_eq!(seen["tiles"]["accuracy"]["bad"], false);
+    let rules: Vec<String> = seen["rules"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap().into()).collect();
+    assert_eq!(rules, ["accuracy", "on time"]);
+    assert_eq!(seen["rules"][1][3], "holds", "{seen}");
+    let mut flagged: Vec<(String, String)> = seen["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a[1].as_str().unwrap().to_string(), a[2].as_str().unwrap().to_string()))
+        .collect();
+    flagged.sort();
+    assert_eq!(flagged, [("Lima".to_string(), "trips".to_string()), ("Oslo".into(), "avg_fare".into())]);
+    assert!(seen["anomalies"].as_array().unwrap().iter().all(|a| a[0] == "00:28–00:29"), "{seen}");
+    assert_eq!(seen["marks"][0].as_i64().unwrap() + seen["marks"][1].as_i64().unwrap(), 2, "both ringed: {seen}");
+
+    // The sink holds them, and nothing else of 40 minutes × 6 cities × 5 columns.
+    let db = rusqlite::Connection::open(dir.path().join("rides.db")).unwrap();
+    let stored: Vec<(String, String, String)> = db
+        .prepare("SELECT window_start, key, column_name FROM weir_anomalies ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        stored,
+        [
+            ("2024-05-01T00:28:00.000Z".to_string(), "[\"Lima\"]".to_string(), "trips".to_string()),
+            ("2024-05-01T00:28:00.000Z".into(), "[\"Oslo\"]".into(), "avg_fare".into()),
+        ]
+    );
+
+    // A bad version (it rejects every fare above 40) meets trips of 30 to 60.
+    let (ok, _, why) = weir_tests::weir_cli(
+        &addr,
+        &[
+            "plugin",
+            "deploy",
+            "--pipeline",
+            "rides",
+            "--stage",
+            "validators[0]",
+            "--max-error-increase",
+            "100",
+            weir_tests::guests::STRICT_VALIDATOR,
+        ],
+    );
+    assert!(ok, "{why}");
+    std::fs::write(input.join("b.jsonl"), trips(40..42, (30.0, 60.0), None)).unwrap();
+    browser.0.stdin.as_mut().unwrap().write_all(b"deployed\n").unwrap();
+    let rolled = next("rollback");
+    assert_eq!(rolled["errors"], serde_json::json!([]), "the page logged no errors");
+    let event = rolled["events"].as_array().unwrap().iter().find(|e| e[2] == "rollback").unwrap().clone();
+    assert_eq!(event[1], "validators[0] rolled back to rules_validator", "{rolled}");
+    assert!(event[3].as_str().unwrap().starts_with("canary: "), "{rolled}");
+    assert!(browser.0.wait().unwrap().success());
+}

@@ -13,7 +13,11 @@ const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get("token");
 const history = []; // {at, records, dead, late}
 const charts = [null, null];
+const chartColumns = [null, null]; // the column each chart draws
 let chartKeys = "";
+let anomalies = []; // the latest, from the status
+let rollbacks = []; // automatic and manual, from /api/plugins
+window.weirMarks = [0, 0]; // anomaly marks drawn on each chart, for tests
 let lastEvent = 0;
 
 const number = (v, digits = 0) =>
@@ -118,6 +122,91 @@ function showStatus(now, s) {
   }
 }
 
+const SCORES = ["completeness", "accuracy", "timeliness", "validity", "latency_p99", "freshness"];
+const DURATIONS = ["latency_p50", "latency_p99", "freshness"];
+// The last delay bucket is open: a quantile in it says only "an hour or more".
+const duration = (name, ms) => name !== "freshness" && ms >= 3600000 ? "≥ 1 h"
+  : ms >= 2 * 86400000 ? `${number(ms / 86400000, 1)} d` : `${number(ms / 1000, 1)} s`;
+const scoreText = (name, v) => v == null ? "–" : DURATIONS.includes(name) ? duration(name, v) : `${number(100 * v, 2)} %`;
+
+// Scores, rules and SLAs, anomalies, alerts and rollbacks (a pipeline with [quality]).
+function showQuality(q) {
+  $("quality").hidden = !q;
+  if (!q) return;
+  const broken = q.rules.filter((r) => r.ok === false);
+  $("quality-summary").textContent = broken.length
+    ? `${broken.length} rule(s) broken: ${broken.map((r) => r.rule).join(", ")}`
+    : `every rule holds; scores over the latest ${number(q.over_ms / 60000)} min of windows`;
+  const scores = new Map(q.scores);
+  $("quality-tiles").replaceChildren(...SCORES.map((name) => {
+    const tile = el("div", null, "tile");
+    const value = el("p", scoreText(name, scores.get(name)));
+    if (q.rules.some((r) => r.score === name && r.ok === false)) value.className = "bad";
+    tile.dataset.score = name;
+    tile.append(el("h2", name.replace("_", " ")), value, el("small", name === "freshness" ? "behind the wall clock" : ""));
+    return tile;
+  }));
+  $("rules").tBodies[0].replaceChildren(...q.rules.map((r) => {
+    const tr = el("tr", null, r.ok === false ? "bad" : "");
+    const state = r.ok == null ? "no data" : r.ok ? "holds" : `broken (${r.severity})`;
+    const sla = r.sla;
+    tr.append(el("td", r.rule), el("td", r.check), el("td", scoreText(r.score, r.value), "num"), el("td", state),
+      el("td", when(r.since_ms)), el("td", sla ? `${number(100 * sla.compliance, 3)} % (target ${100 * sla.target} %)` : "–"),
+      el("td", sla ? `${number(100 * sla.budget_remaining, 1)} %` : "–"));
+    tr.dataset.rule = r.rule;
+    return tr;
+  }));
+  anomalies = q.anomalies;
+  $("anomalies").tBodies[0].replaceChildren(...anomalies.map((a) => {
+    const tr = el("tr");
+    tr.append(el("td", `${clock(a.start)}–${clock(a.end)}`), el("td", keyText(JSON.parse(a.key))), el("td", a.column),
+      el("td", number(a.value, 2), "num"), el("td", number(a.baseline, 2), "num"), el("td", number(a.score, 1), "num"));
+    return tr;
+  }));
+  const events = [
+    ...q.alerts.map((a) => ({ at: a.at_ms, what: a.rule, state: a.status,
+      detail: a.error ? `not delivered: ${a.error}` : `delivered to ${a.delivered} receiver(s)` })),
+    ...rollbacks.map((d) => ({ at: Date.parse(d.at), what: `${d.stage} rolled back to ${d.plugin}`, state: "rollback",
+      detail: d.reason || "by command" })),
+  ].sort((a, b) => b.at - a.at).slice(0, 10);
+  $("alerts").tBodies[0].replaceChildren(...events.map((e) => {
+    const tr = el("tr", null, e.state === "firing" || e.state === "rollback" ? "bad" : "");
+    tr.append(el("td", when(e.at)), el("td", e.what), el("td", e.state), el("td", e.detail));
+    tr.dataset.state = e.state;
+    return tr;
+  }));
+  charts.forEach((c) => c?.redraw());
+}
+
+// Rings the anomalies of chart `n`'s column, at their window and value.
+function drawMarks(u, n) {
+  let drawn = 0;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = "#b42318";
+  ctx.lineWidth = 2.5;
+  for (const a of anomalies.filter((a) => a.column === chartColumns[n])) {
+    const x = u.valToPos(a.start / 1000, "x", true);
+    const y = u.valToPos(a.value, "y", true);
+    if (!(x >= u.bbox.left && x <= u.bbox.left + u.bbox.width)) continue;
+    ctx.beginPath();
+    ctx.arc(x, Math.min(Math.max(y, u.bbox.top), u.bbox.top + u.bbox.height), 7, 0, 2 * Math.PI);
+    ctx.stroke();
+    drawn += 1;
+  }
+  ctx.restore();
+  window.weirMarks[n] = drawn;
+}
+
+async function loadRollbacks() {
+  try {
+    const response = await fetch("api/plugins" + (token ? `?token=${encodeURIComponent(token)}` : ""));
+    if (response.ok) rollbacks = ((await response.json()).history || []).filter((d) => d.how === "rollback");
+  } catch (_) {
+    // The host is gone or restarting; the badge says so.
+  }
+}
+
 // The two first numeric columns are charted, one line per key.
 function showCharts(results) {
   const numeric = results.values
@@ -130,6 +219,7 @@ function showCharts(results) {
   const by = results.keys.map((k) => k.name).join(", ");
   numeric.forEach((column, n) => {
     $(`chart-${n}-title`).textContent = `${column.name} per window, by ${by}`;
+    chartColumns[n] = column.name;
     const data = [starts.map((s) => s / 1000)];
     for (const key of keys) data.push(starts.map((s) => at.get(`${s}|${key}`)?.values[column.i] ?? null));
     const shape = keys.join("\n");
@@ -143,6 +233,7 @@ function showCharts(results) {
         axes: [{}, { size: 60 }],
         legend: { live: false },
         scales: { x: { time: true } },
+        hooks: { draw: [(u) => drawMarks(u, n)] },
       }, data, target);
     } else {
       charts[n].setData(data);
@@ -191,6 +282,7 @@ function connect() {
     const update = JSON.parse(message.data);
     lastEvent = Date.now();
     showStatus(update.now_ms, update.status);
+    showQuality(update.status.quality);
     if (update.results) showResults(update.results);
   };
   // EventSource reconnects by itself; the badge says so meanwhile.
@@ -202,4 +294,6 @@ setInterval(() => {
     $("state").className = "badge stale";
   }
 }, 1000);
+setInterval(loadRollbacks, 5000);
+loadRollbacks();
 connect();
