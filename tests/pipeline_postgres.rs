@@ -305,6 +305,7 @@ fn files_to_postgres_equals_an_independent_computation() {
         .iter()
         .flat_map(|p| p["targets"].as_array().into_iter().flatten())
         .filter_map(|t| t["rawSql"].as_str())
+        .filter(|sql| sql.contains(TABLE))
         .collect();
     assert_eq!(queries.len(), 2, "trips and average fare");
     let mut client = pg.client("weir");

@@ -58,6 +58,36 @@ fn alerts(posts: &Posts, path: &str) -> Vec<(String, serde_json::Value)> {
     all.map(|a| (a["status"].as_str().unwrap_or_default().to_string(), a["labels"].clone())).collect()
 }
 
+/// The example Grafana dashboard's SQL over weir's quality tables (panels and the
+/// anomaly annotations), by title, as Grafana would send it for pipeline `rides` with
+/// every row in the panel's time range.
+fn grafana_quality_sql() -> Vec<(String, String)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deploy/grafana-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap().iter().flat_map(|p| {
+        p["targets"].as_array().into_iter().flatten().map(move |t| (p["title"].as_str().unwrap_or_default(), t))
+    });
+    let annotations =
+        dashboard["annotations"]["list"].as_array().into_iter().flatten().map(|a| ("annotations", &a["target"]));
+    panels
+        .chain(annotations)
+        .filter_map(|(title, t)| Some((title.to_string(), t["rawSql"].as_str()?.to_string())))
+        .filter(|(_, sql)| sql.contains("weir_"))
+        .map(|(title, sql)| {
+            let sql = sql.replace("$pipeline", "rides");
+            let sql = sql.replace("$__timeFilter(window_start)", "window_start IS NOT NULL");
+            (title, sql)
+        })
+        .collect()
+}
+
+/// Runs the Grafana query titled `title` against `db`.
+fn grafana(db: &mut postgres::Client, title: &str) -> Vec<postgres::Row> {
+    let (_, sql) =
+        grafana_quality_sql().into_iter().find(|(t, _)| t == title).unwrap_or_else(|| panic!("no panel {title}"));
+    db.query(&sql, &[]).unwrap_or_else(|e| panic!("{title}: {sql}: {e:?}"))
+}
+
 #[test]
 fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_own_webhook() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,6 +183,29 @@ fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_ow
         .unwrap()
         .get(0);
     assert!(bad >= 1);
+    // The Grafana dashboard's quality panels read the same tables.
+    let titles: Vec<String> = grafana_quality_sql().into_iter().map(|(t, _)| t).collect();
+    assert_eq!(
+        titles,
+        [
+            "Quality scores per window",
+            "Rules and SLAs, last 30 days",
+            "Anomalies",
+            "Deployments and rollbacks",
+            "annotations"
+        ]
+    );
+    let scores = grafana(&mut db, "Quality scores per window");
+    assert!(!scores.is_empty());
+    let worst = scores.iter().filter_map(|r| r.get::<_, Option<f64>>("accuracy")).fold(1.0, f64::min);
+    assert!(worst < 0.97, "the worst window's accuracy {worst}");
+    let rules = grafana(&mut db, "Rules and SLAs, last 30 days");
+    let accuracy =
+        rules.iter().find(|r| r.get::<_, String>("rule") == "accuracy").expect("the accuracy rule's minutes");
+    assert!(accuracy.get::<_, i64>("bad_minutes") >= 1);
+    for title in ["Anomalies", "annotations", "Deployments and rollbacks"] {
+        grafana(&mut db, title);
+    }
     let (code, metrics) = http_get(&addr, "/metrics");
     assert_eq!(code, 200);
     assert!(metrics
@@ -243,6 +296,9 @@ fn a_broken_validator_is_rolled_back_by_the_canary_and_the_sink_stays_exact() {
     };
     let (from, to) = (offset(0), offset(1));
     assert!(rows[1].get::<_, Option<String>>(2).unwrap().contains("canary"));
+    let shown = grafana(&mut db, "Deployments and rollbacks");
+    assert_eq!(shown[0].get::<_, String>("how"), "rollback", "the newest first");
+    assert!(shown[0].get::<_, Option<String>>("reason").unwrap().starts_with("canary: "));
     let failures =
         db.query("SELECT source_offset FROM weir_dead_letters WHERE reason LIKE 'fare-at-most-40%'", &[]).unwrap();
     assert!(!failures.is_empty());
