@@ -15,9 +15,13 @@
 //!   the same events keyed by the window key (`[scale] keyed = true`), and 1, 2 and 3
 //!   hosts of one group on the unkeyed topic.
 //!
+//! - quality on against off: the files case with the rides example's `[quality]`
+//!   (scores, ranges, anomaly flags, rules and an SLA) and a `[deploy]` canary, against
+//!   without, three pairs back to back, each pair's ratio and their median.
+//!
 //! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench pipeline`; add
-//! `-- swap` for the swap stall alone, `-- kafka` for case (b) alone, or `-- scale` for
-//! scale-out alone).
+//! `-- swap` for the swap stall alone, `-- kafka` for case (b) alone, `-- scale` for
+//! scale-out alone, or `-- quality` for quality on against off alone).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -212,6 +216,11 @@ fn main() {
     if std::env::args().any(|a| a == "scale") {
         return scale_case(&broker, &pg, dir.path(), &warm_cache);
     }
+    if std::env::args().any(|a| a == "quality") {
+        let input = dir.path().join("input");
+        write_trips(&input);
+        return quality_case(&pg, dir.path(), &input, &warm_cache);
+    }
     if std::env::args().any(|a| a == "kafka") {
         // `-- kafka`: case (b) alone, after `weir validate` has filled the plugin cache.
         let kafka = example("pipeline-kafka.toml", dir.path(), "1s");
@@ -225,15 +234,7 @@ fn main() {
 
     // (a) files → PostgreSQL.
     let input = dir.path().join("input");
-    std::fs::create_dir_all(&input).unwrap();
-    {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(input.join("trips.jsonl")).unwrap());
-        let mut generator = TripGenerator::new(TripOptions::default());
-        for _ in 0..EVENTS {
-            file.write_all(&generator.next_event()).unwrap();
-            file.write_all(b"\n").unwrap();
-        }
-    }
+    write_trips(&input);
     let files = example("pipeline-files.toml", dir.path(), "1s");
     let input_dir = input.to_str().unwrap();
     let mut runs = Vec::new();
@@ -249,6 +250,7 @@ fn main() {
     row("(a) files → PostgreSQL, warm plugin cache", &runs[2]);
 
     hostile_case(&pg, dir.path(), &warm_cache);
+    quality_case(&pg, dir.path(), &input, &warm_cache);
     kafka_case(&broker, &pg, dir.path(), &warm_cache);
 
     // Latency at a steady 50k events/s, checkpointing every 100 ms.
@@ -261,6 +263,60 @@ fn main() {
 
     swap_stall(&broker, &pg, dir.path(), &warm_cache);
     scale_case(&broker, &pg, dir.path(), &warm_cache);
+}
+
+/// The rides generator's first million trips (1% malformed, 2% out of order) in `dir`.
+fn write_trips(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("trips.jsonl")).unwrap());
+    let mut generator = TripGenerator::new(TripOptions::default());
+    for _ in 0..EVENTS {
+        file.write_all(&generator.next_event()).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+}
+
+/// The files case with everything of issue 22 on (the rides example's `[quality]`, and a
+/// `[deploy]` canary) against off, three pairs back to back after a run that warms the
+/// cache and the page cache: each pair's ratio, and their median. Checkpoints every
+/// 100 ms, so that the quality tables' writes fall inside the run; the ratio is of whole
+/// runs, from start to exit, as well as of the reading span.
+fn quality_case(pg: &Postgres, dir: &Path, input: &Path, cache: &Path) {
+    let off = example("pipeline-files.toml", dir, "100ms");
+    let rides = std::fs::read_to_string(repo_root().join("examples/rides/pipeline.toml")).unwrap();
+    let quality = &rides[rides.find("[quality.ranges]").expect("the rides example has [quality]")..];
+    let on = dir.join("pipeline-files-quality.toml");
+    let text = std::fs::read_to_string(&off).unwrap() + "\n" + quality + "\n[deploy]\ncanary = \"2m\"\n";
+    std::fs::write(&on, text).unwrap();
+    let input = input.to_str().unwrap();
+    let (mut spans, mut wholes) = (Vec::new(), Vec::new());
+    for pair in 0..4 {
+        let mut rates = [(0.0, 0.0); 2];
+        for (k, pipeline) in [&off, &on].into_iter().enumerate() {
+            let db = pg.create_database(&format!("quality_{pair}_{k}"));
+            let env = [("INPUT_DIR", input), ("DATABASE_URL", db.as_str())];
+            let started = Instant::now();
+            let report = finish(&mut weir_run(pipeline, &env, cache, "0ms"), "quality");
+            let whole = EVENTS as f64 / started.elapsed().as_secs_f64();
+            if pair > 0 {
+                row(if k == 0 { "files → PostgreSQL, quality off" } else { "files → PostgreSQL, quality on" }, &report);
+                println!("{:<40} {whole:>10.0} events/s", "  start to exit");
+            }
+            rates[k] = (report.events_per_s, whole);
+        }
+        if pair > 0 {
+            let (span, whole) = (rates[1].0 / rates[0].0, rates[1].1 / rates[0].1);
+            println!("{:<40} {span:>10.2}× reading span, {whole:.2}× start to exit", "quality on / off");
+            spans.push(span);
+            wholes.push(whole);
+        }
+    }
+    spans.sort_by(f64::total_cmp);
+    wholes.sort_by(f64::total_cmp);
+    println!(
+        "{:<40} {:>10.2}× reading span, {:.2}× start to exit (target: at least 0.95×)",
+        "quality on / off, median of three pairs", spans[1], wholes[1]
+    );
 }
 
 /// How many events the scale-out case reads: several seconds of reading even for three hosts.
