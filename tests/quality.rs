@@ -15,13 +15,15 @@ use weir_tests::{free_addr, http_get, plugin_dir, rides_pipeline, wait_status, w
 
 type Posts = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 
-/// A webhook receiver: every POST's path and JSON body, answered 200.
-fn receiver() -> (String, Posts) {
+/// A webhook receiver: every POST's path and JSON body, answered 200 (but the first
+/// `failing` posts, answered 503 and not kept).
+fn receiver_failing(failing: usize) -> (String, Posts) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let posts: Posts = Arc::default();
     let kept = posts.clone();
     std::thread::spawn(move || {
+        let mut failed = 0;
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
             let mut line = String::new();
@@ -42,12 +44,22 @@ fn receiver() -> (String, Posts) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
+            if failed < failing {
+                failed += 1;
+                let _ =
+                    reader.get_mut().write_all(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
             let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
             kept.lock().unwrap().push((path, json));
             let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
     (addr, posts)
+}
+
+fn receiver() -> (String, Posts) {
+    receiver_failing(0)
 }
 
 /// The alerts posted to `path` so far, as (status, labels).
@@ -459,4 +471,85 @@ fn an_injected_spike_is_flagged_and_the_dashboard_shows_it_and_the_rollback() {
     assert_eq!(event[1], "validators[0] rolled back to rules_validator", "{rolled}");
     assert!(event[3].as_str().unwrap().starts_with("canary: "), "{rolled}");
     assert!(browser.0.wait().unwrap().success());
+}
+
+/// weir's own webhook: a receiver that fails twice gets the firing alert on the third
+/// attempt, 3 s later, while the rules are judged on meanwhile, and once later data mends
+/// the rule, a resolved alert for the same rule, fingerprint and start.
+#[test]
+fn weirs_webhook_retries_a_failing_receiver_and_resolves_when_the_rule_holds_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (receiving, posts) = receiver_failing(2);
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    // Ten minutes with one record in three not a trip at all (complete, not accurate).
+    let bad: String = trips(0..10, (10.0, 30.0), None)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| if i % 3 == 0 { line.replace("\"city\"", "\"town\"") } else { line.to_string() } + "\n")
+        .collect();
+    std::fs::write(input.join("a.jsonl"), bad).unwrap();
+    let source = format!("kind = \"files\"\npath = \"{}\"\nformat = \"jsonl\"\nfollow = true", input.display());
+    let pipeline = rides_pipeline(
+        dir.path(),
+        &[
+            ("kind = \"producer\"", &source),
+            ("events = 1000000", ""),
+            ("rate = 1000", ""),
+            ("seed = 42", ""),
+            ("late_share = 0.02", ""),
+            ("malformed_share = 0.01", ""),
+            ("dead_letter_rate = 0.5", "dead_letter_rate = 0.99"),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str(&format!("\n[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n"));
+    std::fs::write(&pipeline, text).unwrap();
+    let addr = free_addr();
+    let mut host = Reaped(
+        Command::new(weir_bin())
+            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let accuracy = |s: &serde_json::Value| -> Option<serde_json::Value> {
+        s["quality"]["rules"].as_array()?.iter().find(|r| r["rule"] == "accuracy").cloned()
+    };
+    let broken =
+        wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| accuracy(s).is_some_and(|r| r["ok"] == false));
+    let value = accuracy(&broken).unwrap()["value"].as_f64().unwrap();
+    assert!((0.6..0.7).contains(&value), "a third rejected: {value}");
+    // Refused twice (1 s, then 2 s apart), delivered on the third attempt; the status
+    // page shows the failure meanwhile.
+    let delivered = wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| {
+        s["quality"]["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["rule"] == "accuracy" && a["delivered"] == 1))
+    });
+    assert!(delivered["quality"]["alerts"][0]["error"].is_null(), "{delivered}");
+    let judged = |s: &serde_json::Value| s["quality"]["judged_ms"].as_i64().unwrap();
+    assert!(judged(&delivered) >= judged(&broken) + 2_000, "the retries held nothing up");
+    let fired = alerts(&posts, "/weir");
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].0, "firing");
+
+    // Twelve more minutes of clean trips: the last five minutes of windows hold.
+    std::fs::write(input.join("b.jsonl"), trips(10..22, (10.0, 30.0), None)).unwrap();
+    wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| {
+        s["quality"]["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["status"] == "resolved" && a["delivered"] == 1))
+    });
+    let posted = posts.lock().unwrap().clone();
+    let bodies: Vec<&serde_json::Value> = posted.iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(bodies[1]["status"], "resolved");
+    let (firing, resolved) = (&bodies[0]["alerts"][0], &bodies[1]["alerts"][0]);
+    assert_eq!(firing["fingerprint"], resolved["fingerprint"], "one alert, two states");
+    assert_eq!(firing["endsAt"], "0001-01-01T00:00:00Z");
+    assert_ne!(resolved["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(firing["startsAt"], resolved["startsAt"]);
 }

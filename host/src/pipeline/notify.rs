@@ -38,7 +38,8 @@ pub struct Sent {
 pub struct Notifier {
     queue: SyncSender<Value>,
     /// When each firing rule was last sent, for `repeat`.
-    fired: Mutex<HashMap<String, Instant>>,
+    /// When each firing rule was last sent, and since when it has been broken.
+    fired: Mutex<HashMap<String, (Instant, i64)>>,
     repeat: Duration,
     pipeline: String,
     /// The latest alerts, newest last.
@@ -68,18 +69,20 @@ impl Notifier {
         let mut fired = self.fired.lock().expect("notifier lock");
         let mut due: Vec<(&Verdict, bool)> = changes.iter().map(|c| (&c.verdict, c.firing)).collect();
         for v in verdicts.iter().filter(|v| v.ok == Some(false)) {
-            let repeat = fired.get(&v.rule).is_some_and(|at| at.elapsed() >= self.repeat);
+            let repeat = fired.get(&v.rule).is_some_and(|(at, _)| at.elapsed() >= self.repeat);
             if repeat && !due.iter().any(|(d, _)| d.rule == v.rule) {
                 due.push((v, true));
             }
         }
         for (verdict, firing) in due {
-            if firing {
-                fired.insert(verdict.rule.clone(), Instant::now());
+            // A resolved alert starts when its firing did, as Alertmanager's do.
+            let starts = if firing {
+                fired.insert(verdict.rule.clone(), (Instant::now(), verdict.since_ms));
+                verdict.since_ms
             } else {
-                fired.remove(&verdict.rule);
-            }
-            let body = webhook_body(&self.pipeline, verdict, firing, now_ms);
+                fired.remove(&verdict.rule).map_or(verdict.since_ms, |(_, starts)| starts)
+            };
+            let body = webhook_body(&self.pipeline, verdict, firing, starts, now_ms);
             self.log.lock().expect("alert log lock").push(Sent {
                 rule: verdict.rule.clone(),
                 status: if firing { "firing" } else { "resolved" }.into(),
@@ -103,7 +106,7 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// One alert as Alertmanager's webhook posts it.
-pub fn webhook_body(pipeline: &str, v: &Verdict, firing: bool, now_ms: i64) -> Value {
+pub fn webhook_body(pipeline: &str, v: &Verdict, firing: bool, starts_ms: i64, now_ms: i64) -> Value {
     let labels = json!({
         "alertname": "WeirQualityRule",
         "pipeline": pipeline,
@@ -115,7 +118,7 @@ pub fn webhook_body(pipeline: &str, v: &Verdict, firing: bool, now_ms: i64) -> V
     let description =
         format!("{} over {}s is {} (rule: {})", v.score.name(), v.over_ms / 1000, shown(v.score, v.value), v.check);
     let ends = (!firing).then_some(now_ms);
-    body(pipeline, &v.rule, labels, &summary, &description, v.since_ms, ends)
+    body(pipeline, &v.rule, labels, &summary, &description, starts_ms, ends)
 }
 
 /// A webhook body of one alert whose `rule` label is `rule`; resolved if it `ends`.
@@ -240,14 +243,14 @@ mod tests {
             since_ms: 0,
             sla: None,
         };
-        let body = webhook_body("rides", &v, true, 60_000);
+        let body = webhook_body("rides", &v, true, 0, 60_000);
         assert_eq!(body["version"], "4");
         assert_eq!(body["status"], "firing");
         let alert = &body["alerts"][0];
         assert_eq!(alert["labels"]["severity"], "page");
         assert_eq!(alert["startsAt"], "1970-01-01T00:00:00.000Z");
         assert!(alert["annotations"]["description"].as_str().unwrap().contains("accuracy over 300s is 0.9000"));
-        let resolved = webhook_body("rides", &v, false, 60_000);
+        let resolved = webhook_body("rides", &v, false, 0, 60_000);
         assert_eq!(resolved["alerts"][0]["endsAt"], "1970-01-01T00:01:00.000Z");
         assert_eq!(resolved["alerts"][0]["fingerprint"], alert["fingerprint"], "one alert, two states");
     }
