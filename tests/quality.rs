@@ -553,3 +553,77 @@ fn weirs_webhook_retries_a_failing_receiver_and_resolves_when_the_rule_holds_aga
     assert_ne!(resolved["endsAt"], "0001-01-01T00:00:00Z");
     assert_eq!(firing["startsAt"], resolved["startsAt"]);
 }
+
+/// A shadow whose rows differ from the live version's in most windows is promoted all
+/// the same; with `deploy.max_changed_rows` the canary rolls it back at once, and the
+/// record says why.
+#[test]
+fn a_promoted_shadow_that_changed_too_many_rows_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.jsonl"), trips(0..5, (10.0, 60.0), None)).unwrap();
+    let source = format!("kind = \"files\"\npath = \"{}\"\nformat = \"jsonl\"\nfollow = true", input.display());
+    let pipeline = rides_pipeline(
+        dir.path(),
+        &[
+            ("kind = \"producer\"", &source),
+            ("events = 1000000", ""),
+            ("rate = 1000", ""),
+            ("seed = 42", ""),
+            ("late_share = 0.02", ""),
+            ("malformed_share = 0.01", ""),
+            ("interval = \"1s\"", "interval = \"250ms\""),
+        ],
+    );
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text.push_str("\n[deploy]\ncanary = \"1m\"\nmax_changed_rows = 0.1\n");
+    std::fs::write(&pipeline, text).unwrap();
+    let addr = free_addr();
+    let mut host = Reaped(
+        Command::new(weir_bin())
+            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let read = |n: u64| move |s: &serde_json::Value| s["records"].as_u64() >= Some(n);
+    let first = trips(0..5, (10.0, 60.0), None).lines().count() as u64;
+    wait_status(&addr, &mut host.0, Duration::from_secs(60), read(first));
+    let stage = ["--pipeline", "rides", "--stage", "validators[0]"];
+    let (ok, _, why) = weir_tests::weir_cli(
+        &addr,
+        &[&["plugin", "shadow"][..], &stage, &[weir_tests::guests::STRICT_VALIDATOR]].concat(),
+    );
+    assert!(ok, "{why}");
+    std::fs::write(input.join("b.jsonl"), trips(5..10, (10.0, 60.0), None)).unwrap();
+    let second = first + trips(5..10, (10.0, 60.0), None).lines().count() as u64;
+    wait_status(&addr, &mut host.0, Duration::from_secs(60), read(second));
+    // Until the shadow's rows of the second file are compared.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, why) = weir_tests::weir_cli(&addr, &["plugin", "diff", "--pipeline", "rides", "--limit", "0"]);
+        // Until the shadow's first commit there is nothing to compare.
+        assert!(ok || why.contains("none has committed yet"), "{why}");
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        if report["differing"].as_u64() >= Some(10) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the shadow never differed: {report} {why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, _, why) = weir_tests::weir_cli(&addr, &["plugin", "promote", "--pipeline", "rides"]);
+    assert!(ok, "{why}");
+    let history = |s: &serde_json::Value| s["swaps"].as_u64() >= Some(2);
+    wait_status(&addr, &mut host.0, Duration::from_secs(60), history);
+    let list: serde_json::Value = serde_json::from_str(&weir_tests::weir_cli(&addr, &["plugin", "list"]).1).unwrap();
+    let hows: Vec<&str> = list["history"].as_array().unwrap().iter().filter_map(|d| d["how"].as_str()).collect();
+    assert_eq!(hows[hows.len() - 2..], ["promote", "rollback"], "{list}");
+    let reason = list["history"].as_array().unwrap().last().unwrap()["reason"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("canary: as a shadow, fixture_strict_validator@"), "{reason}");
+    assert!(reason.contains("more than deploy.max_changed_rows = 0.1"), "{reason}");
+    let validator = list["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "validators[0]").unwrap();
+    assert_eq!(validator["plugin"], "rules_validator", "{list}");
+}

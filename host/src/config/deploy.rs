@@ -2,7 +2,8 @@
 //! promote or a watched file's new version, the host that switched watches its
 //! dead-letter rate for `canary`, against the previous version's over the same span
 //! before the switch, and rolls it back at the next checkpoint if it is worse by more
-//! than `max_dead_letter_increase`.
+//! than `max_dead_letter_increase`. A promoted shadow whose rows differed from the live
+//! version's in more than `max_changed_rows` of the windows compared is rolled back too.
 
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub struct DeployConfig {
     /// Records the new version must have processed before it is judged (default 1000).
     #[serde(default = "thousand")]
     pub min_records: u64,
+    /// The share of compared windows a promoted shadow may have changed (e.g. 0.1).
+    #[serde(default)]
+    pub max_changed_rows: Option<f64>,
 }
 
 impl DeployConfig {
@@ -35,6 +39,9 @@ impl DeployConfig {
         }
         if !(self.max_dead_letter_increase > 0.0 && self.max_dead_letter_increase < 1.0) {
             bail!("deploy.max_dead_letter_increase must be in (0, 1), got {}", self.max_dead_letter_increase);
+        }
+        if self.max_changed_rows.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
+            bail!("deploy.max_changed_rows is a share of windows, in [0, 1]");
         }
         if self.min_records == 0 {
             bail!("deploy.min_records must be positive");

@@ -45,11 +45,32 @@ impl Canary {
         Canary { config, recent: VecDeque::new(), watching: None }
     }
 
-    /// Starts watching `version`, just switched into `stage`.
-    pub fn started(&mut self, stage: StageId, version: String, now: Instant) {
+    /// Starts watching `version`, just switched into `stage`. A promoted shadow comes
+    /// with its comparison, `(differing, compared)` windows, and is condemned at once if
+    /// it changed more than `max_changed_rows` of them.
+    pub fn started(
+        &mut self,
+        stage: StageId,
+        version: String,
+        now: Instant,
+        shadow: Option<(u64, u64)>,
+    ) -> Option<Condemned> {
+        if let (Some(max), Some((differing, compared))) = (self.config.max_changed_rows, shadow) {
+            let share = differing as f64 / compared.max(1) as f64;
+            if compared > 0 && share > max {
+                self.watching = None;
+                let reason = format!(
+                    "canary: as a shadow, {version} wrote rows differing from the live version's in {differing} of \
+                     {compared} windows ({:.1}%), more than deploy.max_changed_rows = {max}",
+                    100.0 * share
+                );
+                return Some(Condemned { stage, reason });
+            }
+        }
         let baseline = self.recent.iter().fold((0, 0), |(r, d), &(_, records, dead)| (r + records, d + dead));
         self.recent.clear();
         self.watching = Some(Watching { stage, version, since: now, records: 0, dead: 0, baseline });
+        None
     }
 
     /// Stops watching: the stage was rolled back or switched again.
@@ -106,7 +127,12 @@ mod tests {
     use std::time::Duration;
 
     fn config() -> DeployConfig {
-        DeployConfig { canary: Duration::from_secs(60), max_dead_letter_increase: 0.02, min_records: 1000 }
+        DeployConfig {
+            canary: Duration::from_secs(60),
+            max_dead_letter_increase: 0.02,
+            min_records: 1000,
+            max_changed_rows: Some(0.1),
+        }
     }
 
     #[test]
@@ -117,14 +143,14 @@ mod tests {
         for s in 0..10 {
             assert_eq!(canary.observe(at(s), 1000, 10), None, "nothing watched yet");
         }
-        canary.started(StageId::Validator(0), "v2".into(), at(10));
+        assert_eq!(canary.started(StageId::Validator(0), "v2".into(), at(10), None), None);
         assert_eq!(canary.observe(at(11), 500, 100), None, "too few records to judge");
         let condemned = canary.observe(at(12), 500, 100).expect("20% against 1%");
         assert_eq!(condemned.stage, StageId::Validator(0));
         assert!(condemned.reason.contains("(20.00%), against 1.00% of 10000"), "{}", condemned.reason);
         assert_eq!(canary.observe(at(13), 1000, 500), None, "once");
 
-        canary.started(StageId::Validator(0), "v3".into(), at(20));
+        assert_eq!(canary.started(StageId::Validator(0), "v3".into(), at(20), Some((5, 100))), None, "5% changed");
         for s in 21..90 {
             assert_eq!(
                 canary.observe(at(s), 1000, 25),
@@ -133,5 +159,7 @@ mod tests {
             );
         }
         assert!(canary.watching.is_none(), "passed after the canary span");
+        let promoted = canary.started(StageId::Aggregator, "v4".into(), at(100), Some((30, 100)));
+        assert!(promoted.unwrap().reason.contains("in 30 of 100 windows (30.0%)"));
     }
 }

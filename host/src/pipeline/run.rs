@@ -514,9 +514,16 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 switched |= switch(&mut pipeline, swap, &deployer, source.positions());
                 if let (Some(canary), Some(d)) = (canary.as_mut(), pipeline.deployments.get(before)) {
                     match d.how.as_str() {
-                        "deploy" | "promote" | "watch" => {
+                        how @ ("deploy" | "promote" | "watch") => {
                             let version = format!("{}@{}", d.plugin, super::stages::short(&d.digest));
-                            canary.started(d.stage.parse()?, version, Instant::now());
+                            // A promoted shadow's comparison stands until the next commit lands.
+                            let diff = timing.admin.as_ref().filter(|_| how == "promote").and_then(|a| a.diff(0));
+                            let shadow = diff.map(|d| {
+                                (d["differing"].as_u64().unwrap_or(0), d["windows_compared"].as_u64().unwrap_or(0))
+                            });
+                            if let Some(condemned) = canary.started(d.stage.parse()?, version, Instant::now(), shadow) {
+                                roll_back(&deployer, condemned, timing.admin.clone(), watch.clone());
+                            }
                         }
                         _ => canary.ended(),
                     }
