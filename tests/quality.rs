@@ -627,3 +627,115 @@ fn a_promoted_shadow_that_changed_too_many_rows_is_rolled_back() {
     let validator = list["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "validators[0]").unwrap();
     assert_eq!(validator["plugin"], "rules_validator", "{list}");
 }
+
+/// Quality counts on three hosts of one group, one of them SIGKILLed mid-stream, on an
+/// unkeyed topic: every record counted once, per partition, in the stage it reached (as
+/// an independent reading of the topic says), the on-time records of each window equal to
+/// its trips, and each window's output recount equal to its rows.
+#[test]
+fn quality_counts_are_exact_on_three_hosts_through_a_kill() {
+    use weir_tests::group::{self, finish, host, produce, read_topic, truth, wait_committed};
+    const EVENTS: u64 = 200_000;
+    let broker = weir_tests::services::Broker::start();
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = group::pipeline(dir.path(), "[quality.ranges]\ntrips = { min = 1 }\n");
+    let out = produce(&broker, "trips", "none", 7, EVENTS, "2024-05-01T00:00:00Z", None).wait_with_output().unwrap();
+    assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    let records = read_topic(&broker, "trips", EVENTS as usize);
+    let want = truth(&records);
+
+    let url = pg.create_database("quality_group");
+    let mut a = host(&pipeline, &broker, "trips", &url, "quality");
+    let mut b = host(&pipeline, &broker, "trips", &url, "quality");
+    wait_committed(&pg, "quality_group", 0, &mut a);
+    let c = host(&pipeline, &broker, "trips", &url, "quality");
+    let at = wait_committed(&pg, "quality_group", EVENTS as i64 / 3, &mut b);
+    b.kill().unwrap(); // SIGKILL
+    b.wait().unwrap();
+    assert!(at < EVENTS as i64, "the kill lands mid-stream ({at} of {EVENTS} committed)");
+    let b2 = host(&pipeline, &broker, "trips", &url, "quality");
+    for (h, name) in [(a, "a"), (c, "c"), (b2, "b again")] {
+        finish(h, name);
+    }
+
+    let mut db = pg.client("quality_group");
+    let by_partition = db
+        .query(
+            "SELECT source_partition, sum(records)::bigint, sum(complete)::bigint, sum(accurate)::bigint, \
+             sum(late)::bigint, sum(on_time)::bigint FROM weir_quality WHERE source_partition >= 0 GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(by_partition.len(), 6, "a row set per partition");
+    for row in by_partition {
+        let p: i32 = row.get(0);
+        let count = |set: &std::collections::BTreeSet<(i32, i64)>| set.iter().filter(|(q, _)| *q == p).count() as i64;
+        let read = records.iter().filter(|(q, _, _)| *q == p).count() as i64;
+        let (malformed, rejected, late) = (count(&want.malformed), count(&want.rejected), count(&want.late));
+        let got: (i64, i64, i64, i64, i64) = (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5));
+        let accurate = read - malformed - rejected;
+        assert_eq!(got, (read, read - malformed, accurate, late, accurate - late), "partition {p}");
+    }
+    let mismatched: Vec<(i64, i64, i64, i64, i64)> = db
+        .query(
+            "WITH q AS (SELECT window_start, sum(on_time)::bigint AS on_time, sum(rows_out)::bigint AS rows_out \
+                        FROM weir_quality GROUP BY 1), \
+                  t AS (SELECT window_start, sum(trips)::bigint AS trips, count(*) AS rows FROM rides_city_minute GROUP BY 1) \
+             SELECT (extract(epoch FROM coalesce(q.window_start, t.window_start)) * 1000)::bigint, \
+                    coalesce(q.on_time, 0), coalesce(t.trips, 0), coalesce(q.rows_out, 0), coalesce(t.rows, 0) \
+             FROM q FULL JOIN t USING (window_start) \
+             WHERE coalesce(q.on_time, 0) <> coalesce(t.trips, 0) OR coalesce(q.rows_out, 0) <> coalesce(t.rows, 0)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(mismatched, [], "(window, on time, trips, rows recounted, rows)");
+    let valid: i64 = db.query_one("SELECT sum(rows_valid)::bigint FROM weir_quality", &[]).unwrap().get(0);
+    let rows: i64 = db.query_one("SELECT count(*) FROM rides_city_minute", &[]).unwrap().get(0);
+    assert_eq!(valid, rows, "every row has a trip");
+}
+
+/// `weir validate` refuses a rule naming an unknown score, a threshold of the wrong type,
+/// a span that does not parse and a range naming no numeric output column, each with its
+/// key, and changes nothing.
+#[test]
+fn weir_validate_names_the_key_of_a_bad_quality_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to, says) in [
+        (
+            "check = \"accuracy >= 0.97\"",
+            "check = \"acuracy >= 0.97\"",
+            "quality.rule[0].check: unknown score \"acuracy\"",
+        ),
+        ("check = \"accuracy >= 0.97\"", "check = \"accuracy >= 5m\"", "quality.rule[0].check: accuracy is a share"),
+        (
+            "check = \"timeliness >= 0.95\"",
+            "check = \"freshness <= 0.95\"",
+            "quality.rule[1].check: freshness is a duration",
+        ),
+        ("over = \"5m\"", "over = \"five minutes\"", "not a duration"),
+        (
+            "avg_fare = { min = 0.0, max = 500.0 }",
+            "avg_fares = { min = 0.0 }",
+            "quality.ranges.avg_fares: not a numeric output column",
+        ),
+        (
+            "trips = { absent = 0.0 }",
+            "city = { absent = 0.0 }",
+            "quality.anomalies.columns.city: not a numeric output column",
+        ),
+    ] {
+        let pipeline = rides_pipeline(dir.path(), &[(from, to)]);
+        let out = Command::new(weir_bin())
+            .args(["validate", pipeline.to_str().unwrap()])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .output()
+            .unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success() && said.contains(says), "{to}: {said}");
+        assert!(!dir.path().join("rides.db").exists(), "validate created the sink");
+    }
+}
