@@ -1,104 +1,17 @@
-//! Data quality end to end, with real parts: the rides pipeline into a real PostgreSQL with
-//! a third of its records bad breaks its accuracy rule. A real Prometheus, scraping weir
-//! and evaluating the rules `weir alerts rules` wrote, fires the alert; a real Alertmanager
-//! routes it to a webhook served by this test; and weir's own notifier posts the same
-//! receiver, once.
+//! Data quality end to end, with real parts: scores in the sink, rules and SLAs, alerts
+//! through a real Prometheus and Alertmanager and weir's own webhooks, anomaly flags on
+//! the dashboard in headless Chromium, exact counts on several hosts through a kill, and
+//! `weir validate`'s refusals. The automatic rollback is in `tests/canary.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use weir_tests::quality::{
+    alerts, files_with, grafana, grafana_quality_sql, receiver, receiver_failing, rides_with, trips, weir_host,
+};
 use weir_tests::services::{Alertmanager, Postgres, Prometheus};
 use weir_tests::{free_addr, http_get, plugin_dir, rides_pipeline, wait_status, weir_bin, Reaped};
-
-type Posts = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
-
-/// A webhook receiver: every POST's path and JSON body, answered 200 (but the first
-/// `failing` posts, answered 503 and not kept).
-fn receiver_failing(failing: usize) -> (String, Posts) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let posts: Posts = Arc::default();
-    let kept = posts.clone();
-    std::thread::spawn(move || {
-        let mut failed = 0;
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap();
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            if failed < failing {
-                failed += 1;
-                let _ =
-                    reader.get_mut().write_all(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                continue;
-            }
-            let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-            kept.lock().unwrap().push((path, json));
-            let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (addr, posts)
-}
-
-fn receiver() -> (String, Posts) {
-    receiver_failing(0)
-}
-
-/// The alerts posted to `path` so far, as (status, labels).
-fn alerts(posts: &Posts, path: &str) -> Vec<(String, serde_json::Value)> {
-    let posts = posts.lock().unwrap();
-    let bodies = posts.iter().filter(|(p, _)| p == path);
-    let all = bodies.flat_map(|(_, body)| body["alerts"].as_array().cloned().unwrap_or_default());
-    all.map(|a| (a["status"].as_str().unwrap_or_default().to_string(), a["labels"].clone())).collect()
-}
-
-/// The example Grafana dashboard's SQL over weir's quality tables (panels and the
-/// anomaly annotations), by title, as Grafana would send it for pipeline `rides` with
-/// every row in the panel's time range.
-fn grafana_quality_sql() -> Vec<(String, String)> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deploy/grafana-dashboard.json");
-    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let panels = dashboard["panels"].as_array().unwrap().iter().flat_map(|p| {
-        p["targets"].as_array().into_iter().flatten().map(move |t| (p["title"].as_str().unwrap_or_default(), t))
-    });
-    let annotations =
-        dashboard["annotations"]["list"].as_array().into_iter().flatten().map(|a| ("annotations", &a["target"]));
-    panels
-        .chain(annotations)
-        .filter_map(|(title, t)| Some((title.to_string(), t["rawSql"].as_str()?.to_string())))
-        .filter(|(_, sql)| sql.contains("weir_"))
-        .map(|(title, sql)| {
-            let sql = sql.replace("$pipeline", "rides");
-            let sql = sql.replace("$__timeFilter(window_start)", "window_start IS NOT NULL");
-            (title, sql)
-        })
-        .collect()
-}
-
-/// Runs the Grafana query titled `title` against `db`.
-fn grafana(db: &mut postgres::Client, title: &str) -> Vec<postgres::Row> {
-    let (_, sql) =
-        grafana_quality_sql().into_iter().find(|(t, _)| t == title).unwrap_or_else(|| panic!("no panel {title}"));
-    db.query(&sql, &[]).unwrap_or_else(|e| panic!("{title}: {sql}: {e:?}"))
-}
 
 #[test]
 fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_own_webhook() {
@@ -107,7 +20,7 @@ fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_ow
     let url = postgres.create_database("quality");
     let (receiving, posts) = receiver();
     let alertmanager = Alertmanager::start(&format!("http://{receiving}/alertmanager"));
-    let pipeline = rides_pipeline(
+    let pipeline = rides_with(
         dir.path(),
         &[
             ("events = 1000000", "events = 100000000"),
@@ -116,10 +29,8 @@ fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_ow
             ("malformed_share = 0.01", "malformed_share = 0.3"),
             ("sqlite://./rides.db", &url),
         ],
+        &format!("[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n"),
     );
-    let mut text = std::fs::read_to_string(&pipeline).unwrap();
-    text.push_str(&format!("\n[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n"));
-    std::fs::write(&pipeline, text).unwrap();
 
     let rules = Command::new(weir_bin()).args(["alerts", "rules", pipeline.to_str().unwrap()]).output().unwrap();
     assert!(rules.status.success(), "{}", String::from_utf8_lossy(&rules.stderr));
@@ -130,15 +41,7 @@ fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_ow
     std::fs::write(&rules_file, rules.replace("for: 1m", "for: 1s")).unwrap();
 
     let addr = free_addr();
-    let mut host = Reaped(
-        Command::new(weir_bin())
-            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr])
-            .env("WEIR_PLUGIN_DIR", plugin_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut host = weir_host(&pipeline, &addr, &[], Stdio::null());
     let _prometheus = Prometheus::start_alerting(&addr, Some((&rules_file, &alertmanager.addr)));
 
     let broken = |s: &serde_json::Value| {
@@ -224,135 +127,6 @@ fn a_broken_accuracy_rule_fires_through_prometheus_and_alertmanager_and_weirs_ow
         .contains("weir_quality_rule_ok{pipeline=\"rides\",rule=\"accuracy\",severity=\"page\",score=\"accuracy\"} 0"));
 }
 
-/// A validator version that rejects half the trips, deployed under load past its trial
-/// (`--max-error-increase 100`), is rolled back by the canary at a checkpoint; the sink
-/// stays exact: every record counted once, in a window, a dead letter or the late lane,
-/// and the broken version's failures lie between its switch and the rollback's.
-#[test]
-fn a_broken_validator_is_rolled_back_by_the_canary_and_the_sink_stays_exact() {
-    const EVENTS: i64 = 60_000;
-    let dir = tempfile::tempdir().unwrap();
-    let postgres = Postgres::start();
-    let url = postgres.create_database("canary");
-    let pipeline = rides_pipeline(
-        dir.path(),
-        &[
-            ("events = 1000000", &format!("events = {EVENTS}")),
-            ("seed = 42", "seed = 42\npace = 3000"),
-            ("sqlite://./rides.db", &url),
-            // Only the canary acts on the broken version's dead letters here.
-            ("dead_letter_rate = 0.5", "dead_letter_rate = 0.99"),
-        ],
-    );
-    let mut text = std::fs::read_to_string(&pipeline).unwrap();
-    text.push_str("\n[deploy]\ncanary = \"1m\"\nmax_dead_letter_increase = 0.05\nmin_records = 500\n");
-    std::fs::write(&pipeline, text).unwrap();
-    let addr = free_addr();
-    let mut host = Reaped(
-        Command::new(weir_bin())
-            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr, "--until-idle", "3s"])
-            .env("WEIR_PLUGIN_DIR", plugin_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| s["records"].as_i64().is_some_and(|r| r > 6_000));
-    let (ok, _, why) = weir_tests::weir_cli(
-        &addr,
-        &[
-            "plugin",
-            "deploy",
-            "--pipeline",
-            "rides",
-            "--stage",
-            "validators[0]",
-            "--max-error-increase",
-            "100",
-            weir_tests::guests::STRICT_VALIDATOR,
-        ],
-    );
-    assert!(ok, "{why}");
-    let rolled_back = |s: &serde_json::Value| s["records"].as_i64().is_some() && s["swaps"].as_u64() >= Some(2);
-    wait_status(&addr, &mut host.0, Duration::from_secs(120), rolled_back);
-    let (code, plugins) = http_get(&addr, "/api/plugins");
-    assert_eq!(code, 200);
-    let plugins: serde_json::Value = serde_json::from_str(&plugins).unwrap();
-    let history = plugins["history"].as_array().unwrap();
-    let last = history.last().unwrap();
-    assert_eq!(last["how"], "rollback", "{plugins}");
-    assert_eq!(last["plugin"], "rules_validator", "{plugins}");
-    assert!(last["reason"].as_str().unwrap().starts_with("canary: "), "{plugins}");
-
-    let out = std::mem::replace(&mut host.0, Command::new("true").spawn().unwrap()).wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("rolled back to rules_validator"), "{stderr}");
-
-    let mut db = postgres.client("canary");
-    let one = |db: &mut postgres::Client, sql: &str| -> i64 { db.query_one(sql, &[]).unwrap().get(0) };
-    let windowed = one(&mut db, "SELECT sum(trips)::bigint FROM rides_city_minute");
-    let dead = one(&mut db, "SELECT count(*) FROM weir_dead_letters");
-    let late = one(&mut db, "SELECT count(*) FROM weir_late_events");
-    assert_eq!(windowed + dead + late, EVENTS, "{windowed} windowed + {dead} dead letters + {late} late");
-    // The broken version's rejections lie between its switch and the rollback's, which the
-    // sink recorded with the reason.
-    let rows = db
-        .query("SELECT how, from_offsets, reason FROM weir_deployments WHERE pipeline = 'rides' AND how <> 'configured' ORDER BY id", &[])
-        .unwrap();
-    let hows: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(hows, ["deploy", "rollback"]);
-    let offset = |i: usize| -> i64 {
-        let offsets: serde_json::Value = serde_json::from_str(rows[i].get::<_, &str>(1)).unwrap();
-        offsets[0][1].as_i64().unwrap()
-    };
-    let (from, to) = (offset(0), offset(1));
-    assert!(rows[1].get::<_, Option<String>>(2).unwrap().contains("canary"));
-    let shown = grafana(&mut db, "Deployments and rollbacks");
-    assert_eq!(shown[0].get::<_, String>("how"), "rollback", "the newest first");
-    assert!(shown[0].get::<_, Option<String>>("reason").unwrap().starts_with("canary: "));
-    let failures =
-        db.query("SELECT source_offset FROM weir_dead_letters WHERE reason LIKE 'fare-at-most-40%'", &[]).unwrap();
-    assert!(!failures.is_empty());
-    for f in failures {
-        let at: i64 = f.get(0);
-        assert!((from..to).contains(&at), "a rejection at offset {at}, outside the broken version's {from}..{to}");
-    }
-}
-
-/// Trips of `cities` for each minute of `minutes` as JSON lines: about 40 per city, fares
-/// uniform in `fares` (deterministic), but for `spike`: Oslo's fares triple and Lima has
-/// no trip at all.
-fn trips(minutes: std::ops::Range<i64>, fares: (f64, f64), spike: Option<i64>) -> String {
-    let cities = ["Oslo", "Lima", "Pune", "Austin", "Berlin", "Tokyo"];
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15 ^ minutes.start as u64;
-    let mut next = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) as f64 / (1u64 << 31) as f64
-    };
-    let mut out = String::new();
-    for minute in minutes {
-        for city in cities {
-            if spike == Some(minute) && city == "Lima" {
-                continue;
-            }
-            let n = 35 + (next() * 11.0) as i64;
-            for i in 0..n {
-                let mut fare = fares.0 + next() * (fares.1 - fares.0);
-                if spike == Some(minute) && city == "Oslo" {
-                    fare *= 3.0;
-                }
-                let at = weir_sdk::time::format_iso8601(1_714_521_600_000 + minute * 60_000 + i * 60_000 / n);
-                out.push_str(&format!(
-                    "{{\"trip_id\":\"t-{minute}-{city}-{i}\",\"city\":\"{city}\",\"driver_id\":\"d\",\"rider_id\":\"r\",\
-                     \"fare\":{fare:.2},\"distance_km\":3.5,\"status\":\"completed\",\"event_time\":\"{at}\"}}\n"
-                ));
-            }
-        }
-    }
-    out
-}
-
 /// Forty minutes of steady trips with one strange minute: the detector flags exactly
 /// Oslo's tripled fare and Lima's missing trips, in the sink; the dashboard, in Debian's
 /// headless Chromium, shows the scores, the rules, both anomalies listed and ringed on the
@@ -368,32 +142,14 @@ fn an_injected_spike_is_flagged_and_the_dashboard_shows_it_and_the_rollback() {
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("a.jsonl"), trips(0..40, (10.0, 30.0), Some(28))).unwrap();
-    let source = format!("kind = \"files\"\npath = \"{}\"\nformat = \"jsonl\"\nfollow = true", input.display());
-    let pipeline = rides_pipeline(
+    let pipeline = files_with(
         dir.path(),
-        &[
-            ("kind = \"producer\"", &source),
-            ("events = 1000000", ""),
-            ("rate = 1000", ""),
-            ("seed = 42", ""),
-            ("late_share = 0.02", ""),
-            ("malformed_share = 0.01", ""),
-            ("interval = \"1s\"", "interval = \"250ms\""),
-        ],
+        &input,
+        &[("interval = \"1s\"", "interval = \"250ms\"")],
+        "[deploy]\ncanary = \"1m\"\nmax_dead_letter_increase = 0.05\nmin_records = 200\n",
     );
-    let mut text = std::fs::read_to_string(&pipeline).unwrap();
-    text.push_str("\n[deploy]\ncanary = \"1m\"\nmax_dead_letter_increase = 0.05\nmin_records = 200\n");
-    std::fs::write(&pipeline, text).unwrap();
     let addr = free_addr();
-    let _host = Reaped(
-        Command::new(weir_bin())
-            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr])
-            .env("WEIR_PLUGIN_DIR", plugin_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _host = weir_host(&pipeline, &addr, &[], Stdio::null());
     let mut browser = Reaped(
         Command::new("node")
             .arg(drive.join("quality.mjs"))
@@ -489,32 +245,14 @@ fn weirs_webhook_retries_a_failing_receiver_and_resolves_when_the_rule_holds_aga
         .map(|(i, line)| if i % 3 == 0 { line.replace("\"city\"", "\"town\"") } else { line.to_string() } + "\n")
         .collect();
     std::fs::write(input.join("a.jsonl"), bad).unwrap();
-    let source = format!("kind = \"files\"\npath = \"{}\"\nformat = \"jsonl\"\nfollow = true", input.display());
-    let pipeline = rides_pipeline(
+    let pipeline = files_with(
         dir.path(),
-        &[
-            ("kind = \"producer\"", &source),
-            ("events = 1000000", ""),
-            ("rate = 1000", ""),
-            ("seed = 42", ""),
-            ("late_share = 0.02", ""),
-            ("malformed_share = 0.01", ""),
-            ("dead_letter_rate = 0.5", "dead_letter_rate = 0.99"),
-        ],
+        &input,
+        &[("dead_letter_rate = 0.5", "dead_letter_rate = 0.99")],
+        &format!("[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n"),
     );
-    let mut text = std::fs::read_to_string(&pipeline).unwrap();
-    text.push_str(&format!("\n[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n"));
-    std::fs::write(&pipeline, text).unwrap();
     let addr = free_addr();
-    let mut host = Reaped(
-        Command::new(weir_bin())
-            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr])
-            .env("WEIR_PLUGIN_DIR", plugin_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut host = weir_host(&pipeline, &addr, &[], Stdio::null());
     let accuracy = |s: &serde_json::Value| -> Option<serde_json::Value> {
         s["quality"]["rules"].as_array()?.iter().find(|r| r["rule"] == "accuracy").cloned()
     };
@@ -552,80 +290,6 @@ fn weirs_webhook_retries_a_failing_receiver_and_resolves_when_the_rule_holds_aga
     assert_eq!(firing["endsAt"], "0001-01-01T00:00:00Z");
     assert_ne!(resolved["endsAt"], "0001-01-01T00:00:00Z");
     assert_eq!(firing["startsAt"], resolved["startsAt"]);
-}
-
-/// A shadow whose rows differ from the live version's in most windows is promoted all
-/// the same; with `deploy.max_changed_rows` the canary rolls it back at once, and the
-/// record says why.
-#[test]
-fn a_promoted_shadow_that_changed_too_many_rows_is_rolled_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
-    std::fs::create_dir(&input).unwrap();
-    std::fs::write(input.join("a.jsonl"), trips(0..5, (10.0, 60.0), None)).unwrap();
-    let source = format!("kind = \"files\"\npath = \"{}\"\nformat = \"jsonl\"\nfollow = true", input.display());
-    let pipeline = rides_pipeline(
-        dir.path(),
-        &[
-            ("kind = \"producer\"", &source),
-            ("events = 1000000", ""),
-            ("rate = 1000", ""),
-            ("seed = 42", ""),
-            ("late_share = 0.02", ""),
-            ("malformed_share = 0.01", ""),
-            ("interval = \"1s\"", "interval = \"250ms\""),
-        ],
-    );
-    let mut text = std::fs::read_to_string(&pipeline).unwrap();
-    text.push_str("\n[deploy]\ncanary = \"1m\"\nmax_changed_rows = 0.1\n");
-    std::fs::write(&pipeline, text).unwrap();
-    let addr = free_addr();
-    let mut host = Reaped(
-        Command::new(weir_bin())
-            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr])
-            .env("WEIR_PLUGIN_DIR", plugin_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let read = |n: u64| move |s: &serde_json::Value| s["records"].as_u64() >= Some(n);
-    let first = trips(0..5, (10.0, 60.0), None).lines().count() as u64;
-    wait_status(&addr, &mut host.0, Duration::from_secs(60), read(first));
-    let stage = ["--pipeline", "rides", "--stage", "validators[0]"];
-    let (ok, _, why) = weir_tests::weir_cli(
-        &addr,
-        &[&["plugin", "shadow"][..], &stage, &[weir_tests::guests::STRICT_VALIDATOR]].concat(),
-    );
-    assert!(ok, "{why}");
-    std::fs::write(input.join("b.jsonl"), trips(5..10, (10.0, 60.0), None)).unwrap();
-    let second = first + trips(5..10, (10.0, 60.0), None).lines().count() as u64;
-    wait_status(&addr, &mut host.0, Duration::from_secs(60), read(second));
-    // Until the shadow's rows of the second file are compared.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, out, why) = weir_tests::weir_cli(&addr, &["plugin", "diff", "--pipeline", "rides", "--limit", "0"]);
-        // Until the shadow's first commit there is nothing to compare.
-        assert!(ok || why.contains("none has committed yet"), "{why}");
-        let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-        if report["differing"].as_u64() >= Some(10) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the shadow never differed: {report} {why}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (ok, _, why) = weir_tests::weir_cli(&addr, &["plugin", "promote", "--pipeline", "rides"]);
-    assert!(ok, "{why}");
-    let history = |s: &serde_json::Value| s["swaps"].as_u64() >= Some(2);
-    wait_status(&addr, &mut host.0, Duration::from_secs(60), history);
-    let list: serde_json::Value = serde_json::from_str(&weir_tests::weir_cli(&addr, &["plugin", "list"]).1).unwrap();
-    let hows: Vec<&str> = list["history"].as_array().unwrap().iter().filter_map(|d| d["how"].as_str()).collect();
-    assert_eq!(hows[hows.len() - 2..], ["promote", "rollback"], "{list}");
-    let reason = list["history"].as_array().unwrap().last().unwrap()["reason"].as_str().unwrap().to_string();
-    assert!(reason.starts_with("canary: as a shadow, fixture_strict_validator@"), "{reason}");
-    assert!(reason.contains("more than deploy.max_changed_rows = 0.1"), "{reason}");
-    let validator = list["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "validators[0]").unwrap();
-    assert_eq!(validator["plugin"], "rules_validator", "{list}");
 }
 
 /// Quality counts on three hosts of one group, one of them SIGKILLed mid-stream, on an

@@ -18,6 +18,7 @@ pub mod hostile;
 pub mod island;
 pub mod kills;
 pub mod lateness;
+pub mod quality;
 pub mod services;
 pub mod sessions;
 
