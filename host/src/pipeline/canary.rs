@@ -8,8 +8,12 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use super::stages::StageId;
+use crate::admin::Shared;
 use crate::config::DeployConfig;
+use crate::sink::Deployment;
 
 /// A new version under watch.
 struct Watching {
@@ -73,6 +77,22 @@ impl Canary {
         None
     }
 
+    /// Takes in a version the run loop just switched in (`d`, as `weir_deployments` will
+    /// record it): a deploy, promote or watched file of this host is watched (a promoted
+    /// shadow judged on its comparison, which `admin` holds until the next commit lands);
+    /// any other switch of the stage ends the watch.
+    pub fn switched(&mut self, d: &Deployment, admin: Option<&Shared>) -> anyhow::Result<Option<Condemned>> {
+        let how = d.how.as_str();
+        if !matches!(how, "deploy" | "promote" | "watch") {
+            self.ended();
+            return Ok(None);
+        }
+        let version = format!("{}@{}", d.plugin, super::stages::short(&d.digest));
+        let diff = admin.filter(|_| how == "promote").and_then(|a| a.diff(0));
+        let shadow = diff.map(|d| (d["differing"].as_u64().unwrap_or(0), d["windows_compared"].as_u64().unwrap_or(0)));
+        Ok(self.started(d.stage.parse()?, version, Instant::now(), shadow))
+    }
+
     /// Stops watching: the stage was rolled back or switched again.
     pub fn ended(&mut self) {
         self.watching = None;
@@ -118,6 +138,47 @@ impl Canary {
             self.watching = None;
         }
         None
+    }
+}
+
+/// Rolls back the version the canary condemned, on a thread of its own (the rollback
+/// waits for this loop to switch it in). A rollback that fails (the previous version no
+/// longer loads) keeps the running version and says so on `/readyz` and `/api/status`.
+pub(super) fn roll_back(
+    deployer: &Arc<super::Deployer>,
+    condemned: super::canary::Condemned,
+    admin: Option<Arc<Shared>>,
+    watch: Option<Arc<super::watch::Watch>>,
+) {
+    let deployer = deployer.clone();
+    let super::canary::Condemned { stage, reason } = condemned;
+    eprintln!("\n{stage}: {reason}; rolling back");
+    tracing::error!(stage = %stage, reason, "the canary condemned a new version; rolling back");
+    let spawned = std::thread::Builder::new().name("weir-rollback".into()).spawn(move || {
+        let stage_name = stage.to_string();
+        match deployer.rollback_because(stage, reason.clone()) {
+            Ok(report) => {
+                let summary = format!("{stage}: rolled back to {} automatically", report.version);
+                eprintln!("\n{summary}");
+                if let Some(watch) = &watch {
+                    watch.rolled_back(&stage_name, &summary, &reason);
+                }
+            }
+            Err(e) => {
+                let why = format!("{stage}: the automatic rollback failed and the condemned version runs on: {e:#}");
+                if let Some(watch) = &watch {
+                    watch.rolled_back(&stage_name, &why, &reason);
+                }
+                tracing::error!("{why}");
+                eprintln!("\n{why}");
+                if let Some(admin) = admin {
+                    admin.trouble("rollback", Some(why));
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the rollback");
     }
 }
 

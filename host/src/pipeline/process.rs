@@ -272,6 +272,11 @@ impl Pipeline {
         let mut windows = Vec::new();
         for (row, &key) in keys.iter().enumerate() {
             if key == NO_KEY {
+                // A dead letter after all (no key, or a time beyond max_ahead): not accurate,
+                // and its time, perhaps far off, must not place it.
+                if let Some(meter) = self.meter.as_mut().filter(|_| !replaying) {
+                    meter.refused(records[row]);
+                }
                 continue;
             }
             let record = records[row];

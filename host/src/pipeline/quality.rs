@@ -111,6 +111,12 @@ impl Meter {
         }
     }
 
+    /// `record` became a dead letter after the validators (a null key, a time beyond
+    /// `max_ahead`).
+    pub fn refused(&mut self, record: u32) {
+        self.status[record as usize] = PARSED;
+    }
+
     /// `record` was late for every window it belongs to.
     pub fn late(&mut self, record: u32) {
         self.status[record as usize] = LATE;
@@ -282,5 +288,21 @@ mod tests {
         let second = &rows[1];
         assert_eq!((second.records, second.late, second.on_time), (1, 1, 0));
         assert!(meter.take(0).is_empty(), "taken once");
+    }
+
+    #[test]
+    fn a_record_refused_after_the_validators_counts_where_its_partition_stands() {
+        let mut meter = Meter::new(&QualityConfig::default(), &[], 60_000);
+        let raw = batch(vec![3, 3]);
+        meter.begin(raw.len());
+        let events = EventBatch { len: 2, columns: vec![] };
+        // The second record's time is a century ahead: max_ahead makes it a dead letter.
+        meter.parsed(&events, &[0, 1], &[10_000, 3_155_760_000_000]);
+        meter.accepted(&[0, 1]);
+        meter.refused(1);
+        meter.finish(&raw, 0);
+        let rows = meter.take(20_000);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((rows[0].start, rows[0].records, rows[0].accurate, rows[0].on_time), (0, 2, 1, 1));
     }
 }

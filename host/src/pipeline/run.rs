@@ -423,7 +423,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 if let Some(condemned) =
                     canary.as_mut().and_then(|c| c.observe(Instant::now(), batch.len() as u64, dead))
                 {
-                    roll_back(&deployer, condemned, timing.admin.clone(), watch.clone());
+                    super::canary::roll_back(&deployer, condemned, timing.admin.clone(), watch.clone());
                 }
                 let critical = pipeline.take_critical().or_else(|| watch.as_ref().and_then(|w| w.rules.take_stop()));
                 if let Some(open) = breaker.observe(Instant::now(), batch.len() as u64, dead, critical) {
@@ -513,19 +513,8 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
                 let before = pipeline.deployments.len();
                 switched |= switch(&mut pipeline, swap, &deployer, source.positions());
                 if let (Some(canary), Some(d)) = (canary.as_mut(), pipeline.deployments.get(before)) {
-                    match d.how.as_str() {
-                        how @ ("deploy" | "promote" | "watch") => {
-                            let version = format!("{}@{}", d.plugin, super::stages::short(&d.digest));
-                            // A promoted shadow's comparison stands until the next commit lands.
-                            let diff = timing.admin.as_ref().filter(|_| how == "promote").and_then(|a| a.diff(0));
-                            let shadow = diff.map(|d| {
-                                (d["differing"].as_u64().unwrap_or(0), d["windows_compared"].as_u64().unwrap_or(0))
-                            });
-                            if let Some(condemned) = canary.started(d.stage.parse()?, version, Instant::now(), shadow) {
-                                roll_back(&deployer, condemned, timing.admin.clone(), watch.clone());
-                            }
-                        }
-                        _ => canary.ended(),
+                    if let Some(condemned) = canary.switched(d, timing.admin.as_deref())? {
+                        super::canary::roll_back(&deployer, condemned, timing.admin.clone(), watch.clone());
                     }
                 }
             }
@@ -564,45 +553,4 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         swap_stalls: timing.stalls,
         checkpoint_gaps: timing.checkpoint_gaps,
     })
-}
-
-/// Rolls back the version the canary condemned, on a thread of its own (the rollback
-/// waits for this loop to switch it in). A rollback that fails (the previous version no
-/// longer loads) keeps the running version and says so on `/readyz` and `/api/status`.
-fn roll_back(
-    deployer: &Arc<super::Deployer>,
-    condemned: super::canary::Condemned,
-    admin: Option<Arc<Shared>>,
-    watch: Option<Arc<super::watch::Watch>>,
-) {
-    let deployer = deployer.clone();
-    let super::canary::Condemned { stage, reason } = condemned;
-    eprintln!("\n{stage}: {reason}; rolling back");
-    tracing::error!(stage = %stage, reason, "the canary condemned a new version; rolling back");
-    let spawned = std::thread::Builder::new().name("weir-rollback".into()).spawn(move || {
-        let stage_name = stage.to_string();
-        match deployer.rollback_because(stage, reason.clone()) {
-            Ok(report) => {
-                let summary = format!("{stage}: rolled back to {} automatically", report.version);
-                eprintln!("\n{summary}");
-                if let Some(watch) = &watch {
-                    watch.rolled_back(&stage_name, &summary, &reason);
-                }
-            }
-            Err(e) => {
-                let why = format!("{stage}: the automatic rollback failed and the condemned version runs on: {e:#}");
-                if let Some(watch) = &watch {
-                    watch.rolled_back(&stage_name, &why, &reason);
-                }
-                tracing::error!("{why}");
-                eprintln!("\n{why}");
-                if let Some(admin) = admin {
-                    admin.trouble("rollback", Some(why));
-                }
-            }
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the rollback");
-    }
 }

@@ -51,6 +51,8 @@ impl Pipeline {
         shadow.windows = self.windows.clone();
         shadow.tracker = self.tracker.clone();
         shadow.source.clone_from(&self.source);
+        // The live pipeline counts the records' quality; the shadow's counts would go nowhere.
+        shadow.meter = None;
         if plan.id == StageId::Aggregator {
             let (states, empty) = shadow.migrate_states(&self.aggregator)?;
             for (group, state) in shadow.windows.groups.iter_mut().zip(states) {
