@@ -1,11 +1,12 @@
 //! Automatic rollback on real parts: a bad validator version deployed under load into
-//! PostgreSQL is rolled back by the canary with the sink exact, and a promoted shadow
-//! that changed too many windows is rolled back at once.
+//! PostgreSQL is rolled back by the canary with the sink exact, a promoted shadow that
+//! changed too many windows is rolled back at once, and a rollback that is refused keeps
+//! the running version and pages.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use weir_tests::quality::{files_with, grafana, rides_with, trips, weir_host};
+use weir_tests::quality::{alerts, files_with, grafana, receiver, rides_with, trips, weir_host};
 use weir_tests::services::Postgres;
 use weir_tests::{free_addr, http_get, wait_status};
 
@@ -149,4 +150,76 @@ fn a_promoted_shadow_that_changed_too_many_rows_is_rolled_back() {
     assert!(reason.contains("more than deploy.max_changed_rows = 0.1"), "{reason}");
     let validator = list["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "validators[0]").unwrap();
     assert_eq!(validator["plugin"], "rules_validator", "{list}");
+}
+
+/// A rollback that cannot be made keeps the running version and pages: the version before
+/// the condemned one traps on the recent input the rollback is tried on, so the rollback
+/// is refused; readiness says why, and the webhook gets the page.
+#[test]
+fn a_rollback_that_is_refused_keeps_the_running_version_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    // Fares up to 30: the configured validator (it traps on fares above 40) runs clean.
+    std::fs::write(input.join("a.jsonl"), trips(0..3, (10.0, 30.0), None)).unwrap();
+    let (receiving, posts) = receiver();
+    let configured = format!("plugin = \"{}\"", weir_tests::guests::TRAPPING_VALIDATOR);
+    let pipeline = files_with(
+        dir.path(),
+        &input,
+        &[("plugin = \"rules_validator\"", &configured), ("dead_letter_rate = 0.5", "dead_letter_rate = 0.99")],
+        &format!(
+            // Webhooks need a quality rule to exist; this one never breaks here.
+            "[deploy]\ncanary = \"5m\"\nmin_records = 2000\n[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n\
+             [[quality.rule]]\nname = \"dead letters\"\ncheck = \"dead_letter_rate <= 0.9\"\n"
+        ),
+    );
+    let addr = free_addr();
+    let mut host = weir_host(&pipeline, &addr, &[], Stdio::null());
+    let first = trips(0..3, (10.0, 30.0), None).lines().count() as u64;
+    wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| s["records"].as_u64() >= Some(first));
+    let (ok, _, why) = weir_tests::weir_cli(
+        &addr,
+        &["plugin", "deploy", "--pipeline", "rides", "--stage", "validators[0]", weir_tests::guests::STRICT_VALIDATOR],
+    );
+    assert!(ok, "{why}");
+    // Fares of 30 to 60, a minute (about 240 trips) at a time, each read before the next
+    // is written: the deployer's sample of recent input (a batch every 500 ms) holds some
+    // long before the canary has seen 2,000 of them.
+    let mut read = first;
+    for minute in 3..40 {
+        let more = trips(minute..minute + 1, (30.0, 60.0), None);
+        read += more.lines().count() as u64;
+        std::fs::write(input.join(format!("m{minute}.jsonl")), more).unwrap();
+        let status = wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| s["records"].as_u64() >= Some(read));
+        if status["troubles"].as_array().is_some_and(|t| !t.is_empty()) {
+            break;
+        }
+    }
+    let status = wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| {
+        s["troubles"].as_array().is_some_and(|t| t.iter().any(|t| t.as_str().unwrap_or("").contains("rollback failed")))
+    });
+    let trouble = status["troubles"][0].as_str().unwrap().to_string();
+    assert!(trouble.contains("the condemned version runs on"), "{trouble}");
+    let (code, ready) = http_get(&addr, "/readyz");
+    assert_eq!(code, 503, "{ready}");
+    assert!(ready.contains("automatic rollback failed"), "{ready}");
+    let list: serde_json::Value = serde_json::from_str(&weir_tests::weir_cli(&addr, &["plugin", "list"]).1).unwrap();
+    let validator = list["stages"].as_array().unwrap().iter().find(|s| s["stage"] == "validators[0]").unwrap();
+    assert_eq!(validator["plugin"], "fixture_strict_validator", "the running version stays: {list}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !alerts(&posts, "/weir").iter().any(|(_, l)| l["alertname"] == "WeirAutoRollback") {
+        assert!(std::time::Instant::now() < deadline, "no page: {:?}", posts.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let paged = posts
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(_, b)| b["alerts"][0]["labels"]["alertname"] == "WeirAutoRollback")
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(paged["alerts"][0]["labels"]["severity"], "page");
+    assert!(paged["alerts"][0]["annotations"]["summary"].as_str().unwrap().contains("rollback failed"), "{paged}");
 }
