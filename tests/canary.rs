@@ -168,11 +168,7 @@ fn a_rollback_that_is_refused_keeps_the_running_version_and_pages() {
         dir.path(),
         &input,
         &[("plugin = \"rules_validator\"", &configured), ("dead_letter_rate = 0.5", "dead_letter_rate = 0.99")],
-        &format!(
-            // Webhooks need a quality rule to exist; this one never breaks here.
-            "[deploy]\ncanary = \"5m\"\nmin_records = 2000\n[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n\
-             [[quality.rule]]\nname = \"dead letters\"\ncheck = \"dead_letter_rate <= 0.9\"\n"
-        ),
+        &format!("[deploy]\ncanary = \"5m\"\nmin_records = 2000\n[alerts]\nwebhooks = [\"http://{receiving}/weir\"]\n"),
     );
     let addr = free_addr();
     let mut host = weir_host(&pipeline, &addr, &[], Stdio::null());

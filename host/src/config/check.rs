@@ -20,8 +20,12 @@ impl PipelineConfig {
         }
         if let Some(alerts) = &self.alerts {
             alerts.check()?;
-            if self.quality.as_ref().is_none_or(|q| q.rule.is_empty()) {
-                bail!("alerts.webhooks: alerts are sent when a [[quality.rule]] breaks; the pipeline has none");
+            if self.quality.is_none() {
+                bail!(
+                    "alerts.webhooks: weir posts when a [[quality.rule]] breaks or holds again, and when the \
+                     [deploy] canary rolls a version back; both are watched with [quality], which this pipeline \
+                     lacks (an empty [quality] section will do)"
+                );
             }
         }
         for (i, lookup) in self.lookup.iter().enumerate() {
