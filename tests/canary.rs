@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use weir_tests::quality::{alerts, files_with, grafana, receiver, rides_with, trips, weir_host};
+use weir_tests::quality::{alerts, deploy_strict, files_with, grafana, receiver, rides_with, trips, weir_host};
 use weir_tests::services::Postgres;
 use weir_tests::{free_addr, http_get, wait_status};
 
@@ -34,21 +34,7 @@ fn a_broken_validator_is_rolled_back_by_the_canary_and_the_sink_stays_exact() {
     let addr = free_addr();
     let mut host = weir_host(&pipeline, &addr, &["--until-idle", "3s"], Stdio::piped());
     wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| s["records"].as_i64().is_some_and(|r| r > 6_000));
-    let (ok, _, why) = weir_tests::weir_cli(
-        &addr,
-        &[
-            "plugin",
-            "deploy",
-            "--pipeline",
-            "rides",
-            "--stage",
-            "validators[0]",
-            "--max-error-increase",
-            "100",
-            weir_tests::guests::STRICT_VALIDATOR,
-        ],
-    );
-    assert!(ok, "{why}");
+    deploy_strict(&addr, true);
     let rolled_back = |s: &serde_json::Value| s["records"].as_i64().is_some() && s["swaps"].as_u64() >= Some(2);
     wait_status(&addr, &mut host.0, Duration::from_secs(120), rolled_back);
     let (code, plugins) = http_get(&addr, "/api/plugins");
@@ -174,11 +160,7 @@ fn a_rollback_that_is_refused_keeps_the_running_version_and_pages() {
     let mut host = weir_host(&pipeline, &addr, &[], Stdio::null());
     let first = trips(0..3, (10.0, 30.0), None).lines().count() as u64;
     wait_status(&addr, &mut host.0, Duration::from_secs(60), |s| s["records"].as_u64() >= Some(first));
-    let (ok, _, why) = weir_tests::weir_cli(
-        &addr,
-        &["plugin", "deploy", "--pipeline", "rides", "--stage", "validators[0]", weir_tests::guests::STRICT_VALIDATOR],
-    );
-    assert!(ok, "{why}");
+    deploy_strict(&addr, false);
     // Fares of 30 to 60, a minute (about 240 trips) at a time, each read before the next
     // is written: the deployer's sample of recent input (a batch every 500 ms) holds some
     // long before the canary has seen 2,000 of them.

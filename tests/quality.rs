@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use weir_tests::quality::{
-    alerts, files_with, grafana, grafana_quality_sql, receiver, receiver_failing, rides_with, trips, weir_host,
+    alerts, deploy_strict, files_with, grafana, grafana_quality_sql, receiver, receiver_failing, rides_with, trips,
+    weir_host,
 };
 use weir_tests::services::{Alertmanager, Postgres, Prometheus};
 use weir_tests::{free_addr, http_get, plugin_dir, rides_pipeline, wait_status, weir_bin, Reaped};
@@ -204,21 +205,7 @@ fn an_injected_spike_is_flagged_and_the_dashboard_shows_it_and_the_rollback() {
     );
 
     // A bad version (it rejects every fare above 40) meets trips of 30 to 60.
-    let (ok, _, why) = weir_tests::weir_cli(
-        &addr,
-        &[
-            "plugin",
-            "deploy",
-            "--pipeline",
-            "rides",
-            "--stage",
-            "validators[0]",
-            "--max-error-increase",
-            "100",
-            weir_tests::guests::STRICT_VALIDATOR,
-        ],
-    );
-    assert!(ok, "{why}");
+    deploy_strict(&addr, true);
     std::fs::write(input.join("b.jsonl"), trips(40..42, (30.0, 60.0), None)).unwrap();
     browser.0.stdin.as_mut().unwrap().write_all(b"deployed\n").unwrap();
     let rolled = next("rollback");

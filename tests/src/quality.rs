@@ -173,3 +173,16 @@ pub fn trips(minutes: std::ops::Range<i64>, fares: (f64, f64), spike: Option<i64
     }
     out
 }
+
+/// Deploys the strict validator (it rejects every fare above 40) into the rides
+/// pipeline's `validators[0]` at `addr`, past a lenient trial (`--max-error-increase
+/// 100`) if `lenient`; panics if the deploy is refused.
+pub fn deploy_strict(addr: &str, lenient: bool) {
+    let mut args = vec!["plugin", "deploy", "--pipeline", "rides", "--stage", "validators[0]"];
+    if lenient {
+        args.extend(["--max-error-increase", "100"]);
+    }
+    args.push(crate::guests::STRICT_VALIDATOR);
+    let (ok, _, why) = crate::weir_cli(addr, &args);
+    assert!(ok, "{why}");
+}
