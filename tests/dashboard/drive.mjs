@@ -5,7 +5,7 @@
 // Prints one JSON line per step on stdout, and after the "paused" step waits for a line
 // on stdin (the test has compared the page with the sink) before resuming the pipeline.
 // Every wait is for something the page or the host shows, never for a fixed time.
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 import { createInterface } from "node:readline";
 
 const [url, events, screenshot] = process.argv.slice(2);
@@ -46,11 +46,7 @@ async function settled(page) {
   }
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
   const errors = [];

@@ -5,14 +5,10 @@
 // waits until the page shows HOSTS hosts in its group table and the latest windows in its
 // results table, then prints what it shows as one JSON line: the hosts (name, partitions)
 // and the result rows (window start, key, values).
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 
 const [url, hosts] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.goto(url);

@@ -7,7 +7,7 @@
 // for a line on stdin (the test has deployed a bad version) and prints another once the
 // page shows its automatic rollback (the screenshot lands in $WEIR_SCREENSHOT when set).
 // Every wait is for something the page shows.
-import { chromium } from "playwright-core";
+import { launch } from "./browser.mjs";
 import { createInterface } from "node:readline";
 
 const [url] = process.argv.slice(2);
@@ -24,11 +24,7 @@ const read = (page) => page.evaluate(() => ({
   marks: window.weirMarks,
 }));
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
   const errors = [];
