@@ -14,6 +14,7 @@ mod pipeline;
 mod quality;
 mod retention;
 mod schemas;
+mod score;
 mod sections;
 
 pub use alerts::AlertsConfig;
