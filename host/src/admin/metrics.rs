@@ -80,20 +80,18 @@ fn quality(f: &mut Families, q: &super::QualityView) {
             f.sample("weir_quality_rule_ok", &labels, u8::from(ok));
         }
     }
-    f.family("weir_sla_compliance", "gauge", "The share of an SLA's minutes in its period that held.");
-    for r in &q.rules {
-        if let Some(sla) = &r.sla {
-            f.sample("weir_sla_compliance", &[("rule", &r.rule)], sla.compliance);
-        }
-    }
-    f.family(
-        "weir_sla_error_budget_remaining",
-        "gauge",
-        "What is left of an SLA's error budget: 1 untouched, 0 spent.",
-    );
-    for r in &q.rules {
-        if let Some(sla) = &r.sla {
-            f.sample("weir_sla_error_budget_remaining", &[("rule", &r.rule)], sla.budget_remaining);
+    let slas: [(&str, &str, fn(&crate::pipeline::SlaState) -> f64); 2] = [
+        ("weir_sla_compliance", "The share of an SLA's minutes in its period that held.", |s| s.compliance),
+        ("weir_sla_error_budget_remaining", "What is left of an SLA's error budget: 1 untouched, 0 spent.", |s| {
+            s.budget_remaining
+        }),
+    ];
+    for (series, help, value) in slas {
+        f.family(series, "gauge", help);
+        for r in &q.rules {
+            if let Some(sla) = &r.sla {
+                f.sample(series, &[("rule", &r.rule)], value(sla));
+            }
         }
     }
     f.single(

@@ -39,48 +39,54 @@ fn rules(config: &PipelineConfig) -> Vec<Rule> {
     let name = &config.name;
     // Ten intervals without a commit: a checkpoint that only retries is still news.
     let stale = (config.checkpoint.interval.as_secs_f64() * 10.0).max(30.0);
-    let mut all = vec![
-        Rule {
-            name: "WeirReadingHeld",
-            expr: format!("max(weir_reading_held{{{p}}}) == 1"),
-            wait: "1m",
-            severity: "page",
-            summary: format!("pipeline {name}: reading is held (circuit breaker open, or paused)"),
-            rule: None,
-        },
-        Rule {
-            name: "WeirSinkFailing",
-            expr: format!("max(weir_sink_failing{{{p}}}) == 1"),
-            wait: "2m",
-            severity: "page",
-            summary: format!("pipeline {name}: checkpoints are failing and being retried"),
-            rule: None,
-        },
-        Rule {
-            name: "WeirNoCommit",
-            expr: format!("min(weir_checkpoint_age_seconds{{{p}}}) > {stale}"),
-            wait: "1m",
-            severity: "page",
-            summary: format!("pipeline {name}: no checkpoint committed for over {stale} s (10 intervals)"),
-            rule: None,
-        },
-        Rule {
-            name: "WeirLagGrowing",
-            expr: format!("sum(weir_consumer_lag{{{p}}}) > 0 and sum(delta(weir_consumer_lag{{{p}}}[10m])) > 0"),
-            wait: "10m",
-            severity: "warn",
-            summary: format!("pipeline {name}: its lag has grown for 10 minutes"),
-            rule: None,
-        },
-        Rule {
-            name: "WeirMetricsAbsent",
-            expr: format!("absent_over_time(weir_records_in_total{{{p}}}[5m])"),
-            wait: "1m",
-            severity: "page",
-            summary: format!("pipeline {name}: no host has exported its metrics for 5 minutes"),
-            rule: None,
-        },
+    let health = [
+        (
+            "WeirReadingHeld",
+            format!("max(weir_reading_held{{{p}}}) == 1"),
+            "1m",
+            "page",
+            "reading is held (circuit breaker open, or paused)".to_string(),
+        ),
+        (
+            "WeirSinkFailing",
+            format!("max(weir_sink_failing{{{p}}}) == 1"),
+            "2m",
+            "page",
+            "checkpoints are failing and being retried".into(),
+        ),
+        (
+            "WeirNoCommit",
+            format!("min(weir_checkpoint_age_seconds{{{p}}}) > {stale}"),
+            "1m",
+            "page",
+            format!("no checkpoint committed for over {stale} s (10 intervals)"),
+        ),
+        (
+            "WeirLagGrowing",
+            format!("sum(weir_consumer_lag{{{p}}}) > 0 and sum(delta(weir_consumer_lag{{{p}}}[10m])) > 0"),
+            "10m",
+            "warn",
+            "its lag has grown for 10 minutes".into(),
+        ),
+        (
+            "WeirMetricsAbsent",
+            format!("absent_over_time(weir_records_in_total{{{p}}}[5m])"),
+            "1m",
+            "page",
+            "no host has exported its metrics for 5 minutes".into(),
+        ),
     ];
+    let mut all: Vec<Rule> = health
+        .into_iter()
+        .map(|(alert, expr, wait, severity, what)| Rule {
+            name: alert,
+            expr,
+            wait,
+            severity,
+            summary: format!("pipeline {name}: {what}"),
+            rule: None,
+        })
+        .collect();
     for rule in config.quality.iter().flat_map(|q| &q.rule) {
         let r = format!("rule={}", quoted(&rule.name()));
         let severity = match rule.severity {

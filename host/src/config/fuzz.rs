@@ -134,7 +134,7 @@ proptest! {
         }));
         let path = tables[which.index(tables.len())].clone();
         let key: String = letters.iter().map(|l| (b'a' + l) as char).collect::<String>() + "_unknown";
-        at(&mut root, &path).as_table_mut().unwrap().insert(key.clone(), Value::Integer(1));
+        at(&mut root, &path).as_table_mut().expect("the places kept are tables").insert(key.clone(), Value::Integer(1));
         let e = parse(&root).expect_err("an unknown key is refused");
         prop_assert!(e.contains(&key), "{path:?}: {e}");
     }
@@ -146,7 +146,7 @@ proptest! {
         let path = found[which.index(found.len())].clone();
         let (parent, key) = path.split_at(path.len() - 1);
         let Step::Key(key) = &key[0] else { unreachable!() };
-        at(&mut root, parent).as_table_mut().unwrap().remove(key);
+        at(&mut root, parent).as_table_mut().expect("a key's parent is a table").remove(key);
         if let Err(e) = parse(&root) {
             prop_assert!(e.contains(key.as_str()), "{path:?}: {e}");
         }

@@ -10,7 +10,7 @@
 //! than `threshold / 10` of it. A key with a history and no row in a final window is
 //! judged with the column's `absent` value (a count's 0), if it has one.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use crate::config::{AnomalyConfig, ColumnAnomaly};
 use crate::sink::{key_json, Anomaly, Cell, TableSchema, WindowRow};
@@ -56,16 +56,19 @@ impl Detector {
         for row in rows.iter().filter(|r| r.is_final) {
             by_window.entry((row.window.start, row.window.end)).or_default().push(row);
         }
+        // Each judged column's place among the values and its `absent` value, apart from
+        // `self`, which `judge` borrows mutably.
+        let columns: Vec<(usize, Option<f64>)> = self.columns.iter().map(|(i, _, s)| (*i, s.absent)).collect();
         let mut found = Vec::new();
         for ((start, end), rows) in by_window {
-            let mut present = Vec::with_capacity(rows.len());
+            let mut present = HashSet::with_capacity(rows.len());
             for row in rows {
                 let key = key_json(&row.key);
                 if self.judged.get(&key).is_some_and(|&at| at >= start) {
                     continue;
                 }
                 self.judged.insert(key.clone(), start);
-                for (slot, (index, _, _)) in self.columns.clone().into_iter().enumerate() {
+                for (slot, &(index, _)) in columns.iter().enumerate() {
                     let value = match row.values.get(index) {
                         Some(Cell::Int(v)) => *v as f64,
                         Some(Cell::Float(v)) if v.is_finite() => *v,
@@ -73,7 +76,7 @@ impl Detector {
                     };
                     found.extend(self.judge(&key, slot, value, start, end));
                 }
-                present.push(key);
+                present.insert(key);
             }
             if self.latest.is_some_and(|l| l >= start) {
                 continue;
@@ -83,12 +86,12 @@ impl Detector {
             let absent: Vec<String> = self
                 .judged
                 .iter()
-                .filter(|(k, &at)| at < start && !present.contains(k))
+                .filter(|(k, &at)| at < start && !present.contains(*k))
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in absent {
-                for (slot, (_, _, settings)) in self.columns.clone().into_iter().enumerate() {
-                    if let Some(value) = settings.absent {
+                for (slot, &(_, absent)) in columns.iter().enumerate() {
+                    if let Some(value) = absent {
                         found.extend(self.judge(&key, slot, value, start, end));
                     }
                 }
