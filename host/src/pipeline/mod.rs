@@ -5,6 +5,7 @@ mod anomaly;
 mod breaker;
 mod build;
 mod canary;
+mod checkpoint;
 mod committer;
 mod council;
 mod deploy;

@@ -29,6 +29,7 @@ mod sqlite_bookkeeping;
 mod sqlite_partials;
 mod sqlite_quality;
 mod sqlite_versions;
+mod sqlite_write;
 
 pub use latest::COUNTED_ROWS;
 pub use partials::Merger;
