@@ -80,7 +80,8 @@ fn quality(f: &mut Families, q: &super::QualityView) {
             f.sample("weir_quality_rule_ok", &labels, u8::from(ok));
         }
     }
-    let slas: [(&str, &str, fn(&crate::pipeline::SlaState) -> f64); 2] = [
+    type Field = fn(&crate::pipeline::SlaState) -> f64;
+    let slas: [(&str, &str, Field); 2] = [
         ("weir_sla_compliance", "The share of an SLA's minutes in its period that held.", |s| s.compliance),
         ("weir_sla_error_budget_remaining", "What is left of an SLA's error budget: 1 untouched, 0 spent.", |s| {
             s.budget_remaining

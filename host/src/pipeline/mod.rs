@@ -33,11 +33,12 @@ mod shadow;
 mod stages;
 mod swap;
 mod switch;
+mod trial;
 mod watch;
 mod windows;
 
 pub use build::{Pipeline, PipelineOptions};
-pub use deploy::{DeployReport, Deployer, Switched, Trial, MAX_ERROR_INCREASE};
+pub use deploy::{DeployReport, Deployer, Switched, MAX_ERROR_INCREASE};
 pub use metrics::{Histogram, Measured, StageMetrics, BUCKETS};
 pub use notify::Sent;
 pub use open::{inspect_sink, open_sink, read_reader_schema};
@@ -47,3 +48,4 @@ pub use run::{now_ms, process_start, run, RunSummary};
 pub use shadow::shadow_table;
 pub use stages::{wire, StageId, StagePlan};
 pub use swap::How;
+pub use trial::Trial;
