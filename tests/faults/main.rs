@@ -20,6 +20,7 @@ mod input;
 mod kills_loops;
 mod moments;
 mod outages;
+mod outputs;
 mod partition;
 mod plugins;
 mod soak;

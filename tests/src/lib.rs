@@ -18,6 +18,7 @@ pub mod hostile;
 pub mod island;
 pub mod kills;
 pub mod lateness;
+pub mod outputs;
 pub mod quality;
 pub mod services;
 pub mod sessions;
@@ -54,6 +55,16 @@ fn build_weir(release: bool) -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = std::process::Command::new(cargo);
     build.current_dir(&root).args(["build", "-q", "-p", "weir", "--bin", "weir"]);
+    // Cargo sets these for the test; a build script that watches them (ring's) would
+    // otherwise build again, with all that depends on it, whenever weir is built outside a test.
+    let per_package =
+        ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"];
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_") || per_package.contains(&name.as_ref()) {
+            build.env_remove(name.as_ref());
+        }
+    }
     if release {
         build.arg("--release");
     }

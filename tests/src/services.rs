@@ -395,3 +395,53 @@ impl Registry {
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root")
 }
+
+/// Debian's `redis-server` on a free loopback port, appending every write to its log
+/// before it answers (`appendfsync always`), so that it can be killed and started again on
+/// the same port with everything it acknowledged.
+pub struct Redis {
+    child: std::sync::Mutex<Option<crate::Reaped>>,
+    dir: tempfile::TempDir,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts a server.
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("a directory for Redis");
+        let redis = Redis { child: std::sync::Mutex::new(None), dir, port: free_port() };
+        redis.restart();
+        redis
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server.
+    pub fn stop(&self) {
+        self.child.lock().unwrap().take();
+    }
+
+    /// Starts the server (again) on its port.
+    pub fn restart(&self) {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(self.dir.path());
+        *self.child.lock().unwrap() = Some(serve(cmd, "redis-server", self.port));
+    }
+
+    /// `redis-cli` with `args` against the server: its output, or a panic naming the command.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .expect("running redis-cli");
+        assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}

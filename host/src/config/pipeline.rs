@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use super::duration::serde_duration;
+use super::duration::{optional_duration, serde_duration};
 use crate::window::WindowSpec;
 
 /// A pipeline: a source, a plugin chain, a window, a sink.
@@ -279,10 +279,6 @@ fn default_max_key_bytes() -> usize {
     1024
 }
 
-fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-    serde_duration::deserialize(deserializer).map(Some)
-}
-
 /// Window kinds.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -400,6 +396,10 @@ pub struct SinkConfig {
     /// version is refused).
     #[serde(default)]
     pub versioned: bool,
+    /// Also deliver the rows, exactly once, to a Delta table.
+    pub delta: Option<super::outputs::DeltaConfig>,
+    /// Also deliver the rows, exactly once, to Redis.
+    pub redis: Option<super::outputs::RedisConfig>,
 }
 
 /// Checkpoints.

@@ -122,6 +122,8 @@ pub struct Pipeline {
     /// Window rows are merged in the sink from a partial state per window, key and source
     /// partition ([`PipelineConfig::merges_partials`]): any keying scales out.
     pub(super) partials: bool,
+    /// Checkpoints put their rows in the sink's outbox for outputs (`sink/output.rs`).
+    pub(super) outbox: bool,
     /// The aggregator changed since the sink's merger was made: the next checkpoint
     /// hands the sink a new one ([`Pipeline::merger`]).
     pub(super) merger_stale: bool,
@@ -219,6 +221,7 @@ impl Pipeline {
             configured: plans.iter().map(|p| (p.id, p.component.digest.clone())).collect(),
             stored_state_version: None,
             partials: config.merges_partials(),
+            outbox: false,
             merger_stale: true,
             key_partitions: config.scale.keyed.then(Default::default),
             miskeyed: None,

@@ -66,6 +66,7 @@ impl Pipeline {
             replayed_late: std::mem::take(&mut self.replayed_late),
             replayed_dead: std::mem::take(&mut self.replayed_dead),
             partials: self.partials,
+            outbox: self.outbox,
             ..Default::default()
         };
         for (i, &g) in emit.iter().enumerate() {

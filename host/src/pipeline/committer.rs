@@ -13,9 +13,9 @@ use anyhow::{anyhow, Result};
 
 use super::retry::{retry, Backoff, Failed};
 use crate::admin::Shared;
-use crate::sink::{Checkpoint, Sink};
+use crate::sink::{Checkpoint, Output, Sink};
 
-type Job = Box<dyn FnOnce(&mut dyn Sink) + Send>;
+type Job = Box<dyn FnOnce(&mut dyn Sink, &mut [Box<dyn Output>]) + Send>;
 
 /// A commit that has landed.
 pub(super) struct Committed {
@@ -40,11 +40,12 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    pub(super) fn start(mut sink: Box<dyn Sink + Send>) -> Result<Self> {
+    /// The sink's thread, which also delivers each commit's rows to `outputs`.
+    pub(super) fn start(mut sink: Box<dyn Sink + Send>, mut outputs: Vec<Box<dyn Output>>) -> Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new().name("weir-sink".into()).spawn(move || {
             for job in queue {
-                job(sink.as_mut());
+                job(sink.as_mut(), &mut outputs);
             }
         })?;
         Ok(Committer { jobs: Some(Arc::new(jobs)), thread: Some(thread), in_flight: None })
@@ -57,7 +58,7 @@ impl Committer {
     /// Runs `f` on the sink once everything sent before it is done, and waits for it.
     pub(super) fn with<R: Send + 'static>(&mut self, f: impl FnOnce(&mut dyn Sink) -> R + Send + 'static) -> Result<R> {
         let (reply, answer) = mpsc::channel();
-        self.send(Box::new(move |sink| {
+        self.send(Box::new(move |sink, _| {
             let _ = reply.send(f(sink));
         }))?;
         answer.recv().map_err(|_| anyhow!("the sink thread stopped"))
@@ -71,7 +72,7 @@ impl Committer {
             let (reply, answer) = mpsc::channel();
             let pipeline = pipeline.clone();
             let jobs = jobs.upgrade().ok_or_else(|| anyhow!("the sink thread has stopped"))?;
-            jobs.send(Box::new(move |sink: &mut dyn Sink| {
+            jobs.send(Box::new(move |sink: &mut dyn Sink, _: &mut [Box<dyn Output>]| {
                 let _ = reply.send(sink.windows_overlapping(&pipeline, &wanted));
             }))
             .map_err(|_| anyhow!("the sink thread has stopped"))?;
@@ -81,13 +82,13 @@ impl Committer {
 
     /// Runs `f` on the sink once everything sent before it is done, without waiting.
     pub(super) fn run(&self, f: impl FnOnce(&mut dyn Sink) + Send + 'static) -> Result<()> {
-        self.send(Box::new(f))
+        self.send(Box::new(move |sink, _| f(sink)))
     }
 
     /// Makes the sink merge partial states with `merger` from the next commit on, without
     /// waiting: it queues behind the commit in flight, which the previous one merges.
     pub(super) fn set_merger(&self, merger: Box<dyn crate::sink::Merger>) -> Result<()> {
-        self.send(Box::new(move |sink| {
+        self.send(Box::new(move |sink, _| {
             if let Err(e) = sink.set_merger(merger) {
                 tracing::warn!(error = %format!("{e:#}"), "indexing the rows not final yet failed");
             }
@@ -107,15 +108,18 @@ impl Committer {
         debug_assert!(self.in_flight.is_none(), "one commit in flight at a time");
         let positions = checkpoint.offsets.clone();
         let (done, outcome) = mpsc::channel();
-        self.send(Box::new(move |sink| {
+        self.send(Box::new(move |sink, outputs| {
             let backoff = Backoff::default();
-            let result = retry("checkpoint", &backoff, &stop, || {
+            let mut result = retry("checkpoint", &backoff, &stop, || {
                 let outcome = sink.commit(&pipeline, &checkpoint);
                 if let Some(admin) = &admin {
                     admin.sink_error(outcome.as_ref().err().map(|e| format!("{e:#}")));
                 }
                 outcome.map_err(|error| Failed { transient: sink.is_transient(&error), error })
             });
+            if result.is_ok() && checkpoint.outbox {
+                result = deliver(sink, outputs, &pipeline, &stop, admin.as_deref());
+            }
             if result.is_ok() && (admin.is_some() || watch.is_some()) {
                 let merged = sink.take_merged();
                 if let Some(watch) = &watch {
@@ -129,6 +133,22 @@ impl Committer {
         }))?;
         self.in_flight = Some(InFlight { positions, sent: Instant::now(), outcome });
         Ok(())
+    }
+
+    /// Delivers to the outputs what an earlier run committed and did not deliver, before
+    /// anything else the sink does: a run that crashed after its last commit may have
+    /// nothing new to commit.
+    pub(super) fn deliver_pending(
+        &self,
+        pipeline: String,
+        stop: Arc<AtomicBool>,
+        admin: Option<Arc<Shared>>,
+    ) -> Result<()> {
+        self.send(Box::new(move |sink, outputs| {
+            if let Err(e) = deliver(sink, outputs, &pipeline, &stop, admin.as_deref()) {
+                tracing::warn!(error = %format!("{e:#}"), "delivering rows committed earlier failed");
+            }
+        }))
     }
 
     /// Whether a commit is in flight (it may have landed unnoticed: see [`settle`](Self::settle)).
@@ -153,6 +173,37 @@ impl Committer {
         outcome.map_err(|e| e.context("committing a checkpoint"))?;
         Ok(Some(Committed { positions: in_flight.positions, sent: in_flight.sent }))
     }
+}
+
+/// Delivers the outbox to every output, retrying while an output is out of reach: the
+/// next checkpoint waits, so the pipeline pauses rather than piling rows up.
+fn deliver(
+    sink: &mut dyn Sink,
+    outputs: &mut [Box<dyn Output>],
+    pipeline: &str,
+    stop: &AtomicBool,
+    admin: Option<&Shared>,
+) -> Result<()> {
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    retry("delivering to the outputs", &Backoff::default(), stop, || {
+        let outcome = sink.deliver(pipeline, outputs);
+        if let Some(admin) = admin {
+            admin.sink_error(outcome.as_ref().err().map(|e| format!("{e:#}")));
+        }
+        outcome.map_err(|error| {
+            let transient = sink.is_transient(&error) || outputs.iter().any(|o| o.is_transient(&error));
+            Failed { transient, error }
+        })
+    })?;
+    for output in outputs.iter_mut() {
+        // Housekeeping fails alone: the rows are delivered, and it is tried again later.
+        if let Err(e) = output.maintain(pipeline) {
+            tracing::warn!(error = %format!("{e:#}"), "output housekeeping failed");
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Committer {

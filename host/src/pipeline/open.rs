@@ -77,6 +77,8 @@ pub(super) struct Opened {
     pub(super) history: Vec<Deployment>,
     /// weir's own schema registry, when the pipeline keeps one (`[schemas]`).
     pub(super) registry: Option<crate::schemas::Registry>,
+    /// Where the rows are delivered besides the sink's table, prepared.
+    pub(super) outputs: Vec<Box<dyn crate::sink::Output>>,
 }
 
 /// Loads the pipeline at `path`, wires it and prepares its sink; `quickly` as in [`Pipeline::build`].
@@ -120,7 +122,12 @@ pub(super) fn open(
     // were added, or its table version made, when it was deployed.
     pipeline.table_changed = None;
     sink.prepare(&pipeline.table)?;
-    Ok(Opened { config, base, pipeline, sink, runtime, history, registry })
+    let mut outputs = config.open_outputs(&base)?;
+    for output in &mut outputs {
+        output.prepare(&pipeline.table).with_context(|| format!("preparing {}", output.describe()))?;
+    }
+    pipeline.outbox = !outputs.is_empty();
+    Ok(Opened { config, base, pipeline, sink, runtime, history, registry, outputs })
 }
 
 /// Where the pipeline's writer schemas come from: weir's registry or an external one.

@@ -91,7 +91,7 @@ pub fn replay(
     options: &PipelineOptions,
     runtime_options: RuntimeOptions,
 ) -> Result<ReplaySummary> {
-    let Opened { config, base, mut pipeline, mut sink, .. } = open(path, options, runtime_options, false)?;
+    let Opened { config, base, mut pipeline, mut sink, outputs, .. } = open(path, options, runtime_options, false)?;
     let partitions: Vec<i32> = sink.next_offsets(&config.name)?.into_iter().map(|(p, _)| p).collect();
     if partitions.is_empty() {
         bail!("{} holds no checkpoint of pipeline {:?}: nothing to replay", config.sink.url, config.name);
@@ -115,7 +115,7 @@ pub fn replay(
         }
         _ => None,
     };
-    let mut committer = Committer::start(sink)?;
+    let mut committer = Committer::start(sink, outputs)?;
     pipeline.lookup = committer.window_lookup(config.name.clone());
     if let Some(merger) = pipeline.merger()? {
         committer.set_merger(merger)?;

@@ -208,7 +208,7 @@ pub fn process_start() -> Instant {
 
 /// Runs the pipeline at `path` until stopped or idle.
 pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptions) -> Result<RunSummary> {
-    let Opened { config, base, mut pipeline, mut sink, runtime, mut history, registry } =
+    let Opened { config, base, mut pipeline, mut sink, runtime, mut history, registry, outputs } =
         open(path, options, runtime_options, true)?;
     let stored = history.len();
     history.extend(pipeline.deployments.iter().cloned());
@@ -245,7 +245,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         pipeline.labels.extend(partitions.iter().map(|&p| (p, source.label(p))));
     }
 
-    let mut committer = Committer::start(sink)?;
+    let mut committer = Committer::start(sink, outputs)?;
     pipeline.lookup = committer.window_lookup(pipeline.name.clone());
     let mut pending: Option<Swap> = None;
     let stop = Arc::new(AtomicBool::new(false));
@@ -298,6 +298,7 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         timing.admin = Some(admin.shared);
     }
     let timing_admin = timing.admin.clone();
+    committer.deliver_pending(pipeline.name.clone(), stop.clone(), timing.admin.clone())?;
     let watch = super::watch::Watch::start(&config, &pipeline.table, timing.admin.clone())?;
     timing.watch.clone_from(&watch);
     let name = pipeline.name.clone();

@@ -15,15 +15,20 @@ use crate::window::Window;
 pub const LATEST_WINDOWS: usize = 30;
 const LATEST_ROWS: usize = 5_000;
 
+/// A window row's columns, in the order [`pg_row`] and [`sqlite_row`] read them.
+pub(super) fn row_columns(table: &TableSchema) -> String {
+    let columns: Vec<String> = table.keys.iter().chain(&table.values).map(|c| quote(&c.name)).collect();
+    format!("window_start, window_end, {}, is_final, revision", columns.join(", "))
+}
+
 /// The query for the rows of the latest window starts, oldest first.
 fn sql(table: &TableSchema) -> String {
-    let columns: Vec<String> = table.keys.iter().chain(&table.values).map(|c| quote(&c.name)).collect();
     let name = quote(&table.name);
     format!(
-        "SELECT window_start, window_end, {}, is_final, revision FROM {name} WHERE window_start IN \
+        "SELECT {} FROM {name} WHERE window_start IN \
          (SELECT DISTINCT window_start FROM {name} ORDER BY window_start DESC LIMIT {LATEST_WINDOWS}) \
          ORDER BY window_start, window_end LIMIT {LATEST_ROWS}",
-        columns.join(", ")
+        row_columns(table)
     )
 }
 
@@ -47,6 +52,11 @@ pub(super) async fn postgres(client: &tokio_postgres::Client, table: &TableSchem
     let rows =
         client.query(&sql(table), &[]).await.with_context(|| format!("reading the latest rows of {}", table.name))?;
     let count: i64 = client.query_one(&count_sql(table), &[]).await?.get(0);
+    Ok((rows.iter().map(|r| pg_row(r, table)).collect(), count))
+}
+
+/// A window row of `table` read as [`row_columns`] lists them, from PostgreSQL.
+pub(super) fn pg_row(r: &tokio_postgres::Row, table: &TableSchema) -> WindowRow {
     let defs: Vec<ColumnType> = table.keys.iter().chain(&table.values).map(|c| c.ty).collect();
     let cell = |r: &tokio_postgres::Row, i: usize, ty: ColumnType| -> Cell {
         let cell = match ty {
@@ -58,54 +68,51 @@ pub(super) async fn postgres(client: &tokio_postgres::Client, table: &TableSchem
         };
         cell.unwrap_or(Cell::Null)
     };
-    let rows = rows
-        .iter()
-        .map(|r| {
-            let cells: Vec<Cell> = defs.iter().enumerate().map(|(i, ty)| cell(r, i + 2, *ty)).collect();
-            let (key, values) = cells.split_at(table.keys.len());
-            WindowRow {
-                window: Window { start: ms(r.get(0)), end: ms(r.get(1)) },
-                key: key.to_vec(),
-                values: values.to_vec(),
-                is_final: r.get(defs.len() + 2),
-                revision: r.get(defs.len() + 3),
-            }
-        })
-        .collect();
-    Ok((rows, count))
+    let cells: Vec<Cell> = defs.iter().enumerate().map(|(i, ty)| cell(r, i + 2, *ty)).collect();
+    let (key, values) = cells.split_at(table.keys.len());
+    WindowRow {
+        window: Window { start: ms(r.get(0)), end: ms(r.get(1)) },
+        key: key.to_vec(),
+        values: values.to_vec(),
+        is_final: r.get(defs.len() + 2),
+        revision: r.get(defs.len() + 3),
+    }
 }
 
 /// The latest rows of `table` in SQLite, whose times are ISO-8601 text.
 pub(super) fn sqlite(conn: &rusqlite::Connection, table: &TableSchema) -> Result<(Vec<WindowRow>, i64)> {
-    let defs: Vec<ColumnType> = table.keys.iter().chain(&table.values).map(|c| c.ty).collect();
-    let time = |text: Option<String>| text.and_then(|t| weir_sdk::time::parse_iso8601(t.as_bytes()));
     let mut stmt = conn.prepare(&sql(table))?;
-    let rows = stmt.query_map([], |r| {
-        let mut cells = Vec::with_capacity(defs.len());
-        for (i, ty) in defs.iter().enumerate() {
-            let i = i + 2;
-            cells.push(
-                match ty {
-                    ColumnType::Int64 => r.get::<_, Option<i64>>(i)?.map(Cell::Int),
-                    ColumnType::Float64 => r.get::<_, Option<f64>>(i)?.map(Cell::Float),
-                    ColumnType::Boolean => r.get::<_, Option<i64>>(i)?.map(|b| Cell::Bool(b != 0)),
-                    ColumnType::Text => r.get::<_, Option<String>>(i)?.map(Cell::Text),
-                    ColumnType::TimestampMs => time(r.get(i)?).map(Cell::Timestamp),
-                }
-                .unwrap_or(Cell::Null),
-            );
-        }
-        let values = cells.split_off(table.keys.len());
-        Ok(WindowRow {
-            window: Window { start: time(r.get(0)?).unwrap_or(0), end: time(r.get(1)?).unwrap_or(0) },
-            key: cells,
-            values,
-            is_final: r.get(defs.len() + 2)?,
-            revision: r.get(defs.len() + 3)?,
-        })
-    })?;
+    let rows = stmt.query_map([], |r| sqlite_row(r, table))?;
     let rows =
         rows.collect::<Result<Vec<_>, _>>().with_context(|| format!("reading the latest rows of {}", table.name))?;
     let count: i64 = conn.query_row(&count_sql(table), [], |r| r.get(0))?;
     Ok((rows, count))
+}
+
+/// A window row of `table` read as [`row_columns`] lists them, from SQLite.
+pub(super) fn sqlite_row(r: &rusqlite::Row, table: &TableSchema) -> rusqlite::Result<WindowRow> {
+    let defs: Vec<ColumnType> = table.keys.iter().chain(&table.values).map(|c| c.ty).collect();
+    let time = |text: Option<String>| text.and_then(|t| weir_sdk::time::parse_iso8601(t.as_bytes()));
+    let mut cells = Vec::with_capacity(defs.len());
+    for (i, ty) in defs.iter().enumerate() {
+        let i = i + 2;
+        cells.push(
+            match ty {
+                ColumnType::Int64 => r.get::<_, Option<i64>>(i)?.map(Cell::Int),
+                ColumnType::Float64 => r.get::<_, Option<f64>>(i)?.map(Cell::Float),
+                ColumnType::Boolean => r.get::<_, Option<i64>>(i)?.map(|b| Cell::Bool(b != 0)),
+                ColumnType::Text => r.get::<_, Option<String>>(i)?.map(Cell::Text),
+                ColumnType::TimestampMs => time(r.get(i)?).map(Cell::Timestamp),
+            }
+            .unwrap_or(Cell::Null),
+        );
+    }
+    let values = cells.split_off(table.keys.len());
+    Ok(WindowRow {
+        window: Window { start: time(r.get(0)?).unwrap_or(0), end: time(r.get(1)?).unwrap_or(0) },
+        key: cells,
+        values,
+        is_final: r.get(defs.len() + 2)?,
+        revision: r.get(defs.len() + 3)?,
+    })
 }

@@ -3,7 +3,15 @@
 //! and the new dead letters and late events. Because they commit together, a restart
 //! from the stored offsets never loses or repeats an event's effect.
 
+mod delta;
+mod delta_compact;
 mod expire;
+mod outbox;
+mod output;
+mod redis;
+pub use delta::{Compaction, DeltaOutput};
+pub use output::Output;
+pub use redis::RedisOutput;
 mod fence;
 mod latest;
 pub use expire::Kept;
@@ -221,6 +229,9 @@ pub struct Checkpoint {
     pub quality: Vec<QualityRow>,
     /// The windows whose output rows are recounted against their ranges (`[quality]`).
     pub output_check: Option<OutputCheck>,
+    /// The pipeline delivers its rows to outputs (`[sink.delta]`, `[sink.redis]`): the
+    /// rows this checkpoint changed go to `weir_outbox` in its transaction (`output.rs`).
+    pub outbox: bool,
 }
 
 /// What a candidate running in the shadow of a stage made of a checkpoint's records.
@@ -516,6 +527,9 @@ pub trait Sink: Bookkeeping + QualityStore {
     fn is_transient(&self, _error: &anyhow::Error) -> bool {
         false
     }
+    /// Writes to each of `outputs` the outbox entries of `pipeline` it lacks, and forgets
+    /// those every output holds; returns how many rows it wrote.
+    fn deliver(&mut self, pipeline: &str, outputs: &mut [Box<dyn Output>]) -> Result<u64>;
 }
 
 /// Text as a sink can store it: a reason may quote a record's bytes, and PostgreSQL text
@@ -547,16 +561,26 @@ pub(crate) fn key_json(key: &[Cell]) -> String {
 pub(crate) fn key_from_json(text: &str, keys: &[ColumnDef]) -> Result<Vec<Cell>> {
     let values: Vec<serde_json::Value> =
         serde_json::from_str(text).with_context(|| format!("stored window key {text}"))?;
-    keys.iter()
+    cells_from_json(values, keys).with_context(|| format!("stored window key {text}"))
+}
+
+/// Cells stored as JSON by [`cell_json`], typed by their columns.
+pub(crate) fn cells_from_json(values: Vec<serde_json::Value>, defs: &[ColumnDef]) -> Result<Vec<Cell>> {
+    anyhow::ensure!(values.len() == defs.len(), "{} values for {} columns", values.len(), defs.len());
+    defs.iter()
         .zip(values)
         .map(|(def, v)| {
             Ok(match (def.ty, v) {
                 (_, serde_json::Value::Null) => Cell::Null,
-                (ColumnType::Int64, v) => Cell::Int(v.as_i64().context("integer key")?),
-                (ColumnType::TimestampMs, v) => Cell::Timestamp(v.as_i64().context("timestamp key")?),
-                (ColumnType::Float64, v) => Cell::Float(v.as_f64().context("float key")?),
-                (ColumnType::Boolean, v) => Cell::Bool(v.as_bool().context("boolean key")?),
-                (ColumnType::Text, v) => Cell::Text(v.as_str().context("text key")?.to_string()),
+                (ColumnType::Int64, v) => Cell::Int(v.as_i64().with_context(|| format!("integer {}", def.name))?),
+                (ColumnType::TimestampMs, v) => {
+                    Cell::Timestamp(v.as_i64().with_context(|| format!("timestamp {}", def.name))?)
+                }
+                (ColumnType::Float64, v) => Cell::Float(v.as_f64().with_context(|| format!("float {}", def.name))?),
+                (ColumnType::Boolean, v) => Cell::Bool(v.as_bool().with_context(|| format!("boolean {}", def.name))?),
+                (ColumnType::Text, v) => {
+                    Cell::Text(v.as_str().with_context(|| format!("text {}", def.name))?.to_string())
+                }
             })
         })
         .collect()

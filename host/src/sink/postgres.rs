@@ -135,7 +135,9 @@ CREATE TABLE IF NOT EXISTS weir_lookups (
 
 /// weir's own tables: its bookkeeping and the quality tables.
 fn bookkeeping() -> String {
-    BOOKKEEPING.to_string() + &super::quality::tables("timestamptz", "bigint", "double precision")
+    BOOKKEEPING.to_string()
+        + &super::quality::tables("timestamptz", "bigint", "double precision")
+        + &super::outbox::tables("bigint")
 }
 
 /// Serialises concurrent `prepare`s of several hosts: `CREATE TABLE IF NOT EXISTS` races.
@@ -277,7 +279,7 @@ impl PostgresSink {
         Ok(())
     }
 
-    fn table(&self) -> Result<TableSchema> {
+    pub(super) fn table(&self) -> Result<TableSchema> {
         self.table.clone().context("the sink was not prepared")
     }
 
@@ -588,6 +590,10 @@ impl Sink for PostgresSink {
             self.table = Some(table);
         }
         outcome
+    }
+
+    fn deliver(&mut self, pipeline: &str, outputs: &mut [Box<dyn super::Output>]) -> Result<u64> {
+        self.deliver_outbox(pipeline, outputs)
     }
 
     fn is_transient(&self, error: &anyhow::Error) -> bool {

@@ -51,7 +51,7 @@ impl PostgresSink {
                 }
                 // Offsets, partials, dead letters and late events touch only this host's rows.
                 Self::write(&tx, pipeline, table, checkpoint).await?;
-                let merged = match merger {
+                let (merged, finalized) = match merger {
                     Some(merger) => {
                         // The merges one at a time, each after the previous one's commit: the last
                         // to merge a window reads every partial committed before it, its own too.
@@ -63,9 +63,14 @@ impl PostgresSink {
                         .context("waiting for the group's other checkpoints")?;
                         Self::merge(&tx, pipeline, table, checkpoint, merger).await?
                     }
-                    None => Vec::new(),
+                    None => Default::default(),
                 };
                 Self::write_quality(&tx, pipeline, &table.name, checkpoint, std::time::SystemTime::now()).await?;
+                if checkpoint.outbox {
+                    let changed: Vec<WindowRow> =
+                        checkpoint.rows.iter().chain(&merged).chain(&finalized).cloned().collect();
+                    super::outbox::pg_append(&tx, pipeline, &changed).await?;
+                }
                 tx.commit().await.context("committing the checkpoint")?;
                 Ok::<_, anyhow::Error>(merged)
             })
@@ -77,14 +82,15 @@ impl PostgresSink {
     }
 
     /// Rewrites the rows of the windows whose partials `checkpoint` wrote, from every
-    /// partition's partial, and marks final the rows the group watermark has passed.
+    /// partition's partial, and marks final the rows the group watermark has passed:
+    /// returns the rows merged, and the rows only marked final.
     async fn merge(
         tx: &tokio_postgres::Transaction<'_>,
         pipeline: &str,
         table: &TableSchema,
         checkpoint: &Checkpoint,
         merger: &mut dyn Merger,
-    ) -> Result<Vec<WindowRow>> {
+    ) -> Result<(Vec<WindowRow>, Vec<WindowRow>)> {
         let now = SystemTime::now();
         let watermark: Option<i64> = tx
             .query_one("SELECT min(watermark) FROM weir_checkpoints WHERE pipeline = $1", &[&pipeline])
@@ -112,18 +118,23 @@ impl PostgresSink {
             rows = partials::merged_rows(merger, &touched, stored, watermark)?;
             Self::upsert(tx, table, &rows, now, true).await?;
         }
+        let mut finalized = Vec::new();
         if let Some(mark) = watermark {
-            tx.execute(
-                &format!(
-                    "UPDATE {} SET is_final = true, updated_at = $1 WHERE NOT is_final AND window_end <= $2",
-                    quote(&table.name)
-                ),
-                &[&now, &time(mark.saturating_sub(merger.final_after_ms()))],
-            )
-            .await
-            .context("marking the rows the group watermark has passed final")?;
+            let marked = tx
+                .query(
+                    &format!(
+                        "UPDATE {} SET is_final = true, updated_at = $1 WHERE NOT is_final AND window_end <= $2 \
+                         RETURNING {}",
+                        quote(&table.name),
+                        super::latest::row_columns(table)
+                    ),
+                    &[&now, &time(mark.saturating_sub(merger.final_after_ms()))],
+                )
+                .await
+                .context("marking the rows the group watermark has passed final")?;
+            finalized = marked.iter().map(|r| super::latest::pg_row(r, table)).collect();
         }
-        Ok(rows)
+        Ok((rows, finalized))
     }
 
     /// Rewrites the group's sessions of every key `checkpoint` touched.

@@ -235,6 +235,7 @@ impl SqliteSink {
         conn.execute_batch(BOOKKEEPING).context("creating weir's bookkeeping tables")?;
         conn.execute_batch(&super::quality::tables("TEXT", "INTEGER", "REAL"))
             .context("creating weir's quality tables")?;
+        conn.execute_batch(&super::outbox::tables("INTEGER")).context("creating weir's outbox")?;
         migrate_window_state(&conn)?;
         migrate_checkpoint_log(&conn)?;
         Ok(SqliteSink { conn, table: None, merger: None, merged: Vec::new(), fence: Default::default() })
@@ -257,7 +258,7 @@ impl SqliteSink {
         &self.conn
     }
 
-    fn table(&self) -> Result<&TableSchema> {
+    pub(super) fn table(&self) -> Result<&TableSchema> {
         self.table.as_ref().context("the sink was not prepared")
     }
 
@@ -507,11 +508,15 @@ impl Sink for SqliteSink {
             .collect::<Result<Vec<(i32, i64)>, _>>()?;
         self.fence.check(checkpoint, &held)?;
         Self::write(&tx, pipeline, &table, checkpoint)?;
-        let merged = match merger {
+        let (merged, finalized) = match merger {
             Some(merger) => super::sqlite_partials::merge(&tx, pipeline, &table, checkpoint, merger)?,
-            None => Vec::new(),
+            None => Default::default(),
         };
         Self::write_quality(&tx, pipeline, &table.name, checkpoint, &now_iso())?;
+        if checkpoint.outbox {
+            let changed: Vec<WindowRow> = checkpoint.rows.iter().chain(&merged).chain(&finalized).cloned().collect();
+            super::outbox::sqlite_append(&tx, pipeline, &changed)?;
+        }
         tx.commit().context("committing the checkpoint")?;
         self.merged = merged;
         self.table = Some(table);
@@ -521,6 +526,10 @@ impl Sink for SqliteSink {
 
     /// A full disk and a database another process holds pass by themselves (space freed,
     /// the lock let go): the checkpoint waits and is tried again, whole.
+    fn deliver(&mut self, pipeline: &str, outputs: &mut [Box<dyn super::Output>]) -> Result<u64> {
+        self.deliver_outbox(pipeline, outputs)
+    }
+
     fn is_transient(&self, error: &anyhow::Error) -> bool {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull};
         error.chain().any(|cause| {

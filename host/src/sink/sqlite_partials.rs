@@ -13,14 +13,15 @@ use super::{Checkpoint, TableSchema, WindowRow};
 use crate::window::Window;
 
 /// Rewrites the rows of the windows whose partials `checkpoint` wrote, from every
-/// partition's partial, and marks final the rows the group watermark has passed.
+/// partition's partial, and marks final the rows the group watermark has passed:
+/// returns the rows merged, and the rows only marked final.
 pub(super) fn merge(
     tx: &Transaction,
     pipeline: &str,
     table: &TableSchema,
     checkpoint: &Checkpoint,
     merger: &mut dyn Merger,
-) -> Result<Vec<WindowRow>> {
+) -> Result<(Vec<WindowRow>, Vec<WindowRow>)> {
     let now = now_iso();
     let watermark: Option<i64> =
         tx.query_row("SELECT min(watermark) FROM weir_checkpoints WHERE pipeline = ?", [pipeline], |r| r.get(0))?;
@@ -29,8 +30,8 @@ pub(super) fn merge(
     } else {
         merge_windows(tx, pipeline, table, checkpoint, merger, watermark, &now)?
     };
-    finalise(tx, table, merger, watermark, &now)?;
-    Ok(rows)
+    let finalized = finalise(tx, table, merger, watermark, &now)?;
+    Ok((rows, finalized))
 }
 
 /// Rewrites the row of each window and key `checkpoint` wrote a partial of.
@@ -68,18 +69,17 @@ fn finalise(
     merger: &dyn Merger,
     watermark: Option<i64>,
     now: &str,
-) -> Result<()> {
-    if let Some(mark) = watermark {
-        tx.execute(
-            &format!(
-                "UPDATE {} SET is_final = 1, updated_at = ? WHERE NOT is_final AND window_end <= ?",
-                quote(&table.name)
-            ),
-            params![now, iso(mark.saturating_sub(merger.final_after_ms()))],
-        )
-        .context("marking the rows the group watermark has passed final")?;
-    }
-    Ok(())
+) -> Result<Vec<WindowRow>> {
+    let Some(mark) = watermark else { return Ok(Vec::new()) };
+    let mut marked = tx.prepare_cached(&format!(
+        "UPDATE {} SET is_final = 1, updated_at = ? WHERE NOT is_final AND window_end <= ? RETURNING {}",
+        quote(&table.name),
+        super::latest::row_columns(table)
+    ))?;
+    let rows = marked.query_map(params![now, iso(mark.saturating_sub(merger.final_after_ms()))], |r| {
+        super::latest::sqlite_row(r, table)
+    })?;
+    rows.collect::<Result<Vec<_>, _>>().context("marking the rows the group watermark has passed final")
 }
 
 /// Rewrites the group's sessions of every key `checkpoint` touched.
