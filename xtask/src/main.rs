@@ -217,7 +217,9 @@ fn main() -> Result<()> {
             weir(&["bench", "schemas"], &dir)?;
             // The pipeline benchmark starts its own PostgreSQL and broker.
             ensure_test_services()?;
-            run(cargo().args(["bench", "-p", "weir-tests", "--bench", "pipeline"]))
+            run(cargo().args(["bench", "-p", "weir-tests", "--bench", "pipeline"]))?;
+            // Sources and sinks besides Kafka, files and PostgreSQL.
+            run(cargo().args(["bench", "-p", "weir-tests", "--bench", "connectors"]))
         }
         Some("test") => {
             ensure_wasm_target()?;

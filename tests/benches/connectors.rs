@@ -1,0 +1,109 @@
+//! The connectors benchmark, on the release build: the rides files pipeline (1,000,000
+//! events) into a real PostgreSQL, alone and with its rows also delivered to Redis
+//! (Debian's `redis-server`) or to a Delta table (`[sink.redis]`, `[sink.delta]`),
+//! checkpointing every 100 ms so that many deliveries fall inside the run. Three rounds
+//! of the three runs back to back; each run's events/s over its reading span and from
+//! start to exit, and the median ratio of each output against PostgreSQL alone.
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench connectors`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use weir::rides::{TripGenerator, TripOptions};
+use weir_tests::services::{repo_root, Postgres, Redis};
+use weir_tests::{plugin_dir, weir_release_bin};
+
+const EVENTS: u64 = 1_000_000;
+
+/// The events/s `weir run` printed over its reading span (`first to last record …`).
+fn span_rate(stdout: &str) -> f64 {
+    let line = stdout.lines().find(|l| l.starts_with("first to last record")).expect("a timing line");
+    let rest = &line[line.find("s (").expect("a rate") + 3..];
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn write_trips(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("trips.jsonl")).unwrap());
+    let mut generator = TripGenerator::new(TripOptions::default());
+    for _ in 0..EVENTS {
+        file.write_all(&generator.next_event()).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+}
+
+/// The files example into `db`, checkpointing every 100 ms, with `extra` appended.
+fn pipeline(dir: &Path, name: &str, input: &Path, db: &str, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("examples/rides/pipeline-files.toml")).unwrap();
+    let text = text
+        .replace("${INPUT_DIR}", input.to_str().unwrap())
+        .replace("${DATABASE_URL}", db)
+        .replace("interval = \"1s\"", "interval = \"100ms\"");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text + "\n" + extra).unwrap();
+    path
+}
+
+/// Runs `pipeline` to its end: (events/s over the reading span, events/s start to exit).
+fn run(pipeline: &Path, cache: &Path) -> (f64, f64) {
+    let started = Instant::now();
+    let out = Command::new(weir_release_bin())
+        .args(["run", pipeline.to_str().unwrap(), "--quiet", "--no-admin"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("WEIR_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    let whole = EVENTS as f64 / started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {}\n{stdout}", pipeline.display(), String::from_utf8_lossy(&out.stderr));
+    (span_rate(&stdout), whole)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, cache) = (dir.path().join("input"), dir.path().join("cache"));
+    write_trips(&input);
+    println!("weir connectors benchmark: rides files example, {EVENTS} events, checkpoints every 100 ms, release build");
+    let cases = ["PostgreSQL alone", "PostgreSQL + Redis", "PostgreSQL + Delta"];
+    let mut ratios: Vec<Vec<(f64, f64)>> = vec![Vec::new(); cases.len()];
+    // Round 0 warms the plugin cache and the page cache; it is not counted.
+    for round in 0..4 {
+        let mut rates = Vec::new();
+        for (k, case) in cases.iter().enumerate() {
+            let db = pg.create_database(&format!("connectors_{round}_{k}"));
+            let extra = match k {
+                0 => String::new(),
+                1 => format!("[sink.redis]\nurl = \"{}\"\nprefix = \"bench{round}\"\n", redis.url()),
+                _ => format!("[sink.delta]\npath = \"{}\"\n", dir.path().join(format!("lake{round}")).display()),
+            };
+            let (span, whole) = run(&pipeline(dir.path(), &format!("p{round}_{k}"), &input, &db, &extra), &cache);
+            if round > 0 {
+                println!("{case:<24} {span:>10.0} events/s reading span {whole:>10.0} events/s start to exit");
+            }
+            rates.push((span, whole));
+        }
+        if round > 0 {
+            for k in 1..cases.len() {
+                ratios[k].push((rates[k].0 / rates[0].0, rates[k].1 / rates[0].1));
+            }
+        }
+    }
+    for k in 1..cases.len() {
+        let span = median(ratios[k].iter().map(|r| r.0).collect());
+        let whole = median(ratios[k].iter().map(|r| r.1).collect());
+        println!(
+            "{:<24} {span:>10.2}× reading span {whole:>10.2}× start to exit (against PostgreSQL alone, median of three)",
+            cases[k]
+        );
+    }
+}
