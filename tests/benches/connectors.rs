@@ -5,7 +5,14 @@
 //! of the three runs back to back; each run's events/s over its reading span and from
 //! start to exit, and the median ratio of each output against PostgreSQL alone.
 //!
-//! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench connectors`).
+//! HTTP ingest: 4 clients push the same trips as 100-event requests (`POST
+//! /ingest/PIPELINE`, each with an `Idempotency-Key`, a new connection each) into a host
+//! reading its inbox, into PostgreSQL and into SQLite: requests/s and events/s
+//! acknowledged (committed to the inbox), and events/s until the pipeline has committed
+//! them all.
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench connectors`; add
+//! `-- ingest` for HTTP ingest alone).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,13 +74,80 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Requests of HTTP ingest, of 100 events each.
+const REQUESTS: usize = 2_000;
+const CLIENTS: usize = 4;
+
+/// Pushes [`REQUESTS`] requests into a host reading its inbox into `url`.
+fn ingest_case(name: &str, url: &str, dir: &Path, cache: &Path) {
+    let text = std::fs::read_to_string(repo_root().join("examples/rides/pipeline-files.toml")).unwrap();
+    let start = text.find("[source]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let text = format!("{}[source]\nkind = \"http\"\nmax_waiting = 1000000{}", &text[..start], &text[end..])
+        .replace("${DATABASE_URL}", url);
+    let pipeline = dir.join(format!("http-{name}.toml"));
+    std::fs::write(&pipeline, text).unwrap();
+    let addr = weir_tests::free_addr();
+    let host = Command::new(weir_release_bin())
+        .args(["run", pipeline.to_str().unwrap(), "--quiet", "--admin", &addr, "--until-idle", "1s"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("WEIR_CACHE_DIR", cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let minutes = (REQUESTS * 100 / 240 + 1) as i64;
+    let bodies = weir_tests::ingest::requests(&weir_tests::quality::trips(0..minutes, (5.0, 40.0), None), 100);
+    let bodies: Vec<String> = bodies.into_iter().take(REQUESTS).collect();
+    while weir_tests::ingest::post(&addr, "rides-files", None, b"").code == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (addr, bodies) = (addr.clone(), bodies.clone());
+            std::thread::spawn(move || {
+                for (i, body) in bodies.iter().enumerate().skip(c).step_by(CLIENTS) {
+                    let answer =
+                        weir_tests::ingest::post(&addr, "rides-files", Some(&format!("b{i}")), body.as_bytes());
+                    assert_eq!(answer.code, 200, "{}", answer.body);
+                }
+            })
+        })
+        .collect();
+    clients.into_iter().for_each(|c| c.join().unwrap());
+    let acked = started.elapsed().as_secs_f64();
+    let out = host.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events = bodies.iter().map(|b| b.lines().count()).sum::<usize>() as f64;
+    println!(
+        "HTTP ingest → {name:<11} {:>8.0} requests/s {:>9.0} events/s acknowledged; pipeline {:>9.0} events/s",
+        REQUESTS as f64 / acked,
+        events / acked,
+        span_rate(&stdout)
+    );
+}
+
 fn main() {
     let pg = Postgres::start();
-    let redis = Redis::start();
     let dir = tempfile::tempdir().unwrap();
-    let (input, cache) = (dir.path().join("input"), dir.path().join("cache"));
+    let cache = dir.path().join("cache");
+    let ingest = || {
+        println!("HTTP ingest: {REQUESTS} requests of 100 events from {CLIENTS} clients, release build");
+        ingest_case("PostgreSQL", &pg.create_database("ingest"), dir.path(), &cache);
+        ingest_case("SQLite", &format!("sqlite://{}", dir.path().join("ingest.db").display()), dir.path(), &cache);
+    };
+    if std::env::args().any(|a| a == "ingest") {
+        return ingest();
+    }
+    ingest();
+    let redis = Redis::start();
+    let input = dir.path().join("input");
     write_trips(&input);
-    println!("weir connectors benchmark: rides files example, {EVENTS} events, checkpoints every 100 ms, release build");
+    println!(
+        "weir connectors benchmark: rides files example, {EVENTS} events, checkpoints every 100 ms, release build"
+    );
     let cases = ["PostgreSQL alone", "PostgreSQL + Redis", "PostgreSQL + Delta"];
     let mut ratios: Vec<Vec<(f64, f64)>> = vec![Vec::new(); cases.len()];
     // Round 0 warms the plugin cache and the page cache; it is not counted.

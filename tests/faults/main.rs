@@ -16,6 +16,7 @@ pub(crate) use weir_tests::services::{repo_root, Broker, Postgres};
 pub(crate) use weir_tests::{guests, kills, plugin_dir, runtime, weir_bin, Reaped};
 
 mod group_hosts;
+mod ingest;
 mod input;
 mod kills_loops;
 mod moments;

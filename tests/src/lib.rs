@@ -15,6 +15,7 @@ pub mod faults;
 pub mod fuzz;
 pub mod group;
 pub mod hostile;
+pub mod ingest;
 pub mod island;
 pub mod kills;
 pub mod lateness;

@@ -9,6 +9,7 @@
 mod board;
 mod compare;
 mod dashboard;
+pub mod ingest;
 mod metrics;
 mod quality;
 mod server;
@@ -158,6 +159,8 @@ pub struct Shared {
     comparison: Mutex<Option<compare::Comparison>>,
     /// weir's schema registry, served under the Confluent API's paths once the pipeline opened it.
     pub(crate) registry: crate::schemas::api::Slot,
+    /// The pipeline's HTTP ingest inbox, served at `/ingest/PIPELINE` once it is open.
+    pub(crate) ingest: ingest::Slot,
     /// What keeps the pipeline from being all right though it runs, by what: `registry`
     /// while it waits for its schema registry, `lookups` while a lookup table fails to load.
     troubles: Mutex<std::collections::BTreeMap<&'static str, String>>,

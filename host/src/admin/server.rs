@@ -91,6 +91,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/plugins/promote", post(promote))
         .route("/api/plugins/discard", post(discard))
         .merge(crate::schemas::routes(app.shared.registry.clone()))
+        .merge(super::ingest::routes(app.shared.ingest.clone()))
         .layer(middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -62,6 +62,9 @@ impl PipelineConfig {
                 }
             }
         }
+        if let SourceConfig::Http { max_waiting: ..=0 } = &self.source {
+            bail!("source.max_waiting must be positive: how many records may wait unread before requests get 429");
+        }
         if let SourceConfig::Files { max_record_bytes: 0, .. } = &self.source {
             bail!("source.max_record_bytes must be positive");
         }
@@ -172,6 +175,7 @@ table = "t"
                 assert!((0.0..=1.0).contains(late_share) && (0.0..=1.0).contains(malformed_share), "{text}");
             }
             SourceConfig::Files { max_record_bytes, .. } => assert!(*max_record_bytes > 0, "{text}"),
+            SourceConfig::Http { max_waiting } => assert!(*max_waiting > 0, "{text}"),
             SourceConfig::Kafka { .. } => {}
         }
     }

@@ -154,6 +154,13 @@ pub enum SourceConfig {
         #[serde(default = "default_max_record_bytes")]
         max_record_bytes: u64,
     },
+    /// Records pushed over HTTP, `POST /ingest/PIPELINE` on the admin port, kept in an
+    /// inbox table in the sink's database until read.
+    Http {
+        /// How many records may wait unread before a request gets 429 (default 100000).
+        #[serde(default = "default_max_waiting")]
+        max_waiting: i64,
+    },
     /// The built-in synthetic trip producer.
     Producer {
         /// How many events, or endless if absent.
@@ -177,6 +184,9 @@ pub enum SourceConfig {
     },
 }
 
+fn default_max_waiting() -> i64 {
+    100_000
+}
 fn default_rate() -> u32 {
     1000
 }

@@ -11,7 +11,7 @@ use crate::config::{PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::rides::TripOptions;
 use crate::sink::{Deployment, PostgresSink, Sink, SqliteSink};
-use crate::source::{FileOptions, FileSource, KafkaSource, ProducerSource, Source};
+use crate::source::{FileOptions, FileSource, InboxSource, KafkaSource, ProducerSource, Source};
 
 /// The source the pipeline file names.
 pub(super) fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipeline) -> Result<Box<dyn Source>> {
@@ -35,6 +35,7 @@ pub(super) fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipel
             };
             Box::new(FileSource::open(&base.join(path), options)?)
         }
+        SourceConfig::Http { .. } => Box::new(InboxSource::open(&config.sink.url, base, &config.name)?),
         SourceConfig::Kafka { brokers, topic, group, options } => {
             let group = group.clone().unwrap_or_else(|| format!("weir-{}", config.name));
             Box::new(KafkaSource::open(brokers, topic, &group, options)?)

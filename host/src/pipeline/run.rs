@@ -272,6 +272,12 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
     let mut last_publish = Instant::now();
     let mut renewed = (Instant::now(), 0u64);
     let mut admin_addr = None;
+    if matches!(config.source, crate::config::SourceConfig::Http { .. }) && options.admin.is_none() {
+        bail!(
+            "source.kind = \"http\": records arrive on the admin port (POST /ingest/{}); drop --no-admin",
+            config.name
+        );
+    }
     if let Some(admin) = &options.admin {
         let token = if admin.token.is_some() { "?token=<admin token>" } else { "" };
         let admin = crate::admin::start(admin)?;
@@ -283,6 +289,16 @@ pub fn run(path: &Path, options: &PipelineOptions, runtime_options: RuntimeOptio
         admin_addr = Some(admin.addr.to_string());
         admin.shared.attach(deployer.clone());
         admin.shared.show(&pipeline.table);
+        if let crate::config::SourceConfig::Http { max_waiting } = &config.source {
+            let inbox = crate::source::open_inbox(&config.sink.url, &base)?;
+            let ingest = crate::admin::ingest::Ingest {
+                pipeline: config.name.clone(),
+                max_waiting: *max_waiting,
+                inbox: std::sync::Mutex::new(inbox),
+            };
+            let _ = admin.shared.ingest.set(Arc::new(ingest));
+            eprintln!("HTTP ingest on http://{}/ingest/{} (JSON lines or an array)", admin.addr, config.name);
+        }
         if let Some(registry) = &registry {
             let _ = admin.shared.registry.set(registry.clone());
             eprintln!("schema registry (Confluent API) on http://{}: /subjects, /schemas/ids/ID, /config", admin.addr);

@@ -3,6 +3,8 @@
 
 pub(crate) mod csv;
 mod files;
+mod inbox;
+mod inbox_postgres;
 mod kafka;
 mod kafka_context;
 mod kafka_held;
@@ -12,6 +14,7 @@ mod producer;
 mod records;
 
 pub use files::{FileOptions, FileSource};
+pub use inbox::{open as open_inbox, Inbox, InboxSource, Stored};
 pub use kafka::KafkaSource;
 pub use producer::ProducerSource;
 
