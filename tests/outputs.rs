@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use weir_tests::outputs::{delta_read, delta_windows, redis_hashes, redis_windows};
 use weir_tests::quality::{files_with, trips, weir_host};
-use weir_tests::services::{repo_root, Redis};
+use weir_tests::services::{repo_root, Postgres, Redis};
 use weir_tests::{free_addr, http_get, plugin_dir, weir_bin};
 
 /// `(window start, city) → (trips, sum_fare)` of the rides table in a SQLite sink.
@@ -177,4 +177,50 @@ fn validate_names_the_output_key_that_is_wrong() {
         assert!(!out.status.success(), "{extra} is refused");
         assert!(err.contains(named), "the error for {extra:?} names {named}: {err}");
     }
+}
+
+/// Three hosts of one group on an unkeyed topic (rows merged from partial states in the
+/// sink), one SIGKILLed mid-stream, delivering to Redis and to a Delta table: both hold
+/// exactly the windows an independent reading of the topic gives, as PostgreSQL does.
+#[test]
+fn outputs_are_exact_on_three_hosts_through_a_kill() {
+    use weir_tests::group::{self, finish, host, produce, read_topic, truth, wait_committed};
+    const EVENTS: u64 = 120_000;
+    let broker = weir_tests::services::Broker::start();
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let outputs = format!(
+        "[sink.redis]\nurl = \"{}\"\n\n[sink.delta]\npath = \"{}\"\ncompact_every = \"2s\"\ncompact_files = 4\n",
+        redis.url(),
+        lake.display()
+    );
+    let pipeline = group::pipeline(dir.path(), &outputs);
+    let out = produce(&broker, "trips", "none", 7, EVENTS, "2024-05-01T00:00:00Z", None).wait_with_output().unwrap();
+    assert!(out.status.success(), "weir produce: {}", String::from_utf8_lossy(&out.stderr));
+    let want = truth(&read_topic(&broker, "trips", EVENTS as usize));
+
+    let url = pg.create_database("outputs_group");
+    let mut a = host(&pipeline, &broker, "trips", &url, "outputs");
+    let mut b = host(&pipeline, &broker, "trips", &url, "outputs");
+    wait_committed(&pg, "outputs_group", 0, &mut a);
+    let c = host(&pipeline, &broker, "trips", &url, "outputs");
+    let at = wait_committed(&pg, "outputs_group", EVENTS as i64 / 3, &mut b);
+    b.kill().unwrap(); // SIGKILL
+    b.wait().unwrap();
+    assert!(at < EVENTS as i64, "the kill lands mid-stream ({at} of {EVENTS} committed)");
+    let b2 = host(&pipeline, &broker, "trips", &url, "outputs");
+    for (h, name) in [(a, "a"), (c, "c"), (b2, "b again")] {
+        finish(h, name);
+    }
+
+    // Sums merged from partial states add in another order than the truth's: within 1e-6.
+    let stored = group::read(&pg, "outputs_group");
+    group::assert_truth(&stored, &want, "PostgreSQL");
+    assert_eq!(redis_windows(&redis, "rides"), stored.windows, "Redis holds PostgreSQL's rows exactly");
+    let delta = delta_read(&lake, "city", "rides");
+    assert_eq!(delta_windows(&delta), stored.windows, "the Delta table's latest revisions are PostgreSQL's rows");
+    let pending: i64 = pg.client("outputs_group").query_one("SELECT count(*) FROM weir_outbox", &[]).unwrap().get(0);
+    assert_eq!(pending, 0, "every entry delivered and forgotten");
 }
