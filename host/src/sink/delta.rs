@@ -138,6 +138,20 @@ impl DeltaOutput {
     }
 }
 
+/// The table at `location`, created with `columns` if there is none.
+async fn open_or_create(location: &str, name: &str, columns: &[(String, PrimitiveType)]) -> Result<DeltaTable> {
+    let url = deltalake::ensure_table_uri(location)?;
+    // Loading a table that is not there yet logs an error; only an existing log is loaded.
+    let log = url.to_file_path().map(|dir| dir.join("_delta_log"));
+    let found = log.and_then(|log| std::fs::read_dir(log).map_err(|_| ())).is_ok_and(|mut e| e.next().is_some());
+    if found {
+        return Ok(deltalake::open_table(url.clone()).await?);
+    }
+    let table = deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?;
+    let fields = columns.iter().map(|(n, ty)| StructField::new(n, DataType::Primitive(ty.clone()), true));
+    Ok(table.create().with_table_name(name).with_columns(fields).await?)
+}
+
 fn primitive(ty: ColumnType) -> PrimitiveType {
     match ty {
         ColumnType::Int64 => PrimitiveType::Long,
@@ -201,22 +215,19 @@ impl Output for DeltaOutput {
             if !location.contains("://") {
                 std::fs::create_dir_all(&location).with_context(|| format!("creating {location}"))?;
             }
-            let url = deltalake::ensure_table_uri(&location)?;
-            // Loading a table that is not there yet logs an error; only an existing log is loaded.
-            let log = url.to_file_path().map(|dir| dir.join("_delta_log"));
-            let found =
-                log.and_then(|log| std::fs::read_dir(log).map_err(|_| ())).is_ok_and(|mut e| e.next().is_some());
-            let table = match found {
-                true => deltalake::open_table(url).await?,
-                false => deltalake::DeltaTableBuilder::from_url(url)?.build()?,
-            };
-            if table.version().is_none() {
-                let fields = expected.iter().map(|(n, ty)| StructField::new(n, DataType::Primitive(ty.clone()), true));
-                return Ok::<_, anyhow::Error>(
-                    table.create().with_table_name(&schema.name).with_columns(fields).await?,
-                );
+            // Several hosts of a group may create the table at once: the losers open the
+            // winner's, once its first commit is complete.
+            let mut attempt = 0;
+            loop {
+                match open_or_create(&location, &schema.name, &expected).await {
+                    Ok(table) => break Ok::<_, anyhow::Error>(table),
+                    Err(_) if attempt < 40 => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => break Err(e),
+                }
             }
-            Ok(table)
         })?;
         let found = table.snapshot()?.schema();
         for (name, ty) in &expected {
