@@ -14,12 +14,10 @@
 //! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench connectors`; add
 //! `-- ingest` for HTTP ingest alone).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use weir::rides::{TripGenerator, TripOptions};
 use weir_tests::services::{repo_root, Postgres, Redis};
 use weir_tests::{plugin_dir, weir_release_bin};
 
@@ -30,16 +28,6 @@ fn span_rate(stdout: &str) -> f64 {
     let line = stdout.lines().find(|l| l.starts_with("first to last record")).expect("a timing line");
     let rest = &line[line.find("s (").expect("a rate") + 3..];
     rest.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-fn write_trips(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("trips.jsonl")).unwrap());
-    let mut generator = TripGenerator::new(TripOptions::default());
-    for _ in 0..EVENTS {
-        file.write_all(&generator.next_event()).unwrap();
-        file.write_all(b"\n").unwrap();
-    }
 }
 
 /// The files example into `db`, checkpointing every 100 ms, with `extra` appended.
@@ -144,7 +132,7 @@ fn main() {
     ingest();
     let redis = Redis::start();
     let input = dir.path().join("input");
-    write_trips(&input);
+    weir_tests::kills::write_trips(&input, EVENTS);
     println!(
         "weir connectors benchmark: rides files example, {EVENTS} events, checkpoints every 100 ms, release build"
     );

@@ -23,7 +23,7 @@
 //! `-- swap` for the swap stall alone, `-- kafka` for case (b) alone, `-- scale` for
 //! scale-out alone, or `-- quality` for quality on against off alone).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use weir::rides::{TripGenerator, TripOptions};
 use weir_tests::services::{repo_root, Broker, Postgres};
 use weir_tests::{plugin_dir, weir_release_bin};
 
@@ -267,13 +266,7 @@ fn main() {
 
 /// The rides generator's first million trips (1% malformed, 2% out of order) in `dir`.
 fn write_trips(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("trips.jsonl")).unwrap());
-    let mut generator = TripGenerator::new(TripOptions::default());
-    for _ in 0..EVENTS {
-        file.write_all(&generator.next_event()).unwrap();
-        file.write_all(b"\n").unwrap();
-    }
+    weir_tests::kills::write_trips(dir, EVENTS);
 }
 
 /// The files case with everything of issue 22 on (the rides example's `[quality]`, and a

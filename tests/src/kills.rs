@@ -52,6 +52,18 @@ pub fn write_files(dir: &Path, events: u64, files: usize, rate: u64, seed: u64) 
     })
 }
 
+/// The rides generator's first `events` trips (1% malformed, 2% out of order) in
+/// `dir/trips.jsonl`: the benchmarks' input.
+pub fn write_trips(dir: &Path, events: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(dir.join("trips.jsonl")).unwrap());
+    let mut generator = TripGenerator::new(TripOptions::default());
+    for _ in 0..events {
+        file.write_all(&generator.next_event()).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+}
+
 /// What a kill loop did.
 #[derive(Debug, Default)]
 pub struct Killed {
