@@ -109,7 +109,8 @@ impl Postgres {
 
     fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses={} -c fsync=off -c synchronous_commit={} -c full_page_writes=off",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c synchronous_commit={} -c full_page_writes=off \
+             -c wal_level=logical",
             self.port,
             self.dir.path().display(),
             self.listen,

@@ -41,6 +41,10 @@ fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
             let events = events.map_or("endless".to_string(), |n| n.to_string());
             format!("the built-in producer: {events} events, seed {seed}")
         }
+        SourceConfig::Postgres { url, table, snapshot, .. } => {
+            let (slot, publication) = config.cdc_names().expect("a postgres source");
+            crate::source::CdcSource::check(url, table, &slot, &publication, *snapshot)?
+        }
         SourceConfig::Http { max_waiting } => format!(
             "HTTP ingest: POST /ingest/{} on the admin port, kept in weir_inbox in the sink; 429 beyond \
              {max_waiting} waiting records",

@@ -65,6 +65,22 @@ impl PipelineConfig {
         if let SourceConfig::Http { max_waiting: ..=0 } = &self.source {
             bail!("source.max_waiting must be positive: how many records may wait unread before requests get 429");
         }
+        if let SourceConfig::Postgres { url, table, slot, .. } = &self.source {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("source.url {url:?}: use postgres://USER@HOST[:PORT]/DB");
+            }
+            if table.is_empty() || table.split('.').count() > 2 || table.split('.').any(str::is_empty) {
+                bail!("source.table {table:?}: use NAME or SCHEMA.NAME");
+            }
+            if let Some(slot) = slot {
+                let valid = !slot.is_empty()
+                    && slot.len() <= 63
+                    && slot.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    bail!("source.slot {slot:?}: PostgreSQL names slots with lowercase letters, digits and underscores, up to 63");
+                }
+            }
+        }
         if let SourceConfig::Files { max_record_bytes: 0, .. } = &self.source {
             bail!("source.max_record_bytes must be positive");
         }
@@ -176,7 +192,7 @@ table = "t"
             }
             SourceConfig::Files { max_record_bytes, .. } => assert!(*max_record_bytes > 0, "{text}"),
             SourceConfig::Http { max_waiting } => assert!(*max_waiting > 0, "{text}"),
-            SourceConfig::Kafka { .. } => {}
+            SourceConfig::Kafka { .. } | SourceConfig::Postgres { .. } => {}
         }
     }
 

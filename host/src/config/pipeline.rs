@@ -161,6 +161,24 @@ pub enum SourceConfig {
         #[serde(default = "default_max_waiting")]
         max_waiting: i64,
     },
+    /// A PostgreSQL table's inserts, updates and deletes, read through logical replication
+    /// (`pgoutput`), after a snapshot of the rows already there.
+    Postgres {
+        /// The database, `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`; its server needs
+        /// `wal_level = logical`, and the user the REPLICATION attribute.
+        url: String,
+        /// The table, `[SCHEMA.]NAME`.
+        table: String,
+        /// The replication slot (default `weir_<pipeline name>`), created unless it exists.
+        slot: Option<String>,
+        /// The publication (default `weir_<pipeline name>`), created for the table unless
+        /// it exists.
+        publication: Option<String>,
+        /// Read the rows already there first (default true); needs a single-column integer
+        /// primary key, by which the snapshot resumes after a crash.
+        #[serde(default = "default_true")]
+        snapshot: bool,
+    },
     /// The built-in synthetic trip producer.
     Producer {
         /// How many events, or endless if absent.
@@ -184,6 +202,23 @@ pub enum SourceConfig {
     },
 }
 
+impl PipelineConfig {
+    /// The slot and the publication of a change-capture source: as named, or
+    /// `weir_<pipeline name>` in the characters PostgreSQL allows in a slot's name.
+    pub fn cdc_names(&self) -> Option<(String, String)> {
+        let SourceConfig::Postgres { slot, publication, .. } = &self.source else { return None };
+        let own: String = format!("weir_{}", self.name)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .take(63)
+            .collect();
+        Some((slot.clone().unwrap_or_else(|| own.clone()), publication.clone().unwrap_or(own)))
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
 fn default_max_waiting() -> i64 {
     100_000
 }

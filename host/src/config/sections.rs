@@ -26,7 +26,7 @@ pub(super) fn source_by_kind<'de, D: serde::Deserializer<'de>>(deserializer: D) 
     let kind = match table.remove("kind") {
         Some(toml::Value::String(kind)) => kind,
         Some(other) => return Err(D::Error::custom(format!("source.kind must be a string, got {other}"))),
-        None => return Err(D::Error::custom("source.kind is missing: kafka, files or producer")),
+        None => return Err(D::Error::custom("source.kind is missing: kafka, files, postgres, http or producer")),
     };
     let tagged = toml::Value::Table(toml::Table::from_iter([(kind.clone(), toml::Value::Table(table))]));
     SourceConfig::deserialize(tagged).map_err(|e| {

@@ -11,7 +11,7 @@ use crate::config::{PipelineConfig, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::rides::TripOptions;
 use crate::sink::{Deployment, PostgresSink, Sink, SqliteSink};
-use crate::source::{FileOptions, FileSource, InboxSource, KafkaSource, ProducerSource, Source};
+use crate::source::{CdcSource, FileOptions, FileSource, InboxSource, KafkaSource, ProducerSource, Source};
 
 /// The source the pipeline file names.
 pub(super) fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipeline) -> Result<Box<dyn Source>> {
@@ -34,6 +34,10 @@ pub(super) fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipel
                 max_record_bytes: *max_record_bytes,
             };
             Box::new(FileSource::open(&base.join(path), options)?)
+        }
+        SourceConfig::Postgres { url, table, snapshot, .. } => {
+            let (slot, publication) = config.cdc_names().expect("a postgres source");
+            Box::new(CdcSource::open(url, table, &slot, &publication, *snapshot)?)
         }
         SourceConfig::Http { .. } => Box::new(InboxSource::open(&config.sink.url, base, &config.name)?),
         SourceConfig::Kafka { brokers, topic, group, options } => {

@@ -1,6 +1,8 @@
 //! Sources of raw records. Each record carries its partition and offset; a source can
 //! be positioned at any committed offset, which is how a restart resumes exactly.
 
+mod cdc;
+mod cdc_setup;
 pub(crate) mod csv;
 mod files;
 mod inbox;
@@ -10,9 +12,12 @@ mod kafka_context;
 mod kafka_held;
 mod kafka_queue;
 mod kafka_reader;
+mod pg_replication;
+mod pgoutput;
 mod producer;
 mod records;
 
+pub use cdc::CdcSource;
 pub use files::{FileOptions, FileSource};
 pub use inbox::{open as open_inbox, Inbox, InboxSource, Stored};
 pub use kafka::KafkaSource;

@@ -1,0 +1,439 @@
+//! PostgreSQL change capture (`[source] kind = "postgres"`): a table's rows already there,
+//! then its inserts, updates and deletes, through a `pgoutput` slot and a publication.
+//!
+//! Two partitions carry the position. Partition 1 is the snapshot, read in key order: its
+//! offset is the next key to read (`DONE` once read). Partition 0 is the change stream: its
+//! offset is an LSN, every transaction whose commit ends at or before it read. Batches hold
+//! whole transactions, and the slot is advanced only to what a committed checkpoint holds.
+//!
+//! A snapshot exists only while the connection that exported it is open, so one cut short
+//! by a crash cannot be read on. It is finished from a new one, taken with a temporary slot
+//! at LSN `L`: first the changes up to `L` are read for the rows already snapshotted (keys
+//! below the offset), then the rest of the rows from the new snapshot, then every change
+//! after `L`. Each row is then its old snapshot plus its changes, or its new snapshot plus
+//! the changes after it: never both, never neither. See docs/DECISIONS.md.
+
+use std::collections::{HashMap, VecDeque};
+
+use anyhow::{bail, Context, Result};
+use tokio_postgres::Client;
+use weir_sdk::RawBatch;
+
+use super::cdc_setup::{self, Snapshot, Table};
+use super::pg_replication::{format_lsn, parse_lsn, Replication};
+use super::pgoutput::{self, Message, Op, Relation, Value};
+use super::Source;
+
+/// The snapshot partition's offset once the snapshot is read: 2^62, far above any serial
+/// key, and far enough below `i64::MAX` that sums of offsets do not overflow.
+const DONE: i64 = 1 << 62;
+const CHANGES: i32 = 0;
+const SNAPSHOT: i32 = 1;
+/// Messages decoded per peek: the slot decodes from its confirmed position each time, so a
+/// peek takes many at once and hands them out over several polls.
+const PEEK: i32 = 20_000;
+
+/// Where the source reads now.
+enum Phase {
+    /// Not yet looked at the slot: a restored checkpoint may still come.
+    Start,
+    /// Changes up to `until` for the rows already snapshotted, `snapshot` held open for after.
+    CatchUp {
+        until: u64,
+        snapshot: Snapshot,
+    },
+    Snapshot(Snapshot),
+    Changes,
+}
+
+/// One transaction's records for this table, decoded.
+struct Txn {
+    end_lsn: u64,
+    records: Vec<(i64, Vec<u8>)>,
+}
+
+/// The source.
+pub struct CdcSource {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    url: String,
+    table: Table,
+    slot: String,
+    publication: String,
+    snapshot: bool,
+    /// Transactions ending at or before this LSN have been handed out.
+    lsn: u64,
+    /// Snapshot rows with a key below this have been handed out.
+    next_key: i64,
+    restored: bool,
+    phase: Phase,
+    pending: VecDeque<Txn>,
+    /// The end of the last transaction in `pending`.
+    decoded_to: u64,
+    relations: HashMap<u32, Relation>,
+    /// The slot's confirmed position, as far as this source moved it.
+    confirmed: u64,
+    /// The last peek found nothing new.
+    caught_up: bool,
+}
+
+impl CdcSource {
+    /// Connects, checks the table and creates the publication; the slot is looked at on
+    /// the first poll, once any checkpoint was restored.
+    pub fn open(url: &str, table: &str, slot: &str, publication: &str, snapshot: bool) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (client, table) = runtime.block_on(async {
+            let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
+            client.batch_execute(cdc_setup::SESSION).await?;
+            let table = cdc_setup::table(&client, table).await?;
+            if snapshot && table.key.is_none() {
+                bail!(
+                    "source.snapshot: table {} has no single-column integer primary key, by which weir reads and \
+                     resumes a snapshot; set snapshot = false to read only its changes",
+                    table.shown
+                );
+            }
+            cdc_setup::publication(&client, publication, &table).await?;
+            Ok::<_, anyhow::Error>((client, table))
+        })?;
+        Ok(CdcSource {
+            runtime,
+            client,
+            url: url.to_string(),
+            table,
+            slot: slot.to_string(),
+            publication: publication.to_string(),
+            snapshot,
+            lsn: 0,
+            next_key: if snapshot { i64::MIN } else { DONE },
+            restored: false,
+            phase: Phase::Start,
+            pending: VecDeque::new(),
+            decoded_to: 0,
+            relations: HashMap::new(),
+            confirmed: 0,
+            caught_up: false,
+        })
+    }
+
+    /// What `weir validate` reports, changing nothing: the table, its key, the publication
+    /// and the slot, each found or to be created.
+    pub fn check(url: &str, table: &str, slot: &str, publication: &str, snapshot: bool) -> Result<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
+            let table = cdc_setup::table(&client, table).await?;
+            let snapshot = match (&table.key, snapshot) {
+                (_, false) => "no snapshot".to_string(),
+                (Some(key), true) => format!("a snapshot by key {key} first"),
+                (None, true) => bail!(
+                    "source.snapshot: table {} has no single-column integer primary key; set snapshot = false",
+                    table.shown
+                ),
+            };
+            let published =
+                client.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication]).await?;
+            if published.is_some() {
+                cdc_setup::publication(&client, publication, &table).await?;
+            }
+            let slot_state = match cdc_setup::slot(&client, slot).await? {
+                None => "to be created".to_string(),
+                Some(s) if s.lost => format!("invalidated (its WAL is gone): drop it, or name another"),
+                Some(s) => format!("confirmed at {}", format_lsn(s.confirmed)),
+            };
+            Ok(format!(
+                "postgres table {} ({} columns), {snapshot}; publication {publication} {}; slot {slot} {slot_state}",
+                table.shown,
+                table.columns.len(),
+                if published.is_some() { "found" } else { "to be created" }
+            ))
+        })
+    }
+
+    /// Finds or creates the slot, and picks up where the checkpoint left off.
+    fn start(&mut self) -> Result<()> {
+        let state = self.runtime.block_on(cdc_setup::slot(&self.client, &self.slot))?;
+        match state {
+            Some(s) if s.lost => bail!(self.lost("was invalidated: it fell behind max_slot_wal_keep_size")),
+            None if self.restored => bail!(self.lost("is gone")),
+            Some(s) if self.restored && s.confirmed > self.lsn => bail!(self.lost(&format!(
+                "was moved on to {} by someone else, past this pipeline's checkpoint",
+                format_lsn(s.confirmed)
+            ))),
+            Some(s) => {
+                self.confirmed = s.confirmed;
+                if !self.restored {
+                    self.lsn = s.confirmed;
+                }
+            }
+            None => {
+                // A new slot: its own snapshot is consistent with its first change.
+                let mut exporter = Replication::connect(&self.url)?;
+                let created = exporter.create_slot(&self.slot, false)?;
+                eprintln!("created replication slot {} at {}", self.slot, format_lsn(created.consistent_point));
+                (self.lsn, self.confirmed) = (created.consistent_point, created.consistent_point);
+                self.phase = if self.snapshot {
+                    Phase::Snapshot(self.runtime.block_on(cdc_setup::snapshot(
+                        &self.url,
+                        &created.snapshot,
+                        &exporter,
+                        &self.table,
+                        self.next_key,
+                    ))?)
+                } else {
+                    Phase::Changes
+                };
+                self.decoded_to = self.lsn;
+                return Ok(());
+            }
+        }
+        self.decoded_to = self.lsn;
+        self.phase = if self.next_key == DONE {
+            Phase::Changes
+        } else {
+            let mut exporter = Replication::connect(&self.url)?;
+            let temporary = format!("{}_resume", &self.slot[..self.slot.len().min(56)]);
+            let created = exporter.create_slot(&temporary, true)?;
+            let snapshot = self.runtime.block_on(cdc_setup::snapshot(
+                &self.url,
+                &created.snapshot,
+                &exporter,
+                &self.table,
+                self.next_key,
+            ))?;
+            eprintln!(
+                "finishing the snapshot of {} from key {} on a new one at {}",
+                self.table.shown,
+                self.next_key,
+                format_lsn(created.consistent_point)
+            );
+            Phase::CatchUp { until: created.consistent_point, snapshot }
+        };
+        Ok(())
+    }
+
+    fn lost(&self, how: &str) -> String {
+        format!(
+            "replication slot {slot} of source table {table} {how}. The changes after this pipeline's checkpoint \
+             (LSN {lsn}) went with it, so it cannot go on exactly, and weir will not snapshot the table again by \
+             itself: the rows would count twice. To start over from a new snapshot, drop the old slot if it is \
+             still there (SELECT pg_drop_replication_slot('{slot}')) and run the pipeline under a new name into \
+             a new sink table, or into an empty sink.",
+            slot = self.slot,
+            table = self.table.shown,
+            lsn = format_lsn(self.lsn)
+        )
+    }
+
+    /// Decodes the slot's changes after `decoded_to` (up to `until`, if given) into `pending`.
+    fn peek(&mut self, until: Option<u64>) -> Result<()> {
+        let upto = until.map(format_lsn);
+        // Catching up reads to `until` whole: a partial read could not tell "nothing left".
+        let limit = until.is_none().then_some(PEEK);
+        let rows = self.runtime.block_on(self.client.query(
+            "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
+             'proto_version', '1', 'publication_names', $4)",
+            &[&self.slot, &upto, &limit, &self.publication],
+        ));
+        let rows = rows.map_err(|e| {
+            let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
+            if text.contains("does not exist") {
+                anyhow::anyhow!(self.lost("is gone"))
+            } else if text.contains("can no longer get changes") || text.contains("invalidated") {
+                anyhow::anyhow!(self.lost("was invalidated: it fell behind max_slot_wal_keep_size"))
+            } else {
+                anyhow::anyhow!("reading changes from slot {}: {text}", self.slot)
+            }
+        })?;
+        let catching_up = matches!(self.phase, Phase::CatchUp { .. });
+        let mut open: Option<(i64, Vec<(i64, Vec<u8>)>)> = None;
+        let mut found = false;
+        for row in &rows {
+            let (at, data): (String, &[u8]) = (row.get(0), row.get(1));
+            match pgoutput::decode(data).with_context(|| format!("decoding the change at {at}"))? {
+                Message::Begin { commit_us, .. } => open = Some((commit_us / 1000, Vec::new())),
+                Message::Relation(r) => {
+                    self.relations.insert(r.id, r);
+                }
+                Message::Change { relation, op, row } if relation == self.table.oid => {
+                    let Some((commit_ms, records)) = open.as_mut() else { bail!("a change outside a transaction") };
+                    let rel = self.relations.get(&relation).context("a change before its table's description")?;
+                    if catching_up && !below(rel, self.table.key.as_deref(), &row, self.next_key) {
+                        continue;
+                    }
+                    let mut payload = Vec::with_capacity(128);
+                    pgoutput::row_json(&mut payload, op, *commit_ms, &rel.columns, &row);
+                    records.push((parse_lsn(&at)? as i64, payload));
+                }
+                Message::Commit { end_lsn } => {
+                    let (_, records) = open.take().context("a commit without its begin")?;
+                    if end_lsn > self.decoded_to && until.is_none_or(|u| end_lsn <= u) {
+                        self.pending.push_back(Txn { end_lsn, records });
+                        self.decoded_to = end_lsn;
+                        found = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        // A full peek of old transactions only waits for the slot to be confirmed further.
+        self.caught_up = !found && limit.is_none_or(|l| rows.len() < l as usize);
+        Ok(())
+    }
+
+    /// Whole transactions from `pending`, at least one, until `max` records.
+    fn take(&mut self, max: usize, batch: &mut RawBatch) {
+        while let Some(txn) = self.pending.front() {
+            if !batch.is_empty() && batch.len() + txn.records.len() > max {
+                break;
+            }
+            let txn = self.pending.pop_front().expect("front");
+            for (offset, payload) in &txn.records {
+                batch.push(payload, b"", -1, CHANGES, *offset);
+            }
+            self.lsn = txn.end_lsn;
+        }
+    }
+
+    fn poll_snapshot(&mut self, max: usize, batch: &mut RawBatch) -> Result<()> {
+        let Phase::Snapshot(snapshot) = &self.phase else { return Ok(()) };
+        let rows = self.runtime.block_on(cdc_setup::fetch(snapshot, max))?;
+        let key_at = self.table.columns.iter().position(|c| Some(&c.name) == self.table.key.as_ref());
+        let key_at = key_at.context("the key column")?;
+        for row in &rows {
+            let values: Vec<Value> =
+                row.iter().map(|v| v.as_ref().map_or(Value::Null, |t| Value::Text(t.as_bytes()))).collect();
+            let key: i64 = row[key_at].as_deref().context("a null key")?.parse().context("the key")?;
+            if key >= DONE {
+                bail!("table {} has a key of {key}; a snapshot reads keys below 2^62", self.table.shown);
+            }
+            let mut payload = Vec::with_capacity(128);
+            pgoutput::row_json(&mut payload, Op::Snapshot, snapshot.taken_ms, &self.table.columns, &values);
+            batch.push(&payload, b"", -1, SNAPSHOT, key);
+            self.next_key = key.saturating_add(1);
+        }
+        if rows.len() < max {
+            eprintln!("read the snapshot of {}; reading its changes from {}", self.table.shown, format_lsn(self.lsn));
+            self.next_key = DONE;
+            self.phase = Phase::Changes;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a change's row has a key below `next_key`: one the old snapshot already held.
+fn below(rel: &Relation, key: Option<&str>, row: &[Value], next_key: i64) -> bool {
+    let at = rel.columns.iter().position(|c| Some(c.name.as_str()) == key);
+    match at.and_then(|i| row.get(i)) {
+        Some(Value::Text(t)) => {
+            std::str::from_utf8(t).ok().and_then(|s| s.parse::<i64>().ok()).is_some_and(|k| k < next_key)
+        }
+        _ => false,
+    }
+}
+
+impl Source for CdcSource {
+    fn describe(&self) -> String {
+        format!("postgres table {} via slot {}", self.table.shown, self.slot)
+    }
+
+    fn label(&self, partition: i32) -> String {
+        match partition {
+            SNAPSHOT => format!("snapshot of {}", self.table.shown),
+            _ => format!("changes of {}", self.table.shown),
+        }
+    }
+
+    fn partitions(&self) -> Vec<i32> {
+        if self.snapshot {
+            vec![CHANGES, SNAPSHOT]
+        } else {
+            vec![CHANGES]
+        }
+    }
+
+    fn seek(&mut self, offsets: &[(i32, i64)]) -> Result<()> {
+        for &(partition, offset) in offsets {
+            match partition {
+                CHANGES => self.lsn = offset as u64,
+                SNAPSHOT => self.next_key = offset,
+                other => bail!("change capture has partitions 0 (changes) and 1 (snapshot); asked to seek {other}"),
+            }
+            self.restored = true;
+        }
+        Ok(())
+    }
+
+    fn positions(&self) -> Vec<(i32, i64)> {
+        let mut at = vec![(CHANGES, self.lsn as i64)];
+        if self.snapshot {
+            at.push((SNAPSHOT, self.next_key));
+        }
+        at
+    }
+
+    fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
+        if matches!(self.phase, Phase::Start) {
+            self.start()?;
+        }
+        let mut batch = RawBatch::default();
+        match &self.phase {
+            Phase::Start => unreachable!("started above"),
+            Phase::Snapshot(_) => self.poll_snapshot(max, &mut batch)?,
+            &Phase::CatchUp { until, .. } => {
+                if self.pending.is_empty() {
+                    self.peek(Some(until))?;
+                }
+                self.take(max, &mut batch);
+                if self.pending.is_empty() && self.caught_up {
+                    // Every change up to the new snapshot is read for the old one's rows.
+                    let Phase::CatchUp { snapshot, .. } = std::mem::replace(&mut self.phase, Phase::Changes) else {
+                        unreachable!()
+                    };
+                    (self.lsn, self.decoded_to) = (until, until);
+                    self.phase = Phase::Snapshot(snapshot);
+                }
+            }
+            Phase::Changes => {
+                if self.pending.is_empty() {
+                    self.peek(None)?;
+                }
+                self.take(max, &mut batch);
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    fn committed(&mut self, positions: &[(i32, i64)]) {
+        let Some(&(_, lsn)) = positions.iter().find(|(p, _)| *p == CHANGES) else { return };
+        let lsn = lsn as u64;
+        if lsn <= self.confirmed {
+            return;
+        }
+        let advance = self.runtime.block_on(
+            self.client
+                .execute("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)", &[&self.slot, &format_lsn(lsn)]),
+        );
+        match advance {
+            Ok(_) => self.confirmed = lsn,
+            Err(e) => {
+                tracing::warn!(error = %e, slot = %self.slot, "confirming the slot failed; the next checkpoint tries again")
+            }
+        }
+    }
+
+    fn active(&self) -> Option<Vec<i32>> {
+        Some(vec![if matches!(self.phase, Phase::Snapshot(_)) { SNAPSHOT } else { CHANGES }])
+    }
+
+    fn drained(&mut self) -> Vec<i32> {
+        let mut drained = Vec::new();
+        if self.pending.is_empty() && (self.caught_up || !matches!(self.phase, Phase::Changes)) {
+            drained.push(CHANGES);
+        }
+        if self.next_key == DONE {
+            drained.push(SNAPSHOT);
+        }
+        drained
+    }
+}
