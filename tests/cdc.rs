@@ -118,6 +118,24 @@ fn the_rides_cdc_example_counts_the_rows_already_there_and_every_insert_during_t
     let dead: i64 = pg.client("weir").query_one("SELECT count(*) FROM weir_dead_letters", &[]).unwrap().get(0);
     assert_eq!(dead, 50, "one trip in 100 has no city");
     assert!(out.1.contains("created replication slot weir_rides_cdc"), "{}", out.1);
+    // The slot is confirmed to what the sink committed, so the server may drop the WAL before it.
+    let committed: i64 = pg
+        .client("weir")
+        .query_one(
+            "SELECT next_offset FROM weir_checkpoints WHERE pipeline = 'rides-cdc' AND source_partition = 0",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let confirmed: i64 = pg
+        .client("app")
+        .query_one(
+            "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots WHERE slot_name = 'weir_rides_cdc'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(confirmed, committed, "the slot is confirmed to the last checkpoint");
 }
 
 #[test]
@@ -206,6 +224,101 @@ fn validate_reports_the_source_and_refuses_a_snapshot_without_a_key() {
     let (ok, text) = validate(&missing);
     assert!(!ok && text.contains("source.table \"trip\": no such table"), "{text}");
 }
+
+/// Polling (`mode = "poll"`): every row once, and again after each update that moves its
+/// `updated_at`; rows inserted during the run are read once `lag` old.
+#[test]
+fn polling_reads_each_row_once_and_again_after_an_update() {
+    let pg = Postgres::start();
+    app(&pg);
+    pg.client("app")
+        .batch_execute(
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, city text NOT NULL, fare float8 NOT NULL, \
+             updated_at timestamptz NOT NULL DEFAULT clock_timestamp()); \
+             INSERT INTO orders (city, fare) SELECT (ARRAY['Oslo','Lima'])[1 + g % 2], g FROM generate_series(1, 1000) g",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = POLLED
+        .replace("URL", &pg.url("app"))
+        .replace("SINK", &format!("sqlite://{}", dir.path().join("out.db").display()));
+    let pipeline = dir.path().join("orders.toml");
+    std::fs::write(&pipeline, text).unwrap();
+    let mut host = weir_host(&pipeline, &free_addr(), &["--until-idle", "3s"], Stdio::piped());
+    let db = dir.path().join("out.db");
+    let counted = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT coalesce(sum(orders), 0) FROM order_counts", [], |r| r.get(0)))
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while counted() < 1000 {
+        if host.try_wait().unwrap().is_some() {
+            panic!("the host exited early: {}", host.0.wait_with_output_or_kill().1);
+        }
+        assert!(std::time::Instant::now() < deadline, "the first rows were not read within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut client = pg.client("app");
+    for i in 0..5 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO orders (city, fare) SELECT 'Pune', g FROM generate_series(1, 100) g; \
+            UPDATE orders SET fare = fare + 1, updated_at = clock_timestamp() WHERE id % 50 = {i}"
+            ))
+            .unwrap();
+    }
+    let out = host.0.wait_with_output_or_kill();
+    assert!(out.0, "the run failed: {}", out.1);
+    // 1000 rows, 500 inserted during the run, 5 × 20 updated (of the first 1000 ids).
+    assert_eq!(counted(), 1600);
+    let pune: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT sum(orders) FROM order_counts WHERE city = 'Pune'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pune, 500);
+}
+
+/// A polled `orders` table counted per city and hour of `updated_at`.
+const POLLED: &str = r#"
+name = "orders-poll"
+
+[source]
+kind = "postgres"
+mode = "poll"
+url = "URL"
+table = "orders"
+cursor = "updated_at"
+lag = "200ms"
+interval = "100ms"
+
+[parser]
+plugin = "json_parser"
+config.event_time = "_commit_time"
+config.fields = [
+  { name = "_commit_time", type = "timestamp", format = "iso8601" },
+  { name = "city", type = "text" },
+]
+
+[aggregator]
+plugin = "window_stats"
+config.count = "orders"
+
+[window]
+kind = "tumbling"
+size = "1h"
+key = ["city"]
+
+[watermark]
+lateness = "1h"
+
+[sink]
+url = "SINK"
+table = "order_counts"
+
+[checkpoint]
+interval = "200ms"
+"#;
 
 trait WaitOrKill {
     fn wait_with_output_or_kill(&mut self) -> (bool, String);

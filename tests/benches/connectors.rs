@@ -11,8 +11,11 @@
 //! acknowledged (committed to the inbox), and events/s until the pipeline has committed
 //! them all.
 //!
+//! Change capture: the rides CDC example over 300,000 trips of an app table, as changes
+//! and as a snapshot, against the same rows from a Kafka topic (`cdc_case`).
+//!
 //! Run with `cargo xtask bench` (or `cargo bench -p weir-tests --bench connectors`; add
-//! `-- ingest` for HTTP ingest alone).
+//! `-- ingest` for HTTP ingest alone, `-- cdc` for change capture alone).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,10 +120,107 @@ fn ingest_case(name: &str, url: &str, dir: &Path, cache: &Path) {
     );
 }
 
+/// Rows of the change-capture case.
+const CDC_ROWS: i64 = 300_000;
+
+/// `weir run --until-idle 2s` of `pipeline` with `env`: events/s over its reading span.
+fn run_idle(pipeline: &Path, cache: &Path, env: &[(&str, String)]) -> f64 {
+    let out = Command::new(weir_release_bin())
+        .args(["run", pipeline.to_str().unwrap(), "--quiet", "--no-admin", "--until-idle", "2s"])
+        .env("WEIR_PLUGIN_DIR", plugin_dir())
+        .env("WEIR_CACHE_DIR", cache)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}: {}\n{stdout}", pipeline.display(), String::from_utf8_lossy(&out.stderr));
+    span_rate(&stdout)
+}
+
+/// The rides CDC example over [`CDC_ROWS`] trips of an app table, read as changes (the
+/// slot made before they were inserted, in transactions of 1,000) and as a snapshot (a
+/// new slot after); and the same rows as JSON from a Kafka topic of one partition
+/// through the Kafka example. Each into a PostgreSQL database of its own.
+fn cdc_case(pg: &Postgres, dir: &Path, cache: &Path) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    println!("change capture: {CDC_ROWS} trips of an app table, against the same rows from Kafka, release build");
+    let app = pg.create_database("app");
+    let mut client = pg.client("app");
+    client.batch_execute(&std::fs::read_to_string(repo_root().join("examples/rides/cdc-trips.sql")).unwrap()).unwrap();
+    let cdc = |name: &str| {
+        let text = std::fs::read_to_string(repo_root().join("examples/rides/pipeline-cdc.toml")).unwrap();
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text.replace("name = \"rides-cdc\"", &format!("name = \"{name}\""))).unwrap();
+        let env =
+            vec![("APP_DATABASE_URL", app.clone()), ("DATABASE_URL", pg.create_database(&name.replace('-', "_")))];
+        (path, env)
+    };
+    let (changes, changes_env) = cdc("cdc-changes");
+    run_idle(&changes, cache, &changes_env); // makes the slot, on the empty table
+    for chunk in 0..CDC_ROWS / 1000 {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO trips (trip_id, city, driver_id, rider_id, fare, distance_km, status, event_time) \
+                 SELECT 't' || g, (ARRAY['Oslo','Lima','Pune','Austin','Berlin','Tokyo'])[1 + g % 6], 'd' || g % 97, \
+                 'r' || g % 89, 5 + (g % 37) * 0.5, 1 + (g % 13) * 0.7, 'completed', \
+                 timestamptz '2024-05-01 12:00:00+00' + g * interval '250 milliseconds' FROM generate_series({}, {}) g",
+                chunk * 1000,
+                chunk * 1000 + 999
+            ))
+            .unwrap();
+    }
+    let as_changes = run_idle(&changes, cache, &changes_env);
+    let (snapshot, snapshot_env) = cdc("cdc-snapshot");
+    let as_snapshot = run_idle(&snapshot, cache, &snapshot_env);
+
+    let broker = weir_tests::services::Broker::start();
+    let created = Command::new(weir_release_bin())
+        .args(["produce", "--brokers", &broker.brokers(), "--topic", "cdc-same", "--partitions", "1", "--events", "0"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    for row in client.query("SELECT row_to_json(t)::text FROM trips t ORDER BY id", &[]).unwrap() {
+        let payload: String = row.get(0);
+        let mut record = BaseRecord::<(), str>::to("cdc-same").payload(payload.as_str());
+        while let Err((e, back)) = producer.send(record) {
+            assert!(matches!(e.rdkafka_error_code(), Some(rdkafka::types::RDKafkaErrorCode::QueueFull)), "{e}");
+            producer.poll(std::time::Duration::from_millis(10));
+            record = back;
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(60)).unwrap();
+    let kafka = dir.join("cdc-kafka.toml");
+    std::fs::copy(repo_root().join("examples/rides/pipeline-kafka.toml"), &kafka).unwrap();
+    let kafka_env = vec![
+        ("KAFKA_BROKERS", broker.brokers()),
+        ("KAFKA_TOPIC", "cdc-same".to_string()),
+        ("DATABASE_URL", pg.create_database("cdc_kafka")),
+    ];
+    let from_kafka = run_idle(&kafka, cache, &kafka_env);
+    println!(
+        "CDC, rows as changes      {as_changes:>10.0} events/s reading span {:>6.2}× Kafka",
+        as_changes / from_kafka
+    );
+    println!(
+        "CDC, rows as a snapshot   {as_snapshot:>10.0} events/s reading span {:>6.2}× Kafka",
+        as_snapshot / from_kafka
+    );
+    println!("Kafka, the same rows      {from_kafka:>10.0} events/s reading span");
+}
+
 fn main() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
+    if std::env::args().any(|a| a == "cdc") {
+        return cdc_case(&pg, dir.path(), &cache);
+    }
+    cdc_case(&pg, dir.path(), &cache);
     let ingest = || {
         println!("HTTP ingest: {REQUESTS} requests of 100 events from {CLIENTS} clients, release build");
         ingest_case("PostgreSQL", &pg.create_database("ingest"), dir.path(), &cache);

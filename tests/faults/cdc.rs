@@ -208,3 +208,137 @@ fn sigkills_of_a_change_capture_run_lose_and_repeat_no_change() {
         ),
     });
 }
+
+/// The same table polled (`mode = "poll"`, by `updated_at`), windows keyed by row and
+/// value: every state a poll saw is counted once, and each row's last state is there.
+const POLLED: &str = r#"
+name = "items-poll"
+
+[source]
+kind = "postgres"
+mode = "poll"
+url = "URL"
+table = "items"
+cursor = "updated_at"
+lag = "200ms"
+interval = "50ms"
+
+[parser]
+plugin = "json_parser"
+config.event_time = "_commit_time"
+config.fields = [
+  { name = "_commit_time", type = "timestamp", format = "iso8601" },
+  { name = "id", type = "int64" },
+  { name = "v", type = "int64" },
+]
+
+[aggregator]
+plugin = "window_stats"
+config.count = "reads"
+
+[window]
+kind = "tumbling"
+size = "1h"
+key = ["id", "v"]
+
+[watermark]
+lateness = "1h"
+
+[sink]
+url = "SINK"
+table = "item_states"
+
+[checkpoint]
+interval = "200ms"
+"#;
+
+#[test]
+fn sigkills_of_a_polling_run_lose_and_repeat_no_row() {
+    let _one = faults::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let pg = Postgres::start();
+    pg.create_database("app");
+    let (rows, kills): (i64, u64) = faults::size((30_000, 5), (300_000, 40));
+    let mut client = pg.client("app");
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE items (id bigserial PRIMARY KEY, v int NOT NULL, updated_at timestamptz NOT NULL \
+             DEFAULT clock_timestamp()); CREATE INDEX ON items (updated_at, id); \
+             INSERT INTO items (v) SELECT 1 FROM generate_series(1, {rows})"
+        ))
+        .unwrap();
+    let db = dir.path().join("out.db");
+    let pipeline = dir.path().join("poll.toml");
+    std::fs::write(
+        &pipeline,
+        POLLED.replace("URL", &pg.url("app")).replace("SINK", &format!("sqlite://{}", db.display())),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut txns = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; INSERT INTO items (v) SELECT 1 FROM generate_series(1, 20); \
+                         UPDATE items SET v = v + 1, updated_at = clock_timestamp() WHERE id % 97 = {}; COMMIT",
+                        txns % 97
+                    ))
+                    .unwrap();
+                txns += 1;
+                // Pacing, so the table changes all through the run rather than in one burst.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            txns
+        })
+    };
+    let log = dir.path().join("hosts.log");
+    let host = || {
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        Reaped(
+            Command::new(weir_bin())
+                .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--quiet", "--no-admin"])
+                .env("WEIR_PLUGIN_DIR", plugin_dir())
+                .stdout(Stdio::null())
+                .stderr(err)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        kills::kill_loop(kills, 0x9011, Duration::from_millis(600), host, || faults::committed_sqlite(&db))
+    }))
+    .unwrap_or_else(|_| panic!("the kill loop failed; the hosts said:\n{}", std::fs::read_to_string(&log).unwrap()));
+    stop.store(true, Ordering::SeqCst);
+    let txns = writing.join().unwrap();
+    let status = host().wait().unwrap();
+    assert!(status.success(), "the last run failed: {}", std::fs::read_to_string(&log).unwrap());
+
+    let live: Vec<(i64, i64)> = pg
+        .client("app")
+        .query("SELECT id, v::int8 FROM items", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut reads: HashMap<(i64, i64), i64> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT id, v, sum(reads) FROM item_states GROUP BY 1, 2").unwrap();
+    for row in stmt.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?))).unwrap() {
+        let (state, n) = row.unwrap();
+        reads.insert(state, n);
+    }
+    let duplicated: i64 = reads.values().map(|n| n - 1).sum();
+    let lost = live.iter().filter(|state| !reads.contains_key(state)).count() as u64;
+    let tally = faults::Tally { lost, duplicated: duplicated as u64, differences: Vec::new() };
+    record(Row {
+        scenario: "SIGKILL loop, PostgreSQL polling → SQLite",
+        runs: killed.kills,
+        events: reads.len() as u64,
+        tally: &tally,
+        recover: Some(killed.recover),
+        note: format!("{txns} writer transactions of inserts and updates during the kills; each row's last state read"),
+    });
+}

@@ -41,6 +41,14 @@ fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
             let events = events.map_or("endless".to_string(), |n| n.to_string());
             format!("the built-in producer: {events} events, seed {seed}")
         }
+        SourceConfig::Postgres {
+            url, table, mode: crate::config::PostgresMode::Poll, cursor, lag, interval, ..
+        } => {
+            let cursor = cursor.as_deref().expect("checked: polling names its cursor");
+            use crate::source::Source;
+            let polled = crate::source::PollSource::open(url, table, cursor, *lag, *interval)?;
+            format!("{}, every {interval:?} once caught up, rows {lag:?} old", polled.describe())
+        }
         SourceConfig::Postgres { url, table, snapshot, .. } => {
             let (slot, publication) = config.cdc_names().expect("a postgres source");
             crate::source::CdcSource::check(url, table, &slot, &publication, *snapshot)?

@@ -65,7 +65,19 @@ impl PipelineConfig {
         if let SourceConfig::Http { max_waiting: ..=0 } = &self.source {
             bail!("source.max_waiting must be positive: how many records may wait unread before requests get 429");
         }
-        if let SourceConfig::Postgres { url, table, slot, .. } = &self.source {
+        if let SourceConfig::Postgres { url, table, slot, mode, cursor, publication, snapshot, .. } = &self.source {
+            match (mode, cursor) {
+                (super::PostgresMode::Poll, None) => {
+                    bail!("source.cursor is missing: mode = \"poll\" reads rows in order of a column, e.g. updated_at")
+                }
+                (super::PostgresMode::Cdc, Some(_)) => {
+                    bail!("source.cursor is for mode = \"poll\"; change capture reads every change, in commit order")
+                }
+                (super::PostgresMode::Poll, Some(_)) if slot.is_some() || publication.is_some() || !snapshot => {
+                    bail!("source.slot, publication and snapshot are for mode = \"cdc\"; polling reads the rows there and every later one")
+                }
+                _ => {}
+            }
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 bail!("source.url {url:?}: use postgres://USER@HOST[:PORT]/DB");
             }

@@ -25,8 +25,8 @@ pub use interpolate::interpolate;
 pub use lookups::LookupConfig;
 pub use outputs::{DeltaConfig, RedisConfig};
 pub use pipeline::{
-    AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, SinkConfig,
-    SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
+    AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, PostgresMode,
+    SinkConfig, SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
 };
 pub use quality::{AnomalyConfig, Check, ColumnAnomaly, Op, QualityConfig, Range, RuleConfig, Score, Severity};
 pub use retention::{Keep, RetentionConfig};

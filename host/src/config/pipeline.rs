@@ -178,6 +178,21 @@ pub enum SourceConfig {
         /// primary key, by which the snapshot resumes after a crash.
         #[serde(default = "default_true")]
         snapshot: bool,
+        /// `cdc` (default): logical replication; `poll`: `SELECT`s by `cursor`, for servers
+        /// where a slot is not allowed.
+        #[serde(default)]
+        mode: PostgresMode,
+        /// With `mode = "poll"`: the column rows are read in order of, a timestamp set on
+        /// every insert and update (`updated_at`) or an integer.
+        cursor: Option<String>,
+        /// With `mode = "poll"`: a row is read once its timestamp cursor is this old
+        /// (default 5s), so that a transaction committing up to this long after it set the
+        /// cursor is not passed by.
+        #[serde(default = "default_poll_lag", with = "serde_duration")]
+        lag: Duration,
+        /// With `mode = "poll"`: how often to ask again once caught up (default 1s).
+        #[serde(default = "default_poll_interval", with = "serde_duration")]
+        interval: Duration,
     },
     /// The built-in synthetic trip producer.
     Producer {
@@ -216,6 +231,23 @@ impl PipelineConfig {
     }
 }
 
+/// How a `postgres` source reads its table.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PostgresMode {
+    /// Logical replication: inserts, updates and deletes, after a snapshot.
+    #[default]
+    Cdc,
+    /// `SELECT … WHERE (cursor, key) > (…) ORDER BY cursor, key`, again and again.
+    Poll,
+}
+
+fn default_poll_lag() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
 fn default_true() -> bool {
     true
 }

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::build::{Pipeline, PipelineOptions};
-use crate::config::{PipelineConfig, SourceConfig};
+use crate::config::{PipelineConfig, PostgresMode, SourceConfig};
 use crate::plugin::{PluginRuntime, RuntimeOptions};
 use crate::rides::TripOptions;
 use crate::sink::{Deployment, PostgresSink, Sink, SqliteSink};
-use crate::source::{CdcSource, FileOptions, FileSource, InboxSource, KafkaSource, ProducerSource, Source};
+use crate::source::{CdcSource, FileOptions, FileSource, InboxSource, KafkaSource, PollSource, ProducerSource, Source};
 
 /// The source the pipeline file names.
 pub(super) fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipeline) -> Result<Box<dyn Source>> {
@@ -34,6 +34,10 @@ pub(super) fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipel
                 max_record_bytes: *max_record_bytes,
             };
             Box::new(FileSource::open(&base.join(path), options)?)
+        }
+        SourceConfig::Postgres { url, table, mode: PostgresMode::Poll, cursor, lag, interval, .. } => {
+            let cursor = cursor.as_deref().expect("checked: polling names its cursor");
+            Box::new(PollSource::open(url, table, cursor, *lag, *interval)?)
         }
         SourceConfig::Postgres { url, table, snapshot, .. } => {
             let (slot, publication) = config.cdc_names().expect("a postgres source");

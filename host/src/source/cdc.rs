@@ -20,21 +20,21 @@ use tokio_postgres::Client;
 use weir_sdk::RawBatch;
 
 use super::cdc_setup::{self, Snapshot, Table};
-use super::pg_replication::{format_lsn, parse_lsn, Replication};
-use super::pgoutput::{self, Message, Op, Relation, Value};
+use super::pg_replication::{format_lsn, Replication};
+use super::pg_stream::Stream;
+use super::pgoutput::{self, Op, Relation, Value};
 use super::Source;
 
 /// The snapshot partition's offset once the snapshot is read: 2^62, far above any serial
 /// key, and far enough below `i64::MAX` that sums of offsets do not overflow.
 const DONE: i64 = 1 << 62;
-const CHANGES: i32 = 0;
+pub(super) const CHANGES: i32 = 0;
 const SNAPSHOT: i32 = 1;
-/// Messages decoded per peek: the slot decodes from its confirmed position each time, so a
-/// peek takes many at once and hands them out over several polls.
-const PEEK: i32 = 20_000;
+/// Records decoded ahead of the pipeline, at most (beyond one batch).
+pub(super) const AHEAD: usize = 5_000;
 
 /// Where the source reads now.
-enum Phase {
+pub(super) enum Phase {
     /// Not yet looked at the slot: a restored checkpoint may still come.
     Start,
     /// Changes up to `until` for the rows already snapshotted, `snapshot` held open for after.
@@ -47,34 +47,40 @@ enum Phase {
 }
 
 /// One transaction's records for this table, decoded.
-struct Txn {
-    end_lsn: u64,
-    records: Vec<(i64, Vec<u8>)>,
+pub(super) struct Txn {
+    pub(super) end_lsn: u64,
+    pub(super) records: Vec<(i64, Vec<u8>)>,
 }
 
 /// The source.
 pub struct CdcSource {
-    runtime: tokio::runtime::Runtime,
-    client: Client,
-    url: String,
-    table: Table,
-    slot: String,
-    publication: String,
-    snapshot: bool,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) client: Client,
+    pub(super) url: String,
+    pub(super) table: Table,
+    pub(super) slot: String,
+    pub(super) publication: String,
+    pub(super) snapshot: bool,
     /// Transactions ending at or before this LSN have been handed out.
-    lsn: u64,
+    pub(super) lsn: u64,
     /// Snapshot rows with a key below this have been handed out.
-    next_key: i64,
-    restored: bool,
-    phase: Phase,
-    pending: VecDeque<Txn>,
+    pub(super) next_key: i64,
+    pub(super) restored: bool,
+    pub(super) phase: Phase,
+    pub(super) pending: VecDeque<Txn>,
     /// The end of the last transaction in `pending`.
-    decoded_to: u64,
-    relations: HashMap<u32, Relation>,
+    pub(super) decoded_to: u64,
+    pub(super) relations: HashMap<u32, Relation>,
     /// The slot's confirmed position, as far as this source moved it.
-    confirmed: u64,
+    pub(super) confirmed: u64,
     /// The last peek found nothing new.
-    caught_up: bool,
+    pub(super) caught_up: bool,
+    /// Records in `pending`.
+    pub(super) pending_records: usize,
+    /// The transaction being decoded: its commit time and records so far.
+    pub(super) open: Option<(i64, Vec<(i64, Vec<u8>)>)>,
+    /// The slot's changes, streamed once the snapshot is read.
+    pub(super) stream: Option<Stream>,
 }
 
 impl CdcSource {
@@ -85,6 +91,7 @@ impl CdcSource {
         let (client, table) = runtime.block_on(async {
             let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
             client.batch_execute(cdc_setup::SESSION).await?;
+            cdc_setup::logical(&client).await?;
             let table = cdc_setup::table(&client, table).await?;
             if snapshot && table.key.is_none() {
                 bail!(
@@ -113,40 +120,9 @@ impl CdcSource {
             relations: HashMap::new(),
             confirmed: 0,
             caught_up: false,
-        })
-    }
-
-    /// What `weir validate` reports, changing nothing: the table, its key, the publication
-    /// and the slot, each found or to be created.
-    pub fn check(url: &str, table: &str, slot: &str, publication: &str, snapshot: bool) -> Result<String> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(async {
-            let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
-            let table = cdc_setup::table(&client, table).await?;
-            let snapshot = match (&table.key, snapshot) {
-                (_, false) => "no snapshot".to_string(),
-                (Some(key), true) => format!("a snapshot by key {key} first"),
-                (None, true) => bail!(
-                    "source.snapshot: table {} has no single-column integer primary key; set snapshot = false",
-                    table.shown
-                ),
-            };
-            let published =
-                client.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication]).await?;
-            if published.is_some() {
-                cdc_setup::publication(&client, publication, &table).await?;
-            }
-            let slot_state = match cdc_setup::slot(&client, slot).await? {
-                None => "to be created".to_string(),
-                Some(s) if s.lost => format!("invalidated (its WAL is gone): drop it, or name another"),
-                Some(s) => format!("confirmed at {}", format_lsn(s.confirmed)),
-            };
-            Ok(format!(
-                "postgres table {} ({} columns), {snapshot}; publication {publication} {}; slot {slot} {slot_state}",
-                table.shown,
-                table.columns.len(),
-                if published.is_some() { "found" } else { "to be created" }
-            ))
+            pending_records: 0,
+            open: None,
+            stream: None,
         })
     }
 
@@ -212,7 +188,7 @@ impl CdcSource {
         Ok(())
     }
 
-    fn lost(&self, how: &str) -> String {
+    pub(super) fn lost(&self, how: &str) -> String {
         format!(
             "replication slot {slot} of source table {table} {how}. The changes after this pipeline's checkpoint \
              (LSN {lsn}) went with it, so it cannot go on exactly, and weir will not snapshot the table again by \
@@ -223,76 +199,6 @@ impl CdcSource {
             table = self.table.shown,
             lsn = format_lsn(self.lsn)
         )
-    }
-
-    /// Decodes the slot's changes after `decoded_to` (up to `until`, if given) into `pending`.
-    fn peek(&mut self, until: Option<u64>) -> Result<()> {
-        let upto = until.map(format_lsn);
-        // Catching up reads to `until` whole: a partial read could not tell "nothing left".
-        let limit = until.is_none().then_some(PEEK);
-        let rows = self.runtime.block_on(self.client.query(
-            "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
-             'proto_version', '1', 'publication_names', $4)",
-            &[&self.slot, &upto, &limit, &self.publication],
-        ));
-        let rows = rows.map_err(|e| {
-            let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string());
-            if text.contains("does not exist") {
-                anyhow::anyhow!(self.lost("is gone"))
-            } else if text.contains("can no longer get changes") || text.contains("invalidated") {
-                anyhow::anyhow!(self.lost("was invalidated: it fell behind max_slot_wal_keep_size"))
-            } else {
-                anyhow::anyhow!("reading changes from slot {}: {text}", self.slot)
-            }
-        })?;
-        let catching_up = matches!(self.phase, Phase::CatchUp { .. });
-        let mut open: Option<(i64, Vec<(i64, Vec<u8>)>)> = None;
-        let mut found = false;
-        for row in &rows {
-            let (at, data): (String, &[u8]) = (row.get(0), row.get(1));
-            match pgoutput::decode(data).with_context(|| format!("decoding the change at {at}"))? {
-                Message::Begin { commit_us, .. } => open = Some((commit_us / 1000, Vec::new())),
-                Message::Relation(r) => {
-                    self.relations.insert(r.id, r);
-                }
-                Message::Change { relation, op, row } if relation == self.table.oid => {
-                    let Some((commit_ms, records)) = open.as_mut() else { bail!("a change outside a transaction") };
-                    let rel = self.relations.get(&relation).context("a change before its table's description")?;
-                    if catching_up && !below(rel, self.table.key.as_deref(), &row, self.next_key) {
-                        continue;
-                    }
-                    let mut payload = Vec::with_capacity(128);
-                    pgoutput::row_json(&mut payload, op, *commit_ms, &rel.columns, &row);
-                    records.push((parse_lsn(&at)? as i64, payload));
-                }
-                Message::Commit { end_lsn } => {
-                    let (_, records) = open.take().context("a commit without its begin")?;
-                    if end_lsn > self.decoded_to && until.is_none_or(|u| end_lsn <= u) {
-                        self.pending.push_back(Txn { end_lsn, records });
-                        self.decoded_to = end_lsn;
-                        found = true;
-                    }
-                }
-                _ => {}
-            }
-        }
-        // A full peek of old transactions only waits for the slot to be confirmed further.
-        self.caught_up = !found && limit.is_none_or(|l| rows.len() < l as usize);
-        Ok(())
-    }
-
-    /// Whole transactions from `pending`, at least one, until `max` records.
-    fn take(&mut self, max: usize, batch: &mut RawBatch) {
-        while let Some(txn) = self.pending.front() {
-            if !batch.is_empty() && batch.len() + txn.records.len() > max {
-                break;
-            }
-            let txn = self.pending.pop_front().expect("front");
-            for (offset, payload) in &txn.records {
-                batch.push(payload, b"", -1, CHANGES, *offset);
-            }
-            self.lsn = txn.end_lsn;
-        }
     }
 
     fn poll_snapshot(&mut self, max: usize, batch: &mut RawBatch) -> Result<()> {
@@ -318,17 +224,6 @@ impl CdcSource {
             self.phase = Phase::Changes;
         }
         Ok(())
-    }
-}
-
-/// Whether a change's row has a key below `next_key`: one the old snapshot already held.
-fn below(rel: &Relation, key: Option<&str>, row: &[Value], next_key: i64) -> bool {
-    let at = rel.columns.iter().position(|c| Some(c.name.as_str()) == key);
-    match at.and_then(|i| row.get(i)) {
-        Some(Value::Text(t)) => {
-            std::str::from_utf8(t).ok().and_then(|s| s.parse::<i64>().ok()).is_some_and(|k| k < next_key)
-        }
-        _ => false,
     }
 }
 
@@ -382,7 +277,7 @@ impl Source for CdcSource {
             Phase::Snapshot(_) => self.poll_snapshot(max, &mut batch)?,
             &Phase::CatchUp { until, .. } => {
                 if self.pending.is_empty() {
-                    self.peek(Some(until))?;
+                    self.peek(until)?;
                 }
                 self.take(max, &mut batch);
                 if self.pending.is_empty() && self.caught_up {
@@ -395,8 +290,8 @@ impl Source for CdcSource {
                 }
             }
             Phase::Changes => {
-                if self.pending.is_empty() {
-                    self.peek(None)?;
+                if self.pending_records < max {
+                    self.stream(max)?;
                 }
                 self.take(max, &mut batch);
             }
@@ -408,6 +303,15 @@ impl Source for CdcSource {
         let Some(&(_, lsn)) = positions.iter().find(|(p, _)| *p == CHANGES) else { return };
         let lsn = lsn as u64;
         if lsn <= self.confirmed {
+            return;
+        }
+        if let Some(stream) = &mut self.stream {
+            match stream.confirm(lsn) {
+                Ok(()) => self.confirmed = lsn,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "confirming the slot failed; the next checkpoint tries again")
+                }
+            }
             return;
         }
         let advance = self.runtime.block_on(

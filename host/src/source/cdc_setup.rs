@@ -4,7 +4,8 @@
 use anyhow::{bail, Context, Result};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::pg_replication::{parse_lsn, Replication};
+use super::cdc::CdcSource;
+use super::pg_replication::{format_lsn, parse_lsn, Replication};
 use super::pgoutput::Column;
 
 /// The table whose changes are read.
@@ -34,16 +35,20 @@ pub(super) fn ident(name: &str) -> String {
 /// Sessions read times in UTC and floats exactly, so rows convert the same everywhere.
 pub(super) const SESSION: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 3";
 
-/// Finds `name` (`[SCHEMA.]NAME`), its columns and its key, on a server that logs
-/// logical changes.
-pub(super) async fn table(client: &Client, name: &str) -> Result<Table> {
+/// Refuses a server that does not log logical changes.
+pub(super) async fn logical(client: &Client) -> Result<()> {
     let level: String = client.query_one("SHOW wal_level", &[]).await?.get(0);
     if level != "logical" {
         bail!(
             "the source server runs with wal_level = {level}; change capture needs wal_level = logical \
-             (ALTER SYSTEM SET wal_level = logical, then restart the server)"
+             (ALTER SYSTEM SET wal_level = logical, then restart the server), or use mode = \"poll\""
         );
     }
+    Ok(())
+}
+
+/// Finds `name` (`[SCHEMA.]NAME`), its columns and its key.
+pub(super) async fn table(client: &Client, name: &str) -> Result<Table> {
     let found = client
         .query_opt(
             "SELECT c.oid::int8, n.nspname::text, c.relname::text FROM pg_class c \
@@ -174,4 +179,41 @@ pub(super) async fn fetch(snapshot: &Snapshot, max: usize) -> Result<Vec<Vec<Opt
             _ => None,
         })
         .collect())
+}
+
+impl CdcSource {
+    /// What `weir validate` reports, changing nothing: the table, its key, the publication
+    /// and the slot, each found or to be created.
+    pub fn check(url: &str, table: &str, slot: &str, publication: &str, snapshot: bool) -> Result<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
+            logical(&client).await?;
+            let table = self::table(&client, table).await?;
+            let snapshot = match (&table.key, snapshot) {
+                (_, false) => "no snapshot".to_string(),
+                (Some(key), true) => format!("a snapshot by key {key} first"),
+                (None, true) => bail!(
+                    "source.snapshot: table {} has no single-column integer primary key; set snapshot = false",
+                    table.shown
+                ),
+            };
+            let published =
+                client.query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication]).await?;
+            if published.is_some() {
+                self::publication(&client, publication, &table).await?;
+            }
+            let slot_state = match self::slot(&client, slot).await? {
+                None => "to be created".to_string(),
+                Some(s) if s.lost => format!("invalidated (its WAL is gone): drop it, or name another"),
+                Some(s) => format!("confirmed at {}", format_lsn(s.confirmed)),
+            };
+            Ok(format!(
+                "postgres table {} ({} columns), {snapshot}; publication {publication} {}; slot {slot} {slot_state}",
+                table.shown,
+                table.columns.len(),
+                if published.is_some() { "found" } else { "to be created" }
+            ))
+        })
+    }
 }

@@ -2,6 +2,7 @@
 //! be positioned at any committed offset, which is how a restart resumes exactly.
 
 mod cdc;
+mod cdc_changes;
 mod cdc_setup;
 pub(crate) mod csv;
 mod files;
@@ -12,7 +13,9 @@ mod kafka_context;
 mod kafka_held;
 mod kafka_queue;
 mod kafka_reader;
+mod pg_poll;
 mod pg_replication;
+mod pg_stream;
 mod pgoutput;
 mod producer;
 mod records;
@@ -21,6 +24,7 @@ pub use cdc::CdcSource;
 pub use files::{FileOptions, FileSource};
 pub use inbox::{open as open_inbox, Inbox, InboxSource, Stored};
 pub use kafka::KafkaSource;
+pub use pg_poll::PollSource;
 pub use producer::ProducerSource;
 
 use anyhow::Result;

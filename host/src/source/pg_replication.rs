@@ -14,14 +14,51 @@ use postgres_protocol::authentication::{md5_hash, sasl};
 use postgres_protocol::message::{backend::Message, frontend};
 use tokio_postgres::config::Host;
 
-trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
+/// The server's socket, on TCP or a Unix domain socket.
+pub(super) enum Socket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Socket {
+    pub(super) fn set_read_timeout(&self, wait: Option<std::time::Duration>) -> std::io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_read_timeout(wait),
+            Socket::Unix(s) => s.set_read_timeout(wait),
+        }
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            Socket::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.flush(),
+            Socket::Unix(s) => s.flush(),
+        }
+    }
+}
 
 /// An open replication connection. While it stays open and idle, the snapshot a slot
-/// exported through it can be imported (`SET TRANSACTION SNAPSHOT`).
+/// exported through it can be imported (`SET TRANSACTION SNAPSHOT`); `pg_stream.rs`
+/// streams a slot's changes over it.
 pub(super) struct Replication {
-    stream: Box<dyn Stream>,
-    buf: BytesMut,
+    pub(super) stream: Socket,
+    pub(super) buf: BytesMut,
 }
 
 /// A slot just created, and the snapshot consistent with it.
@@ -38,12 +75,12 @@ impl Replication {
     pub(super) fn connect(url: &str) -> Result<Self> {
         let config: tokio_postgres::Config = url.parse().context("parsing the source URL")?;
         let port = config.get_ports().first().copied().unwrap_or(5432);
-        let stream: Box<dyn Stream> = match config.get_hosts().first() {
-            Some(Host::Tcp(host)) => Box::new(std::net::TcpStream::connect((host.as_str(), port))?),
+        let stream = match config.get_hosts().first() {
+            Some(Host::Tcp(host)) => Socket::Tcp(std::net::TcpStream::connect((host.as_str(), port))?),
             Some(Host::Unix(dir)) => {
-                Box::new(std::os::unix::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))?)
+                Socket::Unix(std::os::unix::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))?)
             }
-            None => Box::new(std::net::TcpStream::connect(("localhost", port))?),
+            None => Socket::Tcp(std::net::TcpStream::connect(("localhost", port))?),
         };
         let user = config.get_user().context("the source URL names no user")?.to_string();
         let dbname = config.get_dbname().unwrap_or(&user).to_string();
@@ -149,7 +186,7 @@ impl Replication {
         }
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(super) fn send(&mut self, bytes: &[u8]) -> Result<()> {
         self.stream.write_all(bytes).context("writing to the replication connection")
     }
 
@@ -176,7 +213,7 @@ impl Drop for Replication {
     }
 }
 
-fn error_text(body: postgres_protocol::message::backend::ErrorResponseBody) -> String {
+pub(super) fn error_text(body: postgres_protocol::message::backend::ErrorResponseBody) -> String {
     let mut fields = body.fields();
     let mut message = String::from("error");
     while let Ok(Some(field)) = FallibleIterator::next(&mut fields) {

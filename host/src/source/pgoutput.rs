@@ -38,6 +38,8 @@ pub(super) enum Op {
     Delete,
     /// A row already there when the slot was created.
     Snapshot,
+    /// A row read by polling: inserted or updated since the last poll.
+    Upsert,
 }
 
 impl Op {
@@ -47,6 +49,7 @@ impl Op {
             Op::Update => "update",
             Op::Delete => "delete",
             Op::Snapshot => "snapshot",
+            Op::Upsert => "upsert",
         }
     }
 }

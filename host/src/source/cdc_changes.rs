@@ -1,0 +1,127 @@
+//! The change stream of `cdc.rs`: whole transactions of the table, decoded from the slot
+//! (peeked over SQL while catching up, streamed after) into `pending`, and handed out.
+
+use anyhow::{bail, Context, Result};
+use weir_sdk::RawBatch;
+
+use super::cdc::{CdcSource, Phase, Txn, AHEAD, CHANGES};
+use super::pg_replication::{format_lsn, parse_lsn};
+use super::pg_stream::{Frame, Stream};
+use super::pgoutput::{self, Message, Relation, Value};
+
+impl CdcSource {
+    /// Decodes the slot's changes after `decoded_to` up to `until` into `pending`.
+    pub(super) fn peek(&mut self, until: u64) -> Result<()> {
+        // Read to `until` whole: a partial read could not tell that nothing is left. (The
+        // slot is not streaming yet: a streaming slot is held by its connection.)
+        let rows = self.runtime.block_on(self.client.query(
+            "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, NULL, \
+             'proto_version', '1', 'publication_names', $3)",
+            &[&self.slot, &format_lsn(until), &self.publication],
+        ));
+        let rows = rows.map_err(|e| {
+            self.slot_error(&e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+        })?;
+        self.open = None; // a peek starts at a transaction's beginning
+        let mut found = false;
+        for row in &rows {
+            let (at, data): (String, &[u8]) = (row.get(0), row.get(1));
+            found |= self.absorb(parse_lsn(&at)?, data, Some(until))?;
+        }
+        self.caught_up = !found;
+        Ok(())
+    }
+
+    /// Takes one message at `lsn` into the transaction it belongs to; a commit moves the
+    /// transaction (if it ends after what was decoded, and not after `until`) to `pending`.
+    fn absorb(&mut self, lsn: u64, data: &[u8], until: Option<u64>) -> Result<bool> {
+        match pgoutput::decode(data).with_context(|| format!("decoding the change at {}", format_lsn(lsn)))? {
+            Message::Begin { commit_us, .. } => self.open = Some((commit_us / 1000, Vec::new())),
+            Message::Relation(r) => {
+                self.relations.insert(r.id, r);
+            }
+            Message::Change { relation, op, row } if relation == self.table.oid => {
+                let Some((commit_ms, records)) = self.open.as_mut() else { bail!("a change outside a transaction") };
+                let rel = self.relations.get(&relation).context("a change before its table's description")?;
+                let catching_up = matches!(self.phase, Phase::CatchUp { .. });
+                if !catching_up || below(rel, self.table.key.as_deref(), &row, self.next_key) {
+                    let mut payload = Vec::with_capacity(128);
+                    pgoutput::row_json(&mut payload, op, *commit_ms, &rel.columns, &row);
+                    records.push((lsn as i64, payload));
+                }
+            }
+            Message::Commit { end_lsn } => {
+                let (_, records) = self.open.take().context("a commit without its begin")?;
+                if end_lsn > self.decoded_to && until.is_none_or(|u| end_lsn <= u) {
+                    self.pending_records += records.len();
+                    self.pending.push_back(Txn { end_lsn, records });
+                    self.decoded_to = end_lsn;
+                    return Ok(true);
+                }
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// Streams changes into `pending` until it holds `max` records or the stream is quiet.
+    pub(super) fn stream(&mut self, max: usize) -> Result<()> {
+        if self.stream.is_none() {
+            let stream = Stream::start(&self.url, &self.slot, &self.publication, self.lsn)
+                .map_err(|e| self.slot_error(&format!("{e:#}")))?;
+            self.stream = Some(stream);
+            self.open = None;
+        }
+        let mut found = false;
+        while self.pending_records < max.max(AHEAD) {
+            let frame =
+                self.stream.as_mut().expect("started").next().map_err(|e| self.slot_error(&format!("{e:#}")))?;
+            match frame {
+                Frame::Data { lsn, data } => found |= self.absorb(lsn, &data, None)?,
+                Frame::Quiet => break,
+            }
+            if found && self.pending_records >= max {
+                break;
+            }
+        }
+        self.caught_up = !found;
+        Ok(())
+    }
+
+    /// An error reading the slot, told as a lost slot where it is one.
+    pub(super) fn slot_error(&self, text: &str) -> anyhow::Error {
+        if text.contains("does not exist") {
+            anyhow::anyhow!(self.lost("is gone"))
+        } else if text.contains("can no longer get changes") || text.contains("invalidated") {
+            anyhow::anyhow!(self.lost("was invalidated: it fell behind max_slot_wal_keep_size"))
+        } else {
+            anyhow::anyhow!("reading changes from slot {}: {text}", self.slot)
+        }
+    }
+
+    /// Whole transactions from `pending`, at least one, until `max` records.
+    pub(super) fn take(&mut self, max: usize, batch: &mut RawBatch) {
+        while let Some(txn) = self.pending.front() {
+            if !batch.is_empty() && batch.len() + txn.records.len() > max {
+                break;
+            }
+            let txn = self.pending.pop_front().expect("front");
+            self.pending_records -= txn.records.len();
+            for (offset, payload) in &txn.records {
+                batch.push(payload, b"", -1, CHANGES, *offset);
+            }
+            self.lsn = txn.end_lsn;
+        }
+    }
+}
+
+/// Whether a change's row has a key below `next_key`: one the old snapshot already held.
+fn below(rel: &Relation, key: Option<&str>, row: &[Value], next_key: i64) -> bool {
+    let at = rel.columns.iter().position(|c| Some(c.name.as_str()) == key);
+    match at.and_then(|i| row.get(i)) {
+        Some(Value::Text(t)) => {
+            std::str::from_utf8(t).ok().and_then(|s| s.parse::<i64>().ok()).is_some_and(|k| k < next_key)
+        }
+        _ => false,
+    }
+}
