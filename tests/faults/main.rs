@@ -15,6 +15,7 @@ pub(crate) use weir_tests::group::{self, truth, Truth};
 pub(crate) use weir_tests::services::{repo_root, Broker, Postgres};
 pub(crate) use weir_tests::{guests, kills, plugin_dir, runtime, weir_bin, Reaped};
 
+mod api;
 mod cdc;
 mod group_hosts;
 mod ingest;

@@ -11,6 +11,7 @@ pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 }
 
+pub mod api;
 pub mod faults;
 pub mod fuzz;
 pub mod group;

@@ -53,6 +53,11 @@ fn source(config: &PipelineConfig, base: &Path) -> Result<String> {
             let (slot, publication) = config.cdc_names().expect("a postgres source");
             crate::source::CdcSource::check(url, table, &slot, &publication, *snapshot)?
         }
+        SourceConfig::Api { url, records, next, interval, .. } => format!(
+            "the JSON API at {url}: records {}, next page by {next:?}, asked again every {interval:?} once caught up; \
+             kept in weir_inbox in the sink",
+            if records.is_empty() { "the page's array".to_string() } else { format!("in {records:?}") }
+        ),
         SourceConfig::Http { max_waiting } => format!(
             "HTTP ingest: POST /ingest/{} on the admin port, kept in weir_inbox in the sink; 429 beyond \
              {max_waiting} waiting records",

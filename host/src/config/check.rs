@@ -62,6 +62,14 @@ impl PipelineConfig {
                 }
             }
         }
+        if let SourceConfig::Api { url, max_waiting, .. } = &self.source {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("source.url {url:?}: use http(s)://HOST/PATH");
+            }
+            if *max_waiting <= 0 {
+                bail!("source.max_waiting must be positive: how many records may wait unread before the poller waits");
+            }
+        }
         if let SourceConfig::Http { max_waiting: ..=0 } = &self.source {
             bail!("source.max_waiting must be positive: how many records may wait unread before requests get 429");
         }
@@ -204,7 +212,7 @@ table = "t"
             }
             SourceConfig::Files { max_record_bytes, .. } => assert!(*max_record_bytes > 0, "{text}"),
             SourceConfig::Http { max_waiting } => assert!(*max_waiting > 0, "{text}"),
-            SourceConfig::Kafka { .. } | SourceConfig::Postgres { .. } => {}
+            SourceConfig::Kafka { .. } | SourceConfig::Postgres { .. } | SourceConfig::Api { .. } => {}
         }
     }
 

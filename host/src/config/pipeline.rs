@@ -194,6 +194,33 @@ pub enum SourceConfig {
         #[serde(default = "default_poll_interval", with = "serde_duration")]
         interval: Duration,
     },
+    /// A JSON API polled page by page; the pages' records wait in an inbox table in the
+    /// sink's database, with the API's cursor, until read.
+    Api {
+        /// The first page's URL; later pages add the cursor as `cursor_param`, or follow a
+        /// `next` that is a URL. `${VAR}` takes secrets from the environment.
+        url: String,
+        /// Where a page keeps its records: a key of the page's object, or `""` (default)
+        /// when the page is the array itself.
+        #[serde(default)]
+        records: String,
+        /// The page's key holding the next page's cursor or URL (default `next`); a page
+        /// without one is the last for now. A `Link: <…>; rel="next"` header is followed too.
+        #[serde(default = "default_next")]
+        next: String,
+        /// The query parameter that carries a cursor (default `cursor`).
+        #[serde(default = "default_cursor_param")]
+        cursor_param: String,
+        /// Request headers, e.g. `{ Authorization = "Bearer ${API_TOKEN}" }`.
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        /// How long to wait before asking the last page again once caught up (default 5s).
+        #[serde(default = "default_api_interval", with = "serde_duration")]
+        interval: Duration,
+        /// How many records may wait unread before the poller waits too (default 100000).
+        #[serde(default = "default_max_waiting")]
+        max_waiting: i64,
+    },
     /// The built-in synthetic trip producer.
     Producer {
         /// How many events, or endless if absent.
@@ -242,6 +269,15 @@ pub enum PostgresMode {
     Poll,
 }
 
+fn default_next() -> String {
+    "next".into()
+}
+fn default_cursor_param() -> String {
+    "cursor".into()
+}
+fn default_api_interval() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_poll_lag() -> Duration {
     Duration::from_secs(5)
 }

@@ -43,6 +43,18 @@ pub(super) fn open_source(config: &PipelineConfig, base: &Path, pipeline: &Pipel
             let (slot, publication) = config.cdc_names().expect("a postgres source");
             Box::new(CdcSource::open(url, table, &slot, &publication, *snapshot)?)
         }
+        SourceConfig::Api { url, records, next, cursor_param, headers, interval, max_waiting } => {
+            let options = crate::source::ApiOptions {
+                url: url.clone(),
+                records: records.clone(),
+                next: next.clone(),
+                cursor_param: cursor_param.clone(),
+                headers: headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                interval: *interval,
+                max_waiting: *max_waiting,
+            };
+            Box::new(InboxSource::polling(&config.sink.url, base, &config.name, options)?)
+        }
         SourceConfig::Http { .. } => Box::new(InboxSource::open(&config.sink.url, base, &config.name)?),
         SourceConfig::Kafka { brokers, topic, group, options } => {
             let group = group.clone().unwrap_or_else(|| format!("weir-{}", config.name));

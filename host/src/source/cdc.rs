@@ -46,10 +46,13 @@ pub(super) enum Phase {
     Changes,
 }
 
+/// Records of one transaction: each change's LSN and its row as JSON.
+pub(super) type Records = Vec<(i64, Vec<u8>)>;
+
 /// One transaction's records for this table, decoded.
 pub(super) struct Txn {
     pub(super) end_lsn: u64,
-    pub(super) records: Vec<(i64, Vec<u8>)>,
+    pub(super) records: Records,
 }
 
 /// The source.
@@ -78,7 +81,7 @@ pub struct CdcSource {
     /// Records in `pending`.
     pub(super) pending_records: usize,
     /// The transaction being decoded: its commit time and records so far.
-    pub(super) open: Option<(i64, Vec<(i64, Vec<u8>)>)>,
+    pub(super) open: Option<(i64, Records)>,
     /// The slot's changes, streamed once the snapshot is read.
     pub(super) stream: Option<Stream>,
 }

@@ -205,7 +205,7 @@ impl CdcSource {
             }
             let slot_state = match self::slot(&client, slot).await? {
                 None => "to be created".to_string(),
-                Some(s) if s.lost => format!("invalidated (its WAL is gone): drop it, or name another"),
+                Some(s) if s.lost => "invalidated (its WAL is gone): drop it, or name another".to_string(),
                 Some(s) => format!("confirmed at {}", format_lsn(s.confirmed)),
             };
             Ok(format!(

@@ -13,7 +13,7 @@ use rusqlite::{params, OptionalExtension};
 use sha2::{Digest, Sha256};
 use weir_sdk::RawBatch;
 
-use super::Source;
+use super::{Rejected, Source};
 
 /// What became of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +28,10 @@ pub enum Stored {
     Busy { waiting: i64 },
 }
 
+/// A record of the inbox: its id, its bytes, and why it was refused if it is a page the
+/// API poller could not read.
+pub type InboxRecord = (i64, Vec<u8>, Option<String>);
+
 /// The inbox tables of one database.
 pub trait Inbox: Send {
     /// Stores `records` (with `key`, if given) unless more than `max_waiting` would wait.
@@ -39,8 +43,22 @@ pub trait Inbox: Send {
         records: &[Vec<u8>],
         max_waiting: i64,
     ) -> Result<Stored>;
-    /// Up to `max` records from offset `from` on, oldest first.
-    fn read(&mut self, pipeline: &str, from: i64, max: usize) -> Result<Vec<(i64, Vec<u8>)>>;
+    /// Up to `max` records from offset `from` on, oldest first, each with the reason it was
+    /// refused if it is a page the API poller could not read.
+    fn read(&mut self, pipeline: &str, from: i64, max: usize) -> Result<Vec<InboxRecord>>;
+    /// Stores a polled page's records (or the page itself, refused with a reason) and the
+    /// poller's `state` after it, in one transaction.
+    fn store_page(
+        &mut self,
+        pipeline: &str,
+        records: &[Vec<u8>],
+        refused: Option<(&[u8], &str)>,
+        state: &str,
+    ) -> Result<()>;
+    /// The poller's state as last stored.
+    fn page_state(&mut self, pipeline: &str) -> Result<Option<String>>;
+    /// Records waiting unread.
+    fn waiting(&mut self, pipeline: &str) -> Result<i64>;
     /// Deletes the records before offset `before`.
     fn forget(&mut self, pipeline: &str, before: i64) -> Result<()>;
 }
@@ -58,9 +76,16 @@ pub fn open(url: &str, base: &std::path::Path) -> Result<Box<dyn Inbox>> {
                body BLOB NOT NULL, received_ms INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS weir_inbox_by_pipeline ON weir_inbox (pipeline, id);
              CREATE TABLE IF NOT EXISTS weir_ingest_keys (pipeline TEXT NOT NULL, key TEXT NOT NULL, digest TEXT NOT NULL, \
-               first_id INTEGER NOT NULL, records INTEGER NOT NULL, received_ms INTEGER NOT NULL, PRIMARY KEY (pipeline, key));",
+               first_id INTEGER NOT NULL, records INTEGER NOT NULL, received_ms INTEGER NOT NULL, PRIMARY KEY (pipeline, key));
+             CREATE TABLE IF NOT EXISTS weir_api_state (pipeline TEXT PRIMARY KEY, state TEXT NOT NULL);",
         )
         .context("creating the inbox tables")?;
+        // Refused pages (the API poller's) carry their reason; inboxes made before lack it.
+        let has_reason: bool =
+            conn.prepare("SELECT 1 FROM pragma_table_info('weir_inbox') WHERE name = 'reason'")?.exists([])?;
+        if !has_reason {
+            conn.execute_batch("ALTER TABLE weir_inbox ADD COLUMN reason TEXT")?;
+        }
         return Ok(Box::new(SqliteInbox(conn)));
     }
     Ok(Box::new(super::inbox_postgres::PostgresInbox::open(url)?))
@@ -130,12 +155,48 @@ impl Inbox for SqliteInbox {
         Ok(Stored::Accepted { first, records: records.len() })
     }
 
-    fn read(&mut self, pipeline: &str, from: i64, max: usize) -> Result<Vec<(i64, Vec<u8>)>> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT id, body FROM weir_inbox WHERE pipeline = ? AND id >= ? ORDER BY id LIMIT ?")?;
-        let rows = stmt.query_map(params![pipeline, from, max as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    fn read(&mut self, pipeline: &str, from: i64, max: usize) -> Result<Vec<InboxRecord>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, body, reason FROM weir_inbox WHERE pipeline = ? AND id >= ? ORDER BY id LIMIT ?",
+        )?;
+        let rows = stmt.query_map(params![pipeline, from, max as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn store_page(
+        &mut self,
+        pipeline: &str,
+        records: &[Vec<u8>],
+        refused: Option<(&[u8], &str)>,
+        state: &str,
+    ) -> Result<()> {
+        let tx = self.0.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = crate::pipeline::now_ms();
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO weir_inbox (pipeline, body, received_ms, reason) VALUES (?, ?, ?, ?)")?;
+            for record in records {
+                insert.execute(params![pipeline, record, now, None::<String>])?;
+            }
+            if let Some((page, reason)) = refused {
+                insert.execute(params![pipeline, page, now, reason])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO weir_api_state (pipeline, state) VALUES (?, ?) \
+             ON CONFLICT (pipeline) DO UPDATE SET state = excluded.state",
+            params![pipeline, state],
+        )?;
+        tx.commit().context("committing a polled page")
+    }
+
+    fn page_state(&mut self, pipeline: &str) -> Result<Option<String>> {
+        let state = self.0.query_row("SELECT state FROM weir_api_state WHERE pipeline = ?", [pipeline], |r| r.get(0));
+        Ok(state.optional()?)
+    }
+
+    fn waiting(&mut self, pipeline: &str) -> Result<i64> {
+        Ok(self.0.query_row(WAITING, [pipeline], |r| r.get(0))?)
     }
 
     fn forget(&mut self, pipeline: &str, before: i64) -> Result<()> {
@@ -151,22 +212,58 @@ pub struct InboxSource {
     /// The next offset (id) to read.
     next: i64,
     forgotten: i64,
+    /// Pages the API poller refused, read and not yet taken.
+    refused: Vec<Rejected>,
+    /// With `kind = "api"`: the thread that fills the inbox, and what it polls.
+    poller: Option<(super::api::Poller, String)>,
 }
 
 impl InboxSource {
     /// The inbox of `pipeline` in the database of `url`.
     pub fn open(url: &str, base: &std::path::Path, pipeline: &str) -> Result<Self> {
-        Ok(InboxSource { inbox: open(url, base)?, pipeline: pipeline.to_string(), next: 0, forgotten: 0 })
+        Ok(InboxSource {
+            inbox: open(url, base)?,
+            pipeline: pipeline.to_string(),
+            next: 0,
+            forgotten: 0,
+            refused: Vec::new(),
+            poller: None,
+        })
+    }
+
+    /// The inbox of `pipeline`, filled by a thread polling the API of `options`
+    /// (`api.rs`) over a connection of its own.
+    pub fn polling(url: &str, base: &std::path::Path, pipeline: &str, options: super::api::ApiOptions) -> Result<Self> {
+        let mut source = Self::open(url, base, pipeline)?;
+        let inbox = open(url, base)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let trouble = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let (name, api) = (pipeline.to_string(), options.url.clone());
+        let thread = {
+            let (stop, trouble) = (stop.clone(), trouble.clone());
+            std::thread::Builder::new()
+                .name("weir-api-poller".into())
+                .spawn(move || super::api::poll_forever(inbox, &name, &options, &stop, &trouble))?
+        };
+        source.poller = Some((super::api::Poller { stop, trouble, thread: Some(thread) }, api));
+        Ok(source)
     }
 }
 
 impl Source for InboxSource {
     fn describe(&self) -> String {
-        format!("http ingest inbox of {}", self.pipeline)
+        match &self.poller {
+            Some((_, url)) => format!("api {url} through the inbox of {}", self.pipeline),
+            None => format!("http ingest inbox of {}", self.pipeline),
+        }
     }
 
     fn label(&self, _partition: i32) -> String {
-        "http ingest".into()
+        if self.poller.is_some() { "api pages" } else { "http ingest" }.into()
+    }
+
+    fn trouble(&mut self) -> Option<String> {
+        self.poller.as_ref().and_then(|(p, _)| p.trouble.lock().expect("trouble lock").clone())
     }
 
     fn partitions(&self) -> Vec<i32> {
@@ -190,11 +287,18 @@ impl Source for InboxSource {
 
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
         let mut batch = RawBatch::default();
-        for (id, body) in self.inbox.read(&self.pipeline, self.next, max)? {
-            batch.push(&body, b"", -1, 0, id);
+        for (id, body, reason) in self.inbox.read(&self.pipeline, self.next, max)? {
+            match reason {
+                None => batch.push(&body, b"", -1, 0, id),
+                Some(reason) => self.refused.push(Rejected { partition: 0, offset: id, raw: body, reason }),
+            }
             self.next = id + 1;
         }
         Ok(Some(batch))
+    }
+
+    fn rejected(&mut self) -> Vec<Rejected> {
+        std::mem::take(&mut self.refused)
     }
 
     fn committed(&mut self, positions: &[(i32, i64)]) {

@@ -10,7 +10,9 @@ CREATE TABLE IF NOT EXISTS weir_inbox (id bigserial PRIMARY KEY, pipeline text N
   received_ms bigint NOT NULL);
 CREATE INDEX IF NOT EXISTS weir_inbox_by_pipeline ON weir_inbox (pipeline, id);
 CREATE TABLE IF NOT EXISTS weir_ingest_keys (pipeline text NOT NULL, key text NOT NULL, digest text NOT NULL,
-  first_id bigint NOT NULL, records bigint NOT NULL, received_ms bigint NOT NULL, PRIMARY KEY (pipeline, key));";
+  first_id bigint NOT NULL, records bigint NOT NULL, received_ms bigint NOT NULL, PRIMARY KEY (pipeline, key));
+ALTER TABLE weir_inbox ADD COLUMN IF NOT EXISTS reason text;
+CREATE TABLE IF NOT EXISTS weir_api_state (pipeline text PRIMARY KEY, state text NOT NULL);";
 
 /// The inbox over one connection of its own.
 pub(super) struct PostgresInbox {
@@ -103,13 +105,61 @@ impl Inbox for PostgresInbox {
         })
     }
 
-    fn read(&mut self, pipeline: &str, from: i64, max: usize) -> Result<Vec<(i64, Vec<u8>)>> {
+    fn read(&mut self, pipeline: &str, from: i64, max: usize) -> Result<Vec<super::inbox::InboxRecord>> {
         let (runtime, client) = self.session()?;
         let rows = runtime.block_on(client.query(
-            "SELECT id, body FROM weir_inbox WHERE pipeline = $1 AND id >= $2 ORDER BY id LIMIT $3",
+            "SELECT id, body, reason FROM weir_inbox WHERE pipeline = $1 AND id >= $2 ORDER BY id LIMIT $3",
             &[&pipeline, &from, &(max as i64)],
         ))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    fn store_page(
+        &mut self,
+        pipeline: &str,
+        records: &[Vec<u8>],
+        refused: Option<(&[u8], &str)>,
+        state: &str,
+    ) -> Result<()> {
+        let (runtime, client) = self.session()?;
+        runtime.block_on(async {
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("weir-inbox:{pipeline}")]).await?;
+            let now = crate::pipeline::now_ms();
+            let bodies: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            tx.execute(
+                "INSERT INTO weir_inbox (pipeline, body, received_ms) SELECT $1, b, $3 FROM unnest($2::bytea[]) \
+                 WITH ORDINALITY AS r(b, n) ORDER BY n",
+                &[&pipeline, &bodies, &now],
+            )
+            .await?;
+            if let Some((page, reason)) = refused {
+                tx.execute(
+                    "INSERT INTO weir_inbox (pipeline, body, received_ms, reason) VALUES ($1, $2, $3, $4)",
+                    &[&pipeline, &page, &now, &reason],
+                )
+                .await?;
+            }
+            tx.execute(
+                "INSERT INTO weir_api_state (pipeline, state) VALUES ($1, $2) \
+                 ON CONFLICT (pipeline) DO UPDATE SET state = EXCLUDED.state",
+                &[&pipeline, &state],
+            )
+            .await?;
+            tx.commit().await.context("committing a polled page")
+        })
+    }
+
+    fn page_state(&mut self, pipeline: &str) -> Result<Option<String>> {
+        let (runtime, client) = self.session()?;
+        let row =
+            runtime.block_on(client.query_opt("SELECT state FROM weir_api_state WHERE pipeline = $1", &[&pipeline]))?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn waiting(&mut self, pipeline: &str) -> Result<i64> {
+        let (runtime, client) = self.session()?;
+        Ok(runtime.block_on(client.query_one(super::inbox::WAITING, &[&pipeline]))?.get(0))
     }
 
     fn forget(&mut self, pipeline: &str, before: i64) -> Result<()> {

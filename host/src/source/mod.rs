@@ -1,6 +1,7 @@
 //! Sources of raw records. Each record carries its partition and offset; a source can
 //! be positioned at any committed offset, which is how a restart resumes exactly.
 
+mod api;
 mod cdc;
 mod cdc_changes;
 mod cdc_setup;
@@ -20,6 +21,7 @@ mod pgoutput;
 mod producer;
 mod records;
 
+pub use api::ApiOptions;
 pub use cdc::CdcSource;
 pub use files::{FileOptions, FileSource};
 pub use inbox::{open as open_inbox, Inbox, InboxSource, Stored};

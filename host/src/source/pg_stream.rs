@@ -43,7 +43,7 @@ impl Stream {
         let sql = format!(
             "START_REPLICATION SLOT \"{slot}\" LOGICAL {} (\"proto_version\" '1', \"publication_names\" '\"{}\"')",
             format_lsn(from),
-            publication.replace('"', "").replace('\'', "")
+            publication.replace(['"', '\''], "")
         );
         frontend::query(&sql, &mut out)?;
         conn.send(&out)?;
@@ -61,7 +61,7 @@ impl Stream {
     /// The next message, waiting at most about 20 ms.
     pub(super) fn next(&mut self) -> Result<Frame> {
         if self.last_status.elapsed() >= STATUS_EVERY {
-            self.status(false)?;
+            self.status()?;
         }
         loop {
             let Some((tag, mut body)) = read_frame(&mut self.conn, true)? else { return Ok(Frame::Quiet) };
@@ -73,11 +73,7 @@ impl Stream {
                     return Ok(Frame::Data { lsn, data: body.to_vec() });
                 }
                 // A keepalive; answered at once when the server asks.
-                b'd' if body.first() == Some(&b'k') && body.len() >= 18 => {
-                    if body[17] == 1 {
-                        self.status(false)?;
-                    }
-                }
+                b'd' if body.first() == Some(&b'k') && body.len() >= 18 && body[17] == 1 => self.status()?,
                 b'E' => bail!("{}", error_message(&body)),
                 b'c' => bail!("the server ended the replication stream"),
                 _ => {}
@@ -88,10 +84,10 @@ impl Stream {
     /// Confirms every change up to `lsn`: the server may forget the WAL before it.
     pub(super) fn confirm(&mut self, lsn: u64) -> Result<()> {
         self.confirmed = self.confirmed.max(lsn);
-        self.status(false)
+        self.status()
     }
 
-    fn status(&mut self, reply: bool) -> Result<()> {
+    fn status(&mut self) -> Result<()> {
         let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
         let mut body = BytesMut::with_capacity(34);
         body.put_u8(b'r');
@@ -99,7 +95,7 @@ impl Stream {
             body.put_u64(self.confirmed); // written, flushed, applied
         }
         body.put_i64(micros - 946_684_800_000_000);
-        body.put_u8(u8::from(reply));
+        body.put_u8(0); // no reply asked
         let mut out = BytesMut::with_capacity(39);
         out.put_u8(b'd');
         out.put_i32(body.len() as i32 + 4);
