@@ -25,10 +25,15 @@ fn insert_trips(pg: &Postgres, from: i64, n: i64) {
 
 /// The example with the app's database and the sink filled in, in `dir`.
 fn cdc_pipeline(dir: &std::path::Path, pg: &Postgres, name: &str) -> std::path::PathBuf {
+    cdc_pipeline_into(dir, pg, pg, name)
+}
+
+/// [`cdc_pipeline`], its sink on the server `sink`.
+fn cdc_pipeline_into(dir: &std::path::Path, pg: &Postgres, sink: &Postgres, name: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo_root().join("examples/rides/pipeline-cdc.toml"))
         .unwrap()
         .replace("${APP_DATABASE_URL}", &pg.url("app"))
-        .replace("${DATABASE_URL}", &pg.url("weir"))
+        .replace("${DATABASE_URL}", &sink.url("weir"))
         .replace("name = \"rides-cdc\"", &format!("name = \"{name}\""));
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -136,6 +141,49 @@ fn the_rides_cdc_example_counts_the_rows_already_there_and_every_insert_during_t
         .unwrap()
         .get(0);
     assert_eq!(confirmed, committed, "the slot is confirmed to the last checkpoint");
+}
+
+/// The app's server stopped mid-run (a fast shutdown, which waits for weir to confirm what
+/// it was sent) and started again: the host says why it cannot read, waits, and ends exact.
+#[test]
+fn a_source_database_restart_is_waited_out_and_nothing_is_lost() {
+    let (pg, sink) = (Postgres::start(), Postgres::start());
+    app(&pg);
+    insert_trips(&pg, 1, 2000);
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = cdc_pipeline_into(dir.path(), &pg, &sink, "rides-cdc");
+    let addr = free_addr();
+    let mut host = weir_host(&pipeline, &addr, &["--until-idle", "4s"], Stdio::piped());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while snapshot_offset(&sink, "rides-cdc") != Some(1 << 62) {
+        assert!(host.try_wait().unwrap().is_none(), "the host exited during the snapshot");
+        assert!(std::time::Instant::now() < deadline, "the snapshot was not committed within 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for i in 0..5 {
+        insert_trips(&pg, 2001 + i * 100, 100);
+    }
+    if std::panic::catch_unwind(|| pg.stop()).is_err() {
+        let _ = host.kill();
+        panic!("the server did not stop: {}\n\nweir: {}", pg.log(), host.0.wait_with_output_or_kill().1);
+    }
+    // Unready while the server is down, and still running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while weir_tests::http_get(&addr, "/readyz").0 != 503 {
+        assert!(host.try_wait().unwrap().is_none(), "the host gave up on the stopped server");
+        assert!(std::time::Instant::now() < deadline, "/readyz never said the server was gone");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    pg.restart();
+    for i in 5..10 {
+        insert_trips(&pg, 2001 + i * 100, 100);
+    }
+    let out = host.0.wait_with_output_or_kill();
+    assert!(out.0, "the run failed: {}", out.1);
+    let (truth, counted) = (truth(&pg), counted(&sink));
+    assert_eq!(truth.iter().map(|t| t.2).sum::<i64>(), 2970);
+    assert_eq!(counted.iter().map(|t| t.2).sum::<i64>(), 2970, "every trip once across the restart");
+    assert_eq!(counted.len(), truth.len());
 }
 
 #[test]

@@ -148,6 +148,11 @@ impl Postgres {
         assert!(out.status.success(), "pg_ctl stop -m immediate failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
     /// Starts it again after [`stop`](Self::stop) or [`kill`](Self::kill).
     pub fn restart(&self) {
         self.start_server();

@@ -210,9 +210,16 @@ fn link_next(link: &str) -> Option<String> {
     })
 }
 
-/// `Retry-After` in seconds (an HTTP date is taken as a second, at most a minute off).
+/// `Retry-After`: seconds, or an HTTP date; at most an hour.
 fn retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(3600)))
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            httpdate::parse_http_date(value).ok()?.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+        }
+    };
+    Some(wait.min(Duration::from_secs(3600)))
 }
 
 fn encode(text: &str) -> String {
@@ -287,6 +294,9 @@ mod tests {
         assert_eq!(link_next(link).as_deref(), Some("https://api.example.com/x?page=2"));
         assert_eq!(link_next(r#"<https://a/x?page=9>; rel="last""#), None);
         assert_eq!(retry_after(" 3 "), Some(Duration::from_secs(3)));
-        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a date passed");
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        assert!(retry_after(&soon).is_some_and(|d| d > Duration::from_secs(27) && d <= Duration::from_secs(30)));
+        assert_eq!(retry_after("soon"), None);
     }
 }

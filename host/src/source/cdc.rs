@@ -14,6 +14,7 @@
 //! the changes after it: never both, never neither. See docs/DECISIONS.md.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use tokio_postgres::Client;
@@ -22,16 +23,31 @@ use weir_sdk::RawBatch;
 use super::cdc_setup::{self, Snapshot, Table};
 use super::pg_replication::{format_lsn, Replication};
 use super::pg_stream::Stream;
-use super::pgoutput::{self, Op, Relation, Value};
+use super::pgoutput::Relation;
 use super::Source;
 
 /// The snapshot partition's offset once the snapshot is read: 2^62, far above any serial
 /// key, and far enough below `i64::MAX` that sums of offsets do not overflow.
-const DONE: i64 = 1 << 62;
+pub(super) const DONE: i64 = 1 << 62;
 pub(super) const CHANGES: i32 = 0;
-const SNAPSHOT: i32 = 1;
+pub(super) const SNAPSHOT: i32 = 1;
 /// Records decoded ahead of the pipeline, at most (beyond one batch).
 pub(super) const AHEAD: usize = 5_000;
+
+/// The first wait before reading again after the source database failed; it doubles to 5 s.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// An error that trying again cannot mend: the slot is gone, moved on, or not weir's.
+#[derive(Debug)]
+pub(super) struct Permanent(pub(super) String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
 
 /// Where the source reads now.
 pub(super) enum Phase {
@@ -84,6 +100,11 @@ pub struct CdcSource {
     pub(super) open: Option<(i64, Records)>,
     /// The slot's changes, streamed once the snapshot is read.
     pub(super) stream: Option<Stream>,
+    /// Why the source database cannot be read now, while it cannot.
+    pub(super) trouble: Option<String>,
+    /// When to try again after a failure, and the wait after the next one.
+    pub(super) retry_at: Option<Instant>,
+    pub(super) backoff: Duration,
 }
 
 impl CdcSource {
@@ -126,19 +147,32 @@ impl CdcSource {
             pending_records: 0,
             open: None,
             stream: None,
+            trouble: None,
+            retry_at: None,
+            backoff: FIRST_BACKOFF,
         })
     }
 
     /// Finds or creates the slot, and picks up where the checkpoint left off.
-    fn start(&mut self) -> Result<()> {
+    pub(super) fn start(&mut self) -> Result<()> {
+        if self.client.is_closed() {
+            self.client = self.runtime.block_on(async {
+                let client =
+                    crate::sink::connect_postgres(&self.url).await.context("connecting to the source database")?;
+                client.batch_execute(cdc_setup::SESSION).await?;
+                Ok::<_, anyhow::Error>(client)
+            })?;
+        }
         let state = self.runtime.block_on(cdc_setup::slot(&self.client, &self.slot))?;
         match state {
-            Some(s) if s.lost => bail!(self.lost("was invalidated: it fell behind max_slot_wal_keep_size")),
-            None if self.restored => bail!(self.lost("is gone")),
-            Some(s) if self.restored && s.confirmed > self.lsn => bail!(self.lost(&format!(
-                "was moved on to {} by someone else, past this pipeline's checkpoint",
-                format_lsn(s.confirmed)
-            ))),
+            Some(s) if s.lost => return Err(self.lost("was invalidated: it fell behind max_slot_wal_keep_size")),
+            None if self.restored => return Err(self.lost("is gone")),
+            Some(s) if self.restored && s.confirmed > self.lsn => {
+                return Err(self.lost(&format!(
+                    "was moved on to {} by someone else, past this pipeline's checkpoint",
+                    format_lsn(s.confirmed)
+                )))
+            }
             Some(s) => {
                 self.confirmed = s.confirmed;
                 if !self.restored {
@@ -191,8 +225,8 @@ impl CdcSource {
         Ok(())
     }
 
-    pub(super) fn lost(&self, how: &str) -> String {
-        format!(
+    pub(super) fn lost(&self, how: &str) -> anyhow::Error {
+        anyhow::Error::new(Permanent(format!(
             "replication slot {slot} of source table {table} {how}. The changes after this pipeline's checkpoint \
              (LSN {lsn}) went with it, so it cannot go on exactly, and weir will not snapshot the table again by \
              itself: the rows would count twice. To start over from a new snapshot, drop the old slot if it is \
@@ -201,32 +235,7 @@ impl CdcSource {
             slot = self.slot,
             table = self.table.shown,
             lsn = format_lsn(self.lsn)
-        )
-    }
-
-    fn poll_snapshot(&mut self, max: usize, batch: &mut RawBatch) -> Result<()> {
-        let Phase::Snapshot(snapshot) = &self.phase else { return Ok(()) };
-        let rows = self.runtime.block_on(cdc_setup::fetch(snapshot, max))?;
-        let key_at = self.table.columns.iter().position(|c| Some(&c.name) == self.table.key.as_ref());
-        let key_at = key_at.context("the key column")?;
-        for row in &rows {
-            let values: Vec<Value> =
-                row.iter().map(|v| v.as_ref().map_or(Value::Null, |t| Value::Text(t.as_bytes()))).collect();
-            let key: i64 = row[key_at].as_deref().context("a null key")?.parse().context("the key")?;
-            if key >= DONE {
-                bail!("table {} has a key of {key}; a snapshot reads keys below 2^62", self.table.shown);
-            }
-            let mut payload = Vec::with_capacity(128);
-            pgoutput::row_json(&mut payload, Op::Snapshot, snapshot.taken_ms, &self.table.columns, &values);
-            batch.push(&payload, b"", -1, SNAPSHOT, key);
-            self.next_key = key.saturating_add(1);
-        }
-        if rows.len() < max {
-            eprintln!("read the snapshot of {}; reading its changes from {}", self.table.shown, format_lsn(self.lsn));
-            self.next_key = DONE;
-            self.phase = Phase::Changes;
-        }
-        Ok(())
+        )))
     }
 }
 
@@ -271,35 +280,33 @@ impl Source for CdcSource {
     }
 
     fn poll(&mut self, max: usize) -> Result<Option<RawBatch>> {
-        if matches!(self.phase, Phase::Start) {
-            self.start()?;
+        if self.retry_at.is_some_and(|at| Instant::now() < at) {
+            return Ok(Some(RawBatch::default()));
         }
-        let mut batch = RawBatch::default();
-        match &self.phase {
-            Phase::Start => unreachable!("started above"),
-            Phase::Snapshot(_) => self.poll_snapshot(max, &mut batch)?,
-            &Phase::CatchUp { until, .. } => {
-                if self.pending.is_empty() {
-                    self.peek(until)?;
-                }
-                self.take(max, &mut batch);
-                if self.pending.is_empty() && self.caught_up {
-                    // Every change up to the new snapshot is read for the old one's rows.
-                    let Phase::CatchUp { snapshot, .. } = std::mem::replace(&mut self.phase, Phase::Changes) else {
-                        unreachable!()
-                    };
-                    (self.lsn, self.decoded_to) = (until, until);
-                    self.phase = Phase::Snapshot(snapshot);
-                }
+        match self.read(max) {
+            Ok(batch) => {
+                (self.trouble, self.retry_at, self.backoff) = (None, None, FIRST_BACKOFF);
+                Ok(Some(batch))
             }
-            Phase::Changes => {
-                if self.pending_records < max {
-                    self.stream(max)?;
-                }
-                self.take(max, &mut batch);
+            Err(e) if e.downcast_ref::<Permanent>().is_some() => Err(e),
+            // The database restarting, a connection cut: start again from what was handed
+            // out (a snapshot cut short is finished from a new one), after a while.
+            Err(e) => {
+                let why = format!("the source database: {e:#}");
+                tracing::warn!(error = %why, "change capture will try again in {:?}", self.backoff);
+                self.trouble = Some(why);
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                (self.phase, self.stream, self.open, self.restored) = (Phase::Start, None, None, true);
+                self.pending.clear();
+                self.pending_records = 0;
+                Ok(Some(RawBatch::default()))
             }
         }
-        Ok(Some(batch))
+    }
+
+    fn trouble(&mut self) -> Option<String> {
+        self.trouble.clone()
     }
 
     fn committed(&mut self, positions: &[(i32, i64)]) {

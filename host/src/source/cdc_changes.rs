@@ -1,15 +1,75 @@
-//! The change stream of `cdc.rs`: whole transactions of the table, decoded from the slot
-//! (peeked over SQL while catching up, streamed after) into `pending`, and handed out.
+//! How `cdc.rs` reads, phase by phase: the snapshot's rows, and whole transactions of the
+//! table decoded from the slot (peeked over SQL while catching up, streamed after) into
+//! `pending` and handed out.
 
 use anyhow::{bail, Context, Result};
 use weir_sdk::RawBatch;
 
-use super::cdc::{CdcSource, Phase, Txn, AHEAD, CHANGES};
+use super::cdc::{CdcSource, Phase, Txn, AHEAD, CHANGES, DONE, SNAPSHOT};
+use super::cdc_setup;
 use super::pg_replication::{format_lsn, parse_lsn};
 use super::pg_stream::{Frame, Stream};
-use super::pgoutput::{self, Message, Relation, Value};
+use super::pgoutput::{self, Message, Op, Relation, Value};
 
 impl CdcSource {
+    /// One poll's records, starting (again) first if need be.
+    pub(super) fn read(&mut self, max: usize) -> Result<RawBatch> {
+        if matches!(self.phase, Phase::Start) {
+            self.start()?;
+        }
+        let mut batch = RawBatch::default();
+        match &self.phase {
+            Phase::Start => unreachable!("started above"),
+            Phase::Snapshot(_) => self.poll_snapshot(max, &mut batch)?,
+            &Phase::CatchUp { until, .. } => {
+                if self.pending.is_empty() {
+                    self.peek(until)?;
+                }
+                self.take(max, &mut batch);
+                if self.pending.is_empty() && self.caught_up {
+                    // Every change up to the new snapshot is read for the old one's rows.
+                    let Phase::CatchUp { snapshot, .. } = std::mem::replace(&mut self.phase, Phase::Changes) else {
+                        unreachable!()
+                    };
+                    (self.lsn, self.decoded_to) = (until, until);
+                    self.phase = Phase::Snapshot(snapshot);
+                }
+            }
+            Phase::Changes => {
+                if self.pending_records < max {
+                    self.stream(max)?;
+                }
+                self.take(max, &mut batch);
+            }
+        }
+        Ok(batch)
+    }
+
+    pub(super) fn poll_snapshot(&mut self, max: usize, batch: &mut RawBatch) -> Result<()> {
+        let Phase::Snapshot(snapshot) = &self.phase else { return Ok(()) };
+        let rows = self.runtime.block_on(cdc_setup::fetch(snapshot, max))?;
+        let key_at = self.table.columns.iter().position(|c| Some(&c.name) == self.table.key.as_ref());
+        let key_at = key_at.context("the key column")?;
+        for row in &rows {
+            let values: Vec<Value> =
+                row.iter().map(|v| v.as_ref().map_or(Value::Null, |t| Value::Text(t.as_bytes()))).collect();
+            let key: i64 = row[key_at].as_deref().context("a null key")?.parse().context("the key")?;
+            if key >= DONE {
+                bail!("table {} has a key of {key}; a snapshot reads keys below 2^62", self.table.shown);
+            }
+            let mut payload = Vec::with_capacity(128);
+            pgoutput::row_json(&mut payload, Op::Snapshot, snapshot.taken_ms, &self.table.columns, &values);
+            batch.push(&payload, b"", -1, SNAPSHOT, key);
+            self.next_key = key.saturating_add(1);
+        }
+        if rows.len() < max {
+            eprintln!("read the snapshot of {}; reading its changes from {}", self.table.shown, format_lsn(self.lsn));
+            self.next_key = DONE;
+            self.phase = Phase::Changes;
+        }
+        Ok(())
+    }
+
     /// Decodes the slot's changes after `decoded_to` up to `until` into `pending`.
     pub(super) fn peek(&mut self, until: u64) -> Result<()> {
         // Read to `until` whole: a partial read could not tell that nothing is left. (The
@@ -78,6 +138,19 @@ impl CdcSource {
                 self.stream.as_mut().expect("started").next().map_err(|e| self.slot_error(&format!("{e:#}")))?;
             match frame {
                 Frame::Data { lsn, data } => found |= self.absorb(lsn, &data, None)?,
+                // Every transaction ending before `end` was sent, and none is half read: the
+                // position moves on to it, and the slot is confirmed there after the next
+                // commit. Otherwise the slot would lag the server's WAL whenever other
+                // tables are written, and a server shutting down waits for its walsender
+                // until the slot is confirmed up to what was sent.
+                Frame::Keepalive { end } => {
+                    if self.open.is_none() && self.pending.is_empty() && end > self.decoded_to {
+                        (self.lsn, self.decoded_to) = (end, end);
+                    }
+                    // A server shutting down sends keepalives without pause: hand out what
+                    // is decoded rather than wait for a quiet moment.
+                    break;
+                }
                 Frame::Quiet => break,
             }
             if found && self.pending_records >= max {
@@ -91,9 +164,9 @@ impl CdcSource {
     /// An error reading the slot, told as a lost slot where it is one.
     pub(super) fn slot_error(&self, text: &str) -> anyhow::Error {
         if text.contains("does not exist") {
-            anyhow::anyhow!(self.lost("is gone"))
+            self.lost("is gone")
         } else if text.contains("can no longer get changes") || text.contains("invalidated") {
-            anyhow::anyhow!(self.lost("was invalidated: it fell behind max_slot_wal_keep_size"))
+            self.lost("was invalidated: it fell behind max_slot_wal_keep_size")
         } else {
             anyhow::anyhow!("reading changes from slot {}: {text}", self.slot)
         }

@@ -125,7 +125,9 @@ pub(super) async fn slot(client: &Client, name: &str) -> Result<Option<SlotState
     let Some(row) = row else { return Ok(None) };
     let (plugin, here): (Option<String>, Option<bool>) = (row.get(0), row.get(1));
     if plugin.as_deref() != Some("pgoutput") || here != Some(true) {
-        bail!("replication slot {name} is not a pgoutput slot of this database; name another with source.slot");
+        return Err(anyhow::Error::new(super::cdc::Permanent(format!(
+            "replication slot {name} is not a pgoutput slot of this database; name another with source.slot"
+        ))));
     }
     let confirmed: Option<String> = row.get(2);
     let lost = row.get::<_, String>(3) == "lost";

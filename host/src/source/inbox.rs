@@ -253,7 +253,10 @@ impl InboxSource {
 impl Source for InboxSource {
     fn describe(&self) -> String {
         match &self.poller {
-            Some((_, url)) => format!("api {url} through the inbox of {}", self.pipeline),
+            // Without the query: a URL's secrets, if any, stay out of the checkpoints.
+            Some((_, url)) => {
+                format!("api {} through the inbox of {}", url.split('?').next().unwrap_or(url), self.pipeline)
+            }
             None => format!("http ingest inbox of {}", self.pipeline),
         }
     }

@@ -46,8 +46,12 @@ pub struct PollSource {
     cursor: i64,
     key: i64,
     interval: Duration,
-    /// Caught up: not asked again before this.
+    /// Caught up, or failed: not asked again before this.
     quiet_until: Option<Instant>,
+    url: String,
+    /// Why the database cannot be read now, and the wait after the next failure.
+    trouble: Option<String>,
+    backoff: Duration,
 }
 
 impl PollSource {
@@ -110,6 +114,23 @@ impl PollSource {
             key: i64::MIN,
             interval,
             quiet_until: None,
+            url: url.to_string(),
+            trouble: None,
+            backoff: Duration::from_millis(100),
+        })
+    }
+}
+
+impl PollSource {
+    /// The next rows, on a new connection if the last one was lost.
+    fn rows(&mut self, limit: i64) -> Result<Vec<tokio_postgres::Row>> {
+        self.runtime.block_on(async {
+            if self.client.is_closed() {
+                self.client = crate::sink::connect_postgres(&self.url).await?;
+                self.client.batch_execute(cdc_setup::SESSION).await?;
+            }
+            let rows = self.client.query(&self.query, &[&self.cursor, &self.key, &limit]).await;
+            rows.with_context(|| format!("polling {}", self.table.shown))
         })
     }
 }
@@ -150,10 +171,19 @@ impl Source for PollSource {
             return Ok(Some(RawBatch::default()));
         }
         let limit = max.max(1) as i64;
-        let rows = self
-            .runtime
-            .block_on(self.client.query(&self.query, &[&self.cursor, &self.key, &limit]))
-            .with_context(|| format!("polling {}", self.table.shown))?;
+        let rows = match self.rows(limit) {
+            Ok(rows) => rows,
+            // Out of reach or restarting: said by /readyz, and asked again after a while.
+            Err(e) => {
+                let why = format!("the source database: {e:#}");
+                tracing::warn!(error = %why, "polling will try again in {:?}", self.backoff);
+                self.trouble = Some(why);
+                self.quiet_until = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                return Ok(Some(RawBatch::default()));
+            }
+        };
+        (self.trouble, self.backoff) = (None, Duration::from_millis(100));
         let mut batch = RawBatch::default();
         let poll_ms = crate::pipeline::now_ms();
         for row in &rows {
@@ -169,6 +199,10 @@ impl Source for PollSource {
         }
         self.quiet_until = (rows.len() < limit as usize).then(|| Instant::now() + self.interval);
         Ok(Some(batch))
+    }
+
+    fn trouble(&mut self) -> Option<String> {
+        self.trouble.clone()
     }
 
     fn active(&self) -> Option<Vec<i32>> {

@@ -19,6 +19,8 @@ use super::pg_replication::{format_lsn, Replication};
 pub(super) enum Frame {
     /// A `pgoutput` message at `lsn`.
     Data { lsn: u64, data: Vec<u8> },
+    /// A keepalive: the server has decoded (and sent what was published) up to `end`.
+    Keepalive { end: u64 },
     /// Nothing arrived within the wait.
     Quiet,
 }
@@ -73,7 +75,12 @@ impl Stream {
                     return Ok(Frame::Data { lsn, data: body.to_vec() });
                 }
                 // A keepalive; answered at once when the server asks.
-                b'd' if body.first() == Some(&b'k') && body.len() >= 18 && body[17] == 1 => self.status()?,
+                b'd' if body.first() == Some(&b'k') && body.len() >= 18 => {
+                    if body[17] == 1 {
+                        self.status()?;
+                    }
+                    return Ok(Frame::Keepalive { end: u64::from_be_bytes(body[1..9].try_into().expect("8 bytes")) });
+                }
                 b'E' => bail!("{}", error_message(&body)),
                 b'c' => bail!("the server ended the replication stream"),
                 _ => {}
