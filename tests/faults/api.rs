@@ -36,7 +36,8 @@ fn sigkills_of_an_api_polling_run_lose_and_repeat_no_record() {
     let log = dir.path().join("hosts.log");
     let spawn = || {
         let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        api_host(&pipeline, "3s", Stdio::from(err))
+        // Killed, never idle: a host that caught up with the API must not end the loop.
+        api_host(&pipeline, "10m", Stdio::from(err))
     };
     let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         kills::kill_loop(kills, 0xa91, Duration::from_millis(800), spawn, || faults::committed_sqlite(&db))

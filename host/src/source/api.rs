@@ -231,19 +231,17 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-/// The poller's thread, stopped when dropped.
+/// The poller's thread, told to stop when dropped. It is not waited for: a request to a
+/// slow API may take up to 30 s, and a page is stored in one transaction or not at all,
+/// so a run may end under it.
 pub(super) struct Poller {
     pub(super) stop: Arc<AtomicBool>,
     pub(super) trouble: Arc<Mutex<Option<String>>>,
-    pub(super) thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

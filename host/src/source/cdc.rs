@@ -85,6 +85,8 @@ pub struct CdcSource {
     /// Snapshot rows with a key below this have been handed out.
     pub(super) next_key: i64,
     pub(super) restored: bool,
+    /// `start` has finished once: from then on the positions are this source's own.
+    pub(super) started: bool,
     pub(super) phase: Phase,
     pub(super) pending: VecDeque<Txn>,
     /// The end of the last transaction in `pending`.
@@ -138,6 +140,7 @@ impl CdcSource {
             lsn: 0,
             next_key: if snapshot { i64::MIN } else { DONE },
             restored: false,
+            started: false,
             phase: Phase::Start,
             pending: VecDeque::new(),
             decoded_to: 0,
@@ -196,7 +199,7 @@ impl CdcSource {
                 } else {
                     Phase::Changes
                 };
-                self.decoded_to = self.lsn;
+                (self.decoded_to, self.started) = (self.lsn, true);
                 return Ok(());
             }
         }
@@ -222,6 +225,7 @@ impl CdcSource {
             );
             Phase::CatchUp { until: created.consistent_point, snapshot }
         };
+        self.started = true;
         Ok(())
     }
 
@@ -297,7 +301,10 @@ impl Source for CdcSource {
                 self.trouble = Some(why);
                 self.retry_at = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
-                (self.phase, self.stream, self.open, self.restored) = (Phase::Start, None, None, true);
+                // Positions of this run count as restored ones, once it had any: a failure
+                // before then (the database down at the first look) starts afresh.
+                (self.phase, self.stream, self.open) = (Phase::Start, None, None);
+                self.restored |= self.started;
                 self.pending.clear();
                 self.pending_records = 0;
                 Ok(Some(RawBatch::default()))

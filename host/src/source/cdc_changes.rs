@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 use weir_sdk::RawBatch;
 
-use super::cdc::{CdcSource, Phase, Txn, AHEAD, CHANGES, DONE, SNAPSHOT};
+use super::cdc::{CdcSource, Permanent, Phase, Txn, AHEAD, CHANGES, DONE, SNAPSHOT};
 use super::cdc_setup;
 use super::pg_replication::{format_lsn, parse_lsn};
 use super::pg_stream::{Frame, Stream};
@@ -50,13 +50,21 @@ impl CdcSource {
         let rows = self.runtime.block_on(cdc_setup::fetch(snapshot, max))?;
         let key_at = self.table.columns.iter().position(|c| Some(&c.name) == self.table.key.as_ref());
         let key_at = key_at.context("the key column")?;
-        for row in &rows {
+        // Every key checked before any row is handed out, so that a refusal moves nothing on.
+        let keys: Vec<i64> = rows
+            .iter()
+            .map(|row| row[key_at].as_deref().and_then(|k| k.parse().ok()).filter(|&k| k < DONE))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                anyhow::Error::new(Permanent(format!(
+                    "table {} has a key that is null or not below 2^62, which a snapshot cannot resume by; \
+                     set snapshot = false",
+                    self.table.shown
+                )))
+            })?;
+        for (row, key) in rows.iter().zip(keys) {
             let values: Vec<Value> =
                 row.iter().map(|v| v.as_ref().map_or(Value::Null, |t| Value::Text(t.as_bytes()))).collect();
-            let key: i64 = row[key_at].as_deref().context("a null key")?.parse().context("the key")?;
-            if key >= DONE {
-                bail!("table {} has a key of {key}; a snapshot reads keys below 2^62", self.table.shown);
-            }
             let mut payload = Vec::with_capacity(128);
             pgoutput::row_json(&mut payload, Op::Snapshot, snapshot.taken_ms, &self.table.columns, &values);
             batch.push(&payload, b"", -1, SNAPSHOT, key);
@@ -163,7 +171,8 @@ impl CdcSource {
 
     /// An error reading the slot, told as a lost slot where it is one.
     pub(super) fn slot_error(&self, text: &str) -> anyhow::Error {
-        if text.contains("does not exist") {
+        // `replication slot "weir_rides" does not exist`; a publication or table gone is not that.
+        if text.contains("replication slot") && text.contains("does not exist") {
             self.lost("is gone")
         } else if text.contains("can no longer get changes") || text.contains("invalidated") {
             self.lost("was invalidated: it fell behind max_slot_wal_keep_size")

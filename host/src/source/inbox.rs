@@ -239,13 +239,13 @@ impl InboxSource {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let trouble = std::sync::Arc::new(std::sync::Mutex::new(None));
         let (name, api) = (pipeline.to_string(), options.url.clone());
-        let thread = {
+        {
             let (stop, trouble) = (stop.clone(), trouble.clone());
             std::thread::Builder::new()
                 .name("weir-api-poller".into())
-                .spawn(move || super::api::poll_forever(inbox, &name, &options, &stop, &trouble))?
-        };
-        source.poller = Some((super::api::Poller { stop, trouble, thread: Some(thread) }, api));
+                .spawn(move || super::api::poll_forever(inbox, &name, &options, &stop, &trouble))?;
+        }
+        source.poller = Some((super::api::Poller { stop, trouble }, api));
         Ok(source)
     }
 }

@@ -74,6 +74,15 @@ impl Replication {
     /// Connects to the database of `url` for logical replication.
     pub(super) fn connect(url: &str) -> Result<Self> {
         let config: tokio_postgres::Config = url.parse().context("parsing the source URL")?;
+        if !matches!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable | tokio_postgres::config::SslMode::Prefer
+        ) {
+            bail!(
+                "source.url asks for TLS (sslmode=require), and weir's replication connection speaks no TLS yet: \
+                 reach the server over a trusted network or a tunnel, with sslmode=prefer or disable"
+            );
+        }
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let stream = match config.get_hosts().first() {
             Some(Host::Tcp(host)) => Socket::Tcp(std::net::TcpStream::connect((host.as_str(), port))?),
