@@ -119,9 +119,7 @@ impl PollSource {
             backoff: Duration::from_millis(100),
         })
     }
-}
 
-impl PollSource {
     /// The next rows, on a new connection if the last one was lost.
     fn rows(&mut self, limit: i64) -> Result<Vec<tokio_postgres::Row>> {
         self.runtime.block_on(async {
