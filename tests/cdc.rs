@@ -110,7 +110,7 @@ fn the_rides_cdc_example_counts_the_rows_already_there_and_every_insert_during_t
     let mut tx = app.transaction().unwrap();
     tx.batch_execute("INSERT INTO trips (trip_id, city, fare, event_time) VALUES ('gone', 'Oslo', 99, now())").unwrap();
     tx.rollback().unwrap();
-    let out = host.0.wait_with_output_or_kill();
+    let out = host.0.ended_with_log();
     assert!(out.0, "the run failed: {}", out.1);
     let truth = truth(&pg);
     assert_eq!(truth.iter().map(|t| t.2).sum::<i64>(), 4950, "the table holds what was inserted");
@@ -165,7 +165,7 @@ fn a_source_database_restart_is_waited_out_and_nothing_is_lost() {
     }
     if std::panic::catch_unwind(|| pg.stop()).is_err() {
         let _ = host.kill();
-        panic!("the server did not stop: {}\n\nweir: {}", pg.log(), host.0.wait_with_output_or_kill().1);
+        panic!("the server did not stop: {}\n\nweir: {}", pg.log(), host.0.ended_with_log().1);
     }
     // Unready while the server is down, and still running.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -178,7 +178,7 @@ fn a_source_database_restart_is_waited_out_and_nothing_is_lost() {
     for i in 5..10 {
         insert_trips(&pg, 2001 + i * 100, 100);
     }
-    let out = host.0.wait_with_output_or_kill();
+    let out = host.0.ended_with_log();
     assert!(out.0, "the run failed: {}", out.1);
     let (truth, counted) = (truth(&pg), counted(&sink));
     assert_eq!(truth.iter().map(|t| t.2).sum::<i64>(), 2970);
@@ -302,7 +302,7 @@ fn polling_reads_each_row_once_and_again_after_an_update() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while counted() < 1000 {
         if host.try_wait().unwrap().is_some() {
-            panic!("the host exited early: {}", host.0.wait_with_output_or_kill().1);
+            panic!("the host exited early: {}", host.0.ended_with_log().1);
         }
         assert!(std::time::Instant::now() < deadline, "the first rows were not read within 60 s");
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -316,7 +316,7 @@ fn polling_reads_each_row_once_and_again_after_an_update() {
             ))
             .unwrap();
     }
-    let out = host.0.wait_with_output_or_kill();
+    let out = host.0.ended_with_log();
     assert!(out.0, "the run failed: {}", out.1);
     // 1000 rows, 500 inserted during the run, 5 × 20 updated (of the first 1000 ids).
     assert_eq!(counted(), 1600);
@@ -368,13 +368,13 @@ table = "order_counts"
 interval = "200ms"
 "#;
 
-trait WaitOrKill {
-    fn wait_with_output_or_kill(&mut self) -> (bool, String);
+trait EndedWithLog {
+    fn ended_with_log(&mut self) -> (bool, String);
 }
 
-impl WaitOrKill for std::process::Child {
+impl EndedWithLog for std::process::Child {
     /// Waits for the host (it ends once idle) and returns whether it succeeded, and its stderr.
-    fn wait_with_output_or_kill(&mut self) -> (bool, String) {
+    fn ended_with_log(&mut self) -> (bool, String) {
         let mut log = String::new();
         if let Some(mut err) = self.stderr.take() {
             std::io::Read::read_to_string(&mut err, &mut log).unwrap();
