@@ -49,12 +49,15 @@ impl Stream {
         );
         frontend::query(&sql, &mut out)?;
         conn.send(&out)?;
-        // CopyBothResponse, or an error.
-        let (tag, body) = read_frame(&mut conn, false)?.context("the server closed the replication connection")?;
-        match tag {
-            b'W' => {}
-            b'E' => bail!("{sql}: {}", error_message(&body)),
-            other => bail!("{sql}: unexpected reply {:?}", other as char),
+        // CopyBothResponse, or an error; notices and parameter reports may come first.
+        loop {
+            let (tag, body) = read_frame(&mut conn, false)?.context("the server closed the replication connection")?;
+            match tag {
+                b'W' => break,
+                b'N' | b'S' => {}
+                b'E' => bail!("{sql}: {}", error_message(&body)),
+                other => bail!("{sql}: unexpected reply {:?}", other as char),
+            }
         }
         conn.stream.set_read_timeout(Some(Duration::from_millis(20)))?;
         Ok(Stream { conn, confirmed: from, last_status: Instant::now() })
