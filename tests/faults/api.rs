@@ -33,19 +33,13 @@ fn sigkills_of_an_api_polling_run_lose_and_repeat_no_record() {
             }
         })
     };
-    let log = dir.path().join("hosts.log");
-    let spawn = || {
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        // Killed, never idle: a host that caught up with the API must not end the loop.
-        api_host(&pipeline, "10m", Stdio::from(err))
-    };
-    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        kills::kill_loop(kills, 0xa91, Duration::from_millis(800), spawn, || faults::committed_sqlite(&db))
-    }))
-    .unwrap_or_else(|_| panic!("the kill loop failed; the hosts said:\n{}", std::fs::read_to_string(&log).unwrap()));
+    let log = HostLog::new(dir.path());
+    // Killed, never idle: a host that caught up with the API must not end the loop.
+    let spawn = || api_host(&pipeline, "10m", log.stderr());
+    let killed = log.kill_loop(kills, 0xa91, Duration::from_millis(800), spawn, || faults::committed_sqlite(&db));
     growing.join().unwrap();
     let (ok, _, last) = group::ended(api_host(&pipeline, "3s", Stdio::piped()));
-    assert!(ok, "the last run failed: {last}\n{}", std::fs::read_to_string(&log).unwrap());
+    assert!(ok, "the last run failed: {last}\n{}", log.text());
     let conn = rusqlite::Connection::open(&db).unwrap();
     let counted: i64 = conn.query_row("SELECT sum(trips) FROM rides_city_minute", [], |r| r.get(0)).unwrap();
     let dead: i64 = conn.query_row("SELECT count(*) FROM weir_dead_letters", [], |r| r.get(0)).unwrap();

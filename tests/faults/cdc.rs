@@ -48,6 +48,19 @@ table = "item_ops"
 interval = "200ms"
 "#;
 
+/// A host of `pipeline` reading batches of `batch`, its stderr in `log`.
+fn cdc_host(pipeline: &Path, batch: &str, log: &HostLog) -> Reaped {
+    Reaped(
+        Command::new(weir_bin())
+            .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--quiet", "--no-admin", "--batch", batch])
+            .env("WEIR_PLUGIN_DIR", plugin_dir())
+            .stdout(Stdio::null())
+            .stderr(log.stderr())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Small transactions of inserts, updates (`v + 1`) and deletes until `stop`.
 fn writer(pg: &Postgres, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     let mut client = pg.client("app");
@@ -91,23 +104,9 @@ fn sigkills_of_a_change_capture_run_lose_and_repeat_no_change() {
     std::fs::write(&pipeline, text).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let writing = writer(&pg, stop.clone());
-    let log = dir.path().join("hosts.log");
-    let spawn = |batch: &str| {
-        // Appended to one log, shown if a host fails.
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        Reaped(
-            Command::new(weir_bin())
-                .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--quiet", "--batch", batch])
-                .arg("--no-admin")
-                .env("WEIR_PLUGIN_DIR", plugin_dir())
-                .stdout(Stdio::null())
-                .stderr(err)
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let host = || spawn("1000");
-    let small_batches = || spawn("100");
+    let log = HostLog::new(dir.path());
+    let host = || cdc_host(&pipeline, "1000", &log);
+    let small_batches = || cdc_host(&pipeline, "100", &log);
     // Kills that strike while the snapshot is half read, each once a checkpoint of it has
     // landed: the next host must finish it from a new snapshot.
     let snapshot_at = || -> i64 {
@@ -121,7 +120,7 @@ fn sigkills_of_a_change_capture_run_lose_and_repeat_no_change() {
         let mut first = small_batches();
         loop {
             if let Ok(Some(status)) = first.try_wait() {
-                panic!("a host exited with {status}: {}", std::fs::read_to_string(&log).unwrap());
+                panic!("a host exited with {status}: {}", log.text());
             }
             let now = snapshot_at();
             if now == 1 << 62 {
@@ -137,15 +136,12 @@ fn sigkills_of_a_change_capture_run_lose_and_repeat_no_change() {
         let _ = first.kill();
         let _ = first.wait();
     }
-    assert!(mid_snapshot > 0, "no kill struck the snapshot: {}", std::fs::read_to_string(&log).unwrap());
-    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        kills::kill_loop(kills, 0xcdc, Duration::from_millis(600), host, || faults::committed_sqlite(&db))
-    }))
-    .unwrap_or_else(|_| panic!("the kill loop failed; the hosts said:\n{}", std::fs::read_to_string(&log).unwrap()));
+    assert!(mid_snapshot > 0, "no kill struck the snapshot: {}", log.text());
+    let killed = log.kill_loop(kills, 0xcdc, Duration::from_millis(600), host, || faults::committed_sqlite(&db));
     stop.store(true, Ordering::SeqCst);
     let txns = writing.join().unwrap();
     let status = host().wait().unwrap();
-    assert!(status.success(), "the last run failed: {}", std::fs::read_to_string(&log).unwrap());
+    assert!(status.success(), "the last run failed: {}", log.text());
 
     // The table's rows now, and what the sink counted per row and operation.
     let live: HashMap<i64, i64> = pg
@@ -193,7 +189,7 @@ fn sigkills_of_a_change_capture_run_lose_and_repeat_no_change() {
             }
         }
     }
-    let hosts = std::fs::read_to_string(&log).unwrap();
+    let hosts = log.text();
     let resumed = hosts.matches("finishing the snapshot").count();
     eprintln!("{hosts}");
     let tally = faults::Tally { lost, duplicated, differences };
@@ -294,27 +290,13 @@ fn sigkills_of_a_polling_run_lose_and_repeat_no_row() {
             txns
         })
     };
-    let log = dir.path().join("hosts.log");
-    let host = || {
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        Reaped(
-            Command::new(weir_bin())
-                .args(["run", pipeline.to_str().unwrap(), "--until-idle", "3s", "--quiet", "--no-admin"])
-                .env("WEIR_PLUGIN_DIR", plugin_dir())
-                .stdout(Stdio::null())
-                .stderr(err)
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        kills::kill_loop(kills, 0x9011, Duration::from_millis(600), host, || faults::committed_sqlite(&db))
-    }))
-    .unwrap_or_else(|_| panic!("the kill loop failed; the hosts said:\n{}", std::fs::read_to_string(&log).unwrap()));
+    let log = HostLog::new(dir.path());
+    let host = || cdc_host(&pipeline, "1000", &log);
+    let killed = log.kill_loop(kills, 0x9011, Duration::from_millis(600), host, || faults::committed_sqlite(&db));
     stop.store(true, Ordering::SeqCst);
     let txns = writing.join().unwrap();
     let status = host().wait().unwrap();
-    assert!(status.success(), "the last run failed: {}", std::fs::read_to_string(&log).unwrap());
+    assert!(status.success(), "the last run failed: {}", log.text());
 
     let live: Vec<(i64, i64)> = pg
         .client("app")

@@ -28,6 +28,39 @@ mod partition;
 mod plugins;
 mod soak;
 
+/// One log that a scenario's hosts append their stderr to, shown when the scenario fails.
+struct HostLog(std::path::PathBuf);
+
+impl HostLog {
+    fn new(dir: &Path) -> HostLog {
+        HostLog(dir.join("hosts.log"))
+    }
+
+    /// A host's stderr, appended to the log.
+    fn stderr(&self) -> Stdio {
+        Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(&self.0).unwrap())
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_default()
+    }
+
+    /// [`kills::kill_loop`], showing what the hosts said if it fails.
+    fn kill_loop(
+        &self,
+        kills: u64,
+        seed: u64,
+        within: Duration,
+        spawn: impl FnMut() -> Reaped,
+        committed: impl Fn() -> i64,
+    ) -> kills::Killed {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            kills::kill_loop(kills, seed, within, spawn, committed)
+        }))
+        .unwrap_or_else(|_| panic!("the kill loop failed; the hosts said:\n{}", self.text()))
+    }
+}
+
 /// The rides files example in follow mode into `url`, checkpointing every 200 ms.
 fn files_pipeline(dir: &Path, input: &Path, url: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo_root().join("examples/rides/pipeline-files.toml")).unwrap();

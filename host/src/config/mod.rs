@@ -17,6 +17,7 @@ mod retention;
 mod schemas;
 mod score;
 mod sections;
+mod source;
 
 pub use alerts::AlertsConfig;
 pub use deploy::DeployConfig;
@@ -25,12 +26,13 @@ pub use interpolate::interpolate;
 pub use lookups::LookupConfig;
 pub use outputs::{DeltaConfig, RedisConfig};
 pub use pipeline::{
-    AggregatorConfig, BreakerConfig, CheckpointConfig, FileFormat, PipelineConfig, PluginLimits, PostgresMode,
-    SinkConfig, SourceConfig, StageConfig, TrustConfig, WatermarkConfig, WindowConfig,
+    AggregatorConfig, BreakerConfig, CheckpointConfig, PipelineConfig, PluginLimits, SinkConfig, StageConfig,
+    TrustConfig, WatermarkConfig, WindowConfig,
 };
 pub use quality::{AnomalyConfig, Check, ColumnAnomaly, Op, QualityConfig, Range, RuleConfig, Score, Severity};
 pub use retention::{Keep, RetentionConfig};
 pub use schemas::SchemasConfig;
+pub use source::{FileFormat, PostgresMode, SourceConfig};
 
 /// The directory a pipeline file's relative paths are relative to: the file's own, shown
 /// as `.` rather than as nothing when the file was named without one.

@@ -62,9 +62,11 @@ pub(super) fn poll_forever(
         .build()
         .into();
     let mut backoff = Duration::from_millis(100);
+    // The stored state, once read: only this thread writes it.
+    let mut known = None;
     let say = |why: Option<String>| *trouble.lock().expect("trouble lock") = why;
     while !stop.load(Ordering::SeqCst) {
-        let wait = match step(&agent, inbox.as_mut(), pipeline, options) {
+        let wait = match step(&agent, inbox.as_mut(), pipeline, options, &mut known) {
             Ok(Step::More) => {
                 say(None);
                 backoff = Duration::from_millis(100);
@@ -81,6 +83,7 @@ pub(super) fn poll_forever(
                 wait
             }
             Err(e) => {
+                known = None; // a failed store leaves it unknown
                 let why = format!("{e:#}");
                 tracing::warn!(error = %why, "polling the API");
                 say(Some(why));
@@ -107,14 +110,24 @@ enum Step {
     Later(Duration, String),
 }
 
-fn step(agent: &ureq::Agent, inbox: &mut dyn Inbox, pipeline: &str, options: &ApiOptions) -> Result<Step> {
+fn step(
+    agent: &ureq::Agent,
+    inbox: &mut dyn Inbox,
+    pipeline: &str,
+    options: &ApiOptions,
+    known: &mut Option<State>,
+) -> Result<Step> {
     if inbox.waiting(pipeline)? >= options.max_waiting {
         return Ok(Step::Full);
     }
-    let state: State = match inbox.page_state(pipeline)? {
-        Some(text) => serde_json::from_str(&text).context("the stored API state")?,
-        None => State::default(),
+    let state = match known.take() {
+        Some(state) => state,
+        None => match inbox.page_state(pipeline)? {
+            Some(text) => serde_json::from_str(&text).context("the stored API state")?,
+            None => State::default(),
+        },
     };
+    *known = Some(state.clone());
     let url = state.url.clone().unwrap_or_else(|| options.url.clone());
     let mut request = agent.get(&url);
     for (name, value) in &options.headers {
@@ -147,6 +160,7 @@ fn step(agent: &ureq::Agent, inbox: &mut dyn Inbox, pipeline: &str, options: &Ap
             if state.refused.as_deref() != Some(digest.as_str()) {
                 let refused = State { refused: Some(digest), ..state.clone() };
                 inbox.store_page(pipeline, &[], Some((&body, &reason)), &serde_json::to_string(&refused)?)?;
+                *known = Some(refused);
             }
             return Ok(Step::Later(options.interval, reason));
         }
@@ -160,6 +174,7 @@ fn step(agent: &ureq::Agent, inbox: &mut dyn Inbox, pipeline: &str, options: &Ap
     };
     if after != state || !fresh.is_empty() {
         inbox.store_page(pipeline, &fresh, None, &serde_json::to_string(&after)?)?;
+        *known = Some(after);
     }
     Ok(if next.is_some() { Step::More } else { Step::CaughtUp })
 }

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use tokio_postgres::Client;
 use weir_sdk::RawBatch;
 
@@ -115,8 +115,7 @@ impl CdcSource {
     pub fn open(url: &str, table: &str, slot: &str, publication: &str, snapshot: bool) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (client, table) = runtime.block_on(async {
-            let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
-            client.batch_execute(cdc_setup::SESSION).await?;
+            let client = cdc_setup::connect(url).await?;
             cdc_setup::logical(&client).await?;
             let table = cdc_setup::table(&client, table).await?;
             if snapshot && table.key.is_none() {
@@ -159,12 +158,7 @@ impl CdcSource {
     /// Finds or creates the slot, and picks up where the checkpoint left off.
     pub(super) fn start(&mut self) -> Result<()> {
         if self.client.is_closed() {
-            self.client = self.runtime.block_on(async {
-                let client =
-                    crate::sink::connect_postgres(&self.url).await.context("connecting to the source database")?;
-                client.batch_execute(cdc_setup::SESSION).await?;
-                Ok::<_, anyhow::Error>(client)
-            })?;
+            self.client = self.runtime.block_on(cdc_setup::connect(&self.url))?;
         }
         let state = self.runtime.block_on(cdc_setup::slot(&self.client, &self.slot))?;
         match state {

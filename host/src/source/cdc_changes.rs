@@ -104,7 +104,7 @@ impl CdcSource {
     /// transaction (if it ends after what was decoded, and not after `until`) to `pending`.
     fn absorb(&mut self, lsn: u64, data: &[u8], until: Option<u64>) -> Result<bool> {
         match pgoutput::decode(data).with_context(|| format!("decoding the change at {}", format_lsn(lsn)))? {
-            Message::Begin { commit_us, .. } => self.open = Some((commit_us / 1000, Vec::new())),
+            Message::Begin { commit_us } => self.open = Some((commit_us / 1000, Vec::new())),
             Message::Relation(r) => {
                 self.relations.insert(r.id, r);
             }

@@ -32,8 +32,13 @@ pub(super) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Sessions read times in UTC and floats exactly, so rows convert the same everywhere.
-pub(super) const SESSION: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 3";
+/// A session on the source database that reads times in UTC and floats exactly, so that
+/// rows convert the same on every connection.
+pub(super) async fn connect(url: &str) -> Result<Client> {
+    let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
+    client.batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 3").await?;
+    Ok(client)
+}
 
 /// Refuses a server that does not log logical changes.
 pub(super) async fn logical(client: &Client) -> Result<()> {
@@ -151,8 +156,7 @@ pub(super) async fn snapshot(
     table: &Table,
     from_key: i64,
 ) -> Result<Snapshot> {
-    let client = crate::sink::connect_postgres(url).await?;
-    client.batch_execute(SESSION).await?;
+    let client = connect(url).await?;
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
@@ -189,7 +193,7 @@ impl CdcSource {
     pub fn check(url: &str, table: &str, slot: &str, publication: &str, snapshot: bool) -> Result<String> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
-            let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
+            let client = connect(url).await?;
             logical(&client).await?;
             let table = self::table(&client, table).await?;
             let snapshot = match (&table.key, snapshot) {

@@ -59,8 +59,7 @@ impl PollSource {
     pub fn open(url: &str, table: &str, cursor: &str, lag: Duration, interval: Duration) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (client, table) = runtime.block_on(async {
-            let client = crate::sink::connect_postgres(url).await.context("connecting to the source database")?;
-            client.batch_execute(cdc_setup::SESSION).await?;
+            let client = cdc_setup::connect(url).await?;
             let table = cdc_setup::table(&client, table).await?;
             Ok::<_, anyhow::Error>((client, table))
         })?;
@@ -124,8 +123,7 @@ impl PollSource {
     fn rows(&mut self, limit: i64) -> Result<Vec<tokio_postgres::Row>> {
         self.runtime.block_on(async {
             if self.client.is_closed() {
-                self.client = crate::sink::connect_postgres(&self.url).await?;
-                self.client.batch_execute(cdc_setup::SESSION).await?;
+                self.client = cdc_setup::connect(&self.url).await?;
             }
             let rows = self.client.query(&self.query, &[&self.cursor, &self.key, &limit]).await;
             rows.with_context(|| format!("polling {}", self.table.shown))

@@ -58,7 +58,6 @@ impl Op {
 #[derive(Debug, PartialEq)]
 pub(super) enum Message<'a> {
     Begin {
-        final_lsn: u64,
         commit_us: i64,
     },
     Commit {
@@ -84,9 +83,9 @@ pub(super) fn decode(data: &[u8]) -> Result<Message<'_>> {
     let mut r = Reader { data, at: 1 };
     Ok(match data.first() {
         Some(b'B') => {
-            let final_lsn = r.u64()?;
+            r.take(8)?; // the commit's LSN: the commit message carries where it ends
             let commit_us = r.i64()? + PG_EPOCH_US;
-            Message::Begin { final_lsn, commit_us }
+            Message::Begin { commit_us }
         }
         Some(b'C') => {
             r.take(1 + 8)?; // flags, commit LSN
