@@ -1,5 +1,6 @@
 //! Outputs (`[sink.delta]`, `[sink.redis]`) with real parts: Debian's `redis-server` read
-//! back through `redis-cli`, and Delta tables read and written by Python's `deltalake`.
+//! back through `redis-cli`, and Delta tables read and written by Python's `deltalake`, on
+//! the local filesystem and on S3 (moto's server).
 //! The SIGKILL loops are in the fault suite (`tests/faults/outputs.rs`).
 
 use std::collections::BTreeMap;
@@ -7,8 +8,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weir_tests::outputs::{delta_read, delta_windows, redis_hashes, redis_windows};
+use weir_tests::outputs::{delta_read, delta_read_at, delta_windows, redis_hashes, redis_windows};
 use weir_tests::quality::{files_with, trips, weir_host};
+use weir_tests::s3::{Relay, S3};
 use weir_tests::services::{repo_root, Postgres, Redis};
 use weir_tests::{free_addr, http_get, plugin_dir, weir_bin};
 
@@ -121,6 +123,64 @@ fn redis_out_of_reach_pauses_delivery_and_it_resumes_exactly_once() {
     assert!((1..=3_600_000).contains(&ttl), "a window hash expires within the ttl: {ttl}");
 }
 
+/// The Delta output on S3: a run delivers, the store goes out of reach (connections
+/// refused), delivery waits with the rows in the outbox and readiness naming the table, and
+/// once the store is back every row is there once, as Python's `deltalake` reads it.
+#[test]
+fn a_delta_table_on_s3_out_of_reach_pauses_delivery_and_it_resumes_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3::start();
+    let relay = Relay::start(&s3.addr);
+    let input = dir.path().join("input");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("a.jsonl"), trips(0..20, (5.0, 40.0), None)).unwrap();
+    let table = s3.url("rides");
+    let outputs = format!(
+        "[sink.delta]\npath = {table:?}\nstorage = {}\ncompact_every = \"1s\"\ncompact_files = 2\n",
+        S3::toml(&S3::options(&relay.addr))
+    );
+    let pipeline = files_with(dir.path(), &input, &[("interval = \"1s\"", "interval = \"200ms\"")], &outputs);
+    let addr = free_addr();
+    let mut host = weir_host(&pipeline, &addr, &["--until-idle", "3s"], Stdio::piped());
+    let read = || delta_read_at(&table, &S3::options(&s3.addr), "city", "rides");
+    until("a first delivery to S3", || read()["txn"].as_i64().is_some_and(|t| t > 0));
+
+    relay.cut();
+    std::fs::write(input.join("b.jsonl"), trips(20..40, (5.0, 40.0), None)).unwrap();
+    let db = dir.path().join("rides.db");
+    let pending = || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn.query_row("SELECT count(*) FROM weir_outbox", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
+    };
+    until("readiness naming the Delta table", || {
+        if host.try_wait().unwrap().is_some() {
+            let mut log = String::new();
+            std::io::Read::read_to_string(host.stderr.as_mut().unwrap(), &mut log).unwrap();
+            panic!("the host ended while S3 was out of reach: {log}");
+        }
+        let (code, body) = http_get(&addr, "/readyz");
+        code == 503 && body.contains(&table)
+    });
+    assert!(pending() > 0, "the rows wait in the outbox while S3 is out of reach");
+    assert!(host.try_wait().unwrap().is_none(), "the host waits for S3 rather than failing");
+
+    relay.heal();
+    let status = host.wait().unwrap();
+    assert!(status.success(), "the host ends well once S3 is back");
+    assert_eq!(pending(), 0, "every entry delivered and forgotten");
+    let stored = sqlite_windows(&db);
+    let read = read();
+    assert_eq!(delta_windows(&read), stored, "the table's latest revisions are the sink's rows, none missing");
+    let trips_in: usize = stored.values().map(|(n, _)| *n as usize).sum();
+    let lines: usize =
+        ["a.jsonl", "b.jsonl"].iter().map(|f| std::fs::read_to_string(input.join(f)).unwrap().lines().count()).sum();
+    assert_eq!(trips_in, lines, "every trip counted once");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let last: i64 = conn.query_row("SELECT seq FROM weir_outbox_seq", [], |r| r.get(0)).unwrap();
+    assert_eq!(read["txn"].as_i64(), Some(last), "the log's txn action names the last entry delivered");
+}
+
 #[test]
 fn a_delta_table_another_writer_made_with_another_schema_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,10 +219,16 @@ fn validate_names_the_output_key_that_is_wrong() {
     let input = dir.path().join("input");
     std::fs::create_dir_all(&input).unwrap();
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
         (&[], "[sink.redis]\nurl = \"redis://127.0.0.1:1/0\"\nttl = \"0s\"\n", "sink.redis.ttl"),
         (&[], "[sink.redis]\nurl = \"http://127.0.0.1:1\"\n", "sink.redis.url"),
-        (&[], "[sink.delta]\npath = \"s3://bucket/t\"\n", "sink.delta.path"),
+        (&[], "[sink.delta]\npath = \"gs://bucket/t\"\n", "sink.delta.path"),
+        (
+            &[],
+            "[sink.delta]\npath = \"s3://b/t\"\nstorage = { endpoint_uri = \"x\" }\n",
+            "sink.delta.storage.endpoint_uri",
+        ),
+        (&[], "[sink.delta]\npath = \"lake\"\nstorage = { aws_region = \"x\" }\n", "sink.delta.storage:"),
         (&[], "[sink.delta]\npath = \"lake\"\ncompact_every = \"often\"\n", "compact_every"),
         (
             &[("kind = \"tumbling\"\nsize = \"1m\"", "kind = \"session\"\ngap = \"5m\"")],
@@ -180,8 +246,9 @@ fn validate_names_the_output_key_that_is_wrong() {
 }
 
 /// Three hosts of one group on an unkeyed topic (rows merged from partial states in the
-/// sink), one SIGKILLed mid-stream, delivering to Redis and to a Delta table: both hold
-/// exactly the windows an independent reading of the topic gives, as PostgreSQL does.
+/// sink), one SIGKILLed mid-stream, delivering to Redis and to a Delta table on S3 (which
+/// the first two hosts both try to create at once): both hold exactly the windows an
+/// independent reading of the topic gives, as PostgreSQL does.
 #[test]
 fn outputs_are_exact_on_three_hosts_through_a_kill() {
     use weir_tests::group::{self, finish, host, produce, read_topic, truth, wait_committed};
@@ -189,12 +256,14 @@ fn outputs_are_exact_on_three_hosts_through_a_kill() {
     let broker = weir_tests::services::Broker::start();
     let pg = Postgres::start();
     let redis = Redis::start();
+    let s3 = S3::start();
     let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
+    let lake = s3.url("rides");
     let outputs = format!(
-        "[sink.redis]\nurl = \"{}\"\n\n[sink.delta]\npath = \"{}\"\ncompact_every = \"2s\"\ncompact_files = 4\n",
+        "[sink.redis]\nurl = \"{}\"\n\n[sink.delta]\npath = {lake:?}\nstorage = {}\ncompact_every = \"2s\"\n\
+         compact_files = 4\n",
         redis.url(),
-        lake.display()
+        S3::toml(&S3::options(&s3.addr))
     );
     let pipeline = group::pipeline(dir.path(), &outputs);
     let out = produce(&broker, "trips", "none", 7, EVENTS, "2024-05-01T00:00:00Z", None).wait_with_output().unwrap();
@@ -219,7 +288,7 @@ fn outputs_are_exact_on_three_hosts_through_a_kill() {
     let stored = group::read(&pg, "outputs_group");
     group::assert_truth(&stored, &want, "PostgreSQL");
     assert_eq!(redis_windows(&redis, "rides"), stored.windows, "Redis holds PostgreSQL's rows exactly");
-    let delta = delta_read(&lake, "city", "rides");
+    let delta = delta_read_at(&lake, &S3::options(&s3.addr), "city", "rides");
     assert_eq!(delta_windows(&delta), stored.windows, "the Delta table's latest revisions are PostgreSQL's rows");
     let pending: i64 = pg.client("outputs_group").query_one("SELECT count(*) FROM weir_outbox", &[]).unwrap().get(0);
     assert_eq!(pending, 0, "every entry delivered and forgotten");

@@ -3,7 +3,9 @@ PyPI) and its SQL engine, never with weir: the latest revision of each window (t
 docs/PIPELINES.md gives), the `txn` version of an app id, the operations in the log, and
 how many files the table has now. Prints one JSON object.
 
-    python3 tests/readers/delta.py TABLE_DIR KEY_COLUMNS APP_ID
+    python3 tests/readers/delta.py TABLE KEY_COLUMNS APP_ID [STORAGE_OPTIONS_JSON]
+
+TABLE is a directory or an s3:// URL, whose store's options (endpoint, keys) come as JSON.
 """
 
 import json
@@ -12,7 +14,8 @@ import sys
 from deltalake import DeltaTable, QueryBuilder
 
 path, keys, app = sys.argv[1], sys.argv[2], sys.argv[3]
-table = DeltaTable(path)
+options = json.loads(sys.argv[4]) if len(sys.argv) > 4 else None
+table = DeltaTable(path, storage_options=options)
 latest = f"""
 SELECT * FROM (
   SELECT *, row_number() OVER (PARTITION BY window_start, window_end, {keys} ORDER BY weir_seq DESC) AS latest

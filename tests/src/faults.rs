@@ -38,7 +38,7 @@ pub fn serial() -> MutexGuard<'static, ()> {
 
 /// What a sink holds: windows, and every dead letter and late event with its kind and
 /// place, duplicates kept.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Held {
     pub windows: BTreeMap<(i64, String), (i64, f64)>,
     pub dead: Vec<(String, i32, i64)>,

@@ -95,7 +95,11 @@ pub fn kill_loop(
         let mut strike = early.then(|| started + pause);
         loop {
             if let Ok(Some(status)) = host.try_wait() {
-                panic!("the host exited with {status} before kill {}", done.kills + 1);
+                let mut log = String::new();
+                if let Some(stderr) = host.0.stderr.as_mut() {
+                    let _ = std::io::Read::read_to_string(stderr, &mut log);
+                }
+                panic!("the host exited with {status} before kill {}: {log}", done.kills + 1);
             }
             if strike.is_none() {
                 let now = committed();

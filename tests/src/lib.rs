@@ -22,6 +22,7 @@ pub mod kills;
 pub mod lateness;
 pub mod outputs;
 pub mod quality;
+pub mod s3;
 pub mod services;
 pub mod sessions;
 

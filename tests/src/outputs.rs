@@ -38,16 +38,27 @@ pub fn redis_windows(redis: &Redis, prefix: &str) -> BTreeMap<(i64, String), (i6
 /// window, times in ms), `txn` (the version of app id `weir:PIPELINE`), `operations`,
 /// `files` and `version`.
 pub fn delta_read(path: &Path, keys: &str, pipeline: &str) -> serde_json::Value {
+    delta_read_at(path.to_str().unwrap(), &BTreeMap::new(), keys, pipeline)
+}
+
+/// [`delta_read`] of the table at `location` (a directory or an `s3://` URL), reached with
+/// the object store's `options`.
+pub fn delta_read_at(
+    location: &str,
+    options: &BTreeMap<String, String>,
+    keys: &str,
+    pipeline: &str,
+) -> serde_json::Value {
     let script = repo_root().join("tests/readers/delta.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args([path.to_str().unwrap(), keys, &format!("weir:{pipeline}")])
-        .output()
-        .expect("running python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args([location, keys, &format!("weir:{pipeline}")]);
+    if !options.is_empty() {
+        cmd.arg(serde_json::to_string(options).unwrap());
+    }
+    let out = cmd.output().expect("running python3");
     assert!(
         out.status.success(),
-        "reading {} with Python's deltalake (`cargo xtask test` installs it): {}",
-        path.display(),
+        "reading {location} with Python's deltalake (`cargo xtask test` installs it): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()

@@ -100,6 +100,12 @@ fn ensure_test_services() -> Result<()> {
         eprintln!("installing Python's deltalake (pip) for the Delta output tests");
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "deltalake==1.6.6"]))?;
     }
+    // Delta tables on S3 are tested against moto's S3 server, pinned.
+    let moto = Command::new("python3").args(["-c", "import moto.server, flask_cors"]).output()?;
+    if !moto.status.success() {
+        eprintln!("installing moto's S3 server (pip) for the Delta-on-S3 tests");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "moto[server]==5.2.1"]))?;
+    }
     for tool in ["initdb", "pg_ctl"] {
         if Command::new(tool).arg("--version").output().is_err() {
             bail!("{tool} is not on PATH: the PostgreSQL tests need the PostgreSQL server binaries");

@@ -1,6 +1,7 @@
 //! `[sink.delta]` and `[sink.redis]`: outputs the window rows are delivered to, exactly
 //! once, besides the sink's own table (see `sink/output.rs`).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,8 +16,13 @@ use crate::sink::{Compaction, DeltaOutput, Output, RedisOutput};
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeltaConfig {
-    /// The table's directory (relative to the pipeline file), or a `file://` URL.
+    /// The table's directory (relative to the pipeline file), a `file://` URL, or
+    /// `s3://BUCKET/PATH`.
     pub path: String,
+    /// The object store's options, e.g. `aws_endpoint`, `aws_region`, `aws_allow_http`;
+    /// credentials come from the `AWS_*` environment or a `${VAR}` here.
+    #[serde(default)]
+    pub storage: HashMap<String, String>,
     /// How often to look for small files to compact (default 10m).
     #[serde(default = "default_compact_every", with = "serde_duration")]
     pub compact_every: Duration,
@@ -63,12 +69,8 @@ impl PipelineConfig {
             if delta.path.is_empty() {
                 bail!("sink.delta.path: name the Delta table's directory");
             }
-            if let Some((scheme, _)) = delta.path.split_once("://").filter(|(s, _)| *s != "file") {
-                bail!(
-                    "sink.delta.path {:?}: this weir writes Delta tables on the local filesystem; the {scheme}:// \
-                     object store is not built in",
-                    delta.path
-                );
+            if let Err(e) = crate::sink::check_delta_storage(&delta.path, &delta.storage) {
+                bail!("sink.delta.{e}");
             }
             if delta.compact_files < 2 {
                 bail!("sink.delta.compact_files must be at least 2, got {}", delta.compact_files);
@@ -95,7 +97,7 @@ impl PipelineConfig {
                 None => base.join(&delta.path).to_string_lossy().into_owned(),
             };
             let compaction = Compaction::new(delta.compact_every, delta.compact_files);
-            outputs.push(Box::new(DeltaOutput::new(&location, compaction)?));
+            outputs.push(Box::new(DeltaOutput::new(&location, delta.storage.clone(), compaction)?));
         }
         if let Some(redis) = &self.sink.redis {
             let prefix = redis.prefix.as_deref().unwrap_or(&self.name);

@@ -9,6 +9,7 @@
 //! action (app id `weir:PIPELINE`) records the last entry it holds, so a delivery replayed
 //! after a crash is recognised and skipped (see DECISIONS).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ use super::{Cell, TableSchema, WindowRow};
 pub struct DeltaOutput {
     runtime: tokio::runtime::Runtime,
     location: String,
+    /// The object store's options (`[sink.delta] storage`).
+    storage: HashMap<String, String>,
     table: Option<DeltaTable>,
     schema: Option<TableSchema>,
     compact: Compaction,
@@ -60,16 +63,13 @@ pub(super) const SMALL_FILE: i64 = 32 << 20;
 pub(super) const WINDOW: [&str; 2] = ["window_start", "window_end"];
 
 impl DeltaOutput {
-    /// An output to the Delta table at `location` (a directory, or a `file://` URL).
-    pub fn new(location: &str, compact: Compaction) -> Result<Self> {
-        if let Some((scheme, _)) = location.split_once("://").filter(|(s, _)| *s != "file") {
-            bail!(
-                "[sink.delta] path: {location}: this weir writes Delta tables on the local filesystem; \
-                 the {scheme}:// object store is not built in"
-            );
-        }
+    /// An output to the Delta table at `location`: a directory, a `file://` URL or an
+    /// `s3://` one, with the object store's `storage` options.
+    pub fn new(location: &str, storage: HashMap<String, String>, compact: Compaction) -> Result<Self> {
+        super::delta_store::check_options(location, &storage).map_err(|e| anyhow::anyhow!("sink.delta.{e}"))?;
+        super::delta_store::register();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        Ok(DeltaOutput { runtime, location: location.to_string(), table: None, schema: None, compact })
+        Ok(DeltaOutput { runtime, location: location.to_string(), storage, table: None, schema: None, compact })
     }
 
     /// The table's columns as Delta and Arrow name them.
@@ -139,15 +139,20 @@ impl DeltaOutput {
 }
 
 /// The table at `location`, created with `columns` if there is none.
-async fn open_or_create(location: &str, name: &str, columns: &[(String, PrimitiveType)]) -> Result<DeltaTable> {
+async fn open_or_create(
+    location: &str,
+    storage: &HashMap<String, String>,
+    name: &str,
+    columns: &[(String, PrimitiveType)],
+) -> Result<DeltaTable> {
+    // A local directory is made here if it is missing.
     let url = deltalake::ensure_table_uri(location)?;
+    let mut table = deltalake::DeltaTableBuilder::from_url(url)?.with_storage_options(storage.clone()).build()?;
     // Loading a table that is not there yet logs an error; only an existing log is loaded.
-    let log = url.to_file_path().map(|dir| dir.join("_delta_log"));
-    let found = log.and_then(|log| std::fs::read_dir(log).map_err(|_| ())).is_ok_and(|mut e| e.next().is_some());
-    if found {
-        return Ok(deltalake::open_table(url.clone()).await?);
+    if table.log_store().is_delta_table_location().await? {
+        table.load().await?;
+        return Ok(table);
     }
-    let table = deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?;
     let fields = columns.iter().map(|(n, ty)| StructField::new(n, DataType::Primitive(ty.clone()), true));
     Ok(table.create().with_table_name(name).with_columns(fields).await?)
 }
@@ -210,16 +215,13 @@ impl Output for DeltaOutput {
 
     fn prepare(&mut self, schema: &TableSchema) -> Result<()> {
         let expected = Self::columns(schema);
-        let location = self.location.clone();
+        let (location, storage) = (self.location.clone(), self.storage.clone());
         let table = self.runtime.block_on(async {
-            if !location.contains("://") {
-                std::fs::create_dir_all(&location).with_context(|| format!("creating {location}"))?;
-            }
             // Several hosts of a group may create the table at once: the losers open the
             // winner's, once its first commit is complete.
             let mut attempt = 0;
             loop {
-                match open_or_create(&location, &schema.name, &expected).await {
+                match open_or_create(&location, &storage, &schema.name, &expected).await {
                     Ok(table) => break Ok::<_, anyhow::Error>(table),
                     Err(_) if attempt < 40 => {
                         attempt += 1;
@@ -292,12 +294,15 @@ impl Output for DeltaOutput {
     }
 
     fn is_transient(&self, error: &anyhow::Error) -> bool {
+        use delta_kernel::Error as K;
         use deltalake::DeltaTableError as E;
         error.chain().any(|cause| {
             matches!(
                 cause.downcast_ref::<E>(),
                 Some(E::ObjectStore { .. } | E::Io { .. } | E::VersionAlreadyExists(_) | E::Transaction { .. })
-            ) || cause.downcast_ref::<std::io::Error>().is_some()
+            ) || matches!(cause.downcast_ref::<K>(), Some(K::ObjectStore(_) | K::Reqwest(_) | K::IOError(_)))
+                || cause.downcast_ref::<std::io::Error>().is_some()
+                || cause.downcast_ref::<object_store::Error>().is_some()
         })
     }
 }

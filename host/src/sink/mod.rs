@@ -5,11 +5,13 @@
 
 mod delta;
 mod delta_compact;
+mod delta_store;
 mod expire;
 mod outbox;
 mod output;
 mod redis;
 pub use delta::{Compaction, DeltaOutput};
+pub use delta_store::check_options as check_delta_storage;
 pub use output::Output;
 pub use redis::RedisOutput;
 mod fence;
