@@ -100,6 +100,12 @@ fn ensure_test_services() -> Result<()> {
         eprintln!("installing Python's deltalake (pip) for the Delta output tests");
         run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "deltalake==1.6.6"]))?;
     }
+    // Python plugins are built with componentize-py, pinned to the release weir names.
+    let componentize = Command::new("componentize-py").arg("--version").output();
+    if !componentize.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("0.25.0")) {
+        eprintln!("installing componentize-py (pip) for the Python plugin tests");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "componentize-py==0.25.0"]))?;
+    }
     // Delta tables on S3 are tested against moto's S3 server, pinned.
     let moto = Command::new("python3").args(["-c", "import moto.server, flask_cors"]).output()?;
     if !moto.status.success() {
@@ -223,6 +229,9 @@ fn main() -> Result<()> {
             weir(&["bench", "schemas"], &dir)?;
             // The pipeline benchmark starts its own PostgreSQL and broker.
             ensure_test_services()?;
+            // The same validator in Python, built with componentize-py (which the above installs).
+            weir(&["plugin", "build", "plugins/rules-validator-py"], &dir)?;
+            weir(&["bench", "languages", "--python", "plugins/rules-validator-py/build/rules_validator_py.wasm"], &dir)?;
             run(cargo().args(["bench", "-p", "weir-tests", "--bench", "pipeline"]))?;
             // Sources and sinks besides Kafka, files and PostgreSQL.
             run(cargo().args(["bench", "-p", "weir-tests", "--bench", "connectors"]))

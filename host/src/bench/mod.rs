@@ -6,8 +6,10 @@
 
 pub mod chain;
 mod formats;
+mod languages;
 
 pub use formats::{schema_bench, SchemaBench};
+pub use languages::{validator_languages, LanguageRun};
 
 use std::path::Path;
 use std::time::{Duration, Instant};

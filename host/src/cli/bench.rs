@@ -1,5 +1,6 @@
 //! `weir bench plugins`: plugin throughput through WASM against native Rust.
 //! `weir bench schemas`: Avro against JSON parsing, and a lookup enrichment's cost.
+//! `weir bench languages`: the rides rules validator in Rust and in Python.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +18,15 @@ pub enum BenchCommand {
     /// Confluent-framed Avro against JSON on the same trips (avro-parser, json-parser), and
     /// what a lookup enrichment (enrich, two columns) costs per event against the rides chain.
     Schemas(BenchArgs),
+    /// The rides rules validator natively, as the Rust component and as the Python one
+    /// (plugins/rules-validator-py, built by `weir plugin build`), on the same parsed trips.
+    Languages {
+        #[command(flatten)]
+        args: BenchArgs,
+        /// The Python component.
+        #[arg(long, default_value = "plugins/rules-validator-py/build/rules_validator_py.wasm")]
+        python: PathBuf,
+    },
 }
 
 /// What a benchmark runs on.
@@ -46,6 +56,25 @@ fn line(label: &str, f: &RunFigures) {
 
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Languages { args: BenchArgs { plugins, events, batch }, python } => {
+            eprintln!("the rides rules over {events} parsed trips, {batch} per call, one core");
+            let runs = crate::bench::validator_languages(&plugins, &python, events, batch)?;
+            let rust = runs.iter().find(|r| r.label == "Rust, WASM").map_or(1.0, |r| r.events_per_second);
+            for r in &runs {
+                let size = r.size.map_or("-".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
+                let ms = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3));
+                println!(
+                    "{:<13} {:>12.0} events/s  {:>6.3}x Rust WASM  size {size:>8}  load {:>9}  instantiate {:>9}",
+                    r.label,
+                    r.events_per_second,
+                    r.events_per_second / rust,
+                    ms(r.load),
+                    ms(r.instantiate)
+                );
+            }
+            println!("checked: all found the same {} violations", runs[0].violations);
+            Ok(())
+        }
         BenchCommand::Schemas(BenchArgs { plugins, events, batch }) => {
             eprintln!("{events} trips, {batch} per call, one core, through the WASM components");
             let r = crate::bench::schema_bench(&plugins, events, batch)?;

@@ -8,6 +8,7 @@ mod plugin_build;
 mod plugin_deploy;
 mod plugin_inspect;
 mod plugin_new;
+mod plugin_python;
 mod plugin_share;
 mod plugin_test;
 mod produce;

@@ -1,5 +1,6 @@
 //! `weir plugin build [PATH]`: a plugin crate into a component, with `cargo component`
-//! where it is installed and the wasm32-wasip2 target otherwise.
+//! where it is installed and the wasm32-wasip2 target otherwise; a Python project (a
+//! `pyproject.toml`) with componentize-py (`plugin_python.rs`).
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use crate::plugin::{PluginRuntime, Policy};
 /// Arguments of `weir plugin build`.
 #[derive(clap::Args)]
 pub struct BuildArgs {
-    /// The plugin crate's directory.
+    /// The plugin's directory: a Rust crate, or a Python project.
     #[arg(default_value = ".")]
     path: PathBuf,
     /// Use plain `cargo build --target wasm32-wasip2` even if cargo component is installed.
@@ -36,7 +37,7 @@ fn has_cargo_component() -> bool {
 pub fn build(dir: &Path, use_cargo_component: bool) -> Result<PathBuf> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.exists() {
-        bail!("{} is not a plugin crate: it has no Cargo.toml", dir.display());
+        bail!("{} is not a plugin project: it has no Cargo.toml (Rust) or pyproject.toml (Python)", dir.display());
     }
     let mut cmd = Command::new("cargo");
     if use_cargo_component {
@@ -72,8 +73,10 @@ pub fn build(dir: &Path, use_cargo_component: bool) -> Result<PathBuf> {
 }
 
 pub fn run(args: BuildArgs) -> Result<()> {
-    let use_cargo_component = !args.no_cargo_component && has_cargo_component();
-    let path = build(&args.path, use_cargo_component)?;
+    let path = match super::plugin_python::project(&args.path)? {
+        Some(project) => super::plugin_python::build(&project)?,
+        None => build(&args.path, !args.no_cargo_component && has_cargo_component())?,
+    };
     let runtime = PluginRuntime::new(args.runtime.options())?;
     let component = runtime.load(&path, &Policy::none())?;
     println!("{}", path.display());

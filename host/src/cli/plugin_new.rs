@@ -1,5 +1,5 @@
-//! `weir plugin new NAME --kind KIND`: a plugin crate that builds and passes its own
-//! test out of the box, with a sample input for `weir plugin test`.
+//! `weir plugin new NAME --kind KIND [--lang rust|python]`: a plugin project that builds
+//! and passes its own test out of the box, with a sample input for `weir plugin test`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,12 +15,22 @@ pub struct NewArgs {
     /// The plugin kind.
     #[arg(long, value_enum)]
     kind: KindArg,
+    /// The language it is written in.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: Lang,
     /// Where to create it (default: ./NAME).
     #[arg(long)]
     path: Option<PathBuf>,
     /// The weir-sdk crate to depend on (default: the SDK this weir was built from).
     #[arg(long, env = "WEIR_SDK_PATH")]
     sdk: Option<PathBuf>,
+}
+
+/// The languages a plugin project can be made in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Lang {
+    Rust,
+    Python,
 }
 
 /// The SDK next to the sources this binary was built from.
@@ -44,17 +54,26 @@ pub fn run(args: NewArgs) -> Result<()> {
     if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} already exists and is not empty", dir.display());
     }
+    let kind = format!("{:?}", args.kind).to_lowercase();
+    let sample = match args.kind {
+        KindArg::Parser => PARSER_SAMPLE,
+        KindArg::Validator => VALIDATOR_SAMPLE,
+        KindArg::Aggregator => AGGREGATOR_SAMPLE,
+        KindArg::Transform => TRANSFORM_SAMPLE,
+    };
+    if args.lang == Lang::Python {
+        return super::plugin_python::create(&dir, name, &kind, &type_name(name), sample);
+    }
     let sdk = args.sdk.clone().unwrap_or_else(default_sdk);
     let sdk =
         sdk.canonicalize().with_context(|| format!("weir-sdk not found at {}; pass --sdk PATH", sdk.display()))?;
     let ty = type_name(name);
-    let (source, sample) = match args.kind {
-        KindArg::Parser => (PARSER, PARSER_SAMPLE),
-        KindArg::Validator => (VALIDATOR, VALIDATOR_SAMPLE),
-        KindArg::Aggregator => (AGGREGATOR, AGGREGATOR_SAMPLE),
-        KindArg::Transform => (TRANSFORM, TRANSFORM_SAMPLE),
+    let source = match args.kind {
+        KindArg::Parser => PARSER,
+        KindArg::Validator => VALIDATOR,
+        KindArg::Aggregator => AGGREGATOR,
+        KindArg::Transform => TRANSFORM,
     };
-    let kind = format!("{:?}", args.kind).to_lowercase();
     std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}", dir.display()))?;
     let files = [
         ("Cargo.toml", CARGO_TOML.replace("{name}", name).replace("{sdk}", &sdk.display().to_string())),

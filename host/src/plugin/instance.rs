@@ -67,6 +67,7 @@ impl PluginInstance {
             self.store.set_epoch_deadline(ticks);
         }
         self.store.data_mut().limiter.denied = false;
+        self.store.data_mut().last_error = None;
         f(&self.exports, &mut self.store).map_err(|e| self.classify(e))
     }
 
@@ -78,8 +79,8 @@ impl PluginInstance {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => PluginFailure::Timeout(self.limits.deadline.as_millis() as u64),
             Some(Trap::StackOverflow) => PluginFailure::Trap("stack overflow (recursion too deep)".into()),
-            Some(trap) => match state.panic_message() {
-                Some(panic) => PluginFailure::Trap(format!("panicked: {panic}")),
+            Some(trap) => match state.failure_message() {
+                Some(reason) => PluginFailure::Trap(reason),
                 None => PluginFailure::Trap(trap.to_string()),
             },
             None => PluginFailure::Trap(format!("{error:#}")),

@@ -28,6 +28,9 @@ pub struct PluginState {
     pub(crate) stderr: TailPipe,
     plugin: String,
     log: LogBudget,
+    /// The last error the guest logged during the current call: a Python plugin's SDK
+    /// logs an uncaught exception's traceback there just before the trap.
+    pub(crate) last_error: Option<String>,
     resources: Arc<Resources>,
 }
 
@@ -43,22 +46,47 @@ impl PluginState {
             stderr,
             plugin: plugin.to_string(),
             log: LogBudget::new(),
+            last_error: None,
             resources,
         }
     }
 
-    /// The message of a guest panic, read from what the Rust runtime wrote to stderr:
-    /// `thread '…' panicked at src/lib.rs:3:5:` followed by the message.
-    pub fn panic_message(&self) -> Option<String> {
+    /// Why the guest trapped (a trap itself carries no message): a Rust panic as its
+    /// runtime wrote it to stderr, or a Python traceback the SDK logged.
+    pub fn failure_message(&self) -> Option<String> {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().collect();
-        let header = lines.iter().rposition(|l| l.contains("panicked at "))?;
-        let at = lines[header].split("panicked at ").nth(1).unwrap_or("").trim_end_matches(':');
-        let message =
-            lines[header + 1..].iter().take_while(|l| !l.starts_with("note: ")).copied().collect::<Vec<_>>().join(" ");
-        Some(format!("{} (at {at})", message.trim()))
+        let logged: Vec<&str> = self.last_error.as_deref().map(|e| e.lines().collect()).unwrap_or_default();
+        rust_panic(&lines).or_else(|| python_exception(&logged)).or_else(|| python_exception(&lines))
     }
+}
+
+/// `thread '…' panicked at src/lib.rs:3:5:` followed by the message.
+fn rust_panic(lines: &[&str]) -> Option<String> {
+    let header = lines.iter().rposition(|l| l.contains("panicked at "))?;
+    let at = lines[header].split("panicked at ").nth(1).unwrap_or("").trim_end_matches(':');
+    let message =
+        lines[header + 1..].iter().take_while(|l| !l.starts_with("note: ")).copied().collect::<Vec<_>>().join(" ");
+    Some(format!("panicked: {} (at {at})", message.trim()))
+}
+
+/// The last `Traceback (most recent call last):`: its last line is the exception, the
+/// last `File "…", line N` before it where it was raised.
+fn python_exception(lines: &[&str]) -> Option<String> {
+    let header = lines.iter().rposition(|l| l.starts_with("Traceback (most recent call last):"))?;
+    let rest = &lines[header + 1..];
+    let exception = rest.iter().rev().find(|l| !l.trim().is_empty() && !l.starts_with(' '))?;
+    let at = rest.iter().rev().find_map(|l| {
+        let l = l.trim_start().strip_prefix("File \"")?;
+        let (file, rest) = l.split_once("\", line ")?;
+        let line = rest.split(',').next()?;
+        Some(format!("{}:{line}", file.rsplit('/').next().unwrap_or(file)))
+    });
+    Some(match at {
+        Some(at) => format!("raised {} (at {at})", exception.trim()),
+        None => format!("raised {}", exception.trim()),
+    })
 }
 
 impl WasiView for PluginState {
@@ -71,6 +99,9 @@ impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::LogLevel, mut message: String) {
+        if matches!(level, host::LogLevel::Error) {
+            self.last_error = Some(message.clone());
+        }
         let plugin = self.plugin.as_str();
         let Some(suppressed) = self.log.take(Instant::now()) else { return };
         if suppressed > 0 {
@@ -179,5 +210,20 @@ impl ResourceLimiter for MemoryCap {
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::python_exception;
+
+    #[test]
+    fn a_python_traceback_gives_the_exception_and_where() {
+        let text = "Traceback (most recent call last):\n  File \"/1/weir_sdk/_exports.py\", line 120, in call\n    \
+                    return method(self, *args)\n  File \"/0/fares.py\", line 14, in validate\n    raise ValueError(f)\n\
+                    ValueError: fare 13.0 is unlucky\n";
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(python_exception(&lines).unwrap(), "raised ValueError: fare 13.0 is unlucky (at fares.py:14)");
+        assert_eq!(python_exception(&["nothing"]), None);
     }
 }
