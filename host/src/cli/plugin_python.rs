@@ -157,15 +157,6 @@ pub fn create(dir: &Path, name: &str, kind: &str, ty: &str, sample: &str) -> Res
     Ok(())
 }
 
-fn kind_name(kind: PluginKind) -> &'static str {
-    match kind {
-        PluginKind::Parser => "parser",
-        PluginKind::Validator => "validator",
-        PluginKind::Transform => "transform",
-        PluginKind::Aggregator => "aggregator",
-    }
-}
-
 /// Writes the WIT and the SDK into `dir`, as componentize-py reads them.
 fn write_toolkit(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let wit = dir.join("wit");
@@ -194,7 +185,7 @@ pub fn build(project: &Project) -> Result<PathBuf> {
         ),
         Ok(_) => {}
     }
-    let kind = kind_name(project.kind);
+    let kind = project.kind.name();
     let tmp = tempfile::tempdir().context("a directory for the build")?;
     let (wit, sdk) = write_toolkit(tmp.path())?;
     let entry = tmp.path().join("entry");

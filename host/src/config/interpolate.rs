@@ -1,6 +1,6 @@
 //! `${VAR}` and `${VAR:-default}` in the pipeline file, from the environment. `$$`
 //! writes a literal `$`. An unset variable without a default is an error that names
-//! the variable and the line.
+//! the variable and the line, except on a comment line, which is left as it is.
 
 /// Replaces the references in `text`, reading variables through `lookup`.
 pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -34,6 +34,10 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
         match (value, default) {
             (Some(value), _) => out.push_str(&value),
             (None, Some(default)) => out.push_str(default),
+            // A commented-out line may name a variable this deployment does not set.
+            (None, None) if in_comment(text, text.len() - rest.len() + at) => {
+                out.push_str(&rest[at..at + 2 + end + 1]);
+            }
             (None, None) => {
                 return Err(format!(
                     "line {line}: environment variable {name} is not set (write ${{{name}:-default}} for a fallback)"
@@ -44,6 +48,12 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resul
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Whether byte `at` of `text` is on a line that starts with `#`.
+fn in_comment(text: &str, at: usize) -> bool {
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    text[start..at].trim_start().starts_with('#')
 }
 
 fn first_line(text: &str) -> &str {
@@ -60,6 +70,17 @@ mod tests {
             "EMPTY" => Some(String::new()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn an_unset_variable_on_a_comment_line_is_left_alone() {
+        let text = "# url = \"${NOPE}\"\n  # also ${NOPE:-x} and ${BROKERS}\nname = \"x\"\n";
+        assert_eq!(
+            interpolate(text, env).unwrap(),
+            "# url = \"${NOPE}\"\n  # also x and localhost:9092\nname = \"x\"\n"
+        );
+        let err = interpolate("name = \"x\" # ${NOPE}\n", env).unwrap_err();
+        assert!(err.contains("NOPE"), "only whole comment lines: {err}");
     }
 
     #[test]

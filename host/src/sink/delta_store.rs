@@ -45,7 +45,7 @@ pub fn check_options(path: &str, options: &HashMap<String, String>) -> Result<()
                 return Err(anyhow!("path {path:?}: name the bucket, as in s3://BUCKET/PATH"));
             }
             for key in options.keys() {
-                AmazonS3ConfigKey::from_str(key).map_err(|_| {
+                AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase()).map_err(|_| {
                     anyhow!("storage.{key}: not an S3 option (e.g. aws_endpoint, aws_region, aws_allow_http)")
                 })?;
             }
@@ -72,7 +72,8 @@ impl ObjectStoreFactory for S3Store {
     fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> DeltaResult<(ObjectStoreRef, Path)> {
         let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
         for (key, value) in &config.raw {
-            if let Ok(key) = AmazonS3ConfigKey::from_str(key) {
+            // Keys as the AWS tools spell them (AWS_REGION) work too.
+            if let Ok(key) = AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase()) {
                 builder = builder.with_config(key, value);
             }
         }
@@ -119,5 +120,6 @@ mod tests {
         let err = check_options("s3:///rides", &HashMap::new()).unwrap_err();
         assert!(err.to_string().contains("name the bucket"), "{err}");
         assert!(check_options("file:///tmp/rides", &HashMap::new()).is_ok());
+        assert!(check_options("s3://lake/rides", &opts(&[("AWS_REGION", "eu-west-1")])).is_ok());
     }
 }
