@@ -23,6 +23,23 @@ fn sqlite_windows(db: &Path) -> BTreeMap<(i64, String), (i64, f64)> {
     rows.map(Result::unwrap).collect()
 }
 
+/// The trips the windows count.
+fn trips_in(windows: &BTreeMap<(i64, String), (i64, f64)>) -> usize {
+    windows.values().map(|(n, _)| *n as usize).sum()
+}
+
+/// The records of the test's two input files.
+fn input_lines(input: &Path) -> usize {
+    ["a.jsonl", "b.jsonl"].iter().map(|f| std::fs::read_to_string(input.join(f)).unwrap().lines().count()).sum()
+}
+
+/// The outbox entries not yet delivered, in the SQLite sink at `db`.
+fn outbox_entries(db: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row("SELECT count(*) FROM weir_outbox", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
+}
+
 fn weir(args: &[&str], data: &Path) -> std::process::Output {
     Command::new(weir_bin())
         .args(args)
@@ -93,11 +110,7 @@ fn redis_out_of_reach_pauses_delivery_and_it_resumes_exactly_once() {
     redis.stop();
     std::fs::write(input.join("b.jsonl"), trips(20..40, (5.0, 40.0), None)).unwrap();
     let db = dir.path().join("rides.db");
-    let pending = || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        conn.query_row("SELECT count(*) FROM weir_outbox", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
-    };
+    let pending = || outbox_entries(&db);
     until("readiness naming Redis", || {
         let (code, body) = http_get(&addr, "/readyz");
         code == 503 && body.contains(&format!("127.0.0.1:{}", redis.port))
@@ -111,12 +124,7 @@ fn redis_out_of_reach_pauses_delivery_and_it_resumes_exactly_once() {
     assert_eq!(pending(), 0, "every entry delivered and forgotten");
     let stored = sqlite_windows(&db);
     assert_eq!(redis_windows(&redis, "rides"), stored, "Redis holds the sink's rows, none twice or missing");
-    let trips_in: usize = stored.values().map(|(n, _)| *n as usize).sum();
-    let lines = (std::fs::read_to_string(input.join("a.jsonl")).unwrap()
-        + &std::fs::read_to_string(input.join("b.jsonl")).unwrap())
-        .lines()
-        .count();
-    assert_eq!(trips_in, lines, "every trip counted once");
+    assert_eq!(trips_in(&stored), input_lines(&input), "every trip counted once");
     let (key, hash) = redis_hashes(&redis, "rides").into_iter().next().unwrap();
     assert_eq!(hash["is_final"], "true", "{key}: {hash:?}");
     let ttl: i64 = redis.cli(&["PTTL", &key]).trim().parse().unwrap();
@@ -148,11 +156,7 @@ fn a_delta_table_on_s3_out_of_reach_pauses_delivery_and_it_resumes_exactly_once(
     relay.cut();
     std::fs::write(input.join("b.jsonl"), trips(20..40, (5.0, 40.0), None)).unwrap();
     let db = dir.path().join("rides.db");
-    let pending = || {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        conn.query_row("SELECT count(*) FROM weir_outbox", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
-    };
+    let pending = || outbox_entries(&db);
     until("readiness naming the Delta table", || {
         if host.try_wait().unwrap().is_some() {
             let mut log = String::new();
@@ -172,10 +176,7 @@ fn a_delta_table_on_s3_out_of_reach_pauses_delivery_and_it_resumes_exactly_once(
     let stored = sqlite_windows(&db);
     let read = read();
     assert_eq!(delta_windows(&read), stored, "the table's latest revisions are the sink's rows, none missing");
-    let trips_in: usize = stored.values().map(|(n, _)| *n as usize).sum();
-    let lines: usize =
-        ["a.jsonl", "b.jsonl"].iter().map(|f| std::fs::read_to_string(input.join(f)).unwrap().lines().count()).sum();
-    assert_eq!(trips_in, lines, "every trip counted once");
+    assert_eq!(trips_in(&stored), input_lines(&input), "every trip counted once");
     let conn = rusqlite::Connection::open(&db).unwrap();
     let last: i64 = conn.query_row("SELECT seq FROM weir_outbox_seq", [], |r| r.get(0)).unwrap();
     assert_eq!(read["txn"].as_i64(), Some(last), "the log's txn action names the last entry delivered");
