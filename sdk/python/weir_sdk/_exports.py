@@ -29,7 +29,8 @@ def _defs(columns, what):
     try:
         return [wit.ColumnDef(name=c.name, ty=_wit_type(c.type), nullable=c.nullable) for c in columns]
     except AttributeError:
-        raise ConfigError(f"{what} must be a list of weir_sdk.column(...)") from None
+        # init's error result: the plugin is refused at load with this message.
+        raise Err(f"{what} must be a list of weir_sdk.column(...)") from None
 
 
 def _unpack(packed):
@@ -191,10 +192,7 @@ def export(kind):
             def init(self, config):
                 _init(self, config)
                 type(self).inputs = list(self.plugin.inputs)
-                try:
-                    return w.ValidatorInfo(inputs=_defs(self.inputs, "inputs"))
-                except ConfigError as e:
-                    raise Err(str(e))
+                return w.ValidatorInfo(inputs=_defs(self.inputs, "inputs"))
 
             @_guarded
             def validate(self, events):
@@ -212,10 +210,7 @@ def export(kind):
             def init(self, config):
                 _init(self, config)
                 type(self).inputs, type(self).outputs = list(self.plugin.inputs), list(self.plugin.outputs)
-                try:
-                    return w.TransformInfo(inputs=_defs(self.inputs, "inputs"), outputs=_defs(self.outputs, "outputs"))
-                except ConfigError as e:
-                    raise Err(str(e))
+                return w.TransformInfo(inputs=_defs(self.inputs, "inputs"), outputs=_defs(self.outputs, "outputs"))
 
             @_guarded
             def apply(self, events):
@@ -237,10 +232,7 @@ def export(kind):
                 times = [c.name for c in self.outputs if c.type == "timestamp-ms"]
                 if time not in times:
                     raise Err(f"event_time {time!r} must name a TIMESTAMP_MS output column: {', '.join(times) or 'none'}")
-                try:
-                    return w.ParserInfo(outputs=_defs(self.outputs, "outputs"), event_time_column=time)
-                except ConfigError as e:
-                    raise Err(str(e))
+                return w.ParserInfo(outputs=_defs(self.outputs, "outputs"), event_time_column=time)
 
             @_guarded
             def parse(self, batch):
@@ -282,14 +274,11 @@ def export(kind):
                 _init(self, config)
                 p = self.plugin
                 type(self).inputs, type(self).outputs = list(p.inputs), list(p.outputs)
-                try:
-                    return w.AggregatorInfo(
-                        inputs=_defs(self.inputs, "inputs"),
-                        outputs=_defs(self.outputs, "outputs"),
-                        state_version=int(p.state_version),
-                    )
-                except ConfigError as e:
-                    raise Err(str(e))
+                return w.AggregatorInfo(
+                    inputs=_defs(self.inputs, "inputs"),
+                    outputs=_defs(self.outputs, "outputs"),
+                    state_version=int(p.state_version),
+                )
 
             @_guarded
             def create(self):
